@@ -14,88 +14,85 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
+// Package v1beta1 holds the admission webhooks of TServer: defaulting of node-local volume
+// ownership and mode, and the validation rules every TServer must satisfy.
 package v1beta1
 
 import (
 	"context"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	k8sv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 )
 
-// nolint:unused
-// log is for logging in this package.
-var tserverlog = logf.Log.WithName("tserver-resource")
-
-// SetupTServerWebhookWithManager registers the webhook for TServer in the manager.
+// SetupTServerWebhookWithManager registers the TServer defaulting and validating webhooks.
 func SetupTServerWebhookWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewWebhookManagedBy(mgr, &k8sv1beta1.TServer{}).
+	return ctrl.NewWebhookManagedBy(mgr, &tarsv1beta1.TServer{}).
 		WithValidator(&TServerValidator{}).
 		WithDefaulter(&TServerDefaulter{}).
 		Complete()
 }
 
-// TODO(user): EDIT THIS FILE!  THIS IS SCAFFOLDING FOR YOU TO OWN!
+// +kubebuilder:webhook:path=/mutate-k8s-tars-io-v1beta1-tserver,mutating=true,failurePolicy=fail,sideEffects=None,groups=k8s.tars.io,resources=tservers,verbs=create;update,versions=v1beta1,name=mtserver-v1beta1.kb.io,admissionReviewVersions=v1,timeoutSeconds=10
 
-// +kubebuilder:webhook:path=/mutate-k8s-tars-io-v1beta1-tserver,mutating=true,failurePolicy=fail,sideEffects=None,groups=k8s.tars.io,resources=tservers,verbs=create;update,versions=v1beta1,name=mtserver-v1beta1.kb.io,admissionReviewVersions=v1
+// TServerDefaulter fills in what a TServer may leave out.
+type TServerDefaulter struct{}
 
-// TServerDefaulter struct is responsible for setting default values on the custom resource of the
-// Kind TServer when those are created or updated.
-//
-// NOTE: The +kubebuilder:object:generate=false marker prevents controller-gen from generating DeepCopy methods,
-// as it is used only for temporary operations and does not need to be deeply copied.
-type TServerDefaulter struct {
-	// TODO(user): Add more fields as needed for defaulting
-}
-
-// Default implements admission.Defaulter so a webhook will be registered for the Kind TServer.
-func (d *TServerDefaulter) Default(_ context.Context, obj *k8sv1beta1.TServer) error {
-	tserverlog.Info("Defaulting for TServer", "name", obj.GetName())
-
-	// TODO(user): fill in your defaulting logic.
-
+// Default implements admission.Defaulter.
+func (d *TServerDefaulter) Default(_ context.Context, ts *tarsv1beta1.TServer) error {
+	DefaultTServer(ts)
 	return nil
 }
 
-// TODO(user): change verbs to "verbs=create;update;delete" if you want to enable deletion validation.
-// NOTE: If you want to customise the 'path', use the flags '--defaulting-path' or '--validation-path'.
-// +kubebuilder:webhook:path=/validate-k8s-tars-io-v1beta1-tserver,mutating=false,failurePolicy=fail,sideEffects=None,groups=k8s.tars.io,resources=tservers,verbs=create;update,versions=v1beta1,name=vtserver-v1beta1.kb.io,admissionReviewVersions=v1
-
-// TServerValidator struct is responsible for validating the TServer resource
-// when it is created, updated, or deleted.
-//
-// NOTE: The +kubebuilder:object:generate=false marker prevents controller-gen from generating DeepCopy methods,
-// as this struct is used only for temporary operations and does not need to be deeply copied.
-type TServerValidator struct {
-	// TODO(user): Add more fields as needed for validation
+// DefaultTServer gives every tLocalVolume whose uid, gid or mode is missing or empty the
+// defaults "0", "0" and "755".
+func DefaultTServer(ts *tarsv1beta1.TServer) {
+	for i := range ts.Spec.K8S.Mounts {
+		lv := ts.Spec.K8S.Mounts[i].Source.TLocalVolume
+		if lv == nil {
+			continue
+		}
+		if lv.UID == "" {
+			lv.UID = tarsv1beta1.DefaultLocalVolumeUID
+		}
+		if lv.GID == "" {
+			lv.GID = tarsv1beta1.DefaultLocalVolumeGID
+		}
+		if lv.Mode == "" {
+			lv.Mode = tarsv1beta1.DefaultLocalVolumeMode
+		}
+	}
 }
 
-// ValidateCreate implements admission.Validator so a webhook will be registered for the type TServer.
-func (v *TServerValidator) ValidateCreate(_ context.Context, obj *k8sv1beta1.TServer) (admission.Warnings, error) {
-	tserverlog.Info("Validation for TServer upon creation", "name", obj.GetName())
+// +kubebuilder:webhook:path=/validate-k8s-tars-io-v1beta1-tserver,mutating=false,failurePolicy=fail,sideEffects=None,groups=k8s.tars.io,resources=tservers,verbs=create;update,versions=v1beta1,name=vtserver-v1beta1.kb.io,admissionReviewVersions=v1,timeoutSeconds=10
 
-	// TODO(user): fill in your validation logic upon object creation.
+// TServerValidator rejects TServers that break the rules of ValidateTServer and
+// ValidateTServerUpdate, reporting every violation with its field path.
+type TServerValidator struct{}
 
+// ValidateCreate implements admission.Validator.
+func (v *TServerValidator) ValidateCreate(_ context.Context, ts *tarsv1beta1.TServer) (admission.Warnings, error) {
+	return nil, invalid(ts, ValidateTServer(ts))
+}
+
+// ValidateUpdate implements admission.Validator.
+func (v *TServerValidator) ValidateUpdate(_ context.Context, oldTS, newTS *tarsv1beta1.TServer) (admission.Warnings, error) {
+	return nil, invalid(newTS, ValidateTServerUpdate(oldTS, newTS))
+}
+
+// ValidateDelete implements admission.Validator; deletion is always allowed.
+func (v *TServerValidator) ValidateDelete(context.Context, *tarsv1beta1.TServer) (admission.Warnings, error) {
 	return nil, nil
 }
 
-// ValidateUpdate implements admission.Validator so a webhook will be registered for the type TServer.
-func (v *TServerValidator) ValidateUpdate(_ context.Context, oldObj, newObj *k8sv1beta1.TServer) (admission.Warnings, error) {
-	tserverlog.Info("Validation for TServer upon update", "name", newObj.GetName())
-
-	// TODO(user): fill in your validation logic upon object update.
-
-	return nil, nil
-}
-
-// ValidateDelete implements admission.Validator so a webhook will be registered for the type TServer.
-func (v *TServerValidator) ValidateDelete(_ context.Context, obj *k8sv1beta1.TServer) (admission.Warnings, error) {
-	tserverlog.Info("Validation for TServer upon deletion", "name", obj.GetName())
-
-	// TODO(user): fill in your validation logic upon object deletion.
-
-	return nil, nil
+// invalid turns errs into the API's Invalid status, so kubectl prints each field path.
+func invalid(ts *tarsv1beta1.TServer, errs field.ErrorList) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return apierrors.NewInvalid(tarsv1beta1.GroupVersion.WithKind("TServer").GroupKind(), ts.Name, errs)
 }

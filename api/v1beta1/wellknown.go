@@ -1,0 +1,70 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1beta1
+
+import "strings"
+
+// Labels, annotations and names shared by the webhooks, the controller and the node agent.
+// Their values are TarsK8S's, so that clusters moving from it keep their volumes.
+const (
+	// LabelServerApp carries spec.app on pods, claims and volumes.
+	LabelServerApp = "tars.io/ServerApp"
+	// LabelServerName carries spec.server on pods, claims and volumes.
+	LabelServerName = "tars.io/ServerName"
+	// LabelLocalVolume carries the mount name on node-local claims and volumes.
+	LabelLocalVolume = "tars.io/LocalVolume"
+	// LabelSupportLocalVolume marks the nodes where node-local volumes may be provisioned.
+	LabelSupportLocalVolume = "tars.io/SupportLocalVolume"
+
+	// AnnotationLocalVolumeUID is the owner uid a claim's directory must have.
+	AnnotationLocalVolumeUID = "tars.io/LocalVolumeUID"
+	// AnnotationLocalVolumeGID is the group id a claim's directory must have.
+	AnnotationLocalVolumeGID = "tars.io/LocalVolumeGID"
+	// AnnotationLocalVolumeMode is the octal permission bits a claim's directory must have.
+	AnnotationLocalVolumeMode = "tars.io/LocalVolumeMode"
+
+	// StorageClassName is the class of every node-local claim and volume.
+	StorageClassName = "t-storage-class"
+	// DelayBindVolumeName is the claim that pins a host-network, host-IPC or host-port server to
+	// its node. It stores nothing, so no mount may take its name.
+	DelayBindVolumeName = "delay-bind"
+
+	// DefaultLocalVolumeUID is the uid of a tLocalVolume that gives none.
+	DefaultLocalVolumeUID = "0"
+	// DefaultLocalVolumeGID is the gid of a tLocalVolume that gives none.
+	DefaultLocalVolumeGID = "0"
+	// DefaultLocalVolumeMode is the mode of a tLocalVolume that gives none.
+	DefaultLocalVolumeMode = "755"
+)
+
+// Patterns of the TServer fields that the validating webhook checks; the CRD schema's markers
+// carry the same strings (a test keeps them equal).
+const (
+	// IdentifierPattern is what spec.app, spec.server and servant and port names must match.
+	IdentifierPattern = `^[A-Za-z][0-9A-Za-z]*$`
+	// LocalVolumeIDPattern is what a tLocalVolume's uid and gid must match.
+	LocalVolumeIDPattern = `^(0|[1-9][0-9]{0,5})$`
+	// LocalVolumeModePattern is what a tLocalVolume's mode must match: three octal digits, each
+	// 1 to 7, with an optional leading 0 (the seed's pattern, enforced on purpose).
+	LocalVolumeModePattern = `^0?[1-7]{3,3}$`
+)
+
+// ResourceName is the name a TServer of this app and server must have, and the name of its
+// StatefulSet and Service: lower(app)-lower(server).
+func ResourceName(app, server string) string {
+	return strings.ToLower(app) + "-" + strings.ToLower(server)
+}
