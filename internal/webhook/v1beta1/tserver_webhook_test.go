@@ -17,70 +17,187 @@ limitations under the License.
 package v1beta1
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
-	k8sv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
-	// TODO (user): Add any additional imports if needed
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 )
 
-var _ = Describe("TServer Webhook", func() {
-	var (
-		obj       *k8sv1beta1.TServer
-		oldObj    *k8sv1beta1.TServer
-		validator TServerValidator
-		defaulter TServerDefaulter
+var samplesDir = filepath.Join("..", "..", "..", "config", "samples")
+
+// unstructuredFrom decodes YAML as it is, so that empty strings reach the API server as sent.
+func unstructuredFrom(doc string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	Expect(yaml.Unmarshal([]byte(doc), &u.Object)).To(Succeed())
+	u.SetNamespace("default")
+	return u
+}
+
+func sampleFile(name string) string {
+	data, err := os.ReadFile(filepath.Join(samplesDir, name))
+	Expect(err).NotTo(HaveOccurred())
+	return string(data)
+}
+
+func localVolumeOf(key types.NamespacedName) *tarsv1beta1.TLocalVolume {
+	ts := &tarsv1beta1.TServer{}
+	Expect(k8sClient.Get(ctx, key, ts)).To(Succeed())
+	Expect(ts.Spec.K8S.Mounts).NotTo(BeEmpty())
+	return ts.Spec.K8S.Mounts[0].Source.TLocalVolume
+}
+
+const localVolumeServer = `
+apiVersion: k8s.tars.io/v1beta1
+kind: TServer
+metadata:
+  name: demo-volumes
+spec:
+  app: Demo
+  server: Volumes
+  subType: normal
+  normal:
+    ports: [{name: http, port: 8080}]
+  k8s:
+    mounts:
+    - name: data
+      mountPath: /data
+      source:
+        tLocalVolume: LOCAL_VOLUME
+`
+
+var _ = Describe("TServer admission through the API server", func() {
+	AfterEach(func() {
+		Expect(k8sClient.DeleteAllOf(ctx, &tarsv1beta1.TServer{}, client.InNamespace("default"))).To(Succeed())
+	})
+
+	It("stores the seed's tarslog with its values", func() {
+		Expect(k8sClient.Create(ctx, unstructuredFrom(sampleFile("tars-tarslog.yaml")))).To(Succeed())
+
+		ts := &tarsv1beta1.TServer{}
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: "default", Name: "tars-tarslog"}, ts)).To(Succeed())
+		Expect(ts.Spec.App).To(Equal("tars"))
+		Expect(ts.Spec.Server).To(Equal("tarslog"))
+		Expect(ts.Spec.K8S.Replicas).To(Equal(int32(2)))
+		Expect(ts.Spec.K8S.Env).To(HaveLen(2))
+		Expect(ts.Spec.K8S.Mounts).To(HaveLen(1))
+		Expect(ts.Spec.K8S.Mounts[0].MountPath).To(Equal("/usr/local/app/tars/remote_app_log"))
+		Expect(ts.Spec.K8S.Mounts[0].Source.TLocalVolume).To(Equal(&tarsv1beta1.TLocalVolume{UID: "1000", GID: "0", Mode: "755"}))
+		By("filling the schema's defaults")
+		Expect(ts.Spec.K8S.PodManagementPolicy).To(BeEquivalentTo("Parallel"))
+		Expect(ts.Spec.K8S.ImagePullPolicy).To(BeEquivalentTo("IfNotPresent"))
+	})
+
+	It("stores the seed's tarsconfig", func() {
+		Expect(k8sClient.Create(ctx, unstructuredFrom(sampleFile("tars-tarsconfig.yaml")))).To(Succeed())
+	})
+
+	DescribeTable("defaults a tLocalVolume's missing or empty fields",
+		func(localVolume string, want tarsv1beta1.TLocalVolume) {
+			u := unstructuredFrom(strings.Replace(localVolumeServer, "LOCAL_VOLUME", localVolume, 1))
+			Expect(k8sClient.Create(ctx, u)).To(Succeed())
+			Expect(localVolumeOf(types.NamespacedName{Namespace: "default", Name: "demo-volumes"})).To(Equal(&want))
+		},
+		Entry("an empty object", "{}", tarsv1beta1.TLocalVolume{UID: "0", GID: "0", Mode: "755"}),
+		Entry("empty strings", `{uid: "", gid: "", mode: ""}`, tarsv1beta1.TLocalVolume{UID: "0", GID: "0", Mode: "755"}),
+		Entry("only a uid", `{uid: "1000"}`, tarsv1beta1.TLocalVolume{UID: "1000", GID: "0", Mode: "755"}),
+		Entry("an empty mode", `{uid: "7", gid: "8", mode: ""}`, tarsv1beta1.TLocalVolume{UID: "7", GID: "8", Mode: "755"}),
 	)
 
-	BeforeEach(func() {
-		obj = &k8sv1beta1.TServer{}
-		oldObj = &k8sv1beta1.TServer{}
-		validator = TServerValidator{}
-		Expect(validator).NotTo(BeNil(), "Expected validator to be initialized")
-		defaulter = TServerDefaulter{}
-		Expect(defaulter).NotTo(BeNil(), "Expected defaulter to be initialized")
-		Expect(oldObj).NotTo(BeNil(), "Expected oldObj to be initialized")
-		Expect(obj).NotTo(BeNil(), "Expected obj to be initialized")
+	It("rejects each invalid sample with its field path and stores nothing", func() {
+		files, err := filepath.Glob(filepath.Join(samplesDir, "invalid", "*.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(files).NotTo(BeEmpty())
+		for _, file := range files {
+			data, err := os.ReadFile(file)
+			Expect(err).NotTo(HaveOccurred())
+			expect := expectedField(data)
+			Expect(expect).NotTo(BeEmpty(), file)
+
+			u := unstructuredFrom(string(data))
+			err = k8sClient.Create(ctx, u)
+			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%s: want Invalid, got %v", file, err)
+			Expect(err.Error()).To(ContainSubstring(expect+":"), file)
+
+			Expect(apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(u), &tarsv1beta1.TServer{}))).
+				To(BeTrue(), "%s was stored", file)
+		}
 	})
 
-	AfterEach(func() {
-		// TODO (user): Add any teardown logic common to all tests
+	It("reports every invalid field of one object together", func() {
+		doc := strings.Replace(localVolumeServer, "LOCAL_VOLUME", `{uid: "-1", gid: "01", mode: "750"}`, 1)
+		err := k8sClient.Create(ctx, unstructuredFrom(doc))
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+		for _, f := range []string{"uid", "gid", "mode"} {
+			Expect(err.Error()).To(ContainSubstring("spec.k8s.mounts[0].source.tLocalVolume." + f + ": Invalid value"))
+		}
 	})
 
-	Context("When creating TServer under Defaulting Webhook", func() {
-		// TODO (user): Add logic for defaulting webhooks
-		// Example:
-		// It("Should apply defaults when a required field is empty", func() {
-		//     By("simulating a scenario where defaults should be applied")
-		//     obj.SomeFieldWithDefault = ""
-		//     By("calling the Default method to apply defaults")
-		//     defaulter.Default(ctx, obj)
-		//     By("checking that the default values are set")
-		//     Expect(obj.SomeFieldWithDefault).To(Equal("default_value"))
-		// })
+	It("rejects a change of app, server or subType", func() {
+		Expect(k8sClient.Create(ctx, unstructuredFrom(sampleFile("tars-tarslog.yaml")))).To(Succeed())
+		key := types.NamespacedName{Namespace: "default", Name: "tars-tarslog"}
+		for path, change := range map[string]func(*tarsv1beta1.TServer){
+			"spec.app":     func(ts *tarsv1beta1.TServer) { ts.Spec.App = "Tars" },
+			"spec.server":  func(ts *tarsv1beta1.TServer) { ts.Spec.Server = "TarsLog" },
+			"spec.subType": func(ts *tarsv1beta1.TServer) { ts.Spec.SubType = tarsv1beta1.SubTypeNormal },
+		} {
+			ts := &tarsv1beta1.TServer{}
+			Expect(k8sClient.Get(ctx, key, ts)).To(Succeed())
+			change(ts)
+			err := k8sClient.Update(ctx, ts)
+			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%s: got %v", path, err)
+			Expect(err.Error()).To(ContainSubstring(path + ": Invalid value"))
+		}
 	})
 
-	Context("When creating or updating TServer under Validating Webhook", func() {
-		// TODO (user): Add logic for validating webhooks
-		// Example:
-		// It("Should deny creation if a required field is missing", func() {
-		//     By("simulating an invalid creation scenario")
-		//     obj.SomeRequiredField = ""
-		//     Expect(validator.ValidateCreate(ctx, obj)).Error().To(HaveOccurred())
-		// })
-		//
-		// It("Should admit creation if all required fields are present", func() {
-		//     By("simulating an invalid creation scenario")
-		//     obj.SomeRequiredField = "valid_value"
-		//     Expect(validator.ValidateCreate(ctx, obj)).To(BeNil())
-		// })
-		//
-		// It("Should validate updates correctly", func() {
-		//     By("simulating a valid update scenario")
-		//     oldObj.SomeRequiredField = "updated_value"
-		//     obj.SomeRequiredField = "updated_value"
-		//     Expect(validator.ValidateUpdate(ctx, oldObj, obj)).To(BeNil())
-		// })
+	It("defaults and validates updates too", func() {
+		Expect(k8sClient.Create(ctx, unstructuredFrom(sampleFile("tars-tarslog.yaml")))).To(Succeed())
+		key := types.NamespacedName{Namespace: "default", Name: "tars-tarslog"}
+		setLocalVolume := func(uid, mode string) error {
+			u := &unstructured.Unstructured{}
+			u.SetGroupVersionKind(tarsv1beta1.GroupVersion.WithKind("TServer"))
+			Expect(k8sClient.Get(ctx, key, u)).To(Succeed())
+			mounts, _, err := unstructured.NestedSlice(u.Object, "spec", "k8s", "mounts")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(unstructured.SetNestedStringMap(mounts[0].(map[string]any), map[string]string{"uid": uid, "mode": mode},
+				"source", "tLocalVolume")).To(Succeed())
+			Expect(unstructured.SetNestedSlice(u.Object, mounts, "spec", "k8s", "mounts")).To(Succeed())
+			return k8sClient.Update(ctx, u)
+		}
+
+		By("sending an empty mode and no gid, which come back defaulted")
+		Expect(setLocalVolume("2000", "")).To(Succeed())
+		Expect(localVolumeOf(key)).To(Equal(&tarsv1beta1.TLocalVolume{UID: "2000", GID: "0", Mode: "755"}))
+
+		By("refusing mode 750")
+		err := setLocalVolume("2000", "750")
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+		Expect(err.Error()).To(ContainSubstring("spec.k8s.mounts[0].source.tLocalVolume.mode"))
 	})
 
+	It("scales through the scale subresource, as kubectl scale does", func() {
+		Expect(k8sClient.Create(ctx, unstructuredFrom(sampleFile("tars-tarslog.yaml")))).To(Succeed())
+		ts := &tarsv1beta1.TServer{}
+		key := types.NamespacedName{Namespace: "default", Name: "tars-tarslog"}
+		Expect(k8sClient.Get(ctx, key, ts)).To(Succeed())
+
+		scale := &autoscalingv1.Scale{}
+		Expect(k8sClient.SubResource("scale").Get(ctx, ts, scale)).To(Succeed())
+		Expect(scale.Spec.Replicas).To(Equal(int32(2)))
+		scale.Spec.Replicas = 5
+		Expect(k8sClient.SubResource("scale").Update(ctx, ts, client.WithSubResourceBody(scale))).To(Succeed())
+
+		Expect(k8sClient.Get(ctx, key, ts)).To(Succeed())
+		Expect(ts.Spec.K8S.Replicas).To(Equal(int32(5)))
+	})
 })
