@@ -117,8 +117,13 @@ build: manifests generate fmt vet ## Build manager binary.
 	go build -o bin/manager cmd/main.go
 
 .PHONY: run
-run: manifests generate fmt vet ## Run a controller from your host.
+run: manifests generate fmt vet build kube-binaries ## Run a local cluster with the operator until Ctrl-C (USE_EXISTING_CLUSTER=true: only the manager, against the current kubeconfig).
+ifeq ($(USE_EXISTING_CLUSTER),true)
 	go run ./cmd/main.go
+else
+	go build -o "$(LOCALBIN)/run-local" ./hack/run-local
+	"$(LOCALBIN)/run-local" --bin-dir "$(KUBE_BIN_DIR)" --manager "$(LOCALBIN)/manager" --state-dir .local
+endif
 
 # If you wish to build the manager image targeting other platforms you can use the --platform flag.
 # (i.e. docker build --platform linux/arm64). However, you must enable docker buildKit for it.

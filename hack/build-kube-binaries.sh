@@ -96,8 +96,13 @@ build_kwok() {
 	# kwok simulates node and pod lifecycles from "stage" configs shipped in its module.
 	local moddir
 	moddir=$(GOFLAGS= go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
-	rm -rf "$OUT_DIR/kwok-stages" && mkdir -p "$OUT_DIR/kwok-stages"
-	cp -r "$moddir/kustomize/stage/." "$OUT_DIR/kwok-stages/"
+	# Only the stage YAMLs: the module's Go files would become packages of this module under bin/.
+	rm -rf "$OUT_DIR/kwok-stages"
+	(cd "$moddir/kustomize/stage" && find . -name '*.yaml' ! -name kustomization.yaml ! -path '*/testdata/*') |
+		while read -r f; do
+			mkdir -p "$OUT_DIR/kwok-stages/$(dirname "$f")"
+			cp "$moddir/kustomize/stage/$f" "$OUT_DIR/kwok-stages/$f"
+		done
 	chmod -R u+w "$OUT_DIR/kwok-stages"
 	stamp kwok "$KWOK_VERSION"
 }

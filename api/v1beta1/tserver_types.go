@@ -74,6 +74,8 @@ type TServerSpec struct {
 
 	// K8S says how the server runs on Kubernetes: replicas, environment, host networking,
 	// placement, resources and volumes, including node-local volumes (tLocalVolume).
+	// +kubebuilder:default={}
+	// +optional
 	K8S TServerK8S `json:"k8s"`
 }
 

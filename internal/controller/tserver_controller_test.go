@@ -33,7 +33,7 @@ import (
 var _ = Describe("TServer Controller", func() {
 	Context("When reconciling a resource", func() {
 		const (
-			resourceName      = "test-resource"
+			resourceName      = "tars-tarslog"
 			resourceNamespace = "default"
 		)
 
@@ -54,7 +54,10 @@ var _ = Describe("TServer Controller", func() {
 						Name:      resourceName,
 						Namespace: resourceNamespace,
 					},
-					// TODO(user): Specify other spec details if needed.
+					Spec: k8sv1beta1.TServerSpec{
+						App: "tars", Server: "tarslog", SubType: k8sv1beta1.SubTypeTars,
+						Tars: &k8sv1beta1.TServerTars{},
+					},
 				}
 				Expect(k8sClient.Create(ctx, resource)).To(Succeed())
 			}

@@ -1,0 +1,205 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package localcluster runs a Kubernetes cluster on this machine from the binaries that
+// `make kube-binaries` builds: etcd and kube-apiserver (through controller-runtime's envtest),
+// with the operator's CRDs installed and its webhook configurations registered against a webhook
+// server on localhost, so the API server really calls it. `make run` and the end-to-end tests both
+// use it; everything it keeps (kubeconfig, certificates, etcd data, logs) lives in one state
+// directory that each start cleans.
+package localcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// Options say where the cluster's inputs are and where it keeps its state.
+type Options struct {
+	// BinaryDir holds etcd and kube-apiserver (bin/k8s/<version>).
+	BinaryDir string
+	// StateDir holds everything the cluster writes; it is emptied at start.
+	StateDir string
+	// CRDPaths are files or directories of CustomResourceDefinitions to install.
+	CRDPaths []string
+	// WebhookPaths are files or directories of webhook configurations to register; their
+	// clientConfig is pointed at the local webhook server.
+	WebhookPaths []string
+}
+
+// Cluster is a running local cluster.
+type Cluster struct {
+	// Config is an admin client configuration.
+	Config *rest.Config
+	// KubeconfigPath is an admin kubeconfig file for kubectl.
+	KubeconfigPath string
+	// Webhook is where the webhook server must listen for the API server to reach it.
+	Webhook WebhookServing
+	// LogDir holds one log file per component.
+	LogDir string
+
+	env       *envtest.Environment
+	processes []*Process
+}
+
+// WebhookServing is the address and certificate of the local webhook server.
+type WebhookServing struct {
+	Host    string
+	Port    int
+	CertDir string
+}
+
+// Start cleans the state directory, stops processes a previous run left behind, and starts
+// etcd and kube-apiserver with the CRDs and webhook configurations installed.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	stateDir, err := filepath.Abs(opts.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range []string{"etcd", "kube-apiserver"} {
+		if _, err := os.Stat(filepath.Join(opts.BinaryDir, name)); err != nil {
+			return nil, fmt.Errorf("%s not found in %s (run `make kube-binaries`): %w", name, opts.BinaryDir, err)
+		}
+	}
+	if n := killStale(stateDir); n > 0 {
+		fmt.Fprintf(os.Stderr, "Stopped %d process(es) left behind by an earlier run\n", n)
+	}
+	if err := os.RemoveAll(stateDir); err != nil {
+		return nil, fmt.Errorf("cleaning %s: %w", stateDir, err)
+	}
+	c := &Cluster{LogDir: filepath.Join(stateDir, "logs"), KubeconfigPath: filepath.Join(stateDir, "kubeconfig")}
+	for _, dir := range []string{c.LogDir, filepath.Join(stateDir, "etcd"), filepath.Join(stateDir, "pki")} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+	}
+
+	etcdLog, err := c.logFile("etcd")
+	if err != nil {
+		return nil, err
+	}
+	apiLog, err := c.logFile("kube-apiserver")
+	if err != nil {
+		return nil, err
+	}
+	c.env = &envtest.Environment{
+		BinaryAssetsDirectory: opts.BinaryDir,
+		CRDDirectoryPaths:     opts.CRDPaths,
+		ErrorIfCRDPathMissing: true,
+		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: opts.WebhookPaths},
+	}
+	c.env.ControlPlane.GetAPIServer().CertDir = filepath.Join(stateDir, "pki")
+	c.env.ControlPlane.GetAPIServer().Out, c.env.ControlPlane.GetAPIServer().Err = apiLog, apiLog
+	c.env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(stateDir, "etcd"), Out: etcdLog, Err: etcdLog}
+
+	if c.Config, err = c.env.Start(); err != nil {
+		return nil, errors.Join(fmt.Errorf("starting etcd and kube-apiserver (logs in %s): %w", c.LogDir, err), c.env.Stop())
+	}
+	wh := c.env.WebhookInstallOptions
+	c.Webhook = WebhookServing{Host: wh.LocalServingHost, Port: wh.LocalServingPort, CertDir: wh.LocalServingCertDir}
+
+	admin, err := c.env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	if err == nil {
+		var kubeconfig []byte
+		if kubeconfig, err = admin.KubeConfig(); err == nil {
+			err = os.WriteFile(c.KubeconfigPath, kubeconfig, 0o600)
+		}
+	}
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("writing the admin kubeconfig: %w", err), c.Stop())
+	}
+	return c, nil
+}
+
+// logFile opens StateDir/logs/<name>.log for a component's output.
+func (c *Cluster) logFile(name string) (*os.File, error) {
+	return os.OpenFile(filepath.Join(c.LogDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+}
+
+// Stop stops every process the cluster started, newest first, then kube-apiserver and etcd.
+func (c *Cluster) Stop() error {
+	var errs []error
+	for i := len(c.processes) - 1; i >= 0; i-- {
+		errs = append(errs, c.processes[i].Stop())
+	}
+	c.processes = nil
+	if c.env != nil {
+		errs = append(errs, c.env.Stop())
+	}
+	return errors.Join(errs...)
+}
+
+// WaitForWebhookServer waits until something serves TLS at the webhook address, so that
+// admission requests do not fail while the manager starts.
+func (c *Cluster) WaitForWebhookServer(ctx context.Context) error {
+	addr := net.JoinHostPort(c.Webhook.Host, fmt.Sprint(c.Webhook.Port))
+	return poll(ctx, func() bool {
+		conn, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return false
+		}
+		_ = conn.Close()
+		return true
+	})
+}
+
+// WaitForReady waits until url (a /readyz endpoint) answers 200.
+func WaitForReady(ctx context.Context, url string) error {
+	return poll(ctx, func() bool {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return false
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+func poll(ctx context.Context, done func() bool) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for !done() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// FreePort returns a TCP port on localhost that nothing listens on at the moment.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
