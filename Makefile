@@ -214,7 +214,6 @@ KWOK_VERSION ?= v0.8.0
 KUBE_BIN_DIR ?= $(LOCALBIN)/k8s/$(KUBE_VERSION)
 FUZZTIME ?= 1m
 
-GOLANGCI_LINT_VERSION ?= v2.13.1
 .PHONY: kustomize
 kustomize: $(KUSTOMIZE) ## Download kustomize locally if necessary.
 $(KUSTOMIZE): $(LOCALBIN)
@@ -231,14 +230,11 @@ kube-binaries: ## Build etcd, kube-apiserver, kube-controller-manager, kube-sche
 		KWOK_VERSION="$(KWOK_VERSION)" hack/build-kube-binaries.sh
 
 .PHONY: golangci-lint
-golangci-lint: $(GOLANGCI_LINT) ## Download golangci-lint locally if necessary.
-$(GOLANGCI_LINT): $(LOCALBIN)
-	$(call go-install-tool,$(GOLANGCI_LINT),github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION))
-	@test -f .custom-gcl.yml && { \
-		echo "Building custom golangci-lint with plugins..." && \
-		$(GOLANGCI_LINT) custom --destination $(LOCALBIN) --name golangci-lint-custom && \
-		mv -f $(LOCALBIN)/golangci-lint-custom $(GOLANGCI_LINT); \
-	} || true
+golangci-lint: $(GOLANGCI_LINT) ## Build golangci-lint with its logcheck plugin (versions in hack/golangci-lint/go.mod).
+$(GOLANGCI_LINT): hack/golangci-lint/go.mod hack/golangci-lint/main.go | $(LOCALBIN)
+	@echo "Building golangci-lint (versions in hack/golangci-lint/go.mod)"
+	rm -f "$(GOLANGCI_LINT)"
+	cd hack/golangci-lint && go build -o "$(GOLANGCI_LINT)" .
 
 # go-install-tool will 'go install' any package with custom target and name of binary, if it doesn't exist
 # $1 - target path with name of binary

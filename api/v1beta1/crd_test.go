@@ -55,16 +55,17 @@ func TestCRDSchemaMatchesGo(t *testing.T) {
 		}
 		return s
 	}
-	lv := []string{"spec", "k8s", "mounts", "[]", "source", "tLocalVolume"}
+	const spec = "spec"
+	lv := []string{spec, "k8s", "mounts", "[]", "source", "tLocalVolume"}
 	for _, tt := range []struct {
 		path        []string
 		pattern     string
 		defaultJSON string
 	}{
-		{[]string{"spec", "app"}, IdentifierPattern, ""},
-		{[]string{"spec", "server"}, IdentifierPattern, ""},
-		{[]string{"spec", "tars", "servants", "[]", "name"}, IdentifierPattern, ""},
-		{[]string{"spec", "normal", "ports", "[]", "name"}, IdentifierPattern, ""},
+		{[]string{spec, "app"}, IdentifierPattern, ""},
+		{[]string{spec, "server"}, IdentifierPattern, ""},
+		{[]string{spec, "tars", "servants", "[]", "name"}, IdentifierPattern, ""},
+		{[]string{spec, "normal", "ports", "[]", "name"}, IdentifierPattern, ""},
 		{append(lv, "uid"), LocalVolumeIDPattern, `"` + DefaultLocalVolumeUID + `"`},
 		{append(lv, "gid"), LocalVolumeIDPattern, `"` + DefaultLocalVolumeGID + `"`},
 		{append(lv, "mode"), LocalVolumeModePattern, `"` + DefaultLocalVolumeMode + `"`},

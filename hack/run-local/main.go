@@ -43,7 +43,8 @@ type options struct {
 
 func main() {
 	var o options
-	flag.StringVar(&o.stateDir, "state-dir", ".local", "Directory for the kubeconfig, logs and cluster state; emptied at start.")
+	flag.StringVar(&o.stateDir, "state-dir", ".local",
+		"Directory for the kubeconfig, logs and cluster state; emptied at start.")
 	flag.StringVar(&o.binDir, "bin-dir", "", "Directory with etcd and kube-apiserver (`make kube-binaries` builds them).")
 	flag.StringVar(&o.manager, "manager", "bin/manager", "The operator binary to run as the manager.")
 	flag.StringVar(&o.crdDir, "crd-dir", "config/crd/bases", "CustomResourceDefinitions to install.")

@@ -30,6 +30,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -141,8 +142,8 @@ func (c *Cluster) logFile(name string) (*os.File, error) {
 // Stop stops every process the cluster started, newest first, then kube-apiserver and etcd.
 func (c *Cluster) Stop() error {
 	var errs []error
-	for i := len(c.processes) - 1; i >= 0; i-- {
-		errs = append(errs, c.processes[i].Stop())
+	for _, p := range slices.Backward(c.processes) {
+		errs = append(errs, p.Stop())
 	}
 	c.processes = nil
 	if c.env != nil {

@@ -64,7 +64,8 @@ func FuzzValidateTServer(f *testing.F) {
 		}
 		if errs := ValidateTServer(ts); len(errs) == 0 {
 			for _, m := range ts.Spec.K8S.Mounts {
-				if lv := m.Source.TLocalVolume; lv != nil && !(id.MatchString(lv.UID) && id.MatchString(lv.GID) && mode.MatchString(lv.Mode)) {
+				lv := m.Source.TLocalVolume
+				if lv != nil && (!id.MatchString(lv.UID) || !id.MatchString(lv.GID) || !mode.MatchString(lv.Mode)) {
 					t.Fatalf("accepted a malformed local volume: %+v", lv)
 				}
 			}

@@ -50,8 +50,7 @@ var (
 // violations, each with the path of the field at fault.
 func ValidateTServer(ts *tarsv1beta1.TServer) field.ErrorList {
 	spec := field.NewPath("spec")
-	var errs field.ErrorList
-	errs = append(errs, validateIdentifier(ts.Spec.App, spec.Child("app"))...)
+	errs := validateIdentifier(ts.Spec.App, spec.Child("app"))
 	errs = append(errs, validateIdentifier(ts.Spec.Server, spec.Child("server"))...)
 	errs = append(errs, validateName(ts)...)
 	endpoints, endpointErrs := validateEndpoints(&ts.Spec, spec)
@@ -118,21 +117,20 @@ func validateName(ts *tarsv1beta1.TServer) field.ErrorList {
 	return nil
 }
 
-// validateEndpoints checks the servants or ports the subType calls for, and returns the names
-// that hostPorts may refer to.
-func validateEndpoints(spec *tarsv1beta1.TServerSpec, fld *field.Path) ([]string, field.ErrorList) {
+// validateEndpoints checks the servants or ports the subType calls for, and returns them for
+// hostPorts to refer to.
+func validateEndpoints(spec *tarsv1beta1.TServerSpec, fld *field.Path) ([]endpoint, field.ErrorList) {
 	var errs field.ErrorList
-	var names []string
+	var eps []endpoint
 	switch spec.SubType {
 	case tarsv1beta1.SubTypeTars:
 		if spec.Tars == nil {
 			errs = append(errs, field.Required(fld.Child("tars"), "required when subType is tars"))
 		} else {
-			eps := make([]endpoint, 0, len(spec.Tars.Servants))
 			for _, s := range spec.Tars.Servants {
 				eps = append(eps, endpoint{s.Name, s.Port})
 			}
-			names, errs = validateEndpointList(eps, fld.Child("tars", "servants"))
+			errs = validateEndpointList(eps, fld.Child("tars", "servants"))
 		}
 		if spec.Normal != nil {
 			errs = append(errs, field.Forbidden(fld.Child("normal"), "must be empty when subType is tars"))
@@ -141,11 +139,10 @@ func validateEndpoints(spec *tarsv1beta1.TServerSpec, fld *field.Path) ([]string
 		if spec.Normal == nil {
 			errs = append(errs, field.Required(fld.Child("normal"), "required when subType is normal"))
 		} else {
-			eps := make([]endpoint, 0, len(spec.Normal.Ports))
 			for _, p := range spec.Normal.Ports {
 				eps = append(eps, endpoint{p.Name, p.Port})
 			}
-			names, errs = validateEndpointList(eps, fld.Child("normal", "ports"))
+			errs = validateEndpointList(eps, fld.Child("normal", "ports"))
 		}
 		if spec.Tars != nil {
 			errs = append(errs, field.Forbidden(fld.Child("tars"), "must be empty when subType is normal"))
@@ -154,17 +151,17 @@ func validateEndpoints(spec *tarsv1beta1.TServerSpec, fld *field.Path) ([]string
 		errs = append(errs, field.NotSupported(fld.Child("subType"), spec.SubType,
 			[]tarsv1beta1.SubType{tarsv1beta1.SubTypeTars, tarsv1beta1.SubTypeNormal}))
 	}
-	return names, errs
+	return eps, errs
 }
 
+// endpoint is a servant or port: what a hostPort may expose.
 type endpoint struct {
 	name string
 	port int32
 }
 
-func validateEndpointList(eps []endpoint, fld *field.Path) ([]string, field.ErrorList) {
+func validateEndpointList(eps []endpoint, fld *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	names := make([]string, 0, len(eps))
 	seenNames := sets.New[string]()
 	seenPorts := sets.New[int32]()
 	for i, ep := range eps {
@@ -181,17 +178,12 @@ func validateEndpointList(eps []endpoint, fld *field.Path) ([]string, field.Erro
 			errs = append(errs, field.Duplicate(p.Child("port"), ep.port))
 		}
 		seenPorts.Insert(ep.port)
-		names = append(names, ep.name)
 	}
-	return names, errs
+	return errs
 }
 
 func validatePort(port int32, fld *field.Path) field.ErrorList {
-	var errs field.ErrorList
-	for _, msg := range validation.IsValidPortNum(int(port)) {
-		errs = append(errs, field.Invalid(fld, port, msg))
-	}
-	return errs
+	return invalidEach(fld, port, validation.IsValidPortNum(int(port)))
 }
 
 func validateRelease(r *tarsv1beta1.TServerRelease, fld *field.Path) field.ErrorList {
@@ -211,15 +203,14 @@ func validateRelease(r *tarsv1beta1.TServerRelease, fld *field.Path) field.Error
 	return errs
 }
 
-func validateK8S(k *tarsv1beta1.TServerK8S, endpoints []string, fld *field.Path) field.ErrorList {
-	var errs field.ErrorList
-	errs = append(errs, apivalidation.ValidateNonnegativeField(int64(k.Replicas), fld.Child("replicas"))...)
+func validateK8S(k *tarsv1beta1.TServerK8S, endpoints []endpoint, fld *field.Path) field.ErrorList {
+	errs := apivalidation.ValidateNonnegativeField(int64(k.Replicas), fld.Child("replicas"))
 	if k.ServiceAccount != "" {
 		errs = append(errs, dnsSubdomain(k.ServiceAccount, fld.Child("serviceAccount"))...)
 	}
 	errs = append(errs, validateEnv(k.Env, fld.Child("env"))...)
 	errs = append(errs, validateEnvFrom(k.EnvFrom, fld.Child("envFrom"))...)
-	errs = append(errs, validateHostPorts(k.HostPorts, endpoints, fld.Child("hostPorts"))...)
+	errs = append(errs, validateHostPorts(k.HostPorts, endpoints, k.HostNetwork, fld.Child("hostPorts"))...)
 	for i, req := range k.NodeSelector {
 		errs = append(errs, validateNodeSelectorRequirement(req, fld.Child("nodeSelector").Index(i))...)
 	}
@@ -234,17 +225,20 @@ func validateK8S(k *tarsv1beta1.TServerK8S, endpoints []string, fld *field.Path)
 			[]corev1.PullPolicy{corev1.PullAlways, corev1.PullNever, corev1.PullIfNotPresent}))
 	}
 	for i, gate := range k.ReadinessGates {
-		for _, msg := range validation.IsQualifiedName(gate) {
-			errs = append(errs, field.Invalid(fld.Child("readinessGates").Index(i), gate, msg))
-		}
+		errs = append(errs, invalidEach(fld.Child("readinessGates").Index(i), gate, validation.IsQualifiedName(gate))...)
 	}
 	errs = append(errs, validateMounts(k.Mounts, fld.Child("mounts"))...)
 	return errs
 }
 
 func dnsSubdomain(value string, fld *field.Path) field.ErrorList {
-	var errs field.ErrorList
-	for _, msg := range validation.IsDNS1123Subdomain(value) {
+	return invalidEach(fld, value, validation.IsDNS1123Subdomain(value))
+}
+
+// invalidEach turns the messages of one of Kubernetes' validation helpers into errors at fld.
+func invalidEach(fld *field.Path, value any, msgs []string) field.ErrorList {
+	errs := make(field.ErrorList, 0, len(msgs))
+	for _, msg := range msgs {
 		errs = append(errs, field.Invalid(fld, value, msg))
 	}
 	return errs
@@ -257,9 +251,7 @@ func validateEnv(env []corev1.EnvVar, fld *field.Path) field.ErrorList {
 		if e.Name == "" {
 			errs = append(errs, field.Required(p.Child("name"), ""))
 		}
-		for _, msg := range validation.IsRelaxedEnvVarName(e.Name) {
-			errs = append(errs, field.Invalid(p.Child("name"), e.Name, msg))
-		}
+		errs = append(errs, invalidEach(p.Child("name"), e.Name, validation.IsRelaxedEnvVarName(e.Name))...)
 		if e.Value != "" && e.ValueFrom != nil {
 			errs = append(errs, field.Invalid(p.Child("valueFrom"), "",
 				"may not be specified when `value` is not empty"))
@@ -286,19 +278,28 @@ func validateEnvFrom(envFrom []corev1.EnvFromSource, fld *field.Path) field.Erro
 	return errs
 }
 
-func validateHostPorts(hostPorts []tarsv1beta1.TK8SHostPort, endpoints []string, fld *field.Path) field.ErrorList {
+func validateHostPorts(hostPorts []tarsv1beta1.TK8SHostPort, endpoints []endpoint, hostNetwork bool, fld *field.Path) field.ErrorList {
 	var errs field.ErrorList
+	names := make([]string, 0, len(endpoints))
+	for _, ep := range endpoints {
+		names = append(names, ep.name)
+	}
 	seenRefs := sets.New[string]()
 	seenPorts := sets.New[int32]()
 	for i, hp := range hostPorts {
 		p := fld.Index(i)
+		idx := slices.Index(names, hp.NameRef)
 		switch {
 		case hp.NameRef == "":
 			errs = append(errs, field.Required(p.Child("nameRef"), "the name of a servant or port of this server"))
-		case !slices.Contains(endpoints, hp.NameRef):
-			errs = append(errs, field.NotSupported(p.Child("nameRef"), hp.NameRef, endpoints))
+		case idx < 0:
+			errs = append(errs, field.NotSupported(p.Child("nameRef"), hp.NameRef, names))
 		case seenRefs.Has(hp.NameRef):
 			errs = append(errs, field.Duplicate(p.Child("nameRef"), hp.NameRef))
+		case hostNetwork && hp.Port != endpoints[idx].port:
+			// In the node's network namespace the container port is the node's port.
+			errs = append(errs, field.Invalid(p.Child("port"), hp.Port,
+				fmt.Sprintf("must equal %s's port %d when hostNetwork is true", hp.NameRef, endpoints[idx].port)))
 		}
 		seenRefs.Insert(hp.NameRef)
 		errs = append(errs, validatePort(hp.Port, p.Child("port"))...)
@@ -312,10 +313,7 @@ func validateHostPorts(hostPorts []tarsv1beta1.TK8SHostPort, endpoints []string,
 
 // validateNodeSelectorRequirement follows the rules Kubernetes applies to node affinity.
 func validateNodeSelectorRequirement(req corev1.NodeSelectorRequirement, fld *field.Path) field.ErrorList {
-	var errs field.ErrorList
-	for _, msg := range validation.IsQualifiedName(req.Key) {
-		errs = append(errs, field.Invalid(fld.Child("key"), req.Key, msg))
-	}
+	errs := invalidEach(fld.Child("key"), req.Key, validation.IsQualifiedName(req.Key))
 	values := fld.Child("values")
 	switch req.Operator {
 	case corev1.NodeSelectorOpIn, corev1.NodeSelectorOpNotIn:
@@ -339,9 +337,7 @@ func validateNodeSelectorRequirement(req corev1.NodeSelectorRequirement, fld *fi
 		}))
 	}
 	for i, v := range req.Values {
-		for _, msg := range validation.IsValidLabelValue(v) {
-			errs = append(errs, field.Invalid(values.Index(i), v, msg))
-		}
+		errs = append(errs, invalidEach(values.Index(i), v, validation.IsValidLabelValue(v))...)
 	}
 	return errs
 }
@@ -423,11 +419,7 @@ func validateMountName(name string, fld *field.Path) field.ErrorList {
 		return field.ErrorList{field.Invalid(fld, name,
 			"is reserved: the operator adds a claim of this name to pin servers with hostNetwork, hostIPC or hostPorts to their node")}
 	}
-	var errs field.ErrorList
-	for _, msg := range validation.IsDNS1123Label(name) {
-		errs = append(errs, field.Invalid(fld, name, msg))
-	}
-	return errs
+	return invalidEach(fld, name, validation.IsDNS1123Label(name))
 }
 
 // validateRelativePath accepts an empty path or a relative one that does not climb with "..".

@@ -39,13 +39,13 @@ import (
 // tarslog is the seed's tarslog TServer, valid as it stands.
 func tarslog() *tarsv1beta1.TServer {
 	return &tarsv1beta1.TServer{
-		ObjectMeta: metav1.ObjectMeta{Name: "tars-tarslog", Namespace: "default"},
+		ObjectMeta: metav1.ObjectMeta{Name: tarslogKey.Name, Namespace: tarslogKey.Namespace},
 		Spec: tarsv1beta1.TServerSpec{
 			App:     "tars",
 			Server:  "tarslog",
 			SubType: tarsv1beta1.SubTypeTars,
 			Tars: &tarsv1beta1.TServerTars{Servants: []tarsv1beta1.TServerServant{
-				{Name: "LogObj", Port: 18993, IsTcp: true},
+				{Name: logObj, Port: 18993, IsTcp: true},
 			}},
 			Release: &tarsv1beta1.TServerRelease{ID: "v1", Image: "tarscloud/tars.tarslog:v1"},
 			K8S: tarsv1beta1.TServerK8S{
@@ -82,6 +82,10 @@ func withLocalVolume(uid, gid, mode string) func(*tarsv1beta1.TServer) {
 }
 
 const (
+	testNamespace = "default"
+	logObj        = "LogObj"
+	zoneKey       = "zone"
+
 	lvUID  = "spec.k8s.mounts[0].source.tLocalVolume.uid"
 	lvGID  = "spec.k8s.mounts[0].source.tLocalVolume.gid"
 	lvMode = "spec.k8s.mounts[0].source.tLocalVolume.mode"
@@ -260,8 +264,16 @@ func TestValidateTServer(t *testing.T) {
 			name: "hostIPC, hostNetwork and a hostPort",
 			mutate: func(ts *tarsv1beta1.TServer) {
 				ts.Spec.K8S.HostIPC, ts.Spec.K8S.HostNetwork = true, true
-				ts.Spec.K8S.HostPorts = []tarsv1beta1.TK8SHostPort{{NameRef: "LogObj", Port: 18993}}
+				ts.Spec.K8S.HostPorts = []tarsv1beta1.TK8SHostPort{{NameRef: logObj, Port: 18993}}
 			},
+		},
+		{
+			name: "hostNetwork with a host port other than the servant's",
+			mutate: func(ts *tarsv1beta1.TServer) {
+				ts.Spec.K8S.HostNetwork = true
+				ts.Spec.K8S.HostPorts = []tarsv1beta1.TK8SHostPort{{NameRef: logObj, Port: 80}}
+			},
+			want: []string{invalid + "spec.k8s.hostPorts[0].port"},
 		},
 		{
 			name: "hostPort naming no servant",
@@ -274,14 +286,14 @@ func TestValidateTServer(t *testing.T) {
 			name: "duplicate host ports",
 			mutate: func(ts *tarsv1beta1.TServer) {
 				ts.Spec.Tars.Servants = append(ts.Spec.Tars.Servants, tarsv1beta1.TServerServant{Name: "StatObj", Port: 18994})
-				ts.Spec.K8S.HostPorts = []tarsv1beta1.TK8SHostPort{{NameRef: "LogObj", Port: 80}, {NameRef: "StatObj", Port: 80}}
+				ts.Spec.K8S.HostPorts = []tarsv1beta1.TK8SHostPort{{NameRef: logObj, Port: 80}, {NameRef: "StatObj", Port: 80}}
 			},
 			want: []string{"FieldValueDuplicate spec.k8s.hostPorts[1].port"},
 		},
 		{
 			name: "same servant exposed twice",
 			mutate: func(ts *tarsv1beta1.TServer) {
-				ts.Spec.K8S.HostPorts = []tarsv1beta1.TK8SHostPort{{NameRef: "LogObj", Port: 80}, {NameRef: "LogObj", Port: 81}}
+				ts.Spec.K8S.HostPorts = []tarsv1beta1.TK8SHostPort{{NameRef: logObj, Port: 80}, {NameRef: logObj, Port: 81}}
 			},
 			want: []string{"FieldValueDuplicate spec.k8s.hostPorts[1].nameRef"},
 		},
@@ -314,7 +326,7 @@ func TestValidateTServer(t *testing.T) {
 			mutate: func(ts *tarsv1beta1.TServer) {
 				ts.Spec.K8S.NodeSelector = []corev1.NodeSelectorRequirement{
 					{Key: "tars.io/node", Operator: corev1.NodeSelectorOpExists},
-					{Key: "zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"a", "b"}},
+					{Key: zoneKey, Operator: corev1.NodeSelectorOpIn, Values: []string{"a", "b"}},
 				}
 			},
 		},
@@ -322,9 +334,9 @@ func TestValidateTServer(t *testing.T) {
 			name: "bad node selector requirements",
 			mutate: func(ts *tarsv1beta1.TServer) {
 				ts.Spec.K8S.NodeSelector = []corev1.NodeSelectorRequirement{
-					{Key: "zone", Operator: corev1.NodeSelectorOpIn},
+					{Key: zoneKey, Operator: corev1.NodeSelectorOpIn},
 					{Key: "cpu", Operator: corev1.NodeSelectorOpGt, Values: []string{"many"}},
-					{Key: "zone", Operator: "Near"},
+					{Key: zoneKey, Operator: "Near"},
 				}
 			},
 			want: []string{

@@ -34,13 +34,15 @@ import (
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 )
 
+var tarslogKey = types.NamespacedName{Namespace: testNamespace, Name: "tars-tarslog"}
+
 var samplesDir = filepath.Join("..", "..", "..", "config", "samples")
 
 // unstructuredFrom decodes YAML as it is, so that empty strings reach the API server as sent.
 func unstructuredFrom(doc string) *unstructured.Unstructured {
 	u := &unstructured.Unstructured{}
 	Expect(yaml.Unmarshal([]byte(doc), &u.Object)).To(Succeed())
-	u.SetNamespace("default")
+	u.SetNamespace(testNamespace)
 	return u
 }
 
@@ -78,14 +80,14 @@ spec:
 
 var _ = Describe("TServer admission through the API server", func() {
 	AfterEach(func() {
-		Expect(k8sClient.DeleteAllOf(ctx, &tarsv1beta1.TServer{}, client.InNamespace("default"))).To(Succeed())
+		Expect(k8sClient.DeleteAllOf(ctx, &tarsv1beta1.TServer{}, client.InNamespace(testNamespace))).To(Succeed())
 	})
 
 	It("stores the seed's tarslog with its values", func() {
 		Expect(k8sClient.Create(ctx, unstructuredFrom(sampleFile("tars-tarslog.yaml")))).To(Succeed())
 
 		ts := &tarsv1beta1.TServer{}
-		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: "default", Name: "tars-tarslog"}, ts)).To(Succeed())
+		Expect(k8sClient.Get(ctx, tarslogKey, ts)).To(Succeed())
 		Expect(ts.Spec.App).To(Equal("tars"))
 		Expect(ts.Spec.Server).To(Equal("tarslog"))
 		Expect(ts.Spec.K8S.Replicas).To(Equal(int32(2)))
@@ -106,7 +108,7 @@ var _ = Describe("TServer admission through the API server", func() {
 		func(localVolume string, want tarsv1beta1.TLocalVolume) {
 			u := unstructuredFrom(strings.Replace(localVolumeServer, "LOCAL_VOLUME", localVolume, 1))
 			Expect(k8sClient.Create(ctx, u)).To(Succeed())
-			Expect(localVolumeOf(types.NamespacedName{Namespace: "default", Name: "demo-volumes"})).To(Equal(&want))
+			Expect(localVolumeOf(types.NamespacedName{Namespace: testNamespace, Name: "demo-volumes"})).To(Equal(&want))
 		},
 		Entry("an empty object", "{}", tarsv1beta1.TLocalVolume{UID: "0", GID: "0", Mode: "755"}),
 		Entry("empty strings", `{uid: "", gid: "", mode: ""}`, tarsv1beta1.TLocalVolume{UID: "0", GID: "0", Mode: "755"}),
@@ -145,14 +147,13 @@ var _ = Describe("TServer admission through the API server", func() {
 
 	It("rejects a change of app, server or subType", func() {
 		Expect(k8sClient.Create(ctx, unstructuredFrom(sampleFile("tars-tarslog.yaml")))).To(Succeed())
-		key := types.NamespacedName{Namespace: "default", Name: "tars-tarslog"}
 		for path, change := range map[string]func(*tarsv1beta1.TServer){
 			"spec.app":     func(ts *tarsv1beta1.TServer) { ts.Spec.App = "Tars" },
 			"spec.server":  func(ts *tarsv1beta1.TServer) { ts.Spec.Server = "TarsLog" },
 			"spec.subType": func(ts *tarsv1beta1.TServer) { ts.Spec.SubType = tarsv1beta1.SubTypeNormal },
 		} {
 			ts := &tarsv1beta1.TServer{}
-			Expect(k8sClient.Get(ctx, key, ts)).To(Succeed())
+			Expect(k8sClient.Get(ctx, tarslogKey, ts)).To(Succeed())
 			change(ts)
 			err := k8sClient.Update(ctx, ts)
 			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%s: got %v", path, err)
@@ -162,11 +163,10 @@ var _ = Describe("TServer admission through the API server", func() {
 
 	It("defaults and validates updates too", func() {
 		Expect(k8sClient.Create(ctx, unstructuredFrom(sampleFile("tars-tarslog.yaml")))).To(Succeed())
-		key := types.NamespacedName{Namespace: "default", Name: "tars-tarslog"}
 		setLocalVolume := func(uid, mode string) error {
 			u := &unstructured.Unstructured{}
 			u.SetGroupVersionKind(tarsv1beta1.GroupVersion.WithKind("TServer"))
-			Expect(k8sClient.Get(ctx, key, u)).To(Succeed())
+			Expect(k8sClient.Get(ctx, tarslogKey, u)).To(Succeed())
 			mounts, _, err := unstructured.NestedSlice(u.Object, "spec", "k8s", "mounts")
 			Expect(err).NotTo(HaveOccurred())
 			Expect(unstructured.SetNestedStringMap(mounts[0].(map[string]any), map[string]string{"uid": uid, "mode": mode},
@@ -177,7 +177,7 @@ var _ = Describe("TServer admission through the API server", func() {
 
 		By("sending an empty mode and no gid, which come back defaulted")
 		Expect(setLocalVolume("2000", "")).To(Succeed())
-		Expect(localVolumeOf(key)).To(Equal(&tarsv1beta1.TLocalVolume{UID: "2000", GID: "0", Mode: "755"}))
+		Expect(localVolumeOf(tarslogKey)).To(Equal(&tarsv1beta1.TLocalVolume{UID: "2000", GID: "0", Mode: "755"}))
 
 		By("refusing mode 750")
 		err := setLocalVolume("2000", "750")
@@ -188,8 +188,7 @@ var _ = Describe("TServer admission through the API server", func() {
 	It("scales through the scale subresource, as kubectl scale does", func() {
 		Expect(k8sClient.Create(ctx, unstructuredFrom(sampleFile("tars-tarslog.yaml")))).To(Succeed())
 		ts := &tarsv1beta1.TServer{}
-		key := types.NamespacedName{Namespace: "default", Name: "tars-tarslog"}
-		Expect(k8sClient.Get(ctx, key, ts)).To(Succeed())
+		Expect(k8sClient.Get(ctx, tarslogKey, ts)).To(Succeed())
 
 		scale := &autoscalingv1.Scale{}
 		Expect(k8sClient.SubResource("scale").Get(ctx, ts, scale)).To(Succeed())
@@ -197,7 +196,7 @@ var _ = Describe("TServer admission through the API server", func() {
 		scale.Spec.Replicas = 5
 		Expect(k8sClient.SubResource("scale").Update(ctx, ts, client.WithSubResourceBody(scale))).To(Succeed())
 
-		Expect(k8sClient.Get(ctx, key, ts)).To(Succeed())
+		Expect(k8sClient.Get(ctx, tarslogKey, ts)).To(Succeed())
 		Expect(ts.Spec.K8S.Replicas).To(Equal(int32(5)))
 	})
 })
