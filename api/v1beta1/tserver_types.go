@@ -391,15 +391,15 @@ type TLocalVolume struct {
 type TServerStatus struct {
 	// Replicas is the number of pods the StatefulSet has.
 	// +optional
-	Replicas int32 `json:"replicas,omitempty"`
+	Replicas int32 `json:"replicas"`
 
 	// ReadyReplicas is the number of pods that are ready.
 	// +optional
-	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+	ReadyReplicas int32 `json:"readyReplicas"`
 
 	// CurrentReplicas is the number of pods running the current revision.
 	// +optional
-	CurrentReplicas int32 `json:"currentReplicas,omitempty"`
+	CurrentReplicas int32 `json:"currentReplicas"`
 
 	// Selector is the label selector of the server's pods, for the scale subresource.
 	// +optional

@@ -27,6 +27,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -39,6 +40,7 @@ type options struct {
 	manager    string
 	crdDir     string
 	webhookDir string
+	manifests  string
 }
 
 func main() {
@@ -49,6 +51,8 @@ func main() {
 	flag.StringVar(&o.manager, "manager", "bin/manager", "The operator binary to run as the manager.")
 	flag.StringVar(&o.crdDir, "crd-dir", "config/crd/bases", "CustomResourceDefinitions to install.")
 	flag.StringVar(&o.webhookDir, "webhook-dir", "config/webhook/manifests.yaml", "Webhook configurations to register.")
+	flag.StringVar(&o.manifests, "manifests", "config/storageclass/t-storage-class.yaml",
+		"Further objects to create (comma-separated files).")
 	flag.Parse()
 	if o.binDir == "" {
 		fmt.Fprintln(os.Stderr, "--bin-dir is required")
@@ -71,6 +75,7 @@ func run(ctx context.Context, o options) (err error) {
 		StateDir:     o.stateDir,
 		CRDPaths:     []string{o.crdDir},
 		WebhookPaths: []string{o.webhookDir},
+		Manifests:    strings.Split(o.manifests, ","),
 	})
 	if err != nil {
 		return err

@@ -14,50 +14,504 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
+// Package controller holds the TServer controller: it expands each TServer into a StatefulSet,
+// whose claim templates ask for node-local volumes, and a headless Service, and keeps them,
+// the claims' ownership annotations and the TServer's status in step with the TServer.
 package controller
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	k8sv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 )
 
-// TServerReconciler reconciles a TServer object
+const (
+	// specHashAnnotation records the hash of the StatefulSet spec last written from the TServer,
+	// so that an unchanged TServer causes no write.
+	specHashAnnotation = "k8s.tars.io/spec-hash"
+
+	// waitInterval is how soon to look again while waiting for Kubernetes to finish something
+	// that sends no event to this controller (pods letting go of a removed volume's claims).
+	waitInterval = 5 * time.Second
+)
+
+// TServerReconciler expands TServers into StatefulSets and Services.
 type TServerReconciler struct {
 	client.Client
-	Scheme *runtime.Scheme
+	Scheme   *runtime.Scheme
+	Recorder events.EventRecorder
 }
 
-// +kubebuilder:rbac:groups=k8s.tars.io,resources=tservers,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=k8s.tars.io,resources=tservers,verbs=get;list;watch
 // +kubebuilder:rbac:groups=k8s.tars.io,resources=tservers/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=k8s.tars.io,resources=tservers/finalizers,verbs=update
+// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;patch;delete
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile is part of the main kubernetes reconciliation loop which aims to
-// move the current state of the cluster closer to the desired state.
-// TODO(user): Modify the Reconcile function to compare the state specified by
-// the TServer object against the actual cluster state, and then
-// perform operations to make the cluster state reflect the state specified by
-// the user.
-//
-// For more details, check Reconcile and its Result here:
-// - https://pkg.go.dev/sigs.k8s.io/controller-runtime@v0.25.0/pkg/reconcile
+// Reconcile brings a TServer's Service, StatefulSet and claims in line with it, then records
+// what it observed in the TServer's status.
 func (r *TServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	_ = logf.FromContext(ctx)
+	ts := &tarsv1beta1.TServer{}
+	if err := r.Get(ctx, req.NamespacedName, ts); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !ts.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil // garbage collection removes the StatefulSet and Service
+	}
 
-	// TODO(user): your logic here
-
+	o := &observed{}
+	if err := r.reconcileService(ctx, ts, o); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.reconcileStatefulSet(ctx, ts, o); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.reconcileClaims(ctx, ts, o); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.updateStatus(ctx, ts, o); err != nil {
+		return ctrl.Result{}, err
+	}
+	if o.waiting {
+		return ctrl.Result{RequeueAfter: waitInterval}, nil
+	}
 	return ctrl.Result{}, nil
+}
+
+// observed is what one reconcile saw and did, for the status.
+type observed struct {
+	statefulSet *appsv1.StatefulSet // the TServer's own, nil while absent or recreated
+	recreating  bool
+	conflicts   []string // objects of the TServer's names that it does not own
+	claims      []corev1.PersistentVolumeClaim
+	waiting     bool // something is under way that no watch will report
+}
+
+// reconcileService creates or updates the headless Service.
+func (r *TServerReconciler) reconcileService(ctx context.Context, ts *tarsv1beta1.TServer, o *observed) error {
+	desired := buildService(ts)
+	existing := &corev1.Service{}
+	err := r.Get(ctx, client.ObjectKeyFromObject(desired), existing)
+	switch {
+	case apierrors.IsNotFound(err):
+		return r.create(ctx, ts, desired, "Service", o)
+	case err != nil:
+		return err
+	case !metav1.IsControlledBy(existing, ts):
+		r.conflict(ts, existing, "Service", o)
+		return nil
+	}
+	if equality.Semantic.DeepEqual(existing.Spec.Ports, desired.Spec.Ports) &&
+		equality.Semantic.DeepEqual(existing.Spec.Selector, desired.Spec.Selector) &&
+		hasLabels(existing.Labels, desired.Labels) {
+		return nil
+	}
+	existing.Spec.Ports, existing.Spec.Selector = desired.Spec.Ports, desired.Spec.Selector
+	existing.Labels = mergeLabels(existing.Labels, desired.Labels)
+	if err := r.Update(ctx, existing); err != nil {
+		return err
+	}
+	r.Recorder.Eventf(ts, existing, corev1.EventTypeNormal, "UpdatedService", "Update", "Updated Service %s", existing.Name)
+	return nil
+}
+
+// reconcileStatefulSet creates the StatefulSet, updates it in place, or, when its claim
+// templates must change (they are immutable), deletes it leaving its pods running so that the
+// new StatefulSet adopts them and replaces them one by one.
+func (r *TServerReconciler) reconcileStatefulSet(ctx context.Context, ts *tarsv1beta1.TServer, o *observed) error {
+	log := logf.FromContext(ctx)
+	desired := buildStatefulSet(ts)
+	hash, err := specHash(desired)
+	if err != nil {
+		return err
+	}
+	desired.Annotations = map[string]string{specHashAnnotation: hash}
+
+	existing := &appsv1.StatefulSet{}
+	err = r.Get(ctx, client.ObjectKeyFromObject(desired), existing)
+	switch {
+	case apierrors.IsNotFound(err):
+		if err := r.create(ctx, ts, desired, "StatefulSet", o); err != nil {
+			return err
+		}
+		o.statefulSet = desired
+		return nil
+	case err != nil:
+		return err
+	case !metav1.IsControlledBy(existing, ts):
+		r.conflict(ts, existing, "StatefulSet", o)
+		return nil
+	}
+
+	if !existing.DeletionTimestamp.IsZero() {
+		o.recreating = true // the old one is going; its deletion brings us back
+		return nil
+	}
+	if mustRecreate(existing, desired) {
+		log.Info("Deleting StatefulSet to change its claim templates, orphaning its pods", "statefulSet", existing.Name,
+			"from", claimTemplateNames(existing), "to", claimTemplateNames(desired))
+		err := r.Delete(ctx, existing, client.PropagationPolicy(metav1.DeletePropagationOrphan),
+			client.Preconditions{UID: &existing.UID, ResourceVersion: &existing.ResourceVersion})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		r.Recorder.Eventf(ts, existing, corev1.EventTypeNormal, "RecreatingStatefulSet", "Delete",
+			"Recreating StatefulSet %s to change its claim templates from %v to %v; its pods keep running and are "+
+				"replaced one at a time", existing.Name, claimTemplateNames(existing), claimTemplateNames(desired))
+		o.recreating = true
+		return nil
+	}
+
+	o.statefulSet = existing
+	if existing.Annotations[specHashAnnotation] == hash && *existing.Spec.Replicas == *desired.Spec.Replicas {
+		return nil
+	}
+	existing.Spec.Replicas = desired.Spec.Replicas
+	existing.Spec.Template = desired.Spec.Template
+	existing.Spec.UpdateStrategy = desired.Spec.UpdateStrategy
+	existing.Spec.PersistentVolumeClaimRetentionPolicy = desired.Spec.PersistentVolumeClaimRetentionPolicy
+	existing.Labels = mergeLabels(existing.Labels, desired.Labels)
+	existing.Annotations = mergeLabels(existing.Annotations, desired.Annotations)
+	if err := r.Update(ctx, existing); err != nil {
+		return err
+	}
+	log.Info("Updated StatefulSet", "statefulSet", existing.Name)
+	r.Recorder.Eventf(ts, existing, corev1.EventTypeNormal, "UpdatedStatefulSet", "Update", "Updated StatefulSet %s", existing.Name)
+	return nil
+}
+
+// mustRecreate says whether existing cannot become desired by an update: its claim templates
+// are immutable, and so is its pod management policy.
+func mustRecreate(existing, desired *appsv1.StatefulSet) bool {
+	return !sets.New(claimTemplateNames(existing)...).Equal(sets.New(claimTemplateNames(desired)...)) ||
+		existing.Spec.PodManagementPolicy != desired.Spec.PodManagementPolicy
+}
+
+// specHash hashes what the controller writes into a StatefulSet, except the replica count
+// (compared directly, so that a `kubectl scale sts` is undone) and the claim templates'
+// annotations (immutable there; the controller writes them onto the claims instead).
+func specHash(sts *appsv1.StatefulSet) (string, error) {
+	spec := sts.Spec.DeepCopy()
+	spec.Replicas = nil
+	for i := range spec.VolumeClaimTemplates {
+		spec.VolumeClaimTemplates[i].Annotations = nil
+	}
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:8]), nil
+}
+
+// create creates obj owned by ts; an object of that name that ts does not own is a conflict.
+func (r *TServerReconciler) create(ctx context.Context, ts *tarsv1beta1.TServer, obj client.Object, kind string,
+	o *observed) error {
+	if err := controllerutil.SetControllerReference(ts, obj, r.Scheme); err != nil {
+		return err
+	}
+	err := r.Create(ctx, obj)
+	if apierrors.IsAlreadyExists(err) {
+		// Not in the cache, which holds only objects labelled as a TServer's: someone else's.
+		r.conflict(ts, obj, kind, o)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	logf.FromContext(ctx).Info("Created "+kind, "name", obj.GetName())
+	r.Recorder.Eventf(ts, obj, corev1.EventTypeNormal, "Created"+kind, "Create", "Created %s %s", kind, obj.GetName())
+	return nil
+}
+
+// conflict reports an object that has a TServer's name but is not the TServer's: it is never
+// touched.
+func (r *TServerReconciler) conflict(ts *tarsv1beta1.TServer, obj client.Object, kind string, o *observed) {
+	msg := fmt.Sprintf("%s %s exists and is not owned by this TServer; it is left alone. "+
+		"Delete or rename it to let the TServer create its own", kind, obj.GetName())
+	o.conflicts = append(o.conflicts, msg)
+	r.Recorder.Eventf(ts, nil, corev1.EventTypeWarning, "Conflict", "Reconcile", msg)
+}
+
+// reconcileClaims keeps the ownership annotations of the server's node-local claims equal to
+// its tLocalVolumes, and deletes the claims of local volumes no longer declared, once no pod
+// uses them.
+func (r *TServerReconciler) reconcileClaims(ctx context.Context, ts *tarsv1beta1.TServer, o *observed) error {
+	list := &corev1.PersistentVolumeClaimList{}
+	if err := r.List(ctx, list, client.InNamespace(ts.Namespace), client.MatchingLabels(podLabels(ts))); err != nil {
+		return err
+	}
+	o.claims = list.Items
+
+	annotations := map[string]map[string]string{}
+	for _, m := range ts.Spec.K8S.Mounts {
+		if m.Source.TLocalVolume != nil {
+			annotations[m.Name] = localVolumeAnnotations(m.Source.TLocalVolume)
+		}
+	}
+	reannotated := map[string]int{}
+	var obsolete []*corev1.PersistentVolumeClaim
+	for i := range list.Items {
+		pvc := &list.Items[i]
+		volume, local := pvc.Labels[tarsv1beta1.LabelLocalVolume]
+		if !local || !pvc.DeletionTimestamp.IsZero() || !isClaimOf(pvc, ts, volume) {
+			continue
+		}
+		want, declared := annotations[volume]
+		switch {
+		case declared && !hasLabels(pvc.Annotations, want):
+			patch := client.MergeFrom(pvc.DeepCopy())
+			pvc.Annotations = mergeLabels(pvc.Annotations, want)
+			if err := r.Patch(ctx, pvc, patch); err != nil {
+				return err
+			}
+			reannotated[volume]++
+		case !declared && (volume != tarsv1beta1.DelayBindVolumeName || !needsDelayBind(ts)):
+			obsolete = append(obsolete, pvc)
+		}
+	}
+	for _, volume := range slices.Sorted(maps.Keys(reannotated)) {
+		logf.FromContext(ctx).Info("Updated ownership annotations of claims", "volume", volume, "claims", reannotated[volume])
+		r.Recorder.Eventf(ts, nil, corev1.EventTypeNormal, "ReannotatedClaims", "Update",
+			"Set uid/gid/mode of %d claim(s) of volume %s to %s/%s/%s", reannotated[volume], volume,
+			annotations[volume][tarsv1beta1.AnnotationLocalVolumeUID], annotations[volume][tarsv1beta1.AnnotationLocalVolumeGID],
+			annotations[volume][tarsv1beta1.AnnotationLocalVolumeMode])
+	}
+	// Only once the StatefulSet without those claim templates exists: the old one would make
+	// the claims again.
+	if len(obsolete) == 0 || o.statefulSet == nil || o.statefulSet.UID == "" ||
+		slices.ContainsFunc(claimTemplateNames(o.statefulSet), func(n string) bool {
+			return slices.ContainsFunc(obsolete, func(pvc *corev1.PersistentVolumeClaim) bool {
+				return pvc.Labels[tarsv1beta1.LabelLocalVolume] == n
+			})
+		}) {
+		return nil
+	}
+	return r.deleteUnusedClaims(ctx, ts, obsolete, o)
+}
+
+// isClaimOf says whether pvc is one the StatefulSet of ts made from its claim template volume:
+// <volume>-<ts name>-<ordinal>.
+func isClaimOf(pvc *corev1.PersistentVolumeClaim, ts *tarsv1beta1.TServer, volume string) bool {
+	ordinal, ok := strings.CutPrefix(pvc.Name, volume+"-"+ts.Name+"-")
+	if !ok {
+		return false
+	}
+	_, err := strconv.ParseUint(ordinal, 10, 32)
+	return err == nil
+}
+
+// deleteUnusedClaims deletes the claims no pod of the server mounts; the others are left for a
+// later pass, after the rolling update has replaced their pods.
+func (r *TServerReconciler) deleteUnusedClaims(ctx context.Context, ts *tarsv1beta1.TServer,
+	claims []*corev1.PersistentVolumeClaim, o *observed) error {
+	pods := &corev1.PodList{}
+	if err := r.List(ctx, pods, client.InNamespace(ts.Namespace), client.MatchingLabels(podLabels(ts))); err != nil {
+		return err
+	}
+	inUse := sets.New[string]()
+	for _, pod := range pods.Items {
+		for _, v := range pod.Spec.Volumes {
+			if v.PersistentVolumeClaim != nil {
+				inUse.Insert(v.PersistentVolumeClaim.ClaimName)
+			}
+		}
+	}
+	for _, pvc := range claims {
+		if inUse.Has(pvc.Name) {
+			o.waiting = true
+			continue
+		}
+		err := r.Delete(ctx, pvc, client.Preconditions{UID: &pvc.UID})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		volume := pvc.Labels[tarsv1beta1.LabelLocalVolume]
+		logf.FromContext(ctx).Info("Deleted claim of a removed volume", "claim", pvc.Name, "volume", volume)
+		r.Recorder.Eventf(ts, pvc, corev1.EventTypeNormal, "DeletedClaim", "Delete",
+			"Deleted claim %s: volume %s is no longer declared and no pod uses it", pvc.Name, volume)
+	}
+	return nil
+}
+
+// updateStatus writes the status computed from what this reconcile observed, if it changed.
+func (r *TServerReconciler) updateStatus(ctx context.Context, ts *tarsv1beta1.TServer, o *observed) error {
+	status := computeStatus(ts, o)
+	if equality.Semantic.DeepEqual(status, ts.Status) {
+		return nil
+	}
+	// A merge patch, not an update: the controller is the status' only writer, and a TServer
+	// read from the cache may be a version behind.
+	patch := client.MergeFrom(ts.DeepCopy())
+	ts.Status = status
+	return r.Status().Patch(ctx, ts, patch)
+}
+
+// Condition types of a TServer.
+const (
+	// ConditionReady is true when every replica is ready.
+	ConditionReady = "Ready"
+	// ConditionVolumesBound is true when every claim of every replica is bound to a volume.
+	ConditionVolumesBound = "VolumesBound"
+)
+
+// computeStatus is the TServer's status given what a reconcile observed.
+func computeStatus(ts *tarsv1beta1.TServer, o *observed) tarsv1beta1.TServerStatus {
+	status := tarsv1beta1.TServerStatus{
+		Selector:           labels.SelectorFromSet(podLabels(ts)).String(),
+		ObservedGeneration: ts.Generation,
+		Conditions:         slices.Clone(ts.Status.Conditions),
+	}
+	desiredReplicas := *buildStatefulSet(ts).Spec.Replicas
+	if sts := o.statefulSet; sts != nil {
+		status.Replicas = sts.Status.Replicas
+		status.ReadyReplicas = sts.Status.ReadyReplicas
+		status.CurrentReplicas = sts.Status.CurrentReplicas
+	}
+
+	ready := metav1.Condition{Type: ConditionReady, ObservedGeneration: ts.Generation}
+	switch sts := o.statefulSet; {
+	case len(o.conflicts) > 0:
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, "Conflict", strings.Join(o.conflicts, "; ")
+	case o.recreating:
+		ready.Status, ready.Reason = metav1.ConditionFalse, "RecreatingStatefulSet"
+		ready.Message = "the StatefulSet is being recreated with new claim templates; its pods keep running"
+	case sts == nil || sts.Status.ObservedGeneration < sts.Generation:
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, "Progressing", "the StatefulSet is being updated"
+	case sts.Status.ReadyReplicas < desiredReplicas || sts.Status.Replicas != desiredReplicas:
+		ready.Status, ready.Reason = metav1.ConditionFalse, "ReplicasNotReady"
+		ready.Message = fmt.Sprintf("%d of %d replicas ready", sts.Status.ReadyReplicas, desiredReplicas)
+	default:
+		ready.Status, ready.Reason = metav1.ConditionTrue, "AllReplicasReady"
+		ready.Message = fmt.Sprintf("%d of %d replicas ready", sts.Status.ReadyReplicas, desiredReplicas)
+		if ts.Spec.Release == nil {
+			ready.Message += " (no release: the server has no pods)"
+		}
+	}
+	meta.SetStatusCondition(&status.Conditions, ready)
+	meta.SetStatusCondition(&status.Conditions, volumesBound(ts, desiredReplicas, o.claims))
+	return status
+}
+
+// volumesBound says whether every claim the replicas need exists and is bound.
+func volumesBound(ts *tarsv1beta1.TServer, replicas int32, claims []corev1.PersistentVolumeClaim) metav1.Condition {
+	phase := map[string]corev1.PersistentVolumeClaimPhase{}
+	for _, pvc := range claims {
+		phase[pvc.Name] = pvc.Status.Phase
+	}
+	var pending []string
+	total := 0
+	for _, t := range buildClaimTemplates(ts) {
+		for i := range replicas {
+			total++
+			if name := fmt.Sprintf("%s-%s-%d", t.Name, ts.Name, i); phase[name] != corev1.ClaimBound {
+				pending = append(pending, name)
+			}
+		}
+	}
+	c := metav1.Condition{Type: ConditionVolumesBound, ObservedGeneration: ts.Generation}
+	if len(pending) == 0 {
+		c.Status, c.Reason = metav1.ConditionTrue, "AllClaimsBound"
+		c.Message = fmt.Sprintf("%d claim(s) bound", total)
+		return c
+	}
+	const shown = 5
+	c.Status, c.Reason = metav1.ConditionFalse, "ClaimsPending"
+	c.Message = fmt.Sprintf("%d of %d claim(s) not bound yet: %s", len(pending), total, strings.Join(pending[:min(shown, len(pending))], ", "))
+	if len(pending) > shown {
+		c.Message += fmt.Sprintf(" and %d more", len(pending)-shown)
+	}
+	return c
+}
+
+// hasLabels says whether have contains every key and value of want.
+func hasLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// mergeLabels returns have with every key of want set to want's value.
+func mergeLabels(have, want map[string]string) map[string]string {
+	out := maps.Clone(have)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, want)
+	return out
+}
+
+// CacheOptions narrow the manager's caches of the kinds the controller watches to the objects
+// of TServers (labelled tars.io/ServerApp), so its memory does not grow with the rest of the cluster.
+func CacheOptions() cache.Options {
+	req, err := labels.NewRequirement(tarsv1beta1.LabelServerApp, selection.Exists, nil)
+	if err != nil {
+		panic(err) // a constant requirement
+	}
+	ours := cache.ByObject{Label: labels.NewSelector().Add(*req)}
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&appsv1.StatefulSet{}:           ours,
+		&corev1.Service{}:               ours,
+		&corev1.PersistentVolumeClaim{}: ours,
+		&corev1.Pod{}:                   ours,
+	}}
 }
 
 // SetupWithManager sets up the controller with the Manager.
 func (r *TServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&k8sv1beta1.TServer{}).
+		For(&tarsv1beta1.TServer{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Owns(&appsv1.StatefulSet{}).
+		Owns(&corev1.Service{}).
+		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(tserverOfLabels)).
 		Named("tserver").
 		Complete(r)
+}
+
+// tserverOfLabels maps an object labelled with a server's app and name to its TServer.
+func tserverOfLabels(_ context.Context, obj client.Object) []reconcile.Request {
+	app, server := obj.GetLabels()[tarsv1beta1.LabelServerApp], obj.GetLabels()[tarsv1beta1.LabelServerName]
+	if app == "" || server == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{
+		Namespace: obj.GetNamespace(), Name: tarsv1beta1.ResourceName(app, server),
+	}}}
 }

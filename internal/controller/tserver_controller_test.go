@@ -17,74 +17,375 @@ limitations under the License.
 package controller
 
 import (
-	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/yaml"
 
-	k8sv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 )
 
-var _ = Describe("TServer Controller", func() {
-	Context("When reconciling a resource", func() {
-		const (
-			resourceName      = "tars-tarslog"
-			resourceNamespace = "default"
-		)
+const (
+	timeout  = 10 * time.Second
+	interval = 100 * time.Millisecond
+)
 
-		ctx := context.Background()
+// newNamespace creates a namespace for one test.
+func newNamespace() string {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "ts-"}}
+	Expect(k8sClient.Create(ctx, ns)).To(Succeed())
+	return ns.Name
+}
 
-		typeNamespacedName := types.NamespacedName{
-			Name:      resourceName,
-			Namespace: resourceNamespace,
+// tarslogIn is the seed's tarslog sample in namespace ns.
+func tarslogIn(ns string) *tarsv1beta1.TServer {
+	data, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", "tars-tarslog.yaml"))
+	Expect(err).NotTo(HaveOccurred())
+	ts := &tarsv1beta1.TServer{}
+	Expect(yaml.UnmarshalStrict(data, ts)).To(Succeed())
+	ts.Namespace = ns
+	return ts
+}
+
+func statefulSetOf(ts *tarsv1beta1.TServer) *appsv1.StatefulSet {
+	sts := &appsv1.StatefulSet{}
+	Eventually(func() error {
+		return k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), sts)
+	}, timeout, interval).Should(Succeed())
+	return sts
+}
+
+// edit changes the stored TServer with change, retrying on conflicts.
+func edit(ts *tarsv1beta1.TServer, change func(*tarsv1beta1.TServer)) {
+	Eventually(func() error {
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), ts); err != nil {
+			return err
 		}
-		tserver := &k8sv1beta1.TServer{}
+		change(ts)
+		return k8sClient.Update(ctx, ts)
+	}, timeout, interval).Should(Succeed())
+}
 
-		BeforeEach(func() {
-			By("creating the custom resource for the Kind TServer")
-			err := k8sClient.Get(ctx, typeNamespacedName, tserver)
-			if err != nil && errors.IsNotFound(err) {
-				resource := &k8sv1beta1.TServer{
-					ObjectMeta: metav1.ObjectMeta{
-						Name:      resourceName,
-						Namespace: resourceNamespace,
-					},
-					Spec: k8sv1beta1.TServerSpec{
-						App: "tars", Server: "tarslog", SubType: k8sv1beta1.SubTypeTars,
-						Tars: &k8sv1beta1.TServerTars{},
-					},
-				}
-				Expect(k8sClient.Create(ctx, resource)).To(Succeed())
+// claimOf creates the claim the StatefulSet controller would make for volume and ordinal
+// (envtest runs no StatefulSet controller).
+func claimOf(ts *tarsv1beta1.TServer, volume string, ordinal int, annotations map[string]string) *corev1.PersistentVolumeClaim {
+	sts := buildStatefulSet(ts)
+	i := slices.IndexFunc(sts.Spec.VolumeClaimTemplates, func(t corev1.PersistentVolumeClaim) bool { return t.Name == volume })
+	Expect(i).To(BeNumerically(">=", 0), "no claim template %s", volume)
+	tpl := sts.Spec.VolumeClaimTemplates[i]
+	pvc := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: fmt.Sprintf("%s-%s-%d", volume, ts.Name, ordinal), Namespace: ts.Namespace,
+			Labels: tpl.Labels, Annotations: annotations,
+		},
+		Spec: tpl.Spec,
+	}
+	Expect(k8sClient.Create(ctx, pvc)).To(Succeed())
+	return pvc
+}
+
+func conditionOf(ts *tarsv1beta1.TServer, conditionType string) func() *metav1.Condition {
+	return func() *metav1.Condition {
+		got := &tarsv1beta1.TServer{}
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), got); err != nil {
+			return nil
+		}
+		return meta.FindStatusCondition(got.Status.Conditions, conditionType)
+	}
+}
+
+func eventReasons(ns string) func() []string {
+	return func() []string {
+		list := &eventsv1.EventList{}
+		Expect(k8sClient.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+		reasons := make([]string, 0, len(list.Items))
+		for _, e := range list.Items {
+			reasons = append(reasons, e.Reason)
+		}
+		return reasons
+	}
+}
+
+var _ = Describe("TServer controller", func() {
+	var (
+		ns string
+		ts *tarsv1beta1.TServer
+	)
+
+	BeforeEach(func() {
+		ns = newNamespace()
+		ts = tarslogIn(ns)
+	})
+
+	It("creates the StatefulSet and headless Service with the seed's claim templates", func() {
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+
+		sts := statefulSetOf(ts)
+		Expect(metav1.IsControlledBy(sts, ts)).To(BeTrue())
+		Expect(sts.Spec.Replicas).To(Equal(ptr.To[int32](2)))
+		Expect(sts.Spec.ServiceName).To(Equal("tars-tarslog"))
+		Expect(sts.Spec.VolumeClaimTemplates).To(HaveLen(1))
+		tpl := sts.Spec.VolumeClaimTemplates[0]
+		Expect(tpl.Name).To(Equal("remote-log-dir"))
+		Expect(tpl.Labels).To(Equal(map[string]string{
+			"tars.io/LocalVolume": "remote-log-dir", "tars.io/ServerApp": "tars", "tars.io/ServerName": "tarslog",
+		}))
+		Expect(tpl.Annotations).To(Equal(map[string]string{
+			"tars.io/LocalVolumeUID": "1000", "tars.io/LocalVolumeGID": "0", "tars.io/LocalVolumeMode": "755",
+		}))
+		Expect(*tpl.Spec.StorageClassName).To(Equal("t-storage-class"))
+		Expect(tpl.Spec.Selector.MatchLabels).To(Equal(tpl.Labels))
+
+		svc := &corev1.Service{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), svc)).To(Succeed())
+		Expect(metav1.IsControlledBy(svc, ts)).To(BeTrue())
+		Expect(svc.Spec.ClusterIP).To(Equal(corev1.ClusterIPNone))
+
+		By("owning both, so that deleting the TServer garbage-collects them (and leaves claims)")
+		for _, obj := range []client.Object{sts, svc} {
+			ref := metav1.GetControllerOf(obj)
+			Expect(ref.Kind).To(Equal("TServer"))
+			Expect(ref.UID).To(Equal(ts.UID))
+			Expect(*ref.BlockOwnerDeletion).To(BeTrue())
+		}
+		Expect(sts.Spec.PersistentVolumeClaimRetentionPolicy.WhenDeleted).To(Equal(appsv1.RetainPersistentVolumeClaimRetentionPolicyType))
+
+		By("reporting status, with the pending claims named")
+		Eventually(conditionOf(ts, ConditionVolumesBound), timeout, interval).Should(And(
+			Not(BeNil()),
+			HaveField("Status", metav1.ConditionFalse),
+			HaveField("Message", ContainSubstring("remote-log-dir-tars-tarslog-0, remote-log-dir-tars-tarslog-1")),
+		))
+		got := &tarsv1beta1.TServer{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), got)).To(Succeed())
+		Expect(got.Status.Selector).To(Equal("tars.io/ServerApp=tars,tars.io/ServerName=tarslog"))
+		Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
+		Expect(eventReasons(ns)()).To(ContainElements("CreatedStatefulSet", "CreatedService"))
+	})
+
+	It("writes nothing when nothing changed", func() {
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		statefulSetOf(ts)
+		Eventually(conditionOf(ts, ConditionReady), timeout, interval).ShouldNot(BeNil())
+
+		versions := func() []string {
+			sts, svc, got := &appsv1.StatefulSet{}, &corev1.Service{}, &tarsv1beta1.TServer{}
+			for _, obj := range []client.Object{sts, svc, got} {
+				Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), obj)).To(Succeed())
 			}
-		})
-
-		AfterEach(func() {
-			// TODO(user): Cleanup logic after each test, like removing the resource instance.
-			resource := &k8sv1beta1.TServer{}
-			err := k8sClient.Get(ctx, typeNamespacedName, resource)
+			return []string{sts.ResourceVersion, svc.ResourceVersion, got.ResourceVersion}
+		}
+		before := versions()
+		for range 3 {
+			_, err := reconciler.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(ts)})
 			Expect(err).NotTo(HaveOccurred())
+		}
+		Consistently(versions, time.Second, interval).Should(Equal(before))
+	})
 
-			By("Cleanup the specific resource instance TServer")
-			Expect(k8sClient.Delete(ctx, resource)).To(Succeed())
+	It("updates the StatefulSet in place for an ordinary change", func() {
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		uid := statefulSetOf(ts).UID
+
+		edit(ts, func(ts *tarsv1beta1.TServer) {
+			ts.Spec.K8S.Env = append(ts.Spec.K8S.Env, corev1.EnvVar{Name: "LOG_LEVEL", Value: "debug"})
+			ts.Spec.K8S.Replicas = 3
 		})
-		It("should successfully reconcile the resource", func() {
-			By("Reconciling the created resource")
-			controllerReconciler := &TServerReconciler{
-				Client: k8sClient,
-				Scheme: k8sClient.Scheme(),
-			}
+		Eventually(func() []corev1.EnvVar {
+			return statefulSetOf(ts).Spec.Template.Spec.Containers[0].Env
+		}, timeout, interval).Should(ContainElement(corev1.EnvVar{Name: "LOG_LEVEL", Value: "debug"}))
+		sts := statefulSetOf(ts)
+		Expect(sts.UID).To(Equal(uid))
+		Expect(*sts.Spec.Replicas).To(Equal(int32(3)))
+		Expect(eventReasons(ns)()).To(ContainElement("UpdatedStatefulSet"))
 
-			_, err := controllerReconciler.Reconcile(ctx, reconcile.Request{
-				NamespacedName: typeNamespacedName,
+		By("undoing a replica change made on the StatefulSet behind the TServer's back")
+		sts.Spec.Replicas = ptr.To[int32](9)
+		Expect(k8sClient.Update(ctx, sts)).To(Succeed())
+		Eventually(func() int32 { return *statefulSetOf(ts).Spec.Replicas }, timeout, interval).Should(Equal(int32(3)))
+	})
+
+	It("runs no pods without a release", func() {
+		ts.Spec.Release = nil
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		Expect(*statefulSetOf(ts).Spec.Replicas).To(BeZero())
+	})
+
+	It("recreates the StatefulSet, orphaning its pods, when a local volume is added", func() {
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		old := statefulSetOf(ts)
+
+		edit(ts, func(ts *tarsv1beta1.TServer) {
+			ts.Spec.K8S.Mounts = append(ts.Spec.K8S.Mounts, tarsv1beta1.TK8SMount{
+				Name: "data", MountPath: "/data",
+				Source: tarsv1beta1.TK8SMountSource{TLocalVolume: &tarsv1beta1.TLocalVolume{UID: "0", GID: "0", Mode: "711"}},
 			})
-			Expect(err).NotTo(HaveOccurred())
-			// TODO(user): Add more specific assertions depending on your controller's reconciliation logic.
-			// Example: If you expect a certain status condition after reconciliation, verify it here.
 		})
+		By("deleting the old one with orphan propagation")
+		Eventually(func(g Gomega) {
+			sts := &appsv1.StatefulSet{}
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), sts)).To(Succeed())
+			g.Expect(sts.UID).To(Equal(old.UID))
+			g.Expect(sts.DeletionTimestamp).NotTo(BeNil())
+			g.Expect(sts.Finalizers).To(ContainElement(metav1.FinalizerOrphanDependents))
+		}, timeout, interval).Should(Succeed())
+		Eventually(conditionOf(ts, ConditionReady), timeout, interval).Should(HaveField("Reason", "RecreatingStatefulSet"))
+
+		By("creating the new one once the garbage collector has orphaned the pods")
+		orphaned := &appsv1.StatefulSet{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), orphaned)).To(Succeed())
+		orphaned.Finalizers = nil // what the garbage collector does after orphaning
+		Expect(k8sClient.Update(ctx, orphaned)).To(Succeed())
+		Eventually(func(g Gomega) {
+			sts := &appsv1.StatefulSet{}
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), sts)).To(Succeed())
+			g.Expect(sts.UID).NotTo(Equal(old.UID))
+			g.Expect(claimTemplateNames(sts)).To(Equal([]string{"remote-log-dir", "data"}))
+		}, timeout, interval).Should(Succeed())
+		Expect(eventReasons(ns)()).To(ContainElement("RecreatingStatefulSet"))
+	})
+
+	It("recreates the StatefulSet with a delay-bind claim when host networking is turned on", func() {
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		statefulSetOf(ts)
+		edit(ts, func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.HostNetwork = true })
+		Eventually(func() *metav1.Time {
+			return statefulSetOf(ts).DeletionTimestamp
+		}, timeout, interval).ShouldNot(BeNil())
+	})
+
+	It("re-annotates existing claims when uid, gid or mode change", func() {
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		statefulSetOf(ts)
+		tpl := buildClaimTemplates(ts)[0]
+		claims := []*corev1.PersistentVolumeClaim{
+			claimOf(ts, "remote-log-dir", 0, tpl.Annotations),
+			claimOf(ts, "remote-log-dir", 1, nil),
+		}
+
+		edit(ts, func(ts *tarsv1beta1.TServer) {
+			ts.Spec.K8S.Mounts[0].Source.TLocalVolume = &tarsv1beta1.TLocalVolume{UID: "2000", GID: "100", Mode: "711"}
+		})
+		for _, pvc := range claims {
+			Eventually(func() map[string]string {
+				got := &corev1.PersistentVolumeClaim{}
+				Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(pvc), got)).To(Succeed())
+				return got.Annotations
+			}, timeout, interval).Should(Equal(map[string]string{
+				"tars.io/LocalVolumeUID": "2000", "tars.io/LocalVolumeGID": "100", "tars.io/LocalVolumeMode": "711",
+			}))
+		}
+		Expect(eventReasons(ns)()).To(ContainElement("ReannotatedClaims"))
+		By("keeping the StatefulSet, whose claim templates cannot change")
+		Expect(statefulSetOf(ts).DeletionTimestamp).To(BeNil())
+	})
+
+	It("deletes the claims of a removed local volume once no pod uses them", func() {
+		ts.Spec.K8S.Mounts = append(ts.Spec.K8S.Mounts, tarsv1beta1.TK8SMount{
+			Name: "cache", MountPath: "/cache",
+			Source: tarsv1beta1.TK8SMountSource{TLocalVolume: &tarsv1beta1.TLocalVolume{UID: "0", GID: "0", Mode: "755"}},
+		})
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		statefulSetOf(ts)
+		kept := claimOf(ts, "remote-log-dir", 0, nil)
+		removed := claimOf(ts, "cache", 0, nil)
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "tars-tarslog-0", Namespace: ns, Labels: podLabels(ts)},
+			Spec: corev1.PodSpec{
+				Containers: []corev1.Container{{Name: "c", Image: "x"}},
+				Volumes: []corev1.Volume{{Name: "cache", VolumeSource: corev1.VolumeSource{
+					PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: removed.Name},
+				}}},
+			},
+		}
+		Expect(k8sClient.Create(ctx, pod)).To(Succeed())
+
+		edit(ts, func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts = ts.Spec.K8S.Mounts[:1] })
+		Eventually(func() *metav1.Time { return statefulSetOf(ts).DeletionTimestamp }, timeout, interval).ShouldNot(BeNil())
+		orphaned := statefulSetOf(ts)
+		orphaned.Finalizers = nil
+		Expect(k8sClient.Update(ctx, orphaned)).To(Succeed())
+		Eventually(func() []string { return claimTemplateNames(statefulSetOf(ts)) }, timeout, interval).
+			Should(Equal([]string{"remote-log-dir"}))
+
+		By("keeping the claim while a pod still mounts it")
+		Consistently(func() error {
+			return k8sClient.Get(ctx, client.ObjectKeyFromObject(removed), &corev1.PersistentVolumeClaim{})
+		}, 2*time.Second, interval).Should(Succeed())
+
+		By("deleting it once the pod is gone")
+		Expect(k8sClient.Delete(ctx, pod, client.GracePeriodSeconds(0))).To(Succeed())
+		Eventually(func() bool {
+			got := &corev1.PersistentVolumeClaim{}
+			err := k8sClient.Get(ctx, client.ObjectKeyFromObject(removed), got)
+			return apierrors.IsNotFound(err) || (err == nil && got.DeletionTimestamp != nil)
+		}, 3*waitInterval, interval).Should(BeTrue())
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(kept), &corev1.PersistentVolumeClaim{})).To(Succeed())
+		Expect(eventReasons(ns)()).To(ContainElement("DeletedClaim"))
+	})
+
+	It("never touches a StatefulSet or Service of the same name that it does not own", func() {
+		foreign := &appsv1.StatefulSet{
+			ObjectMeta: metav1.ObjectMeta{Name: ts.Name, Namespace: ns},
+			Spec: appsv1.StatefulSetSpec{
+				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "other"}},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "other"}},
+					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "other"}}},
+				},
+			},
+		}
+		Expect(k8sClient.Create(ctx, foreign)).To(Succeed())
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+
+		Eventually(conditionOf(ts, ConditionReady), timeout, interval).Should(And(
+			Not(BeNil()),
+			HaveField("Status", metav1.ConditionFalse),
+			HaveField("Reason", "Conflict"),
+			HaveField("Message", ContainSubstring("StatefulSet tars-tarslog exists and is not owned by this TServer")),
+		))
+		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement("Conflict"))
+		got := &appsv1.StatefulSet{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(foreign), got)).To(Succeed())
+		Expect(got.ResourceVersion).To(Equal(foreign.ResourceVersion))
+		Expect(got.OwnerReferences).To(BeEmpty())
+	})
+
+	It("reports ready replicas and bound claims from the StatefulSet and claims", func() {
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		sts := statefulSetOf(ts)
+		for i := range 2 {
+			pvc := claimOf(ts, "remote-log-dir", i, nil)
+			pvc.Status.Phase = corev1.ClaimBound
+			Expect(k8sClient.Status().Update(ctx, pvc)).To(Succeed())
+		}
+		sts.Status = appsv1.StatefulSetStatus{
+			ObservedGeneration: sts.Generation, Replicas: 2, ReadyReplicas: 2, CurrentReplicas: 2, UpdatedReplicas: 2,
+		}
+		Expect(k8sClient.Status().Update(ctx, sts)).To(Succeed())
+
+		Eventually(conditionOf(ts, ConditionReady), timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
+		Eventually(conditionOf(ts, ConditionVolumesBound), timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
+		got := &tarsv1beta1.TServer{}
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: ts.Name}, got)).To(Succeed())
+		Expect(got.Status.Replicas).To(Equal(int32(2)))
+		Expect(got.Status.ReadyReplicas).To(Equal(int32(2)))
+		Expect(got.Status.CurrentReplicas).To(Equal(int32(2)))
 	})
 })

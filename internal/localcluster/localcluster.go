@@ -26,6 +26,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -33,7 +34,11 @@ import (
 	"slices"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
@@ -48,6 +53,8 @@ type Options struct {
 	// WebhookPaths are files or directories of webhook configurations to register; their
 	// clientConfig is pointed at the local webhook server.
 	WebhookPaths []string
+	// Manifests are YAML files of further objects to create once the API server runs.
+	Manifests []string
 }
 
 // Cluster is a running local cluster.
@@ -121,6 +128,10 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	wh := c.env.WebhookInstallOptions
 	c.Webhook = WebhookServing{Host: wh.LocalServingHost, Port: wh.LocalServingPort, CertDir: wh.LocalServingCertDir}
 
+	if err := createManifests(ctx, c.Config, opts.Manifests); err != nil {
+		return nil, errors.Join(err, c.Stop())
+	}
+
 	admin, err := c.env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
 	if err == nil {
 		var kubeconfig []byte
@@ -132,6 +143,41 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, errors.Join(fmt.Errorf("writing the admin kubeconfig: %w", err), c.Stop())
 	}
 	return c, nil
+}
+
+// createManifests creates the objects of every YAML document in files.
+func createManifests(ctx context.Context, cfg *rest.Config, files []string) error {
+	if len(files) == 0 {
+		return nil
+	}
+	cl, err := client.New(cfg, client.Options{})
+	if err != nil {
+		return err
+	}
+	for _, file := range files {
+		f, err := os.Open(file)
+		if err != nil {
+			return err
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
+		for {
+			obj := &unstructured.Unstructured{}
+			if err = dec.Decode(&obj.Object); err != nil {
+				break
+			}
+			if len(obj.Object) == 0 {
+				continue
+			}
+			if err = cl.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+				break
+			}
+		}
+		_ = f.Close()
+		if !errors.Is(err, io.EOF) {
+			return fmt.Errorf("creating the objects of %s: %w", file, err)
+		}
+	}
+	return nil
 }
 
 // logFile opens StateDir/logs/<name>.log for a component's output.

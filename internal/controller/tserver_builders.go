@@ -1,0 +1,365 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controller
+
+import (
+	"maps"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/ptr"
+
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+)
+
+const (
+	// placeholderImage fills the container of a TServer without a release: a StatefulSet needs an
+	// image, and with zero replicas it is never pulled.
+	placeholderImage = "registry.k8s.io/pause:3.10"
+
+	// localVolumeRequest is the storage a node-local claim asks for: a placeholder, since a local
+	// directory has no size limit.
+	localVolumeRequest = "1G"
+)
+
+// podLabels are the labels of a TServer's pods; they also select them.
+func podLabels(ts *tarsv1beta1.TServer) map[string]string {
+	return map[string]string{
+		tarsv1beta1.LabelServerApp:  ts.Spec.App,
+		tarsv1beta1.LabelServerName: ts.Spec.Server,
+	}
+}
+
+// needsDelayBind says whether a TServer's pods must be pinned to their node although they may
+// have no local volume: host IPC, host network and host ports tie a server to its node.
+func needsDelayBind(ts *tarsv1beta1.TServer) bool {
+	k := &ts.Spec.K8S
+	return k.HostIPC || k.HostNetwork || len(k.HostPorts) > 0
+}
+
+// buildStatefulSet is the StatefulSet a TServer should have.
+func buildStatefulSet(ts *tarsv1beta1.TServer) *appsv1.StatefulSet {
+	k := &ts.Spec.K8S
+	replicas := k.Replicas
+	if ts.Spec.Release == nil {
+		replicas = 0
+	}
+	policy := k.PodManagementPolicy
+	if policy == "" {
+		policy = appsv1.ParallelPodManagement
+	}
+	strategy := *k.UpdateStrategy.DeepCopy()
+	if strategy.Type == "" {
+		strategy.Type = appsv1.RollingUpdateStatefulSetStrategyType
+	}
+	return &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      ts.Name,
+			Namespace: ts.Namespace,
+			Labels:    podLabels(ts),
+		},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas:             new(replicas),
+			Selector:             &metav1.LabelSelector{MatchLabels: podLabels(ts)},
+			ServiceName:          ts.Name,
+			PodManagementPolicy:  policy,
+			UpdateStrategy:       strategy,
+			Template:             buildPodTemplate(ts),
+			VolumeClaimTemplates: buildClaimTemplates(ts),
+			// Claims hold data on node disks: neither scaling down nor deleting the TServer
+			// removes them. The controller deletes only the claims of volumes removed from it.
+			PersistentVolumeClaimRetentionPolicy: &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{
+				WhenDeleted: appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
+				WhenScaled:  appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
+			},
+		},
+	}
+}
+
+// buildPodTemplate is the pod template of a TServer's StatefulSet.
+func buildPodTemplate(ts *tarsv1beta1.TServer) corev1.PodTemplateSpec {
+	k := &ts.Spec.K8S
+	image, pullSecrets := placeholderImage, []corev1.LocalObjectReference(nil)
+	if r := ts.Spec.Release; r != nil {
+		image = r.Image
+		if r.Secret != "" {
+			pullSecrets = []corev1.LocalObjectReference{{Name: r.Secret}}
+		}
+	}
+	volumes, mounts := buildVolumes(ts)
+	container := corev1.Container{
+		Name:            ts.Name,
+		Image:           image,
+		ImagePullPolicy: k.ImagePullPolicy,
+		Command:         k.Command,
+		Args:            k.Args,
+		Env:             k.Env,
+		EnvFrom:         k.EnvFrom,
+		Ports:           buildContainerPorts(ts),
+		Resources:       *k.Resources.DeepCopy(),
+		VolumeMounts:    mounts,
+	}
+	if container.ImagePullPolicy == "" {
+		container.ImagePullPolicy = corev1.PullIfNotPresent
+	}
+	spec := corev1.PodSpec{
+		Containers:         []corev1.Container{container},
+		Volumes:            volumes,
+		ImagePullSecrets:   pullSecrets,
+		ServiceAccountName: k.ServiceAccount,
+		HostIPC:            k.HostIPC,
+		HostNetwork:        k.HostNetwork,
+		Affinity:           buildAffinity(ts),
+	}
+	if k.HostNetwork {
+		spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
+	}
+	for _, gate := range k.ReadinessGates {
+		spec.ReadinessGates = append(spec.ReadinessGates, corev1.PodReadinessGate{ConditionType: corev1.PodConditionType(gate)})
+	}
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: podLabels(ts)},
+		Spec:       spec,
+	}
+}
+
+// endpoints lists a TServer's servants or ports as name, port and protocol.
+func endpoints(ts *tarsv1beta1.TServer) []endpoint {
+	var eps []endpoint
+	switch {
+	case ts.Spec.SubType == tarsv1beta1.SubTypeTars && ts.Spec.Tars != nil:
+		for _, s := range ts.Spec.Tars.Servants {
+			eps = append(eps, endpoint{name: s.Name, port: s.Port, tcp: s.IsTcp})
+		}
+	case ts.Spec.SubType == tarsv1beta1.SubTypeNormal && ts.Spec.Normal != nil:
+		for _, p := range ts.Spec.Normal.Ports {
+			eps = append(eps, endpoint{name: p.Name, port: p.Port, tcp: p.IsTcp})
+		}
+	}
+	return eps
+}
+
+type endpoint struct {
+	name string
+	port int32
+	tcp  bool
+}
+
+func (e endpoint) protocol() corev1.Protocol {
+	if e.tcp {
+		return corev1.ProtocolTCP
+	}
+	return corev1.ProtocolUDP
+}
+
+// buildContainerPorts gives every servant or port a container port, named after it in lower case
+// where that is a valid port name (at most 15 characters), with the host port that exposes it.
+func buildContainerPorts(ts *tarsv1beta1.TServer) []corev1.ContainerPort {
+	eps := endpoints(ts)
+	ports := make([]corev1.ContainerPort, 0, len(eps))
+	for _, ep := range eps {
+		p := corev1.ContainerPort{ContainerPort: ep.port, Protocol: ep.protocol()}
+		if name := strings.ToLower(ep.name); len(validation.IsValidPortName(name)) == 0 {
+			p.Name = name
+		}
+		for _, hp := range ts.Spec.K8S.HostPorts {
+			if hp.NameRef == ep.name {
+				p.HostPort = hp.Port
+			}
+		}
+		ports = append(ports, p)
+	}
+	return ports
+}
+
+// buildAffinity turns nodeSelector into required node affinity and notStacked into required pod
+// anti-affinity between the server's own pods on one node.
+func buildAffinity(ts *tarsv1beta1.TServer) *corev1.Affinity {
+	k := &ts.Spec.K8S
+	if len(k.NodeSelector) == 0 && !k.NotStacked {
+		return nil
+	}
+	affinity := &corev1.Affinity{}
+	if len(k.NodeSelector) > 0 {
+		affinity.NodeAffinity = &corev1.NodeAffinity{
+			RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+				NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: k.NodeSelector}},
+			},
+		}
+	}
+	if k.NotStacked {
+		affinity.PodAntiAffinity = &corev1.PodAntiAffinity{
+			RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
+				LabelSelector: &metav1.LabelSelector{MatchLabels: podLabels(ts)},
+				TopologyKey:   corev1.LabelHostname,
+			}},
+		}
+	}
+	return affinity
+}
+
+// buildVolumes returns the pod volumes and container mounts of a TServer's mounts. Mounts backed
+// by a claim template (tLocalVolume, persistentVolumeClaimTemplate) need no pod volume: the
+// StatefulSet adds one per claim template.
+func buildVolumes(ts *tarsv1beta1.TServer) ([]corev1.Volume, []corev1.VolumeMount) {
+	volumes := make([]corev1.Volume, 0, len(ts.Spec.K8S.Mounts))
+	mounts := make([]corev1.VolumeMount, 0, len(ts.Spec.K8S.Mounts))
+	for _, m := range ts.Spec.K8S.Mounts {
+		mounts = append(mounts, corev1.VolumeMount{
+			Name:             m.Name,
+			MountPath:        m.MountPath,
+			ReadOnly:         m.ReadOnly,
+			SubPath:          m.SubPath,
+			SubPathExpr:      m.SubPathExpr,
+			MountPropagation: m.MountPropagation,
+		})
+		s := m.Source.DeepCopy()
+		var source corev1.VolumeSource
+		switch {
+		case s.HostPath != nil:
+			source.HostPath = s.HostPath
+		case s.EmptyDir != nil:
+			source.EmptyDir = s.EmptyDir
+		case s.Secret != nil:
+			source.Secret = s.Secret
+		case s.ConfigMap != nil:
+			source.ConfigMap = s.ConfigMap
+		case s.DownwardAPI != nil:
+			source.DownwardAPI = s.DownwardAPI
+		case s.PersistentVolumeClaim != nil:
+			source.PersistentVolumeClaim = s.PersistentVolumeClaim
+		default: // tLocalVolume and persistentVolumeClaimTemplate: a claim template
+			continue
+		}
+		volumes = append(volumes, corev1.Volume{Name: m.Name, VolumeSource: source})
+	}
+	return volumes, mounts
+}
+
+// buildClaimTemplates is the StatefulSet's volumeClaimTemplates: one node-local claim per
+// tLocalVolume mount, the user's claim templates as given, and the delay-bind claim when host
+// IPC, host network or host ports pin the server to its node.
+func buildClaimTemplates(ts *tarsv1beta1.TServer) []corev1.PersistentVolumeClaim {
+	var templates []corev1.PersistentVolumeClaim
+	for _, m := range ts.Spec.K8S.Mounts {
+		switch {
+		case m.Source.TLocalVolume != nil:
+			templates = append(templates, localClaimTemplate(ts, m.Name, localVolumeAnnotations(m.Source.TLocalVolume)))
+		case m.Source.PersistentVolumeClaimTemplate != nil:
+			pvc := m.Source.PersistentVolumeClaimTemplate.DeepCopy()
+			pvc.ObjectMeta = metav1.ObjectMeta{
+				Name:        m.Name,
+				Labels:      pvc.Labels,
+				Annotations: pvc.Annotations,
+			}
+			// The server's labels let the controller find the claims in its narrowed cache.
+			if pvc.Labels == nil {
+				pvc.Labels = map[string]string{}
+			}
+			maps.Copy(pvc.Labels, podLabels(ts))
+			pvc.Status = corev1.PersistentVolumeClaimStatus{}
+			templates = append(templates, *pvc)
+		}
+	}
+	if needsDelayBind(ts) {
+		templates = append(templates, localClaimTemplate(ts, tarsv1beta1.DelayBindVolumeName, nil))
+	}
+	return templates
+}
+
+// localVolumeAnnotations tell the node agent the owner and mode of a claim's directory.
+func localVolumeAnnotations(lv *tarsv1beta1.TLocalVolume) map[string]string {
+	return map[string]string{
+		tarsv1beta1.AnnotationLocalVolumeUID:  orDefault(lv.UID, tarsv1beta1.DefaultLocalVolumeUID),
+		tarsv1beta1.AnnotationLocalVolumeGID:  orDefault(lv.GID, tarsv1beta1.DefaultLocalVolumeGID),
+		tarsv1beta1.AnnotationLocalVolumeMode: orDefault(lv.Mode, tarsv1beta1.DefaultLocalVolumeMode),
+	}
+}
+
+func orDefault(value, def string) string {
+	if value == "" {
+		return def
+	}
+	return value
+}
+
+// localVolumeLabels mark a node-local claim (and the volume the agent makes for it) as volume
+// name of this server.
+func localVolumeLabels(ts *tarsv1beta1.TServer, name string) map[string]string {
+	labels := podLabels(ts)
+	labels[tarsv1beta1.LabelLocalVolume] = name
+	return labels
+}
+
+// localClaimTemplate is a claim for a node-local volume, exactly as TarsK8S writes it.
+func localClaimTemplate(ts *tarsv1beta1.TServer, name string, annotations map[string]string) corev1.PersistentVolumeClaim {
+	return corev1.PersistentVolumeClaim{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        name,
+			Labels:      localVolumeLabels(ts, name),
+			Annotations: annotations,
+		},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources: corev1.VolumeResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(localVolumeRequest)},
+			},
+			Selector:         &metav1.LabelSelector{MatchLabels: localVolumeLabels(ts, name)},
+			StorageClassName: ptr.To(tarsv1beta1.StorageClassName),
+			VolumeMode:       ptr.To(corev1.PersistentVolumeFilesystem),
+		},
+	}
+}
+
+// buildService is the headless Service that gives a TServer's pods their DNS names.
+func buildService(ts *tarsv1beta1.TServer) *corev1.Service {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      ts.Name,
+			Namespace: ts.Namespace,
+			Labels:    podLabels(ts),
+		},
+		Spec: corev1.ServiceSpec{
+			ClusterIP: corev1.ClusterIPNone,
+			Selector:  podLabels(ts),
+		},
+	}
+	for _, ep := range endpoints(ts) {
+		svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{
+			Name:       strings.ToLower(ep.name),
+			Port:       ep.port,
+			TargetPort: intstr.FromInt32(ep.port),
+			Protocol:   ep.protocol(),
+		})
+	}
+	return svc
+}
+
+// claimTemplateNames are the names of a StatefulSet's claim templates, in order.
+func claimTemplateNames(sts *appsv1.StatefulSet) []string {
+	names := make([]string, 0, len(sts.Spec.VolumeClaimTemplates))
+	for _, t := range sts.Spec.VolumeClaimTemplates {
+		names = append(names, t.Name)
+	}
+	return names
+}

@@ -1,0 +1,400 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controller
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
+
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+)
+
+// sample reads a TServer from config/samples, in namespace default.
+func sample(t *testing.T, name string) *tarsv1beta1.TServer {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &tarsv1beta1.TServer{}
+	if err := yaml.UnmarshalStrict(data, ts); err != nil {
+		t.Fatal(err)
+	}
+	ts.Namespace = "default"
+	return ts
+}
+
+// seedClaimTemplate is a claim template exactly as the seed's expanded YAML shows it.
+func seedClaimTemplate(name, server string, annotations map[string]string) corev1.PersistentVolumeClaim {
+	labels := map[string]string{
+		"tars.io/LocalVolume": name,
+		"tars.io/ServerApp":   "tars",
+		"tars.io/ServerName":  server,
+	}
+	return corev1.PersistentVolumeClaim{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: annotations},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources: corev1.VolumeResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
+			},
+			Selector:         &metav1.LabelSelector{MatchLabels: labels},
+			StorageClassName: new("t-storage-class"),
+			VolumeMode:       ptr.To(corev1.PersistentVolumeFilesystem),
+		},
+	}
+}
+
+func TestBuildClaimTemplatesSeed(t *testing.T) {
+	tests := []struct {
+		name   string
+		file   string
+		mutate func(*tarsv1beta1.TServer)
+		want   []corev1.PersistentVolumeClaim
+	}{
+		{
+			name: "seed tarslog", file: "tars-tarslog.yaml",
+			want: []corev1.PersistentVolumeClaim{seedClaimTemplate("remote-log-dir", "tarslog", map[string]string{
+				"tars.io/LocalVolumeUID": "1000", "tars.io/LocalVolumeGID": "0", "tars.io/LocalVolumeMode": "755",
+			})},
+		},
+		{
+			name: "seed tarsconfig", file: "tars-tarsconfig.yaml",
+			want: []corev1.PersistentVolumeClaim{seedClaimTemplate("delay-bind", "tarsconfig", nil)},
+		},
+		{
+			name: "hostNetwork: the volume, then delay-bind", file: "tars-tarslog.yaml",
+			mutate: func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.HostNetwork = true },
+			want: []corev1.PersistentVolumeClaim{
+				seedClaimTemplate("remote-log-dir", "tarslog", map[string]string{
+					"tars.io/LocalVolumeUID": "1000", "tars.io/LocalVolumeGID": "0", "tars.io/LocalVolumeMode": "755",
+				}),
+				seedClaimTemplate("delay-bind", "tarslog", nil),
+			},
+		},
+		{
+			name: "a hostPort", file: "tars-tarslog.yaml",
+			mutate: func(ts *tarsv1beta1.TServer) {
+				ts.Spec.K8S.Mounts = nil
+				ts.Spec.K8S.HostPorts = []tarsv1beta1.TK8SHostPort{{NameRef: "LogObj", Port: 18993}}
+			},
+			want: []corev1.PersistentVolumeClaim{seedClaimTemplate("delay-bind", "tarslog", nil)},
+		},
+		{
+			name: "an undefaulted tLocalVolume", file: "tars-tarslog.yaml",
+			mutate: func(ts *tarsv1beta1.TServer) {
+				ts.Spec.K8S.Mounts[0].Source.TLocalVolume = &tarsv1beta1.TLocalVolume{}
+			},
+			want: []corev1.PersistentVolumeClaim{seedClaimTemplate("remote-log-dir", "tarslog", map[string]string{
+				"tars.io/LocalVolumeUID": "0", "tars.io/LocalVolumeGID": "0", "tars.io/LocalVolumeMode": "755",
+			})},
+		},
+		{
+			name: "no volumes", file: "tars-tarslog.yaml",
+			mutate: func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts = nil },
+			want:   nil,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := sample(t, tt.file)
+			if tt.mutate != nil {
+				tt.mutate(ts)
+			}
+			if diff := cmp.Diff(tt.want, buildClaimTemplates(ts)); diff != "" {
+				t.Errorf("buildClaimTemplates() (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestBuildClaimTemplatesUserTemplate(t *testing.T) {
+	ts := sample(t, "tars-tarslog.yaml")
+	user := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "ignored", Labels: map[string]string{"tier": "db"}},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: new("fast"),
+			Resources: corev1.VolumeResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("5Gi")},
+			},
+		},
+	}
+	ts.Spec.K8S.Mounts = []tarsv1beta1.TK8SMount{{
+		Name: "db", MountPath: "/db", Source: tarsv1beta1.TK8SMountSource{PersistentVolumeClaimTemplate: user},
+	}}
+	want := []corev1.PersistentVolumeClaim{{
+		ObjectMeta: metav1.ObjectMeta{Name: "db", Labels: map[string]string{
+			"tier": "db", "tars.io/ServerApp": "tars", "tars.io/ServerName": "tarslog",
+		}},
+		Spec: user.Spec,
+	}}
+	if diff := cmp.Diff(want, buildClaimTemplates(ts)); diff != "" {
+		t.Errorf("buildClaimTemplates() (-want +got):\n%s", diff)
+	}
+	if user.Name != "ignored" || len(user.Labels) != 1 {
+		t.Errorf("the TServer's template was modified: %+v", user.ObjectMeta)
+	}
+}
+
+func TestBuildStatefulSetTarslog(t *testing.T) {
+	ts := sample(t, "tars-tarslog.yaml")
+	labels := map[string]string{"tars.io/ServerApp": "tars", "tars.io/ServerName": "tarslog"}
+	want := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "tars-tarslog", Namespace: "default", Labels: labels},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas:            ptr.To[int32](2),
+			Selector:            &metav1.LabelSelector{MatchLabels: labels},
+			ServiceName:         "tars-tarslog",
+			PodManagementPolicy: appsv1.ParallelPodManagement,
+			UpdateStrategy:      appsv1.StatefulSetUpdateStrategy{Type: appsv1.RollingUpdateStatefulSetStrategyType},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name:            "tars-tarslog",
+					Image:           "tarscloud/tars.tarslog:v1",
+					ImagePullPolicy: corev1.PullIfNotPresent,
+					Env:             ts.Spec.K8S.Env,
+					Ports:           []corev1.ContainerPort{{Name: "logobj", ContainerPort: 18993, Protocol: corev1.ProtocolTCP}},
+					VolumeMounts:    []corev1.VolumeMount{{Name: "remote-log-dir", MountPath: "/usr/local/app/tars/remote_app_log"}},
+				}}},
+			},
+			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{seedClaimTemplate("remote-log-dir", "tarslog", map[string]string{
+				"tars.io/LocalVolumeUID": "1000", "tars.io/LocalVolumeGID": "0", "tars.io/LocalVolumeMode": "755",
+			})},
+			PersistentVolumeClaimRetentionPolicy: &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{
+				WhenDeleted: appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
+				WhenScaled:  appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
+			},
+		},
+	}
+	if diff := cmp.Diff(want, buildStatefulSet(ts), cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("buildStatefulSet() (-want +got):\n%s", diff)
+	}
+}
+
+func TestBuildStatefulSetFields(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*tarsv1beta1.TServer)
+		check  func(*testing.T, *appsv1.StatefulSet)
+	}{
+		{
+			name:   "tarsconfig runs in the host IPC namespace",
+			mutate: func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.HostIPC = true },
+			check: func(t *testing.T, sts *appsv1.StatefulSet) {
+				if !sts.Spec.Template.Spec.HostIPC {
+					t.Error("hostIPC not set")
+				}
+			},
+		},
+		{
+			name:   "no release: no replicas, a placeholder image",
+			mutate: func(ts *tarsv1beta1.TServer) { ts.Spec.Release = nil },
+			check: func(t *testing.T, sts *appsv1.StatefulSet) {
+				if *sts.Spec.Replicas != 0 || sts.Spec.Template.Spec.Containers[0].Image != placeholderImage {
+					t.Errorf("replicas %d image %q", *sts.Spec.Replicas, sts.Spec.Template.Spec.Containers[0].Image)
+				}
+			},
+		},
+		{
+			name: "release secret, command, args, service account, pull policy, resources",
+			mutate: func(ts *tarsv1beta1.TServer) {
+				ts.Spec.Release.Secret = "registry"
+				ts.Spec.K8S.Command, ts.Spec.K8S.Args = []string{"/bin/app"}, []string{"-v"}
+				ts.Spec.K8S.ServiceAccount = "tars"
+				ts.Spec.K8S.ImagePullPolicy = corev1.PullAlways
+				ts.Spec.K8S.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}
+				ts.Spec.K8S.EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{
+					LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}}}}
+			},
+			check: func(t *testing.T, sts *appsv1.StatefulSet) {
+				pod := sts.Spec.Template.Spec
+				c := pod.Containers[0]
+				if diff := cmp.Diff([]corev1.LocalObjectReference{{Name: "registry"}}, pod.ImagePullSecrets); diff != "" {
+					t.Error(diff)
+				}
+				if c.Command[0] != "/bin/app" || c.Args[0] != "-v" || pod.ServiceAccountName != "tars" ||
+					c.ImagePullPolicy != corev1.PullAlways || c.Resources.Limits.Memory().String() != "1Gi" ||
+					c.EnvFrom[0].ConfigMapRef.Name != "cfg" {
+					t.Errorf("container %+v pod %+v", c, pod)
+				}
+			},
+		},
+		{
+			name: "hostNetwork and hostPorts",
+			mutate: func(ts *tarsv1beta1.TServer) {
+				ts.Spec.K8S.HostNetwork = true
+				ts.Spec.K8S.HostPorts = []tarsv1beta1.TK8SHostPort{{NameRef: "LogObj", Port: 18993}}
+			},
+			check: func(t *testing.T, sts *appsv1.StatefulSet) {
+				pod := sts.Spec.Template.Spec
+				if !pod.HostNetwork || pod.DNSPolicy != corev1.DNSClusterFirstWithHostNet || pod.Containers[0].Ports[0].HostPort != 18993 {
+					t.Errorf("pod %+v", pod)
+				}
+			},
+		},
+		{
+			name: "nodeSelector, notStacked, readinessGates, OrderedReady, OnDelete",
+			mutate: func(ts *tarsv1beta1.TServer) {
+				ts.Spec.K8S.NodeSelector = []corev1.NodeSelectorRequirement{{Key: "zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"a"}}}
+				ts.Spec.K8S.NotStacked = true
+				ts.Spec.K8S.ReadinessGates = []string{"tars.io/active"}
+				ts.Spec.K8S.PodManagementPolicy = appsv1.OrderedReadyPodManagement
+				ts.Spec.K8S.UpdateStrategy.Type = appsv1.OnDeleteStatefulSetStrategyType
+			},
+			check: func(t *testing.T, sts *appsv1.StatefulSet) {
+				want := &corev1.Affinity{
+					NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+						NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{
+							{Key: "zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"a"}},
+						}}},
+					}},
+					PodAntiAffinity: &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
+						LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{
+							"tars.io/ServerApp": "tars", "tars.io/ServerName": "tarslog",
+						}},
+						TopologyKey: "kubernetes.io/hostname",
+					}}},
+				}
+				if diff := cmp.Diff(want, sts.Spec.Template.Spec.Affinity); diff != "" {
+					t.Error(diff)
+				}
+				if diff := cmp.Diff([]corev1.PodReadinessGate{{ConditionType: "tars.io/active"}}, sts.Spec.Template.Spec.ReadinessGates); diff != "" {
+					t.Error(diff)
+				}
+				if sts.Spec.PodManagementPolicy != appsv1.OrderedReadyPodManagement || sts.Spec.UpdateStrategy.Type != appsv1.OnDeleteStatefulSetStrategyType {
+					t.Errorf("policy %s strategy %s", sts.Spec.PodManagementPolicy, sts.Spec.UpdateStrategy.Type)
+				}
+			},
+		},
+		{
+			name: "every volume source",
+			mutate: func(ts *tarsv1beta1.TServer) {
+				add := func(name string, s tarsv1beta1.TK8SMountSource) {
+					ts.Spec.K8S.Mounts = append(ts.Spec.K8S.Mounts, tarsv1beta1.TK8SMount{Name: name, MountPath: "/" + name, Source: s})
+				}
+				add("host", tarsv1beta1.TK8SMountSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/log"}})
+				add("scratch", tarsv1beta1.TK8SMountSource{EmptyDir: &corev1.EmptyDirVolumeSource{}})
+				add("secret", tarsv1beta1.TK8SMountSource{Secret: &corev1.SecretVolumeSource{SecretName: "s"}})
+				add("config", tarsv1beta1.TK8SMountSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+					LocalObjectReference: corev1.LocalObjectReference{Name: "c"}}})
+				add("info", tarsv1beta1.TK8SMountSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{}})
+				add("shared", tarsv1beta1.TK8SMountSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "nfs"}})
+			},
+			check: func(t *testing.T, sts *appsv1.StatefulSet) {
+				names := make([]string, 0, len(sts.Spec.Template.Spec.Volumes))
+				for _, v := range sts.Spec.Template.Spec.Volumes {
+					names = append(names, v.Name)
+				}
+				// remote-log-dir is a claim template, not a pod volume.
+				if diff := cmp.Diff([]string{"host", "scratch", "secret", "config", "info", "shared"}, names); diff != "" {
+					t.Error(diff)
+				}
+				if n := len(sts.Spec.Template.Spec.Containers[0].VolumeMounts); n != 7 {
+					t.Errorf("%d volume mounts, want 7", n)
+				}
+				if got := sts.Spec.Template.Spec.Volumes[5].PersistentVolumeClaim.ClaimName; got != "nfs" {
+					t.Errorf("claim %q", got)
+				}
+			},
+		},
+		{
+			name: "a servant name too long for a port name keeps its port unnamed",
+			mutate: func(ts *tarsv1beta1.TServer) {
+				ts.Spec.Tars.Servants[0].Name = "AVeryLongServantNameObj"
+			},
+			check: func(t *testing.T, sts *appsv1.StatefulSet) {
+				if p := sts.Spec.Template.Spec.Containers[0].Ports[0]; p.Name != "" || p.ContainerPort != 18993 {
+					t.Errorf("port %+v", p)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := sample(t, "tars-tarslog.yaml")
+			tt.mutate(ts)
+			tt.check(t, buildStatefulSet(ts))
+		})
+	}
+}
+
+func TestBuildService(t *testing.T) {
+	ts := sample(t, "tars-tarslog.yaml")
+	ts.Spec.Tars.Servants = append(ts.Spec.Tars.Servants, tarsv1beta1.TServerServant{Name: "StatObj", Port: 18994})
+	labels := map[string]string{"tars.io/ServerApp": "tars", "tars.io/ServerName": "tarslog"}
+	want := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "tars-tarslog", Namespace: "default", Labels: labels},
+		Spec: corev1.ServiceSpec{
+			ClusterIP: corev1.ClusterIPNone,
+			Selector:  labels,
+			Ports: []corev1.ServicePort{
+				{Name: "logobj", Port: 18993, TargetPort: intstr.FromInt32(18993), Protocol: corev1.ProtocolTCP},
+				{Name: "statobj", Port: 18994, TargetPort: intstr.FromInt32(18994), Protocol: corev1.ProtocolUDP},
+			},
+		},
+	}
+	if diff := cmp.Diff(want, buildService(ts), cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("buildService() (-want +got):\n%s", diff)
+	}
+}
+
+func TestSpecHash(t *testing.T) {
+	hash := func(mutate func(*tarsv1beta1.TServer)) string {
+		ts := sample(t, "tars-tarslog.yaml")
+		mutate(ts)
+		h, err := specHash(buildStatefulSet(ts))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	base := hash(func(*tarsv1beta1.TServer) {})
+	if base != hash(func(*tarsv1beta1.TServer) {}) {
+		t.Error("hash not stable")
+	}
+	for name, mutate := range map[string]func(*tarsv1beta1.TServer){
+		"replicas": func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = 7 },
+		"uid":      func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts[0].Source.TLocalVolume.UID = "7" },
+	} {
+		if hash(mutate) != base {
+			t.Errorf("changing %s changed the hash: it is handled without updating the pod template", name)
+		}
+	}
+	for name, mutate := range map[string]func(*tarsv1beta1.TServer){
+		"env":     func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Env = nil },
+		"image":   func(ts *tarsv1beta1.TServer) { ts.Spec.Release.Image = "x:2" },
+		"hostIPC": func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.HostIPC = true },
+	} {
+		if hash(mutate) == base {
+			t.Errorf("changing %s left the hash as it was", name)
+		}
+	}
+}
