@@ -1,0 +1,210 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package hostfs is all the node agent does to the host's filesystem: create, adopt, repair and
+// remove volume directories under one root directory. Every path is confined to that root by
+// os.Root, which refuses ".." and symbolic links that lead out of it, so no claim, volume or
+// link planted on the host can make the agent touch anything else.
+package hostfs
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+)
+
+// permBits are the mode bits the agent manages: permissions, set-id and sticky.
+const permBits = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
+
+// ErrNotDirectory is returned when a volume's path exists but is not a directory.
+var ErrNotDirectory = errors.New("exists and is not a directory")
+
+// ErrNeedsRoot is returned when a directory's owner must change and the process may not do it.
+var ErrNeedsRoot = errors.New("changing a directory's owner needs root")
+
+// Ownership is the owner, group and permission bits a volume directory must have.
+type Ownership struct {
+	UID  int
+	GID  int
+	Mode fs.FileMode
+}
+
+func (o Ownership) String() string {
+	return fmt.Sprintf("%d:%d %04o", o.UID, o.GID, uint32(o.Mode))
+}
+
+// ParseOwnership reads decimal uid and gid and an octal mode, as a claim's annotations hold them.
+func ParseOwnership(uid, gid, mode string) (Ownership, error) {
+	u, err := strconv.ParseUint(uid, 10, 31)
+	if err != nil {
+		return Ownership{}, fmt.Errorf("uid %q: not a decimal user id", uid)
+	}
+	g, err := strconv.ParseUint(gid, 10, 31)
+	if err != nil {
+		return Ownership{}, fmt.Errorf("gid %q: not a decimal group id", gid)
+	}
+	m, err := strconv.ParseUint(mode, 8, 32)
+	if err != nil || m > 0o777 {
+		return Ownership{}, fmt.Errorf("mode %q: not octal permission bits", mode)
+	}
+	return Ownership{UID: int(u), GID: int(g), Mode: fs.FileMode(m)}, nil
+}
+
+// Root is the directory under which every volume directory lives.
+type Root struct {
+	root *os.Root
+}
+
+// Open opens dir as a Root; it must exist.
+func Open(dir string) (*Root, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &Root{root: root}, nil
+}
+
+// Close releases the root.
+func (r *Root) Close() error { return r.root.Close() }
+
+// Dir is the root's path.
+func (r *Root) Dir() string { return r.root.Name() }
+
+// checkPath refuses a path that is empty, absolute or climbs with "..": volume paths are built
+// from validated names, so such a path is a bug or an attack, never something to resolve.
+func checkPath(rel string) error {
+	if rel == "" || rel == "." || !filepath.IsLocal(rel) || filepath.Clean(rel) != rel {
+		return fmt.Errorf("path %q is not a clean path below the host root", rel)
+	}
+	return nil
+}
+
+// Result says what Ensure did.
+type Result struct {
+	// Created is true when the directory did not exist.
+	Created bool
+	// Repaired is true when an existing directory's owner or mode was changed.
+	Repaired bool
+	// Was is what an existing directory had before.
+	Was Ownership
+}
+
+// Ensure makes rel a directory with ownership o. A missing directory is created (its missing
+// parents owned by this process, mode 0755); an existing one is adopted as it is, contents
+// untouched, and only its owner and mode are set.
+func (r *Root) Ensure(rel string, o Ownership) (Result, error) {
+	if err := checkPath(rel); err != nil {
+		return Result{}, err
+	}
+	var res Result
+	fi, err := r.root.Lstat(rel)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if parent := filepath.Dir(rel); parent != "." {
+			if err := r.root.MkdirAll(parent, 0o755); err != nil {
+				return Result{}, err
+			}
+		}
+		// Closed until its owner and mode are right.
+		if err := r.root.Mkdir(rel, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return Result{}, err
+		}
+		res.Created = true
+		if fi, err = r.root.Lstat(rel); err != nil {
+			return Result{}, err
+		}
+	case err != nil:
+		return Result{}, err
+	}
+	if !fi.IsDir() {
+		return Result{}, fmt.Errorf("%s: %w", rel, ErrNotDirectory)
+	}
+	res.Was = ownershipOf(fi)
+	if res.Was.UID != o.UID || res.Was.GID != o.GID {
+		if err := r.root.Lchown(rel, o.UID, o.GID); err != nil {
+			if errors.Is(err, fs.ErrPermission) && os.Geteuid() != 0 {
+				return res, fmt.Errorf("%s to %d:%d (the agent runs as uid %d): %w", rel, o.UID, o.GID, os.Geteuid(), ErrNeedsRoot)
+			}
+			return res, err
+		}
+	}
+	// Chmod after chown: chown clears the set-id bits.
+	if res.Was.Mode != o.Mode || res.Was.UID != o.UID || res.Was.GID != o.GID {
+		if err := r.root.Chmod(rel, o.Mode); err != nil {
+			return res, err
+		}
+	}
+	res.Repaired = !res.Created && res.Was != o
+	return res, nil
+}
+
+// Ownership is the owner, group and mode bits rel has.
+func (r *Root) Ownership(rel string) (Ownership, error) {
+	if err := checkPath(rel); err != nil {
+		return Ownership{}, err
+	}
+	fi, err := r.root.Lstat(rel)
+	if err != nil {
+		return Ownership{}, err
+	}
+	if !fi.IsDir() {
+		return Ownership{}, fmt.Errorf("%s: %w", rel, ErrNotDirectory)
+	}
+	return ownershipOf(fi), nil
+}
+
+func ownershipOf(fi fs.FileInfo) Ownership {
+	o := Ownership{UID: -1, GID: -1, Mode: fi.Mode() & permBits}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		o.UID, o.GID = int(st.Uid), int(st.Gid)
+	}
+	return o
+}
+
+// RemoveAll removes rel and everything below it. Symbolic links are removed, never followed.
+// A missing rel is not an error.
+func (r *Root) RemoveAll(rel string) error {
+	if err := checkPath(rel); err != nil {
+		return err
+	}
+	return r.root.RemoveAll(rel)
+}
+
+// RemoveIfEmpty removes rel if it is an empty directory, and says whether it did.
+func (r *Root) RemoveIfEmpty(rel string) (bool, error) {
+	if err := checkPath(rel); err != nil {
+		return false, err
+	}
+	fi, err := r.root.Lstat(rel)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if !fi.IsDir() {
+		return false, fmt.Errorf("%s: %w", rel, ErrNotDirectory)
+	}
+	err = r.root.Remove(rel)
+	if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
+		return false, nil
+	}
+	return err == nil, err
+}

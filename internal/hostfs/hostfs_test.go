@@ -1,0 +1,266 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package hostfs
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// newRoot returns a Root on a fresh directory "root" beside a directory "outside" holding a
+// file that no operation may touch.
+func newRoot(t *testing.T) (*Root, string) {
+	t.Helper()
+	base := t.TempDir()
+	for _, d := range []string{"root", "outside"} {
+		if err := os.Mkdir(filepath.Join(base, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(base, "outside", "keep"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(filepath.Join(base, "root"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	return r, base
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipped: changing a directory's owner needs root, and this test runs as uid", os.Geteuid())
+	}
+}
+
+func statOf(t *testing.T, path string) Ownership {
+	t.Helper()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ownershipOf(fi)
+}
+
+func assertOutsideIntact(t *testing.T, base string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(base, "outside", "keep"))
+	if err != nil || string(data) != "data" {
+		t.Fatalf("the file outside the root was touched: %q %v", data, err)
+	}
+	if o := statOf(t, filepath.Join(base, "outside")); o.Mode != 0o755 {
+		t.Fatalf("the directory outside the root changed mode: %v", o)
+	}
+}
+
+func TestParseOwnership(t *testing.T) {
+	for _, tt := range []struct {
+		uid, gid, mode string
+		want           Ownership
+		wantErr        bool
+	}{
+		{"1000", "0", "755", Ownership{1000, 0, 0o755}, false},
+		{"0", "0", "0711", Ownership{0, 0, 0o711}, false},
+		{"-1", "0", "755", Ownership{}, true},
+		{"0", "x", "755", Ownership{}, true},
+		{"0", "0", "8", Ownership{}, true},
+		{"0", "0", "1777", Ownership{}, true},
+	} {
+		got, err := ParseOwnership(tt.uid, tt.gid, tt.mode)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("ParseOwnership(%q, %q, %q) = %v, %v", tt.uid, tt.gid, tt.mode, got, err)
+		}
+	}
+}
+
+func TestEnsureCreatesWithOwnership(t *testing.T) {
+	requireRoot(t)
+	r, _ := newRoot(t)
+	want := Ownership{UID: 1000, GID: 0, Mode: 0o755}
+	res, err := r.Ensure("default/tars.tarslog/remote-log-dir", want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Created || res.Repaired {
+		t.Errorf("result %+v, want created", res)
+	}
+	if got := statOf(t, filepath.Join(r.Dir(), "default/tars.tarslog/remote-log-dir")); got != want {
+		t.Errorf("directory has %v, want %v", got, want)
+	}
+	if got := statOf(t, filepath.Join(r.Dir(), "default")); got.Mode != 0o755 || got.UID != 0 {
+		t.Errorf("parent has %v, want 0:0 0755", got)
+	}
+}
+
+func TestEnsureModeWithoutRoot(t *testing.T) {
+	r, _ := newRoot(t)
+	me := Ownership{UID: os.Geteuid(), GID: os.Getegid(), Mode: 0o711}
+	if _, err := r.Ensure("a/b", me); err != nil {
+		t.Fatal(err)
+	}
+	if got := statOf(t, filepath.Join(r.Dir(), "a/b")); got != me {
+		t.Errorf("directory has %v, want %v", got, me)
+	}
+}
+
+func TestEnsureAdoptsAndRepairs(t *testing.T) {
+	requireRoot(t)
+	r, _ := newRoot(t)
+	dir := filepath.Join(r.Dir(), "ns", "app.server", "data")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "precious"), []byte("keep me"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777|fs.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	want := Ownership{UID: 2000, GID: 100, Mode: 0o751}
+	res, err := r.Ensure("ns/app.server/data", want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Created || !res.Repaired || res.Was != (Ownership{0, 0, 0o777 | fs.ModeSticky}) {
+		t.Errorf("result %+v, want an adopted, repaired directory that was 0:0 1777", res)
+	}
+	if got := statOf(t, dir); got != want {
+		t.Errorf("directory has %v, want %v", got, want)
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, "precious")); err != nil || string(data) != "keep me" {
+		t.Errorf("adopting wiped the contents: %q %v", data, err)
+	}
+	again, err := r.Ensure("ns/app.server/data", want)
+	if err != nil || again.Created || again.Repaired {
+		t.Errorf("second Ensure = %+v, %v; want nothing to do", again, err)
+	}
+}
+
+func TestEnsureNotADirectory(t *testing.T) {
+	r, _ := newRoot(t)
+	if err := os.WriteFile(filepath.Join(r.Dir(), "file"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := r.Ensure("file", Ownership{UID: os.Geteuid(), GID: os.Getegid(), Mode: 0o755})
+	if !errors.Is(err, ErrNotDirectory) {
+		t.Errorf("err = %v, want ErrNotDirectory", err)
+	}
+}
+
+func TestEscapesRefused(t *testing.T) {
+	r, base := newRoot(t)
+	// A link inside the root to a directory outside it, and one to the outside file.
+	if err := os.Symlink(filepath.Join(base, "outside"), filepath.Join(r.Dir(), "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../outside/keep", filepath.Join(r.Dir(), "filelink")); err != nil {
+		t.Fatal(err)
+	}
+	me := Ownership{UID: os.Geteuid(), GID: os.Getegid(), Mode: 0o700}
+	for _, rel := range []string{"../outside", "a/../../outside", "/etc", "", ".", "a//b", "link/new", "link"} {
+		if _, err := r.Ensure(rel, me); err == nil {
+			t.Errorf("Ensure(%q) succeeded", rel)
+		}
+	}
+	for _, rel := range []string{"../outside", "link/keep", "/tmp"} {
+		_ = r.RemoveAll(rel)
+		if removed, err := r.RemoveIfEmpty(rel); removed || err == nil {
+			t.Errorf("RemoveIfEmpty(%q) = %v, %v", rel, removed, err)
+		}
+	}
+	if _, err := r.Ownership("link"); !errors.Is(err, ErrNotDirectory) {
+		t.Errorf("Ownership(link) = %v, want ErrNotDirectory", err)
+	}
+	// Removing a link removes the link, not what it points to.
+	if err := r.RemoveAll("link"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RemoveAll("filelink"); err != nil {
+		t.Fatal(err)
+	}
+	assertOutsideIntact(t, base)
+	if _, err := os.Lstat(filepath.Join(r.Dir(), "link")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("link still there: %v", err)
+	}
+}
+
+func TestRemove(t *testing.T) {
+	r, _ := newRoot(t)
+	me := Ownership{UID: os.Geteuid(), GID: os.Getegid(), Mode: 0o755}
+	for _, rel := range []string{"ns/a.b/full", "ns/a.b/empty"} {
+		if _, err := r.Ensure(rel, me); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(r.Dir(), "ns/a.b/full/f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if removed, err := r.RemoveIfEmpty("ns/a.b/full"); removed || err != nil {
+		t.Errorf("RemoveIfEmpty(full) = %v, %v; want kept", removed, err)
+	}
+	if removed, err := r.RemoveIfEmpty("ns/a.b/empty"); !removed || err != nil {
+		t.Errorf("RemoveIfEmpty(empty) = %v, %v; want removed", removed, err)
+	}
+	if removed, err := r.RemoveIfEmpty("ns/a.b/missing"); removed || err != nil {
+		t.Errorf("RemoveIfEmpty(missing) = %v, %v", removed, err)
+	}
+	if err := r.RemoveAll("ns/a.b/full"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(r.Dir(), "ns/a.b/full")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("full still there: %v", err)
+	}
+	if err := r.RemoveAll("ns/a.b/full"); err != nil {
+		t.Errorf("RemoveAll of a missing directory: %v", err)
+	}
+}
+
+func TestNeedsRootReported(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("skipped: runs only as a non-root user, to see the error a non-root agent reports")
+	}
+	r, _ := newRoot(t)
+	_, err := r.Ensure("x", Ownership{UID: 0, GID: 0, Mode: 0o755})
+	if !errors.Is(err, ErrNeedsRoot) && !errors.Is(err, syscall.EPERM) {
+		t.Errorf("err = %v, want ErrNeedsRoot", err)
+	}
+}
+
+// FuzzPaths checks that no path, whatever it holds, makes Ensure, RemoveIfEmpty or RemoveAll
+// touch anything outside the root, nor panic.
+func FuzzPaths(f *testing.F) {
+	for _, seed := range []string{"ns/app.server/vol", "../outside", "a/../../outside/keep", "/", "link/x", "..", "a\x00b", "ns//x", "./x"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, rel string) {
+		r, base := newRoot(t)
+		if err := os.Symlink(filepath.Join(base, "outside"), filepath.Join(r.Dir(), "link")); err != nil {
+			t.Fatal(err)
+		}
+		me := Ownership{UID: os.Geteuid(), GID: os.Getegid(), Mode: 0o700}
+		_, _ = r.Ensure(rel, me)
+		_, _ = r.RemoveIfEmpty(rel)
+		_ = r.RemoveAll(rel)
+		assertOutsideIntact(t, base)
+	})
+}
