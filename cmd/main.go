@@ -53,8 +53,19 @@ func init() {
 	// +kubebuilder:scaffold:scheme
 }
 
+// main runs one of the binary's two roles: "manager" (the default: controller and webhooks,
+// one per cluster) or "agent" (the node agent, one per node; see cmd/agent.go).
+//
 // nolint:gocyclo
 func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "agent":
+			os.Exit(runAgent(os.Args[2:]))
+		case "manager":
+			os.Args = append(os.Args[:1], os.Args[2:]...)
+		}
+	}
 	var metricsAddr string
 	var metricsCertPath, metricsCertName, metricsCertKey string
 	var webhookCertPath, webhookCertName, webhookCertKey string

@@ -1,0 +1,164 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/agent"
+	"github.com/tserver-operator/tserver-operator/internal/hostfs"
+)
+
+// runAgent runs the node agent until a signal stops it, and returns the exit code.
+func runAgent(args []string) int {
+	var (
+		cfg                      agent.Config
+		hostRootMount            string
+		metricsAddr, probeAddr   string
+		zapOpts                  = zap.Options{}
+		defaultHostRoot          = "/usr/local/app/tars/host-mount"
+		defaultNodeName, nodeSet = os.LookupEnv("NODE_NAME")
+	)
+	fs := flag.CommandLine
+	fs.StringVar(&cfg.NodeName, "node-name", defaultNodeName,
+		"The node this agent serves (default $NODE_NAME).")
+	fs.StringVar(&cfg.HostRoot, "host-root", defaultHostRoot,
+		"The host directory volumes live under, as written into PersistentVolumes.")
+	fs.StringVar(&hostRootMount, "host-root-mount", "",
+		"Where --host-root is reachable from this process, e.g. its hostPath mount in the agent's pod "+
+			"(default: --host-root).")
+	fs.StringVar(&cfg.StorageClassName, "storage-class", tarsv1beta1.StorageClassName,
+		"The storage class of the claims and volumes to handle.")
+	fs.DurationVar(&cfg.GCGracePeriod, "gc-grace-period", 10*time.Minute,
+		"How long an unbound volume that no claim waits for is kept before it is deleted.")
+	fs.DurationVar(&cfg.ResyncPeriod, "resync-period", time.Minute,
+		"How often the owner and mode of bound volumes' directories are checked and repaired.")
+	fs.StringVar(&metricsAddr, "metrics-bind-address", ":8080",
+		"The address the metrics endpoint binds to; 0 disables it.")
+	fs.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the probe endpoint binds to.")
+	zapOpts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("agent")
+	if cfg.NodeName == "" {
+		log.Error(nil, "No node name: set --node-name or NODE_NAME (the downward API's spec.nodeName)",
+			"NODE_NAME set", nodeSet)
+		return 2
+	}
+	if hostRootMount == "" {
+		hostRootMount = cfg.HostRoot
+	}
+	if err := os.MkdirAll(hostRootMount, 0o755); err != nil {
+		log.Error(err, "Failed to create the host root", "path", hostRootMount)
+		return 1
+	}
+	root, err := hostfs.Open(hostRootMount)
+	if err != nil {
+		log.Error(err, "Failed to open the host root", "path", hostRootMount)
+		return 1
+	}
+	defer func() { _ = root.Close() }()
+	cfg.Root = root
+	if os.Geteuid() != 0 {
+		log.Info("Running as a non-root user: directories can get only this user as owner", "uid", os.Geteuid())
+	}
+
+	ctx := ctrl.SetupSignalHandler()
+	restCfg := ctrl.GetConfigOrDie()
+	if cfg.Hostname, err = hostnameOf(ctx, restCfg, cfg.NodeName); err != nil {
+		log.Error(err, "Failed to read the node", "node", cfg.NodeName)
+		return 1
+	}
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Scheme:                 scheme,
+		Cache:                  agent.CacheOptions(cfg.NodeName, cfg.Hostname),
+		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress: probeAddr,
+		LeaderElection:         false, // one agent per node, each with its own volumes
+	})
+	if err != nil {
+		log.Error(err, "Failed to create the manager")
+		return 1
+	}
+	if err := agent.SetupWithManager(mgr, cfg); err != nil {
+		log.Error(err, "Failed to set up the agent")
+		return 1
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		log.Error(err, "Failed to set up health check")
+		return 1
+	}
+	hostRootReadable := func(*http.Request) error {
+		_, err := os.Stat(root.Dir())
+		return err
+	}
+	if err := mgr.AddReadyzCheck("host-root", hostRootReadable); err != nil {
+		log.Error(err, "Failed to set up ready check")
+		return 1
+	}
+	log.Info("Starting agent", "node", cfg.NodeName, "hostname", cfg.Hostname, "hostRoot", cfg.HostRoot,
+		"hostRootMount", hostRootMount, "gcGracePeriod", cfg.GCGracePeriod)
+	if err := mgr.Start(ctx); err != nil {
+		log.Error(err, "Failed to run the agent")
+		return 1
+	}
+	return 0
+}
+
+// hostnameOf waits for the node to exist and returns its kubernetes.io/hostname label, the value
+// volumes' node affinity must name; the node name when the label is missing.
+func hostnameOf(ctx context.Context, cfg *rest.Config, nodeName string) (string, error) {
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return "", err
+	}
+	node := &corev1.Node{}
+	err = wait.PollUntilContextTimeout(ctx, time.Second, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+		err := c.Get(ctx, client.ObjectKey{Name: nodeName}, node)
+		if err != nil {
+			ctrl.Log.WithName("agent").Info("Waiting for the node", "node", nodeName, "error", err.Error())
+		}
+		return err == nil, nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("node %s not found: %w", nodeName, errors.Join(err, ctx.Err()))
+	}
+	if h := node.Labels[corev1.LabelHostname]; h != "" {
+		return h, nil
+	}
+	ctrl.Log.WithName("agent").Info("Node has no kubernetes.io/hostname label; volumes name the node instead",
+		"node", nodeName)
+	return nodeName, nil
+}

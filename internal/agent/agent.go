@@ -1,0 +1,224 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package agent is the node agent: one per node, it provisions node-local PersistentVolumes
+// (a host directory with the claim's uid, gid and mode) for pending TServer claims, keeps the
+// directories of bound volumes as their claims say, and cleans up released and unneeded volumes
+// without ever removing the data of a bound one.
+package agent
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"path"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/hostfs"
+)
+
+// +kubebuilder:rbac:groups="",resources=persistentvolumes,verbs=get;list;watch;create;delete;patch
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=get
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// ProvisionedByAnnotation names the agent that made a volume, as external provisioners do.
+const ProvisionedByAnnotation = "pv.kubernetes.io/provisioned-by"
+
+// Config is what one agent needs to know about its node.
+type Config struct {
+	// NodeName is the node the agent runs on (the downward API's spec.nodeName).
+	NodeName string
+	// Hostname is the node's kubernetes.io/hostname label: volumes' node affinity uses it.
+	Hostname string
+	// HostRoot is the host directory volumes live under, as written into PersistentVolumes.
+	HostRoot string
+	// Root is HostRoot as this process reaches it (a hostPath mount inside the agent's pod).
+	Root *hostfs.Root
+	// StorageClassName is the class of the claims and volumes the agent handles.
+	StorageClassName string
+	// GCGracePeriod is how long an unbound volume no claim waits for is kept.
+	GCGracePeriod time.Duration
+	// ResyncPeriod is how often a bound volume's directory is checked for drift.
+	ResyncPeriod time.Duration
+}
+
+// Agent holds what the agent's reconcilers share.
+type Agent struct {
+	Config
+	client.Client
+	// APIReader reads what the cache does not hold (the StorageClass).
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+}
+
+// SetupWithManager registers the agent's reconcilers.
+func SetupWithManager(mgr ctrl.Manager, cfg Config) error {
+	a := &Agent{
+		Config:    cfg,
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("tserver-agent-" + cfg.NodeName),
+	}
+	if err := (&ClaimReconciler{a}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	return (&VolumeReconciler{a}).SetupWithManager(mgr)
+}
+
+// CacheOptions narrow an agent's caches to what its node needs: tars claims, the volumes of
+// this node, and this node; so neither memory nor API load grows with unrelated objects.
+func CacheOptions(nodeName, hostname string) cache.Options {
+	localVolume, err := labels.NewRequirement(tarsv1beta1.LabelLocalVolume, selection.Exists, nil)
+	if err != nil {
+		panic(err) // constant requirement
+	}
+	onNode, err := labels.NewRequirement(corev1.LabelHostname, selection.Equals, []string{hostname})
+	if err != nil {
+		panic(fmt.Sprintf("hostname %q is not a label value: %v", hostname, err))
+	}
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.PersistentVolume{}:      {Label: labels.NewSelector().Add(*localVolume, *onNode)},
+		&corev1.PersistentVolumeClaim{}: {Label: labels.NewSelector().Add(*localVolume)},
+		&corev1.Node{}:                  {Field: fields.OneTermEqualSelector("metadata.name", nodeName)},
+	}}
+}
+
+// group identifies the volumes one tLocalVolume of one server has: one per node.
+type group struct {
+	namespace, app, server, volume string
+}
+
+// groupOf reads a claim's or volume's group from its labels; ok is false without all three.
+func groupOf(namespace string, l map[string]string) (group, bool) {
+	g := group{namespace, l[tarsv1beta1.LabelServerApp], l[tarsv1beta1.LabelServerName], l[tarsv1beta1.LabelLocalVolume]}
+	return g, g.app != "" && g.server != "" && g.volume != ""
+}
+
+// dir is the group's directory below the host root: <namespace>/<app>.<server>/<volume>.
+func (g group) dir() string {
+	return path.Join(g.namespace, g.app+"."+g.server, g.volume)
+}
+
+// labels are the group's labels on claims and volumes.
+func (g group) labels() map[string]string {
+	return map[string]string{
+		tarsv1beta1.LabelServerApp:   g.app,
+		tarsv1beta1.LabelServerName:  g.server,
+		tarsv1beta1.LabelLocalVolume: g.volume,
+	}
+}
+
+// VolumeName is the name of the group's volume on node, as TarsK8S names it so that existing
+// clusters' volumes are recognised:
+// <namespace>-<volume>-<lower(app)>-<lower(server)>-<hex(fnv32a(node + storage class))>.
+func VolumeName(namespace, volume, app, server, nodeName, storageClass string) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(nodeName + storageClass))
+	return fmt.Sprintf("%s-%s-%s-%s-%x", namespace, volume, strings.ToLower(app), strings.ToLower(server), h.Sum32())
+}
+
+// groupOfVolume reads the group of a volume this agent named: the namespace is what precedes
+// the rest of the name.
+func (a *Agent) groupOfVolume(pv *corev1.PersistentVolume) (group, bool) {
+	g, ok := groupOf("", pv.Labels)
+	if !ok {
+		return group{}, false
+	}
+	suffix := a.volumeName(g) // "-<volume>-<app>-<server>-<hash>", with an empty namespace
+	ns, ok := strings.CutSuffix(pv.Name, suffix)
+	if !ok || ns == "" {
+		return group{}, false
+	}
+	g.namespace = ns
+	return g, true
+}
+
+func (a *Agent) volumeName(g group) string {
+	return VolumeName(g.namespace, g.volume, g.app, g.server, a.NodeName, a.StorageClassName)
+}
+
+// relativePath is where a volume of this agent lives below the root, or "" when its path is not
+// below HostRoot (not a volume this agent may touch).
+func (a *Agent) relativePath(pv *corev1.PersistentVolume) string {
+	if pv.Spec.Local == nil {
+		return ""
+	}
+	rel, ok := strings.CutPrefix(path.Clean(pv.Spec.Local.Path), path.Clean(a.HostRoot)+"/")
+	if !ok {
+		return ""
+	}
+	return rel
+}
+
+// isOurVolume says whether pv is a tars volume of this node under this agent's root.
+func (a *Agent) isOurVolume(pv *corev1.PersistentVolume) bool {
+	_, grouped := groupOf("", pv.Labels)
+	return grouped && pv.Spec.StorageClassName == a.StorageClassName &&
+		pv.Labels[corev1.LabelHostname] == a.Hostname && a.relativePath(pv) != ""
+}
+
+// isOurClaim says whether pvc asks for a tars node-local volume of this agent's class.
+func (a *Agent) isOurClaim(pvc *corev1.PersistentVolumeClaim) bool {
+	_, grouped := groupOf(pvc.Namespace, pvc.Labels)
+	return grouped && pvc.Spec.StorageClassName != nil && *pvc.Spec.StorageClassName == a.StorageClassName
+}
+
+// ownershipOf is what a claim's annotations ask of its directory; a missing annotation means
+// the default, never mode 0000.
+func ownershipOf(pvc *corev1.PersistentVolumeClaim) (hostfs.Ownership, error) {
+	get := func(key, def string) string {
+		if v := pvc.Annotations[key]; v != "" {
+			return v
+		}
+		return def
+	}
+	return hostfs.ParseOwnership(
+		get(tarsv1beta1.AnnotationLocalVolumeUID, tarsv1beta1.DefaultLocalVolumeUID),
+		get(tarsv1beta1.AnnotationLocalVolumeGID, tarsv1beta1.DefaultLocalVolumeGID),
+		get(tarsv1beta1.AnnotationLocalVolumeMode, tarsv1beta1.DefaultLocalVolumeMode))
+}
+
+// node is this agent's Node, from the cache.
+func (a *Agent) node(ctx context.Context) (*corev1.Node, error) {
+	node := &corev1.Node{}
+	if err := a.Get(ctx, client.ObjectKey{Name: a.NodeName}, node); err != nil {
+		return nil, fmt.Errorf("reading node %s: %w", a.NodeName, err)
+	}
+	return node, nil
+}
+
+// mayProvision says whether this node may hold a volume of group g: delay-bind volumes hold no
+// data and may live anywhere; real ones only on nodes labelled tars.io/SupportLocalVolume.
+func mayProvision(node *corev1.Node, g group) bool {
+	if g.volume == tarsv1beta1.DelayBindVolumeName {
+		return true
+	}
+	v, ok := node.Labels[tarsv1beta1.LabelSupportLocalVolume]
+	return ok && v != "false"
+}

@@ -1,0 +1,299 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package agent
+
+import (
+	"context"
+	"errors"
+	"path"
+
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/tserver-operator/tserver-operator/internal/hostfs"
+)
+
+// ClaimReconciler provisions a volume on this node for each pending tars claim the node may
+// serve, and keeps the directory of each bound volume of this node as its claim says.
+type ClaimReconciler struct {
+	*Agent
+}
+
+// Reconcile handles one claim.
+func (r *ClaimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	pvc := &corev1.PersistentVolumeClaim{}
+	if err := r.Get(ctx, req.NamespacedName, pvc); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !r.isOurClaim(pvc) || !pvc.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	if pvc.Spec.VolumeName == "" {
+		return ctrl.Result{}, r.provision(ctx, pvc)
+	}
+	return r.keep(ctx, pvc)
+}
+
+// provision creates the directory, then the volume, of a pending claim's group on this node.
+func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentVolumeClaim) error {
+	log := logf.FromContext(ctx)
+	g, _ := groupOf(pvc.Namespace, pvc.Labels)
+	node, err := r.node(ctx)
+	if err != nil {
+		return err
+	}
+	if !mayProvision(node, g) {
+		return nil
+	}
+	own, err := ownershipOf(pvc)
+	if err != nil {
+		agentErrors.WithLabelValues(reasonInvalidAnnotations).Inc()
+		r.Recorder.Eventf(pvc, nil, corev1.EventTypeWarning, "ProvisioningFailed", "Provision",
+			"Node %s cannot provision a volume: invalid ownership annotation: %v", r.NodeName, err)
+		return nil // nothing changes until the claim does
+	}
+
+	name := r.volumeName(g)
+	existing := &corev1.PersistentVolume{}
+	err = r.Get(ctx, client.ObjectKey{Name: name}, existing)
+	switch {
+	case err == nil:
+		return r.checkExisting(pvc, existing, g)
+	case !apierrors.IsNotFound(err):
+		return err
+	}
+	// Not in this node's cache; a volume of that name and another node or class would be too.
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Name: name}, existing); err == nil {
+		return r.checkExisting(pvc, existing, g)
+	} else if !apierrors.IsNotFound(err) {
+		return err
+	}
+
+	res, err := r.Root.Ensure(g.dir(), own)
+	if err != nil {
+		agentErrors.WithLabelValues(reasonDirectory).Inc()
+		r.Recorder.Eventf(pvc, nil, corev1.EventTypeWarning, "ProvisioningFailed", "Provision",
+			"Node %s cannot prepare directory %s: %v", r.NodeName, path.Join(r.HostRoot, g.dir()), err)
+		return err
+	}
+	reclaim, err := r.reclaimPolicy(ctx)
+	if err != nil {
+		return err
+	}
+	pv := r.buildVolume(pvc, g, name, reclaim)
+	if err := r.Create(ctx, pv); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return nil // made by an earlier attempt the cache has not seen yet
+		}
+		agentErrors.WithLabelValues(reasonCreateVolume).Inc()
+		r.Recorder.Eventf(pvc, nil, corev1.EventTypeWarning, "ProvisioningFailed", "Provision",
+			"Node %s cannot create PersistentVolume %s: %v", r.NodeName, name, err)
+		return err
+	}
+	how := "created"
+	if !res.Created {
+		how = "adopted the existing directory"
+	}
+	volumesProvisioned.Inc()
+	log.Info("Provisioned PersistentVolume", "pv", name, "path", pv.Spec.Local.Path, "directory", how, "ownership", own.String())
+	r.Recorder.Eventf(pvc, pv, corev1.EventTypeNormal, "Provisioned", "Provision",
+		"Provisioned volume %s on node %s at %s (%s, %s)", name, r.NodeName, pv.Spec.Local.Path, how, own)
+	return nil
+}
+
+// checkExisting handles a volume that already has the name the claim's group gets on this node.
+func (r *ClaimReconciler) checkExisting(pvc *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume, g group) error {
+	other, _ := groupOf(pvc.Namespace, pv.Labels)
+	sameGroup := other == g && pv.Spec.StorageClassName == r.StorageClassName &&
+		pv.Labels[corev1.LabelHostname] == r.Hostname && r.relativePath(pv) == g.dir()
+	switch {
+	case !sameGroup:
+		agentErrors.WithLabelValues(reasonCollision).Inc()
+		r.Recorder.Eventf(pvc, pv, corev1.EventTypeWarning, "VolumeNameCollision", "Provision",
+			"Node %s cannot provision: PersistentVolume %s already exists for something else (path %v, labels %v); "+
+				"it is left alone", r.NodeName, pv.Name, localPath(pv), pv.Labels)
+	case pv.Status.Phase == corev1.VolumeReleased && pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete:
+		agentErrors.WithLabelValues(reasonRetained).Inc()
+		r.Recorder.Eventf(pvc, pv, corev1.EventTypeWarning, "VolumeRetained", "Provision",
+			"Node %s keeps the retained data of an earlier claim in volume %s; delete that volume to provision a new one here",
+			r.NodeName, pv.Name)
+	}
+	return nil // already provisioned (or being cleaned up, which brings us back)
+}
+
+func localPath(pv *corev1.PersistentVolume) string {
+	if pv.Spec.Local == nil {
+		return ""
+	}
+	return pv.Spec.Local.Path
+}
+
+// reclaimPolicy is the StorageClass's; Delete if it has none.
+func (r *ClaimReconciler) reclaimPolicy(ctx context.Context) (corev1.PersistentVolumeReclaimPolicy, error) {
+	sc := &storagev1.StorageClass{}
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Name: r.StorageClassName}, sc); err != nil {
+		return "", err
+	}
+	if sc.ReclaimPolicy == nil {
+		return corev1.PersistentVolumeReclaimDelete, nil
+	}
+	return *sc.ReclaimPolicy, nil
+}
+
+// buildVolume is the PersistentVolume of group g on this node for claim pvc.
+func (r *ClaimReconciler) buildVolume(pvc *corev1.PersistentVolumeClaim, g group, name string,
+	reclaim corev1.PersistentVolumeReclaimPolicy) *corev1.PersistentVolume {
+	labels := g.labels()
+	labels[corev1.LabelHostname] = r.Hostname
+	capacity := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
+	if capacity.IsZero() {
+		capacity = resource.MustParse("1G")
+	}
+	accessModes := pvc.Spec.AccessModes
+	if len(accessModes) == 0 {
+		accessModes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}
+	}
+	return &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        name,
+			Labels:      labels,
+			Annotations: map[string]string{ProvisionedByAnnotation: "tserver-agent-" + r.NodeName},
+		},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:    corev1.ResourceList{corev1.ResourceStorage: capacity},
+			AccessModes: accessModes,
+			PersistentVolumeSource: corev1.PersistentVolumeSource{
+				Local: &corev1.LocalVolumeSource{Path: path.Join(r.HostRoot, g.dir())},
+			},
+			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{
+				NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{
+					Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{r.Hostname},
+				}}}},
+			}},
+			PersistentVolumeReclaimPolicy: reclaim,
+			StorageClassName:              r.StorageClassName,
+			VolumeMode:                    new(corev1.PersistentVolumeFilesystem),
+		},
+	}
+}
+
+// keep sets the directory of a bound volume of this node to its claim's ownership, and looks
+// again after ResyncPeriod: nothing reports a chmod behind the agent's back.
+func (r *ClaimReconciler) keep(ctx context.Context, pvc *corev1.PersistentVolumeClaim) (ctrl.Result, error) {
+	pv := &corev1.PersistentVolume{}
+	if err := r.Get(ctx, client.ObjectKey{Name: pvc.Spec.VolumeName}, pv); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err) // not a volume of this node
+	}
+	rel := r.relativePath(pv)
+	// Only a bound volume: a released or departing one's directory is being removed.
+	if !r.isOurVolume(pv) || pv.Spec.ClaimRef == nil || pv.Spec.ClaimRef.UID != pvc.UID ||
+		pv.Status.Phase != corev1.VolumeBound || !pv.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	own, err := ownershipOf(pvc)
+	if err != nil {
+		agentErrors.WithLabelValues(reasonInvalidAnnotations).Inc()
+		r.Recorder.Eventf(pvc, pv, corev1.EventTypeWarning, "OwnershipNotApplied", "Repair",
+			"Node %s cannot apply the claim's ownership: invalid annotation: %v", r.NodeName, err)
+		return ctrl.Result{}, nil
+	}
+	res, err := r.Root.Ensure(rel, own)
+	if err != nil {
+		reason := reasonDirectory
+		if !errors.Is(err, hostfs.ErrNeedsRoot) && !errors.Is(err, hostfs.ErrNotDirectory) {
+			reason = reasonUnsafePath
+		}
+		agentErrors.WithLabelValues(reason).Inc()
+		r.Recorder.Eventf(pvc, pv, corev1.EventTypeWarning, "OwnershipNotApplied", "Repair",
+			"Node %s cannot set %s on %s: %v", r.NodeName, own, localPath(pv), err)
+		return ctrl.Result{}, err
+	}
+	switch {
+	case res.Created:
+		r.Recorder.Eventf(pvc, pv, corev1.EventTypeWarning, "DirectoryRecreated", "Repair",
+			"The directory %s of bound volume %s on node %s was missing; recreated it empty with %s",
+			localPath(pv), pv.Name, r.NodeName, own)
+	case res.Repaired:
+		ownershipRepairs.Inc()
+		logf.FromContext(ctx).Info("Repaired directory ownership", "pv", pv.Name, "was", res.Was.String(), "now", own.String())
+		r.Recorder.Eventf(pvc, pv, corev1.EventTypeNormal, "OwnershipRepaired", "Repair",
+			"Set directory %s on node %s from %s to %s", localPath(pv), r.NodeName, res.Was, own)
+	}
+	return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil
+}
+
+// SetupWithManager watches claims, this node's volumes (a deleted one may be owed to a pending
+// claim again) and this node (a new tars.io/SupportLocalVolume label makes it eligible).
+func (r *ClaimReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&corev1.PersistentVolumeClaim{}).
+		Watches(&corev1.PersistentVolume{}, handler.EnqueueRequestsFromMapFunc(r.claimsOfVolume)).
+		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.claimsOfNode)).
+		Named("claim").
+		Complete(r)
+}
+
+// claimsOfVolume maps a volume to its claim and to the pending claims of its group.
+func (r *ClaimReconciler) claimsOfVolume(ctx context.Context, obj client.Object) []reconcile.Request {
+	pv := obj.(*corev1.PersistentVolume)
+	var reqs []reconcile.Request
+	if ref := pv.Spec.ClaimRef; ref != nil {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}})
+	}
+	if g, ok := r.groupOfVolume(pv); ok {
+		reqs = append(reqs, requestsFor(r.pendingClaims(ctx, client.InNamespace(g.namespace), client.MatchingLabels(g.labels())))...)
+	}
+	return reqs
+}
+
+// claimsOfNode maps this node to every pending claim.
+func (r *ClaimReconciler) claimsOfNode(ctx context.Context, _ client.Object) []reconcile.Request {
+	return requestsFor(r.pendingClaims(ctx))
+}
+
+func requestsFor(claims []corev1.PersistentVolumeClaim) []reconcile.Request {
+	reqs := make([]reconcile.Request, 0, len(claims))
+	for i := range claims {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&claims[i])})
+	}
+	return reqs
+}
+
+// pendingClaims lists the cached tars claims that wait for a volume.
+func (a *Agent) pendingClaims(ctx context.Context, opts ...client.ListOption) []corev1.PersistentVolumeClaim {
+	list := &corev1.PersistentVolumeClaimList{}
+	if err := a.List(ctx, list, opts...); err != nil {
+		logf.FromContext(ctx).Error(err, "Failed to list claims")
+		return nil
+	}
+	var pending []corev1.PersistentVolumeClaim
+	for _, pvc := range list.Items {
+		if pvc.Spec.VolumeName == "" && pvc.DeletionTimestamp.IsZero() && a.isOurClaim(&pvc) {
+			pending = append(pending, pvc)
+		}
+	}
+	return pending
+}

@@ -1,0 +1,61 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package agent
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// Reasons of the errors counter.
+const (
+	reasonCollision          = "name_collision"
+	reasonInvalidAnnotations = "invalid_annotations"
+	reasonDirectory          = "directory"
+	reasonCreateVolume       = "create_volume"
+	reasonCleanup            = "cleanup"
+	reasonRetained           = "retained_volume_in_the_way"
+	reasonUnsafePath         = "unsafe_path"
+)
+
+var (
+	volumesProvisioned = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tserver_agent_volumes_provisioned_total",
+		Help: "PersistentVolumes this agent created for pending claims.",
+	})
+	volumesDeleted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tserver_agent_volumes_deleted_total",
+		Help: "Released PersistentVolumes with reclaim policy Delete whose directory and volume this agent removed.",
+	})
+	volumesGarbageCollected = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tserver_agent_volumes_garbage_collected_total",
+		Help: "Unbound PersistentVolumes this agent deleted after the grace period because no claim waited for them.",
+	})
+	ownershipRepairs = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tserver_agent_ownership_repairs_total",
+		Help: "Times the owner, group or mode of a bound volume's directory was set back to its claim's.",
+	})
+	agentErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tserver_agent_errors_total",
+		Help: "Errors by reason: name_collision, invalid_annotations, directory, create_volume, cleanup, " +
+			"retained_volume_in_the_way, unsafe_path.",
+	}, []string{"reason"})
+)
+
+func init() {
+	ctrlmetrics.Registry.MustRegister(volumesProvisioned, volumesDeleted, volumesGarbageCollected, ownershipRepairs, agentErrors)
+}

@@ -1,0 +1,166 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/hostfs"
+)
+
+const (
+	hostRoot    = "/usr/local/app/tars/host-mount"
+	gcGrace     = 2 * time.Second
+	resync      = 500 * time.Millisecond
+	timeout     = 15 * time.Second
+	interval    = 100 * time.Millisecond
+	testStorage = tarsv1beta1.StorageClassName
+)
+
+var (
+	ctx       context.Context
+	cancel    context.CancelFunc
+	testEnv   *envtest.Environment
+	cfg       *rest.Config
+	k8sClient client.Client
+	// agents are the running agents by node name.
+	agents = map[string]*testAgent{}
+)
+
+// testAgent is one node's agent running in this process, with its own host root.
+type testAgent struct {
+	node, hostname string
+	dir            string // the host root as this process reaches it
+	stop           context.CancelFunc
+	done           chan struct{}
+}
+
+func TestAgent(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Agent Suite")
+}
+
+var _ = BeforeSuite(func() {
+	if os.Geteuid() != 0 {
+		Skip(fmt.Sprintf("skipped: the agent suite gives directories other owners, which needs root; this runs as uid %d",
+			os.Geteuid()))
+	}
+	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	ctx, cancel = context.WithCancel(context.TODO())
+
+	testEnv = &envtest.Environment{}
+	if dir := firstBinaryDir(); dir != "" {
+		testEnv.BinaryAssetsDirectory = dir
+	}
+	var err error
+	cfg, err = testEnv.Start()
+	Expect(err).NotTo(HaveOccurred())
+	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme.Scheme})
+	Expect(err).NotTo(HaveOccurred())
+
+	Expect(k8sClient.Create(ctx, &storagev1.StorageClass{
+		ObjectMeta:        metav1.ObjectMeta{Name: testStorage},
+		Provisioner:       "kubernetes.io/no-provisioner",
+		ReclaimPolicy:     new(corev1.PersistentVolumeReclaimDelete),
+		VolumeBindingMode: new(storagev1.VolumeBindingWaitForFirstConsumer),
+	})).To(Succeed())
+
+	By("registering three nodes: two that support local volumes, one that does not")
+	for name, support := range map[string]bool{"node-a": true, "node-b": true, "node-c": false} {
+		labels := map[string]string{corev1.LabelHostname: "host-" + name[len("node-"):]}
+		if support {
+			labels[tarsv1beta1.LabelSupportLocalVolume] = "true"
+		}
+		Expect(k8sClient.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}})).To(Succeed())
+		startAgent(name, labels[corev1.LabelHostname], GinkgoT().TempDir())
+	}
+})
+
+var _ = AfterSuite(func() {
+	if cancel == nil {
+		return
+	}
+	for _, a := range agents {
+		a.stop()
+		<-a.done
+	}
+	cancel()
+	Expect(testEnv.Stop()).To(Succeed())
+})
+
+// startAgent runs an agent for node, as `tserver-operator agent` would, with dir as its host root.
+func startAgent(node, hostname, dir string) {
+	root, err := hostfs.Open(dir)
+	Expect(err).NotTo(HaveOccurred())
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:     scheme.Scheme,
+		Cache:      CacheOptions(node, hostname),
+		Metrics:    metricsserver.Options{BindAddress: "0"},
+		Controller: config.Controller{SkipNameValidation: new(true)}, // several agents in one process
+	})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(SetupWithManager(mgr, Config{
+		NodeName: node, Hostname: hostname, HostRoot: hostRoot, Root: root,
+		StorageClassName: testStorage, GCGracePeriod: gcGrace, ResyncPeriod: resync,
+	})).To(Succeed())
+	agentCtx, stop := context.WithCancel(ctx)
+	a := &testAgent{node: node, hostname: hostname, dir: dir, stop: stop, done: make(chan struct{})}
+	agents[node] = a
+	go func() {
+		defer GinkgoRecover()
+		defer close(a.done)
+		defer func() { _ = root.Close() }()
+		Expect(mgr.Start(agentCtx)).To(Succeed())
+	}()
+}
+
+// firstBinaryDir finds the binaries `make kube-binaries` built, for runs outside make.
+func firstBinaryDir() string {
+	base := filepath.Join("..", "..", "bin", "k8s")
+	entries, err := os.ReadDir(base)
+	if err != nil {
+		return ""
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			return filepath.Join(base, e.Name())
+		}
+	}
+	return ""
+}
