@@ -114,16 +114,16 @@ lint-config: golangci-lint ## Verify golangci-lint linter configuration
 ##@ Build
 
 .PHONY: build
-build: manifests generate fmt vet ## Build manager binary.
-	go build -o bin/manager cmd/main.go
+build: manifests generate fmt vet ## Build the operator binary (roles: manager, agent) into bin/tserver-operator.
+	go build -o bin/tserver-operator ./cmd
 
 .PHONY: run
 run: manifests generate fmt vet build kube-binaries ## Run a local cluster with the operator until Ctrl-C (USE_EXISTING_CLUSTER=true: only the manager, against the current kubeconfig).
 ifeq ($(USE_EXISTING_CLUSTER),true)
-	go run ./cmd/main.go
+	go run ./cmd
 else
 	go build -o "$(LOCALBIN)/run-local" ./hack/run-local
-	"$(LOCALBIN)/run-local" --bin-dir "$(KUBE_BIN_DIR)" --manager "$(LOCALBIN)/manager" --state-dir .local
+	"$(LOCALBIN)/run-local" --bin-dir "$(KUBE_BIN_DIR)" --operator "$(LOCALBIN)/tserver-operator" --state-dir .local --nodes $(NODES)
 endif
 
 # If you wish to build the manager image targeting other platforms you can use the --platform flag.
@@ -214,6 +214,8 @@ ETCD_VERSION ?= v3.5.35
 KWOK_VERSION ?= v0.8.0
 KUBE_BIN_DIR ?= $(LOCALBIN)/k8s/$(KUBE_VERSION)
 FUZZTIME ?= 1m
+# NODES is how many simulated nodes `make run` starts.
+NODES ?= 3
 
 .PHONY: kustomize
 kustomize: $(KUSTOMIZE) ## Download kustomize locally if necessary.

@@ -14,8 +14,9 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Command run-local is what `make run` runs: a local cluster (internal/localcluster) with the
-// operator's manager serving its webhooks to it, until Ctrl-C or SIGTERM stops everything.
+// Command run-local is what `make run` runs: a local cluster (internal/localcluster) with
+// simulated nodes, the operator's manager serving its webhooks to it, and one node agent per
+// node, until Ctrl-C or SIGTERM stops everything.
 package main
 
 import (
@@ -26,36 +27,40 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 	"github.com/tserver-operator/tserver-operator/internal/localcluster"
 )
 
 type options struct {
 	stateDir   string
 	binDir     string
-	manager    string
+	operator   string
 	crdDir     string
 	webhookDir string
 	manifests  string
+	nodes      int
+	gcGrace    time.Duration
 }
 
 func main() {
 	var o options
 	flag.StringVar(&o.stateDir, "state-dir", ".local",
-		"Directory for the kubeconfig, logs and cluster state; emptied at start.")
-	flag.StringVar(&o.binDir, "bin-dir", "", "Directory with etcd and kube-apiserver (`make kube-binaries` builds them).")
-	flag.StringVar(&o.manager, "manager", "bin/manager", "The operator binary to run as the manager.")
+		"Directory for the kubeconfig, logs, node directories and cluster state; emptied at start.")
+	flag.StringVar(&o.binDir, "bin-dir", "", "Directory with the Kubernetes binaries (`make kube-binaries` builds them).")
+	flag.StringVar(&o.operator, "operator", "bin/tserver-operator", "The operator binary (manager and agent roles).")
 	flag.StringVar(&o.crdDir, "crd-dir", "config/crd/bases", "CustomResourceDefinitions to install.")
 	flag.StringVar(&o.webhookDir, "webhook-dir", "config/webhook/manifests.yaml", "Webhook configurations to register.")
 	flag.StringVar(&o.manifests, "manifests", "config/storageclass/t-storage-class.yaml",
 		"Further objects to create (comma-separated files).")
+	flag.IntVar(&o.nodes, "nodes", 3, "How many simulated nodes to run.")
+	flag.DurationVar(&o.gcGrace, "gc-grace-period", 2*time.Minute, "The agents' grace period for unneeded volumes.")
 	flag.Parse()
-	if o.binDir == "" {
-		fmt.Fprintln(os.Stderr, "--bin-dir is required")
+	if o.binDir == "" || o.nodes < 1 {
+		fmt.Fprintln(os.Stderr, "--bin-dir is required and --nodes must be at least 1")
 		os.Exit(2)
 	}
 
@@ -69,13 +74,20 @@ func main() {
 
 func run(ctx context.Context, o options) (err error) {
 	start := time.Now()
-	fmt.Println("Starting etcd and kube-apiserver...")
+	nodes := make([]localcluster.Node, 0, o.nodes)
+	for i := range o.nodes {
+		nodes = append(nodes, localcluster.Node{Name: fmt.Sprintf("node-%d", i+1), Labels: map[string]string{
+			"tars.io/node": "true", tarsv1beta1.LabelSupportLocalVolume: "true",
+		}})
+	}
+	fmt.Printf("Starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and %d simulated nodes...\n", o.nodes)
 	cluster, err := localcluster.Start(ctx, localcluster.Options{
 		BinaryDir:    o.binDir,
 		StateDir:     o.stateDir,
 		CRDPaths:     []string{o.crdDir},
 		WebhookPaths: []string{o.webhookDir},
 		Manifests:    strings.Split(o.manifests, ","),
+		Nodes:        nodes,
 	})
 	if err != nil {
 		return err
@@ -86,43 +98,30 @@ func run(ctx context.Context, o options) (err error) {
 		fmt.Println("Stopped.")
 	}()
 
-	probePort, err := localcluster.FreePort()
-	if err != nil {
-		return err
-	}
 	fmt.Println("Starting the manager (controller and webhooks)...")
-	manager, err := cluster.StartProcess("manager", o.manager, []string{
-		"--kubeconfig=" + cluster.KubeconfigPath,
-		"--webhook-cert-path=" + cluster.Webhook.CertDir,
-		"--webhook-port=" + strconv.Itoa(cluster.Webhook.Port),
-		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(probePort),
-		"--metrics-bind-address=0",
-	}, nil, os.Stdout)
+	manager, err := cluster.StartManager(ctx, o.operator, os.Stdout)
 	if err != nil {
 		return err
 	}
-
-	readyCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	ready := make(chan error, 1)
-	go func() {
-		ready <- localcluster.WaitForReady(readyCtx, fmt.Sprintf("http://127.0.0.1:%d/readyz", probePort))
-	}()
-	select {
-	case err := <-ready:
-		if err != nil {
-			return fmt.Errorf("the manager did not become ready (log: %s): %w", manager.LogPath, err)
-		}
-	case <-manager.Exited():
-		return fmt.Errorf("the manager exited: %v (log: %s)", manager.Err(), manager.LogPath)
+	fmt.Printf("Starting %d node agents...\n", o.nodes)
+	agents, err := cluster.StartAgents(ctx, o.operator, "--gc-grace-period="+o.gcGrace.String())
+	if err != nil {
+		return err
 	}
 
 	printBanner(cluster, time.Since(start))
+	exited := make(chan *localcluster.Process, 1+len(agents))
+	for _, p := range append([]*localcluster.Process{manager}, agents...) {
+		go func() {
+			<-p.Exited()
+			exited <- p
+		}()
+	}
 	select {
 	case <-ctx.Done():
 		return nil
-	case <-manager.Exited():
-		return fmt.Errorf("the manager exited: %v (log: %s)", manager.Err(), manager.LogPath)
+	case p := <-exited:
+		return fmt.Errorf("%s exited: %v (log: %s)", p.Name, p.Err(), relative(p.LogPath))
 	}
 }
 
@@ -131,21 +130,29 @@ func printBanner(c *localcluster.Cluster, took time.Duration) {
 ================================================================================
 tserver-operator is running on a local cluster (ready in %s).
 
-  kube-apiserver + etcd   logs in %s/
-  manager                 controller and admission webhooks (log above, and in %s/manager.log)
+  control plane   etcd, kube-apiserver, kube-controller-manager, kube-scheduler
+  nodes           %d simulated by kwok (node-1 ... node-%d), labelled tars.io/node
+                  and tars.io/SupportLocalVolume; host roots in %s/nodes/<node>/host-mount
+  manager         controller and admission webhooks (its log above)
+  agents          one per node: volumes say %s/..., directories are
+                  really under %s/nodes/<node>/host-mount/...
+  logs            %s/
 
 Try it, in another terminal:
 
   export KUBECONFIG=%s
-  kubectl apply -f config/samples/                     # the seed's tarslog and tarsconfig
-  kubectl get ts                                       # App, Server, Replicas, Ready
-  kubectl get ts tars-tarslog -o yaml                  # defaults filled in
-  kubectl apply -f config/samples/invalid/mode-750.yaml   # rejected, with the field's path
-  for f in config/samples/invalid/*.yaml; do kubectl apply -f "$f"; done
+  kubectl apply -f config/samples/                  # the seed's tarslog and tarsconfig
+  kubectl get ts,sts,pods -o wide                   # pods on the nodes of their volumes
+  kubectl get pvc,pv                                # claims Bound, one volume per node
+  kubectl describe ts tars-tarslog                  # conditions and events
+  ls -ln %s/nodes/*/host-mount/default/tars.tarslog/   # owned by uid 1000, mode 755
+  kubectl apply -f config/samples/invalid/mode-750.yaml  # rejected at admission
 
 Stop with Ctrl-C.
 ================================================================================
-`, took.Round(100*time.Millisecond), relative(c.LogDir), relative(c.LogDir), relative(c.KubeconfigPath))
+`, took.Round(100*time.Millisecond), len(c.Nodes), len(c.Nodes), relative(c.StateDir),
+		localcluster.ProductionHostRoot, relative(c.StateDir), relative(c.LogDir), relative(c.KubeconfigPath),
+		relative(c.StateDir))
 }
 
 // relative shortens path to one relative to the working directory, as a user would type it.

@@ -55,6 +55,9 @@ type Options struct {
 	WebhookPaths []string
 	// Manifests are YAML files of further objects to create once the API server runs.
 	Manifests []string
+	// Nodes are simulated nodes. With any, kube-controller-manager, kube-scheduler and kwok run
+	// too, so that StatefulSets get pods and claims get bound as in a real cluster.
+	Nodes []Node
 }
 
 // Cluster is a running local cluster.
@@ -67,6 +70,10 @@ type Cluster struct {
 	Webhook WebhookServing
 	// LogDir holds one log file per component.
 	LogDir string
+	// StateDir holds everything the cluster writes.
+	StateDir string
+	// Nodes are the simulated nodes.
+	Nodes []Node
 
 	env       *envtest.Environment
 	processes []*Process
@@ -86,7 +93,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range []string{"etcd", "kube-apiserver"} {
+	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"} {
 		if _, err := os.Stat(filepath.Join(opts.BinaryDir, name)); err != nil {
 			return nil, fmt.Errorf("%s not found in %s (run `make kube-binaries`): %w", name, opts.BinaryDir, err)
 		}
@@ -97,7 +104,10 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := os.RemoveAll(stateDir); err != nil {
 		return nil, fmt.Errorf("cleaning %s: %w", stateDir, err)
 	}
-	c := &Cluster{LogDir: filepath.Join(stateDir, "logs"), KubeconfigPath: filepath.Join(stateDir, "kubeconfig")}
+	c := &Cluster{
+		LogDir: filepath.Join(stateDir, "logs"), KubeconfigPath: filepath.Join(stateDir, "kubeconfig"),
+		StateDir: stateDir, Nodes: opts.Nodes,
+	}
 	for _, dir := range []string{c.LogDir, filepath.Join(stateDir, "etcd"), filepath.Join(stateDir, "pki")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, err
@@ -141,6 +151,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("writing the admin kubeconfig: %w", err), c.Stop())
+	}
+	if len(opts.Nodes) > 0 {
+		if err := c.startNodes(ctx, opts.BinaryDir, opts.Nodes); err != nil {
+			return nil, errors.Join(err, c.Stop())
+		}
 	}
 	return c, nil
 }
