@@ -80,7 +80,8 @@ func run(ctx context.Context, o options) (err error) {
 			"tars.io/node": "true", tarsv1beta1.LabelSupportLocalVolume: "true",
 		}})
 	}
-	fmt.Printf("Starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and %d simulated nodes...\n", o.nodes)
+	fmt.Printf("Starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and %d simulated nodes...\n",
+		o.nodes)
 	cluster, err := localcluster.Start(ctx, localcluster.Options{
 		BinaryDir:    o.binDir,
 		StateDir:     o.stateDir,
