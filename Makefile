@@ -61,43 +61,20 @@ vet: ## Run go vet against code.
 	go vet ./...
 
 .PHONY: test
-test: manifests generate fmt vet kube-binaries ## Run every test (unit, fuzz seed corpora, envtest suites) against the Kubernetes binaries in bin/.
-	KUBEBUILDER_ASSETS="$(KUBE_BIN_DIR)" go test $$(go list ./... | grep -v /e2e) -coverprofile cover.out
+test: manifests generate fmt vet kube-binaries test-unit test-e2e ## Run every test: unit, fuzz seed corpora, envtest suites, then end-to-end on the local cluster.
 
-.PHONY: fuzz
-fuzz: ## Fuzz the TServer validator and defaulter for FUZZTIME (default 1m).
-	go test ./internal/webhook/v1beta1/ -run '^$$' -fuzz FuzzValidateTServer -fuzztime $(FUZZTIME)
-
-# TODO(user): To use a different vendor for e2e tests, modify the setup under 'tests/e2e'.
-# The default setup assumes Kind is pre-installed and builds/loads the Manager Docker image locally.
-# kubectl kuberc is disabled by default for test isolation; enable with:
-# - KUBECTL_KUBERC=true
-# CertManager is installed by default; skip with:
-# - CERT_MANAGER_INSTALL_SKIP=true
-KIND_CLUSTER ?= tserver-operator-test-e2e
-
-.PHONY: setup-test-e2e
-setup-test-e2e: ## Set up a Kind cluster for e2e tests if it does not exist
-	@command -v $(KIND) >/dev/null 2>&1 || { \
-		echo "Kind is not installed. Please install Kind manually."; \
-		exit 1; \
-	}
-	@case "$$($(KIND) get clusters)" in \
-		*"$(KIND_CLUSTER)"*) \
-			echo "Kind cluster '$(KIND_CLUSTER)' already exists. Skipping creation." ;; \
-		*) \
-			echo "Creating Kind cluster '$(KIND_CLUSTER)'..."; \
-			$(KIND) create cluster --name $(KIND_CLUSTER) ;; \
-	esac
+.PHONY: test-unit
+test-unit: manifests generate fmt vet kube-binaries ## Run unit tests, fuzz seed corpora and the envtest suites.
+	KUBEBUILDER_ASSETS="$(KUBE_BIN_DIR)" go test $$(go list ./... | grep -v /test/e2e) -coverprofile cover.out
 
 .PHONY: test-e2e
-test-e2e: setup-test-e2e manifests generate fmt vet ## Run the e2e tests. Expected an isolated environment using Kind.
-	KIND=$(KIND) KIND_CLUSTER=$(KIND_CLUSTER) go test -tags=e2e ./test/e2e/ -v -ginkgo.v
-	$(MAKE) cleanup-test-e2e
+test-e2e: manifests generate kube-binaries ## Run the end-to-end suite on a local cluster (kube-controller-manager, scheduler, kwok nodes, agents).
+	KUBEBUILDER_ASSETS="$(KUBE_BIN_DIR)" go test ./test/e2e/ -timeout 30m -v -ginkgo.v
 
-.PHONY: cleanup-test-e2e
-cleanup-test-e2e: ## Tear down the Kind cluster used for e2e tests
-	@$(KIND) delete cluster --name $(KIND_CLUSTER)
+.PHONY: fuzz
+fuzz: ## Fuzz the TServer validator and the agent's path handling for FUZZTIME each (default 1m).
+	go test ./internal/webhook/v1beta1/ -run '^$$' -fuzz FuzzValidateTServer -fuzztime $(FUZZTIME)
+	go test ./internal/hostfs/ -run '^$$' -fuzz FuzzPaths -fuzztime $(FUZZTIME)
 
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint linter
@@ -196,7 +173,6 @@ $(LOCALBIN):
 
 ## Tool Binaries
 KUBECTL ?= kubectl
-KIND ?= kind
 KUSTOMIZE ?= $(LOCALBIN)/kustomize
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 GOLANGCI_LINT = $(LOCALBIN)/golangci-lint

@@ -98,11 +98,20 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			return nil, fmt.Errorf("%s not found in %s (run `make kube-binaries`): %w", name, opts.BinaryDir, err)
 		}
 	}
-	if n := killStale(stateDir); n > 0 {
+	// What a cluster keeps in its state directory; only this is cleaned, so that another
+	// cluster's state directory may live inside it (the e2e suite's .local/e2e in make run's .local).
+	owned := []string{"kubeconfig", "logs", "etcd", "pki", "nodes"}
+	needles := make([]string, 0, len(owned))
+	for _, name := range owned {
+		needles = append(needles, filepath.Join(stateDir, name))
+	}
+	if n := killStale(needles); n > 0 {
 		fmt.Fprintf(os.Stderr, "Stopped %d process(es) left behind by an earlier run\n", n)
 	}
-	if err := os.RemoveAll(stateDir); err != nil {
-		return nil, fmt.Errorf("cleaning %s: %w", stateDir, err)
+	for _, path := range needles {
+		if err := os.RemoveAll(path); err != nil {
+			return nil, fmt.Errorf("cleaning %s: %w", path, err)
+		}
 	}
 	c := &Cluster{
 		LogDir: filepath.Join(stateDir, "logs"), KubeconfigPath: filepath.Join(stateDir, "kubeconfig"),

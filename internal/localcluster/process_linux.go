@@ -19,6 +19,7 @@ package localcluster
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,14 +31,14 @@ func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
 
-// killStale kills processes whose command line refers to stateDir: what an earlier run that was
-// killed outright left behind. It returns how many it killed.
-func killStale(stateDir string) int {
+// killStale kills processes whose command line names one of paths (the kubeconfig, etcd data
+// and certificates of a state directory): what an earlier run that was killed outright left
+// behind. It returns how many it killed.
+func killStale(paths []string) int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0
 	}
-	needle := []byte(filepath.Clean(stateDir) + string(filepath.Separator))
 	killed := 0
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -45,7 +46,7 @@ func killStale(stateDir string) int {
 			continue
 		}
 		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !strings.Contains(string(cmdline), string(needle)) {
+		if err != nil || !slices.ContainsFunc(paths, func(p string) bool { return namesPath(string(cmdline), p) }) {
 			continue
 		}
 		if syscall.Kill(pid, syscall.SIGKILL) == nil {
@@ -53,4 +54,19 @@ func killStale(stateDir string) int {
 		}
 	}
 	return killed
+}
+
+// namesPath says whether a NUL-separated command line names path itself or something below it.
+func namesPath(cmdline, path string) bool {
+	for i := 0; ; {
+		j := strings.Index(cmdline[i:], path)
+		if j < 0 {
+			return false
+		}
+		end := i + j + len(path)
+		if end == len(cmdline) || cmdline[end] == 0 || cmdline[end] == '/' {
+			return true
+		}
+		i = end
+	}
 }

@@ -26,4 +26,4 @@ func sysProcAttr() *syscall.SysProcAttr {
 }
 
 // killStale finds no stale processes where /proc is not available.
-func killStale(string) int { return 0 }
+func killStale([]string) int { return 0 }

@@ -1,6 +1,3 @@
-//go:build e2e
-// +build e2e
-
 /*
 Copyright 2026.
 
@@ -17,103 +14,110 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
+// Package e2e runs the seed's story on the local cluster that `make run` uses: a real
+// kube-controller-manager (StatefulSet controller, PV binder, garbage collector), a real
+// scheduler, simulated nodes, the operator's manager and one agent per node.
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
-	"github.com/tserver-operator/tserver-operator/test/utils"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/localcluster"
+)
+
+const (
+	// gcGrace is the agents' grace period for unneeded volumes, short for the test.
+	gcGrace = 5 * time.Second
+	// ineligibleNode has no tars.io/SupportLocalVolume label.
+	ineligibleNode = "node-4"
+	timeout        = 90 * time.Second
+	interval       = 250 * time.Millisecond
 )
 
 var (
-	// managerImage is the manager image to be built and loaded for testing.
-	managerImage = "example.com/tserver-operator:v0.0.1"
-	// shouldCleanupCertManager tracks whether CertManager was installed by this suite.
-	shouldCleanupCertManager = false
+	ctx       context.Context
+	cancel    context.CancelFunc
+	cluster   *localcluster.Cluster
+	k8sClient client.Client
+	repoRoot  = filepath.Join("..", "..")
+	// eligibleNodes may hold real volumes.
+	eligibleNodes = []string{"node-1", "node-2", "node-3"}
 )
 
-// TestE2E runs the e2e test suite to validate the solution in an isolated environment.
-// The default setup requires Kind and CertManager.
-//
-// To enable kubectl kuberc (use custom kubectl configurations), set: KUBECTL_KUBERC=true
-// By default, kuberc is disabled to ensure consistent test behavior across different environments.
-// To skip CertManager installation, set: CERT_MANAGER_INSTALL_SKIP=true
 func TestE2E(t *testing.T) {
 	RegisterFailHandler(Fail)
-	_, _ = fmt.Fprintf(GinkgoWriter, "Starting tserver-operator e2e test suite\n")
-	RunSpecs(t, "e2e suite")
+	RunSpecs(t, "End-to-end suite")
 }
 
 var _ = BeforeSuite(func() {
-	By("building the manager image")
-	cmd := exec.Command("make", "docker-build", fmt.Sprintf("IMG=%s", managerImage))
-	_, err := utils.Run(cmd)
-	ExpectWithOffset(1, err).NotTo(HaveOccurred(), "Failed to build the manager image")
+	ctx, cancel = context.WithCancel(context.Background())
+	binDir := os.Getenv("KUBEBUILDER_ASSETS")
+	if binDir == "" {
+		Fail("KUBEBUILDER_ASSETS must name the directory of the Kubernetes binaries; run `make test-e2e`")
+	}
+	// Under .local/ like make run's, and kept after the run for debugging.
+	stateDir, err := filepath.Abs(filepath.Join(repoRoot, ".local", "e2e"))
+	Expect(err).NotTo(HaveOccurred())
 
-	// TODO(user): If you want to change the e2e test vendor from Kind,
-	// ensure the image is built and available, then remove the following block.
-	By("loading the manager image on Kind")
-	err = utils.LoadImageToKindClusterWithName(managerImage)
-	ExpectWithOffset(1, err).NotTo(HaveOccurred(), "Failed to load the manager image into Kind")
+	By("building the operator binary")
+	operator := filepath.Join(stateDir, "tserver-operator")
+	build := exec.Command("go", "build", "-o", operator, "./cmd")
+	build.Dir = repoRoot
+	out, err := build.CombinedOutput()
 
-	configureKubectlKubeRC()
-	setupCertManager()
+	Expect(err).NotTo(HaveOccurred(), string(out))
+
+	By("starting the local cluster with four nodes, one of them without tars.io/SupportLocalVolume")
+	nodes := make([]localcluster.Node, 0, 4)
+	for _, name := range eligibleNodes {
+		nodes = append(nodes, localcluster.Node{Name: name, Labels: map[string]string{
+			"tars.io/node": "true", tarsv1beta1.LabelSupportLocalVolume: "true",
+		}})
+	}
+	nodes = append(nodes, localcluster.Node{Name: ineligibleNode, Labels: map[string]string{"tars.io/node": "true"}})
+	cluster, err = localcluster.Start(ctx, localcluster.Options{
+		BinaryDir:    binDir,
+		StateDir:     stateDir,
+		CRDPaths:     []string{filepath.Join(repoRoot, "config", "crd", "bases")},
+		WebhookPaths: []string{filepath.Join(repoRoot, "config", "webhook", "manifests.yaml")},
+		Manifests:    []string{filepath.Join(repoRoot, "config", "storageclass", "t-storage-class.yaml")},
+		Nodes:        nodes,
+	})
+	Expect(err).NotTo(HaveOccurred())
+	GinkgoWriter.Printf("Cluster state and logs: %s\n", cluster.StateDir)
+	DeferCleanup(func() { fmt.Fprintf(GinkgoWriter, "Component logs: %s\n", cluster.LogDir) })
+
+	_, err = cluster.StartManager(ctx, operator, nil)
+	Expect(err).NotTo(HaveOccurred())
+	_, err = cluster.StartAgents(ctx, operator, "--gc-grace-period="+gcGrace.String(), "--resync-period=2s")
+	Expect(err).NotTo(HaveOccurred())
+
+	scheme := runtime.NewScheme()
+	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
+	Expect(tarsv1beta1.AddToScheme(scheme)).To(Succeed())
+	k8sClient, err = client.New(cluster.Config, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
 })
 
 var _ = AfterSuite(func() {
-	teardownCertManager()
+	if cluster != nil {
+		Expect(cluster.Stop()).To(Succeed())
+	}
+	if cancel != nil {
+		cancel()
+	}
 })
-
-// Disable kubectl kuberc by default for test isolation.
-// This prevents local kubectl configurations from affecting test behavior.
-// To enable kuberc, set: KUBECTL_KUBERC=true
-func configureKubectlKubeRC() {
-	if os.Getenv("KUBECTL_KUBERC") != "true" {
-		By("disabling kubectl kuberc for test isolation")
-		err := os.Setenv("KUBECTL_KUBERC", "false")
-		ExpectWithOffset(1, err).NotTo(HaveOccurred(), "Failed to disable kubectl kuberc")
-		_, _ = fmt.Fprintf(GinkgoWriter,
-			"kubectl kuberc disabled for consistent test behavior (override with KUBECTL_KUBERC=true)\n")
-	} else {
-		_, _ = fmt.Fprintf(GinkgoWriter, "kubectl kuberc enabled (KUBECTL_KUBERC=true)\n")
-	}
-}
-
-// setupCertManager installs CertManager if needed for webhook tests.
-// Skips installation if CERT_MANAGER_INSTALL_SKIP=true or if already present.
-func setupCertManager() {
-	if os.Getenv("CERT_MANAGER_INSTALL_SKIP") == "true" {
-		_, _ = fmt.Fprintf(GinkgoWriter, "Skipping CertManager installation (CERT_MANAGER_INSTALL_SKIP=true)\n")
-		return
-	}
-
-	By("checking if CertManager is already installed")
-	if utils.IsCertManagerCRDsInstalled() {
-		_, _ = fmt.Fprintf(GinkgoWriter, "CertManager is already installed. Skipping installation.\n")
-		return
-	}
-
-	// Mark for cleanup before installation to handle interruptions and partial installs.
-	shouldCleanupCertManager = true
-
-	By("installing CertManager")
-	Expect(utils.InstallCertManager()).To(Succeed(), "Failed to install CertManager")
-}
-
-// teardownCertManager uninstalls CertManager if it was installed by setupCertManager.
-// This ensures we only remove what we installed.
-func teardownCertManager() {
-	if !shouldCleanupCertManager {
-		_, _ = fmt.Fprintf(GinkgoWriter, "Skipping CertManager cleanup (not installed by this suite)\n")
-		return
-	}
-
-	By("uninstalling CertManager")
-	utils.UninstallCertManager()
-}

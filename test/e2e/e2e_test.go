@@ -1,6 +1,3 @@
-//go:build e2e
-// +build e2e
-
 /*
 Copyright 2026.
 
@@ -20,394 +17,375 @@ limitations under the License.
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
-	"github.com/tserver-operator/tserver-operator/test/utils"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/agent"
+	"github.com/tserver-operator/tserver-operator/internal/localcluster"
 )
 
-// namespace where the project is deployed in
-const namespace = "tserver-operator-system"
+func newNamespace() string {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-"}}
+	Expect(k8sClient.Create(ctx, ns)).To(Succeed())
+	return ns.Name
+}
 
-// serviceAccountName created for the project
-const serviceAccountName = "tserver-operator-controller-manager"
+// sample reads a TServer of config/samples into namespace ns. Its server name gets the
+// namespace's suffix: claims select volumes by app, server and volume name alone, so two
+// namespaces running the same server could bind each other's volumes (see README, "Limits").
+func sample(ns, file string) *tarsv1beta1.TServer {
+	data, err := os.ReadFile(filepath.Join(repoRoot, "config", "samples", file))
+	Expect(err).NotTo(HaveOccurred())
+	ts := &tarsv1beta1.TServer{}
+	Expect(yaml.UnmarshalStrict(data, ts)).To(Succeed())
+	ts.Namespace = ns
+	ts.Spec.Server += strings.TrimPrefix(ns, "e2e-")
+	ts.Name = tarsv1beta1.ResourceName(ts.Spec.App, ts.Spec.Server)
+	return ts
+}
 
-// metricsServiceName is the name of the metrics service of the project
-const metricsServiceName = "tserver-operator-controller-manager-metrics-service"
+// edit changes the stored TServer, retrying on conflicts.
+func edit(ts *tarsv1beta1.TServer, change func(*tarsv1beta1.TServer)) {
+	Eventually(func() error {
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), ts); err != nil {
+			return err
+		}
+		change(ts)
+		return k8sClient.Update(ctx, ts)
+	}, timeout, interval).Should(Succeed())
+}
 
-// metricsRoleBindingName is the name of the RBAC that will be created to allow get the metrics data
-const metricsRoleBindingName = "tserver-operator-metrics-binding"
+func claimName(volume string, ts *tarsv1beta1.TServer, ordinal int) string {
+	return fmt.Sprintf("%s-%s-%d", volume, ts.Name, ordinal)
+}
 
-var _ = Describe("Manager", Ordered, func() {
-	var controllerPodName string
+func getClaim(ns, name string) *corev1.PersistentVolumeClaim {
+	pvc := &corev1.PersistentVolumeClaim{}
+	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, pvc); err != nil {
+		return nil
+	}
+	return pvc
+}
 
-	// Before running the tests, set up the environment by creating the namespace,
-	// enforce the restricted security policy to the namespace, installing CRDs,
-	// and deploying the controller.
-	BeforeAll(func() {
-		By("creating manager namespace")
-		cmd := exec.Command("kubectl", "create", "ns", namespace)
-		_, err := utils.Run(cmd)
-		Expect(err).NotTo(HaveOccurred(), "Failed to create namespace")
+func getPod(ns, name string) *corev1.Pod {
+	pod := &corev1.Pod{}
+	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, pod); err != nil {
+		return nil
+	}
+	return pod
+}
 
-		By("labeling the namespace to enforce the restricted security policy")
-		cmd = exec.Command("kubectl", "label", "--overwrite", "ns", namespace,
-			"pod-security.kubernetes.io/enforce=restricted")
-		_, err = utils.Run(cmd)
-		Expect(err).NotTo(HaveOccurred(), "Failed to label namespace with restricted policy")
+func podReady(pod *corev1.Pod) bool {
+	if pod == nil || pod.Status.Phase != corev1.PodRunning || pod.DeletionTimestamp != nil {
+		return false
+	}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
 
-		By("installing CRDs")
-		cmd = exec.Command("make", "install")
-		_, err = utils.Run(cmd)
-		Expect(err).NotTo(HaveOccurred(), "Failed to install CRDs")
+// waitRunning waits until pods 0..replicas-1 of ts are ready and their claims of volumes bound,
+// and returns the node of each pod.
+func waitRunning(ts *tarsv1beta1.TServer, replicas int, volumes ...string) []string {
+	nodes := make([]string, replicas)
+	Eventually(func(g Gomega) {
+		for i := range replicas {
+			for _, v := range volumes {
+				pvc := getClaim(ts.Namespace, claimName(v, ts, i))
+				g.Expect(pvc).NotTo(BeNil(), "claim %s", claimName(v, ts, i))
+				g.Expect(pvc.Status.Phase).To(Equal(corev1.ClaimBound), "claim %s", pvc.Name)
+			}
+			pod := getPod(ts.Namespace, fmt.Sprintf("%s-%d", ts.Name, i))
+			g.Expect(podReady(pod)).To(BeTrue(), "pod %s-%d", ts.Name, i)
+			nodes[i] = pod.Spec.NodeName
+		}
+	}, timeout, interval).Should(Succeed())
+	return nodes
+}
 
-		By("deploying the controller-manager")
-		cmd = exec.Command("make", "deploy", fmt.Sprintf("IMG=%s", managerImage))
-		_, err = utils.Run(cmd)
-		Expect(err).NotTo(HaveOccurred(), "Failed to deploy the controller-manager")
+// volumeOf is the volume a claim is bound to.
+func volumeOf(ns, claim string) *corev1.PersistentVolume {
+	pvc := getClaim(ns, claim)
+	Expect(pvc).NotTo(BeNil())
+	pv := &corev1.PersistentVolume{}
+	Expect(k8sClient.Get(ctx, client.ObjectKey{Name: pvc.Spec.VolumeName}, pv)).To(Succeed())
+	return pv
+}
+
+// volumesOf lists the volumes of one group (namespace, server, volume) across all nodes.
+func volumesOf(ns string, ts *tarsv1beta1.TServer, volume string) []corev1.PersistentVolume {
+	list := &corev1.PersistentVolumeList{}
+	Expect(k8sClient.List(ctx, list, client.MatchingLabels{
+		tarsv1beta1.LabelServerApp: ts.Spec.App, tarsv1beta1.LabelServerName: ts.Spec.Server, tarsv1beta1.LabelLocalVolume: volume,
+	})).To(Succeed())
+	var out []corev1.PersistentVolume
+	for _, pv := range list.Items {
+		node := pv.Labels[corev1.LabelHostname]
+		if pv.Name == agent.VolumeName(ns, volume, ts.Spec.App, ts.Spec.Server, node, tarsv1beta1.StorageClassName) {
+			out = append(out, pv)
+		}
+	}
+	return out
+}
+
+// hostDir is where a volume directory of ts really lives for node on this machine.
+func hostDir(node string, ts *tarsv1beta1.TServer, volume string) string {
+	return filepath.Join(cluster.HostRoot(node), ts.Namespace, ts.Spec.App+"."+ts.Spec.Server, volume)
+}
+
+func ownershipOf(path string) []any {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return []any{err.Error()}
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	return []any{st.Uid, st.Gid, fi.Mode().Perm()}
+}
+
+var _ = Describe("The seed's story on a local cluster", func() {
+	var ns string
+	BeforeEach(func() {
+		ns = newNamespace()
+		By("working in namespace " + ns)
 	})
 
-	// After all tests have been executed, clean up by undeploying the controller, uninstalling CRDs,
-	// and deleting the namespace.
-	AfterAll(func() {
-		By("cleaning up the curl pod for metrics")
-		cmd := exec.Command("kubectl", "delete", "pod", "curl-metrics", "-n", namespace)
-		_, _ = utils.Run(cmd)
+	It("runs tarslog with bound node-local volumes, one replica per node, never on a node without local volume support", func() {
+		ts := sample(ns, "tars-tarslog.yaml")
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		nodes := waitRunning(ts, 2, "remote-log-dir")
+		Expect(nodes[0]).NotTo(Equal(nodes[1]), "replicas share a node")
 
-		By("undeploying the controller-manager")
-		cmd = exec.Command("make", "undeploy")
-		_, _ = utils.Run(cmd)
+		for i, node := range nodes {
+			pv := volumeOf(ns, claimName("remote-log-dir", ts, i))
+			By("binding claim " + claimName("remote-log-dir", ts, i) + " to " + pv.Name + " on " + node)
+			Expect(pv.Name).To(Equal(agent.VolumeName(ns, "remote-log-dir", "tars", ts.Spec.Server, node, "t-storage-class")))
+			Expect(pv.Labels).To(Equal(map[string]string{
+				"tars.io/LocalVolume": "remote-log-dir", "tars.io/ServerApp": "tars", "tars.io/ServerName": ts.Spec.Server,
+				"kubernetes.io/hostname": node,
+			}))
+			Expect(pv.Spec.Local.Path).To(Equal(localcluster.ProductionHostRoot + "/" + ns + "/tars." + ts.Spec.Server + "/remote-log-dir"))
+			Expect(pv.Spec.NodeAffinity.Required.NodeSelectorTerms[0].MatchExpressions).To(Equal([]corev1.NodeSelectorRequirement{
+				{Key: "kubernetes.io/hostname", Operator: corev1.NodeSelectorOpIn, Values: []string{node}},
+			}))
+			Expect(pv.Spec.PersistentVolumeReclaimPolicy).To(Equal(corev1.PersistentVolumeReclaimDelete))
+			Expect(pv.Spec.StorageClassName).To(Equal("t-storage-class"))
+			Expect(ownershipOf(hostDir(node, ts, "remote-log-dir"))).To(Equal([]any{uint32(1000), uint32(0), os.FileMode(0o755)}))
+		}
 
-		By("uninstalling CRDs")
-		cmd = exec.Command("make", "uninstall")
-		_, _ = utils.Run(cmd)
+		By("never provisioning a real volume on " + ineligibleNode)
+		Consistently(func() []corev1.PersistentVolume {
+			var onIneligible []corev1.PersistentVolume
+			for _, pv := range volumesOf(ns, ts, "remote-log-dir") {
+				if pv.Labels[corev1.LabelHostname] == ineligibleNode {
+					onIneligible = append(onIneligible, pv)
+				}
+			}
+			return onIneligible
+		}, 2*time.Second, interval).Should(BeEmpty())
+		Expect(hostDir(ineligibleNode, ts, "remote-log-dir")).NotTo(BeADirectory())
 
-		By("removing manager namespace")
-		cmd = exec.Command("kubectl", "delete", "ns", namespace)
-		_, _ = utils.Run(cmd)
+		Eventually(func() *metav1.Condition {
+			got := &tarsv1beta1.TServer{}
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), got)).To(Succeed())
+			return meta.FindStatusCondition(got.Status.Conditions, "VolumesBound")
+		}, timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
 	})
 
-	// After each test, check for failures and collect logs, events,
-	// and pod descriptions for debugging.
-	AfterEach(func() {
-		specReport := CurrentSpecReport()
-		if specReport.Failed() {
-			By("Fetching controller manager pod logs")
-			cmd := exec.Command("kubectl", "logs", controllerPodName, "-n", namespace)
-			controllerLogs, err := utils.Run(cmd)
-			if err == nil {
-				_, _ = fmt.Fprintf(GinkgoWriter, "Controller logs:\n %s", controllerLogs)
-			} else {
-				_, _ = fmt.Fprintf(GinkgoWriter, "Failed to get Controller logs: %s", err)
-			}
+	It("brings a deleted pod back on the node of its volume, with its data", func() {
+		ts := sample(ns, "tars-tarslog.yaml")
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		nodes := waitRunning(ts, 2, "remote-log-dir")
+		file := filepath.Join(hostDir(nodes[0], ts, "remote-log-dir"), "app.log")
+		Expect(os.WriteFile(file, []byte("written before the restart"), 0o644)).To(Succeed())
 
-			By("Fetching Kubernetes events")
-			cmd = exec.Command("kubectl", "get", "events", "-n", namespace, "--sort-by=.lastTimestamp")
-			eventsOutput, err := utils.Run(cmd)
-			if err == nil {
-				_, _ = fmt.Fprintf(GinkgoWriter, "Kubernetes events:\n%s", eventsOutput)
-			} else {
-				_, _ = fmt.Fprintf(GinkgoWriter, "Failed to get Kubernetes events: %s", err)
-			}
+		for range 2 {
+			old := getPod(ns, ts.Name+"-0")
+			Expect(k8sClient.Delete(ctx, old)).To(Succeed())
+			Eventually(func() bool {
+				pod := getPod(ns, ts.Name+"-0")
+				return pod != nil && pod.UID != old.UID && podReady(pod)
+			}, timeout, interval).Should(BeTrue())
+			Expect(getPod(ns, ts.Name+"-0").Spec.NodeName).To(Equal(nodes[0]))
+		}
+		Expect(os.ReadFile(file)).To(Equal([]byte("written before the restart")))
+	})
 
-			By("Fetching curl-metrics logs")
-			cmd = exec.Command("kubectl", "logs", "curl-metrics", "-n", namespace)
-			metricsOutput, err := utils.Run(cmd)
-			if err == nil {
-				_, _ = fmt.Fprintf(GinkgoWriter, "Metrics logs:\n %s", metricsOutput)
-			} else {
-				_, _ = fmt.Fprintf(GinkgoWriter, "Failed to get curl-metrics logs: %s", err)
+	DescribeTable("pins a server with host networking to its node with a delay-bind claim",
+		func(server string, pin func(*tarsv1beta1.TServerK8S), nodeSelector []corev1.NodeSelectorRequirement) {
+			ts := &tarsv1beta1.TServer{
+				ObjectMeta: metav1.ObjectMeta{Name: "demo-" + server, Namespace: ns},
+				Spec: tarsv1beta1.TServerSpec{
+					App: "demo", Server: server, SubType: tarsv1beta1.SubTypeNormal,
+					Normal:  &tarsv1beta1.TServerNormal{Ports: []tarsv1beta1.TServerPort{{Name: "http", Port: 18080, IsTcp: true}}},
+					Release: &tarsv1beta1.TServerRelease{ID: "v1", Image: "demo/" + server + ":v1"},
+					K8S:     tarsv1beta1.TServerK8S{Replicas: 1, NodeSelector: nodeSelector},
+				},
 			}
+			pin(&ts.Spec.K8S)
+			Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+			node := waitRunning(ts, 1, tarsv1beta1.DelayBindVolumeName)[0]
+			Expect(volumeOf(ns, claimName("delay-bind", ts, 0)).Labels[corev1.LabelHostname]).To(Equal(node))
 
-			By("Fetching controller manager pod description")
-			cmd = exec.Command("kubectl", "describe", "pod", controllerPodName, "-n", namespace)
-			podDescription, err := utils.Run(cmd)
-			if err == nil {
-				fmt.Println("Pod description:\n", podDescription)
-			} else {
-				fmt.Println("Failed to describe controller pod")
-			}
+			old := getPod(ns, ts.Name+"-0")
+			Expect(k8sClient.Delete(ctx, old)).To(Succeed())
+			Eventually(func() bool {
+				pod := getPod(ns, ts.Name+"-0")
+				return pod != nil && pod.UID != old.UID && podReady(pod)
+			}, timeout, interval).Should(BeTrue())
+			Expect(getPod(ns, ts.Name+"-0").Spec.NodeName).To(Equal(node))
+		},
+		Entry("hostNetwork", "hostnet", func(k *tarsv1beta1.TServerK8S) { k.HostNetwork = true }, nil),
+		Entry("hostIPC", "hostipc", func(k *tarsv1beta1.TServerK8S) { k.HostIPC = true }, nil),
+		Entry("hostPorts", "hostport", func(k *tarsv1beta1.TServerK8S) {
+			k.HostPorts = []tarsv1beta1.TK8SHostPort{{NameRef: "http", Port: 28080}}
+		}, nil),
+		Entry("hostIPC on the node without local volume support", "ipcnode4", func(k *tarsv1beta1.TServerK8S) { k.HostIPC = true },
+			[]corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{ineligibleNode}}}),
+	)
+
+	It("applies a new uid, gid and mode to the bound directories", func() {
+		ts := sample(ns, "tars-tarslog.yaml")
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		nodes := waitRunning(ts, 2, "remote-log-dir")
+		edit(ts, func(ts *tarsv1beta1.TServer) {
+			ts.Spec.K8S.Mounts[0].Source.TLocalVolume = &tarsv1beta1.TLocalVolume{UID: "2000", GID: "100", Mode: "711"}
+		})
+		for _, node := range nodes {
+			Eventually(func() []any { return ownershipOf(hostDir(node, ts, "remote-log-dir")) }, timeout, interval).
+				Should(Equal([]any{uint32(2000), uint32(100), os.FileMode(0o711)}))
 		}
 	})
 
-	SetDefaultEventuallyTimeout(2 * time.Minute)
-	SetDefaultEventuallyPollingInterval(time.Second)
+	It("garbage-collects surplus unbound volumes after the grace period, never a bound one", func() {
+		ts := sample(ns, "tars-tarslog.yaml")
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		nodes := waitRunning(ts, 2, "remote-log-dir")
 
-	Context("Manager", func() {
-		It("should run successfully", func() {
-			By("validating that the controller-manager pod is running as expected")
-			verifyControllerUp := func(g Gomega) {
-				By("getting the name of the controller-manager pod")
-				cmd := exec.Command("kubectl", "get",
-					"pods", "-l", "control-plane=controller-manager",
-					"-o", "go-template={{ range .items }}"+
-						"{{ if not .metadata.deletionTimestamp }}"+
-						"{{ .metadata.name }}"+
-						"{{ \"\\n\" }}{{ end }}{{ end }}",
-					"-n", namespace,
-				)
+		By("leaving one volume per bound claim")
+		Eventually(func() int { return len(volumesOf(ns, ts, "remote-log-dir")) }, timeout, interval).Should(Equal(2))
+		for _, pv := range volumesOf(ns, ts, "remote-log-dir") {
+			Expect(pv.Status.Phase).To(Equal(corev1.VolumeBound))
+		}
 
-				podOutput, err := utils.Run(cmd)
-				g.Expect(err).NotTo(HaveOccurred(), "Failed to retrieve controller-manager pod information")
-				podNames := utils.GetNonEmptyLines(podOutput)
-				g.Expect(podNames).To(HaveLen(1), "expected 1 controller pod running")
-				controllerPodName = podNames[0]
-				g.Expect(controllerPodName).To(ContainSubstring("controller-manager"))
+		By("scaling down: the claim of the removed replica stays bound, its data kept")
+		file := filepath.Join(hostDir(nodes[1], ts, "remote-log-dir"), "kept.log")
+		Expect(os.WriteFile(file, []byte("x"), 0o644)).To(Succeed())
+		edit(ts, func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = 1 })
+		Eventually(func() *corev1.Pod { return getPod(ns, ts.Name+"-1") }, timeout, interval).Should(BeNil())
+		Consistently(func() int { return len(volumesOf(ns, ts, "remote-log-dir")) }, gcGrace+3*time.Second, interval).Should(Equal(2))
+		Expect(getClaim(ns, claimName("remote-log-dir", ts, 1)).Status.Phase).To(Equal(corev1.ClaimBound))
+		Expect(file).To(BeARegularFile())
+	})
 
-				By("validating the pod's status")
-				cmd = exec.Command("kubectl", "get",
-					"pods", controllerPodName, "-o", "jsonpath={.status.phase}",
-					"-n", namespace,
-				)
-				output, err := utils.Run(cmd)
-				g.Expect(err).NotTo(HaveOccurred())
-				g.Expect(output).To(Equal("Running"), "Incorrect controller-manager pod status")
-			}
-			Eventually(verifyControllerUp).Should(Succeed())
+	It("recreates the StatefulSet when a local volume is removed, never with all pods down, and cleans the volume up", func() {
+		ts := sample(ns, "tars-tarslog.yaml")
+		ts.Spec.K8S.Mounts = append(ts.Spec.K8S.Mounts, tarsv1beta1.TK8SMount{
+			Name: "cache", MountPath: "/cache",
+			Source: tarsv1beta1.TK8SMountSource{TLocalVolume: &tarsv1beta1.TLocalVolume{}},
 		})
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		nodes := waitRunning(ts, 2, "remote-log-dir", "cache")
+		oldSts := &appsv1.StatefulSet{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), oldSts)).To(Succeed())
 
-		It("should ensure the metrics endpoint is serving metrics", func() {
-			By("creating a ClusterRoleBinding for the service account to allow access to metrics")
-			cmd := exec.Command("kubectl", "create", "clusterrolebinding", metricsRoleBindingName,
-				"--clusterrole=tserver-operator-metrics-reader",
-				fmt.Sprintf("--serviceaccount=%s:%s", namespace, serviceAccountName),
-			)
-			_, err := utils.Run(cmd)
-			Expect(err).NotTo(HaveOccurred(), "Failed to create ClusterRoleBinding")
-
-			By("validating that the metrics service is available")
-			cmd = exec.Command("kubectl", "get", "service", metricsServiceName, "-n", namespace)
-			_, err = utils.Run(cmd)
-			Expect(err).NotTo(HaveOccurred(), "Metrics service should exist")
-
-			By("getting the service account token")
-			token, err := serviceAccountToken()
-			Expect(err).NotTo(HaveOccurred())
-			Expect(token).NotTo(BeEmpty())
-
-			By("ensuring the controller pod is ready")
-			verifyControllerPodReady := func(g Gomega) {
-				cmd := exec.Command("kubectl", "get", "pod", controllerPodName, "-n", namespace,
-					"-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}")
-				output, err := utils.Run(cmd)
-				g.Expect(err).NotTo(HaveOccurred())
-				g.Expect(output).To(Equal("True"), "Controller pod not ready")
+		edit(ts, func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts = ts.Spec.K8S.Mounts[:1] })
+		minReady := 2
+		Eventually(func(g Gomega) {
+			ready := 0
+			for i := range 2 {
+				if podReady(getPod(ns, fmt.Sprintf("%s-%d", ts.Name, i))) {
+					ready++
+				}
 			}
-			Eventually(verifyControllerPodReady, 3*time.Minute, time.Second).Should(Succeed())
-
-			By("verifying that the controller manager is serving the metrics server")
-			verifyMetricsServerStarted := func(g Gomega) {
-				cmd := exec.Command("kubectl", "logs", controllerPodName, "-n", namespace)
-				output, err := utils.Run(cmd)
-				g.Expect(err).NotTo(HaveOccurred())
-				g.Expect(output).To(ContainSubstring("Serving metrics server"),
-					"Metrics server not yet started")
+			minReady = min(minReady, ready)
+			sts := &appsv1.StatefulSet{}
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), sts)).To(Succeed())
+			g.Expect(sts.UID).NotTo(Equal(oldSts.UID))
+			g.Expect(sts.Spec.VolumeClaimTemplates).To(HaveLen(1))
+			g.Expect(sts.Status.UpdatedReplicas).To(Equal(int32(2)))
+			g.Expect(sts.Status.ReadyReplicas).To(Equal(int32(2)))
+			g.Expect(sts.Status.CurrentRevision).To(Equal(sts.Status.UpdateRevision))
+			for i := range 2 {
+				g.Expect(getClaim(ns, claimName("cache", ts, i))).To(BeNil())
 			}
-			Eventually(verifyMetricsServerStarted, 3*time.Minute, time.Second).Should(Succeed())
+		}, 3*timeout, 100*time.Millisecond).Should(Succeed())
+		Expect(minReady).To(BeNumerically(">=", 1), "all pods were down at once")
 
-			By("waiting for the webhook service endpoints to be ready")
-			verifyWebhookEndpointsReady := func(g Gomega) {
-				cmd := exec.Command("kubectl", "get", "endpointslices.discovery.k8s.io", "-n", namespace,
-					"-l", "kubernetes.io/service-name=tserver-operator-webhook-service",
-					"-o", "jsonpath={range .items[*]}{range .endpoints[*]}{.addresses[*]}{end}{end}")
-				output, err := utils.Run(cmd)
-				g.Expect(err).NotTo(HaveOccurred(), "Webhook endpoints should exist")
-				g.Expect(output).ShouldNot(BeEmpty(), "Webhook endpoints not yet ready")
+		By("removing the removed volume's directories and volumes; keeping the other's")
+		Eventually(func() []corev1.PersistentVolume { return volumesOf(ns, ts, "cache") }, timeout, interval).Should(BeEmpty())
+		for _, node := range nodes {
+			Eventually(hostDir(node, ts, "cache"), timeout, interval).ShouldNot(BeADirectory())
+			Expect(hostDir(node, ts, "remote-log-dir")).To(BeADirectory())
+		}
+	})
+
+	It("gives a new claim a fresh volume after the old claim is deleted", func() {
+		ts := sample(ns, "tars-tarslog.yaml")
+		ts.Spec.K8S.Replicas = 1
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		node := waitRunning(ts, 1, "remote-log-dir")[0]
+		old := getClaim(ns, claimName("remote-log-dir", ts, 0))
+		oldVolume := volumeOf(ns, old.Name)
+		Expect(os.WriteFile(filepath.Join(hostDir(node, ts, "remote-log-dir"), "old.log"), []byte("x"), 0o644)).To(Succeed())
+
+		edit(ts, func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = 0 })
+		Eventually(func() *corev1.Pod { return getPod(ns, ts.Name+"-0") }, timeout, interval).Should(BeNil())
+		Expect(k8sClient.Delete(ctx, old)).To(Succeed())
+
+		By("releasing the volume, removing its directory and the volume (reclaim policy Delete)")
+		Eventually(func() bool {
+			pv := &corev1.PersistentVolume{}
+			err := k8sClient.Get(ctx, client.ObjectKey{Name: oldVolume.Name}, pv)
+			return apierrors.IsNotFound(err) || (err == nil && pv.UID != oldVolume.UID)
+		}, timeout, interval).Should(BeTrue())
+
+		edit(ts, func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = 1 })
+		newNode := waitRunning(ts, 1, "remote-log-dir")[0]
+		fresh := getClaim(ns, claimName("remote-log-dir", ts, 0))
+		Expect(fresh.UID).NotTo(Equal(old.UID))
+		Expect(volumeOf(ns, fresh.Name).UID).NotTo(Equal(oldVolume.UID))
+		Expect(filepath.Join(hostDir(newNode, ts, "remote-log-dir"), "old.log")).NotTo(BeAnExistingFile())
+	})
+
+	It("garbage-collects the StatefulSet of a deleted TServer and keeps its claims and data", func() {
+		ts := sample(ns, "tars-tarslog.yaml")
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		nodes := waitRunning(ts, 2, "remote-log-dir")
+		file := filepath.Join(hostDir(nodes[0], ts, "remote-log-dir"), "app.log")
+		Expect(os.WriteFile(file, []byte("precious"), 0o644)).To(Succeed())
+
+		Expect(k8sClient.Delete(ctx, ts)).To(Succeed())
+		Eventually(func() bool {
+			err := k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), &appsv1.StatefulSet{})
+			return apierrors.IsNotFound(err)
+		}, timeout, interval).Should(BeTrue())
+		Eventually(func() *corev1.Pod { return getPod(ns, ts.Name+"-0") }, timeout, interval).Should(BeNil())
+		Consistently(func(g Gomega) {
+			for i := range 2 {
+				pvc := getClaim(ns, claimName("remote-log-dir", ts, i))
+				g.Expect(pvc).NotTo(BeNil())
+				g.Expect(pvc.Status.Phase).To(Equal(corev1.ClaimBound))
 			}
-			Eventually(verifyWebhookEndpointsReady, 3*time.Minute, time.Second).Should(Succeed())
-
-			By("verifying the mutating webhook server is ready")
-			verifyMutatingWebhookReady := func(g Gomega) {
-				cmd := exec.Command("kubectl", "get", "mutatingwebhookconfigurations.admissionregistration.k8s.io",
-					"tserver-operator-mutating-webhook-configuration",
-					"-o", "jsonpath={.webhooks[0].clientConfig.caBundle}")
-				output, err := utils.Run(cmd)
-				g.Expect(err).NotTo(HaveOccurred(), "MutatingWebhookConfiguration should exist")
-				g.Expect(output).ShouldNot(BeEmpty(), "Mutating webhook CA bundle not yet injected")
-			}
-			Eventually(verifyMutatingWebhookReady, 3*time.Minute, time.Second).Should(Succeed())
-
-			By("verifying the validating webhook server is ready")
-			verifyValidatingWebhookReady := func(g Gomega) {
-				cmd := exec.Command("kubectl", "get", "validatingwebhookconfigurations.admissionregistration.k8s.io",
-					"tserver-operator-validating-webhook-configuration",
-					"-o", "jsonpath={.webhooks[0].clientConfig.caBundle}")
-				output, err := utils.Run(cmd)
-				g.Expect(err).NotTo(HaveOccurred(), "ValidatingWebhookConfiguration should exist")
-				g.Expect(output).ShouldNot(BeEmpty(), "Validating webhook CA bundle not yet injected")
-			}
-			Eventually(verifyValidatingWebhookReady, 3*time.Minute, time.Second).Should(Succeed())
-
-			By("waiting additional time for webhook server to stabilize")
-			time.Sleep(5 * time.Second)
-
-			// +kubebuilder:scaffold:e2e-metrics-webhooks-readiness
-
-			By("creating the curl-metrics pod to access the metrics endpoint")
-			cmd = exec.Command("kubectl", "run", "curl-metrics", "--restart=Never",
-				"--namespace", namespace,
-				"--image=curlimages/curl:latest",
-				"--overrides",
-				fmt.Sprintf(`{
-					"spec": {
-						"containers": [{
-							"name": "curl",
-							"image": "curlimages/curl:latest",
-							"command": ["/bin/sh", "-c"],
-							"args": [
-								"for i in $(seq 1 30); do curl -v -k -H 'Authorization: Bearer %s' https://%s.%s.svc.cluster.local:8443/metrics && exit 0 || sleep 2; done; exit 1"
-							],
-							"securityContext": {
-								"readOnlyRootFilesystem": true,
-								"allowPrivilegeEscalation": false,
-								"capabilities": {
-									"drop": ["ALL"]
-								},
-								"runAsNonRoot": true,
-								"runAsUser": 1000,
-								"seccompProfile": {
-									"type": "RuntimeDefault"
-								}
-							}
-						}],
-						"serviceAccountName": "%s"
-					}
-				}`, token, metricsServiceName, namespace, serviceAccountName))
-			_, err = utils.Run(cmd)
-			Expect(err).NotTo(HaveOccurred(), "Failed to create curl-metrics pod")
-
-			By("waiting for the curl-metrics pod to complete.")
-			verifyCurlUp := func(g Gomega) {
-				cmd := exec.Command("kubectl", "get", "pods", "curl-metrics",
-					"-o", "jsonpath={.status.phase}",
-					"-n", namespace)
-				output, err := utils.Run(cmd)
-				g.Expect(err).NotTo(HaveOccurred())
-				g.Expect(output).To(Equal("Succeeded"), "curl pod in wrong status")
-			}
-			Eventually(verifyCurlUp, 5*time.Minute).Should(Succeed())
-
-			By("getting the metrics by checking curl-metrics logs")
-			verifyMetricsAvailable := func(g Gomega) {
-				metricsOutput, err := getMetricsOutput()
-				g.Expect(err).NotTo(HaveOccurred(), "Failed to retrieve logs from curl pod")
-				g.Expect(metricsOutput).NotTo(BeEmpty())
-				g.Expect(metricsOutput).To(ContainSubstring("< HTTP/1.1 200 OK"))
-			}
-			Eventually(verifyMetricsAvailable, 2*time.Minute).Should(Succeed())
-		})
-
-		It("should provisioned cert-manager", func() {
-			By("validating that cert-manager has the certificate Secret")
-			verifyCertManager := func(g Gomega) {
-				cmd := exec.Command("kubectl", "get", "secrets", "webhook-server-cert", "-n", namespace)
-				_, err := utils.Run(cmd)
-				g.Expect(err).NotTo(HaveOccurred())
-			}
-			Eventually(verifyCertManager).Should(Succeed())
-		})
-
-		It("should have CA injection for mutating webhooks", func() {
-			By("checking CA injection for mutating webhooks")
-			verifyCAInjection := func(g Gomega) {
-				cmd := exec.Command("kubectl", "get",
-					"mutatingwebhookconfigurations.admissionregistration.k8s.io",
-					"tserver-operator-mutating-webhook-configuration",
-					"-o", "go-template={{ range .webhooks }}{{ .clientConfig.caBundle }}{{ end }}")
-				mwhOutput, err := utils.Run(cmd)
-				g.Expect(err).NotTo(HaveOccurred())
-				g.Expect(len(mwhOutput)).To(BeNumerically(">", 10))
-			}
-			Eventually(verifyCAInjection).Should(Succeed())
-		})
-
-		It("should have CA injection for validating webhooks", func() {
-			By("checking CA injection for validating webhooks")
-			verifyCAInjection := func(g Gomega) {
-				cmd := exec.Command("kubectl", "get",
-					"validatingwebhookconfigurations.admissionregistration.k8s.io",
-					"tserver-operator-validating-webhook-configuration",
-					"-o", "go-template={{ range .webhooks }}{{ .clientConfig.caBundle }}{{ end }}")
-				vwhOutput, err := utils.Run(cmd)
-				g.Expect(err).NotTo(HaveOccurred())
-				g.Expect(len(vwhOutput)).To(BeNumerically(">", 10))
-			}
-			Eventually(verifyCAInjection).Should(Succeed())
-		})
-
-		// +kubebuilder:scaffold:e2e-webhooks-checks
-
-		// TODO: Customize the e2e test suite with scenarios specific to your project.
-		// Consider applying sample/CR(s) and check their status and/or verifying
-		// the reconciliation by using the metrics, i.e.:
-		// metricsOutput, err := getMetricsOutput()
-		// Expect(err).NotTo(HaveOccurred(), "Failed to retrieve logs from curl pod")
-		// Expect(metricsOutput).To(ContainSubstring(
-		//    fmt.Sprintf(`controller_runtime_reconcile_total{controller="%s",result="success"} 1`,
-		//    strings.ToLower(<Kind>),
-		// ))
+		}, gcGrace+2*time.Second, interval).Should(Succeed())
+		Expect(os.ReadFile(file)).To(Equal([]byte("precious")))
 	})
 })
-
-// serviceAccountToken returns a token for the specified service account in the given namespace.
-// It uses the Kubernetes TokenRequest API to generate a token by directly sending a request
-// and parsing the resulting token from the API response.
-func serviceAccountToken() (string, error) {
-	const tokenRequestRawString = `{
-		"apiVersion": "authentication.k8s.io/v1",
-		"kind": "TokenRequest"
-	}`
-
-	By("creating temporary file to store the token request")
-	secretName := fmt.Sprintf("%s-token-request", serviceAccountName)
-	tokenRequestFile := filepath.Join("/tmp", secretName)
-	err := os.WriteFile(tokenRequestFile, []byte(tokenRequestRawString), os.FileMode(0o644))
-	if err != nil {
-		return "", err
-	}
-
-	var out string
-	verifyTokenCreation := func(g Gomega) {
-		By("executing kubectl command to create the token")
-		cmd := exec.Command("kubectl", "create", "--raw", fmt.Sprintf(
-			"/api/v1/namespaces/%s/serviceaccounts/%s/token",
-			namespace,
-			serviceAccountName,
-		), "-f", tokenRequestFile)
-
-		output, err := cmd.CombinedOutput()
-		g.Expect(err).NotTo(HaveOccurred())
-
-		By("parsing the JSON output to extract the token")
-		var token tokenRequest
-		err = json.Unmarshal(output, &token)
-		g.Expect(err).NotTo(HaveOccurred())
-
-		out = token.Status.Token
-	}
-	Eventually(verifyTokenCreation).Should(Succeed())
-
-	return out, err
-}
-
-// getMetricsOutput retrieves and returns the logs from the curl pod used to access the metrics endpoint.
-func getMetricsOutput() (string, error) {
-	By("getting the curl-metrics logs")
-	cmd := exec.Command("kubectl", "logs", "curl-metrics", "-n", namespace)
-	return utils.Run(cmd)
-}
-
-// tokenRequest is a simplified representation of the Kubernetes TokenRequest API response,
-// containing only the token field that we need to extract.
-type tokenRequest struct {
-	Status struct {
-		Token string `json:"token"`
-	} `json:"status"`
-}
