@@ -21,7 +21,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,7 +98,7 @@ var _ = BeforeSuite(func() {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	GinkgoWriter.Printf("Cluster state and logs: %s\n", cluster.StateDir)
-	DeferCleanup(func() { fmt.Fprintf(GinkgoWriter, "Component logs: %s\n", cluster.LogDir) })
+	DeferCleanup(func() { GinkgoWriter.Printf("Component logs: %s\n", cluster.LogDir) })
 
 	_, err = cluster.StartManager(ctx, operator, nil)
 	Expect(err).NotTo(HaveOccurred())

@@ -46,11 +46,11 @@ func newNamespace() string {
 	return ns.Name
 }
 
-// sample reads a TServer of config/samples into namespace ns. Its server name gets the
+// tarslog reads the tarslog sample into namespace ns. Its server name gets the
 // namespace's suffix: claims select volumes by app, server and volume name alone, so two
 // namespaces running the same server could bind each other's volumes (see README, "Limits").
-func sample(ns, file string) *tarsv1beta1.TServer {
-	data, err := os.ReadFile(filepath.Join(repoRoot, "config", "samples", file))
+func tarslog(ns string) *tarsv1beta1.TServer {
+	data, err := os.ReadFile(filepath.Join(repoRoot, "config", "samples", "tars-tarslog.yaml"))
 	Expect(err).NotTo(HaveOccurred())
 	ts := &tarsv1beta1.TServer{}
 	Expect(yaml.UnmarshalStrict(data, ts)).To(Succeed())
@@ -169,7 +169,7 @@ var _ = Describe("The seed's story on a local cluster", func() {
 	})
 
 	It("runs tarslog with bound node-local volumes, one replica per node, never on a node without local volume support", func() {
-		ts := sample(ns, "tars-tarslog.yaml")
+		ts := tarslog(ns)
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
 		nodes := waitRunning(ts, 2, "remote-log-dir")
 		Expect(nodes[0]).NotTo(Equal(nodes[1]), "replicas share a node")
@@ -211,7 +211,7 @@ var _ = Describe("The seed's story on a local cluster", func() {
 	})
 
 	It("brings a deleted pod back on the node of its volume, with its data", func() {
-		ts := sample(ns, "tars-tarslog.yaml")
+		ts := tarslog(ns)
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
 		nodes := waitRunning(ts, 2, "remote-log-dir")
 		file := filepath.Join(hostDir(nodes[0], ts, "remote-log-dir"), "app.log")
@@ -263,7 +263,7 @@ var _ = Describe("The seed's story on a local cluster", func() {
 	)
 
 	It("applies a new uid, gid and mode to the bound directories", func() {
-		ts := sample(ns, "tars-tarslog.yaml")
+		ts := tarslog(ns)
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
 		nodes := waitRunning(ts, 2, "remote-log-dir")
 		edit(ts, func(ts *tarsv1beta1.TServer) {
@@ -276,7 +276,7 @@ var _ = Describe("The seed's story on a local cluster", func() {
 	})
 
 	It("garbage-collects surplus unbound volumes after the grace period, never a bound one", func() {
-		ts := sample(ns, "tars-tarslog.yaml")
+		ts := tarslog(ns)
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
 		nodes := waitRunning(ts, 2, "remote-log-dir")
 
@@ -297,7 +297,7 @@ var _ = Describe("The seed's story on a local cluster", func() {
 	})
 
 	It("recreates the StatefulSet when a local volume is removed, never with all pods down, and cleans the volume up", func() {
-		ts := sample(ns, "tars-tarslog.yaml")
+		ts := tarslog(ns)
 		ts.Spec.K8S.Mounts = append(ts.Spec.K8S.Mounts, tarsv1beta1.TK8SMount{
 			Name: "cache", MountPath: "/cache",
 			Source: tarsv1beta1.TK8SMountSource{TLocalVolume: &tarsv1beta1.TLocalVolume{}},
@@ -333,13 +333,13 @@ var _ = Describe("The seed's story on a local cluster", func() {
 		By("removing the removed volume's directories and volumes; keeping the other's")
 		Eventually(func() []corev1.PersistentVolume { return volumesOf(ns, ts, "cache") }, timeout, interval).Should(BeEmpty())
 		for _, node := range nodes {
-			Eventually(hostDir(node, ts, "cache"), timeout, interval).ShouldNot(BeADirectory())
+			Eventually(func() string { return hostDir(node, ts, "cache") }, timeout, interval).ShouldNot(BeADirectory())
 			Expect(hostDir(node, ts, "remote-log-dir")).To(BeADirectory())
 		}
 	})
 
 	It("gives a new claim a fresh volume after the old claim is deleted", func() {
-		ts := sample(ns, "tars-tarslog.yaml")
+		ts := tarslog(ns)
 		ts.Spec.K8S.Replicas = 1
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
 		node := waitRunning(ts, 1, "remote-log-dir")[0]
@@ -367,7 +367,7 @@ var _ = Describe("The seed's story on a local cluster", func() {
 	})
 
 	It("garbage-collects the StatefulSet of a deleted TServer and keeps its claims and data", func() {
-		ts := sample(ns, "tars-tarslog.yaml")
+		ts := tarslog(ns)
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
 		nodes := waitRunning(ts, 2, "remote-log-dir")
 		file := filepath.Join(hostDir(nodes[0], ts, "remote-log-dir"), "app.log")
