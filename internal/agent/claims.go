@@ -220,6 +220,12 @@ func (r *ClaimReconciler) keep(ctx context.Context, pvc *corev1.PersistentVolume
 			"Node %s cannot apply the claim's ownership: invalid annotation: %v", r.NodeName, err)
 		return ctrl.Result{}, nil
 	}
+	if g, ok := r.groupOfVolume(pv); ok && g.namespace != pvc.Namespace {
+		r.Recorder.Eventf(pvc, pv, corev1.EventTypeWarning, "CrossNamespaceVolume", "Bind",
+			"Claim is bound to volume %s, made for namespace %s (directory %s): the same app and server run in both "+
+				"namespaces, and claims match volumes by app, server and volume name; give them different names",
+			pv.Name, g.namespace, localPath(pv))
+	}
 	res, err := r.Root.Ensure(rel, own)
 	if err != nil {
 		reason := reasonDirectory

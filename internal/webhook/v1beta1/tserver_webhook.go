@@ -20,19 +20,31 @@ package v1beta1
 
 import (
 	"context"
+	"fmt"
+	"slices"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 )
 
+// appServerIndex indexes TServers by "<app>.<server>", to find the same server in other namespaces.
+const appServerIndex = "spec.appServer"
+
+func appServer(ts *tarsv1beta1.TServer) string { return ts.Spec.App + "." + ts.Spec.Server }
+
 // SetupTServerWebhookWithManager registers the TServer defaulting and validating webhooks.
 func SetupTServerWebhookWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &tarsv1beta1.TServer{}, appServerIndex,
+		func(obj client.Object) []string { return []string{appServer(obj.(*tarsv1beta1.TServer))} }); err != nil {
+		return err
+	}
 	return ctrl.NewWebhookManagedBy(mgr, &tarsv1beta1.TServer{}).
-		WithValidator(&TServerValidator{}).
+		WithValidator(&TServerValidator{Reader: mgr.GetClient()}).
 		WithDefaulter(&TServerDefaulter{}).
 		Complete()
 }
@@ -72,11 +84,42 @@ func DefaultTServer(ts *tarsv1beta1.TServer) {
 
 // TServerValidator rejects TServers that break the rules of ValidateTServer and
 // ValidateTServerUpdate, reporting every violation with its field path.
-type TServerValidator struct{}
+type TServerValidator struct {
+	// Reader finds TServers of the same app and server in other namespaces, to warn about them;
+	// nil skips the check.
+	Reader client.Reader
+}
 
 // ValidateCreate implements admission.Validator.
-func (v *TServerValidator) ValidateCreate(_ context.Context, ts *tarsv1beta1.TServer) (admission.Warnings, error) {
-	return nil, invalid(ts, ValidateTServer(ts))
+func (v *TServerValidator) ValidateCreate(ctx context.Context, ts *tarsv1beta1.TServer) (admission.Warnings, error) {
+	if err := invalid(ts, ValidateTServer(ts)); err != nil {
+		return nil, err
+	}
+	return v.sameServerElsewhere(ctx, ts), nil
+}
+
+// sameServerElsewhere warns when the server also runs in another namespace: node-local claims
+// select volumes by app, server and volume name (as TarsK8S's do), so the two could bind each
+// other's volumes.
+func (v *TServerValidator) sameServerElsewhere(ctx context.Context, ts *tarsv1beta1.TServer) admission.Warnings {
+	if v.Reader == nil || !slices.ContainsFunc(ts.Spec.K8S.Mounts, func(m tarsv1beta1.TK8SMount) bool {
+		return m.Source.TLocalVolume != nil
+	}) {
+		return nil
+	}
+	list := &tarsv1beta1.TServerList{}
+	if err := v.Reader.List(ctx, list, client.MatchingFields{appServerIndex: appServer(ts)}); err != nil {
+		return nil // a warning is not worth failing admission for
+	}
+	var warnings admission.Warnings
+	for _, other := range list.Items {
+		if other.Namespace != ts.Namespace {
+			warnings = append(warnings, fmt.Sprintf("server %s also runs in namespace %s: node-local volumes are "+
+				"matched by app, server and volume name, so the two can bind each other's volumes; "+
+				"give them different app or server names", appServer(ts), other.Namespace))
+		}
+	}
+	return warnings
 }
 
 // ValidateUpdate implements admission.Validator.
