@@ -100,7 +100,7 @@ ifeq ($(USE_EXISTING_CLUSTER),true)
 	go run ./cmd
 else
 	go build -o "$(LOCALBIN)/run-local" ./hack/run-local
-	"$(LOCALBIN)/run-local" --bin-dir "$(KUBE_BIN_DIR)" --operator "$(LOCALBIN)/tserver-operator" --state-dir .local --nodes $(NODES)
+	"$(LOCALBIN)/run-local" --bin-dir "$(KUBE_BIN_DIR)" --operator "$(LOCALBIN)/tserver-operator" --state-dir .local --nodes $(NODES) --agents=$(AGENTS)
 endif
 
 # If you wish to build the manager image targeting other platforms you can use the --platform flag.
@@ -192,6 +192,8 @@ KUBE_BIN_DIR ?= $(LOCALBIN)/k8s/$(KUBE_VERSION)
 FUZZTIME ?= 1m
 # NODES is how many simulated nodes `make run` starts.
 NODES ?= 3
+# AGENTS=false makes `make run` start no node agents, to run them by hand.
+AGENTS ?= true
 
 .PHONY: kustomize
 kustomize: $(KUSTOMIZE) ## Download kustomize locally if necessary.

@@ -44,6 +44,7 @@ type options struct {
 	manifests  string
 	nodes      int
 	gcGrace    time.Duration
+	agents     bool
 }
 
 func main() {
@@ -58,6 +59,7 @@ func main() {
 		"Further objects to create (comma-separated files).")
 	flag.IntVar(&o.nodes, "nodes", 3, "How many simulated nodes to run.")
 	flag.DurationVar(&o.gcGrace, "gc-grace-period", 2*time.Minute, "The agents' grace period for unneeded volumes.")
+	flag.BoolVar(&o.agents, "agents", true, "Start one node agent per node (false: start them by hand).")
 	flag.Parse()
 	if o.binDir == "" || o.nodes < 1 {
 		fmt.Fprintln(os.Stderr, "--bin-dir is required and --nodes must be at least 1")
@@ -104,13 +106,15 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("Starting %d node agents...\n", o.nodes)
-	agents, err := cluster.StartAgents(ctx, o.operator, "--gc-grace-period="+o.gcGrace.String())
-	if err != nil {
-		return err
+	var agents []*localcluster.Process
+	if o.agents {
+		fmt.Printf("Starting %d node agents...\n", o.nodes)
+		if agents, err = cluster.StartAgents(ctx, o.operator, "--gc-grace-period="+o.gcGrace.String()); err != nil {
+			return err
+		}
 	}
 
-	printBanner(cluster, time.Since(start))
+	printBanner(cluster, o.agents, time.Since(start))
 	exited := make(chan *localcluster.Process, 1+len(agents))
 	for _, p := range append([]*localcluster.Process{manager}, agents...) {
 		go func() {
@@ -126,7 +130,15 @@ func run(ctx context.Context, o options) (err error) {
 	}
 }
 
-func printBanner(c *localcluster.Cluster, took time.Duration) {
+func printBanner(c *localcluster.Cluster, agents bool, took time.Duration) {
+	agentLine := "one per node: volumes say " + localcluster.ProductionHostRoot + "/..., directories are"
+	if !agents {
+		agentLine = "none started (--agents=false); run one per node by hand, e.g.:\n" +
+			"                  bin/tserver-operator agent --kubeconfig " + relative(c.KubeconfigPath) +
+			" --node-name node-1 \\\n                    --host-root-mount " + relative(c.HostRoot("node-1")) +
+			" --metrics-bind-address 0 --health-probe-bind-address 127.0.0.1:0\n" +
+			"                  volumes then say " + localcluster.ProductionHostRoot + "/..., directories are"
+	}
 	fmt.Printf(`
 ================================================================================
 tserver-operator is running on a local cluster (ready in %s).
@@ -135,7 +147,7 @@ tserver-operator is running on a local cluster (ready in %s).
   nodes           %d simulated by kwok (node-1 ... node-%d), labelled tars.io/node
                   and tars.io/SupportLocalVolume; host roots in %s/nodes/<node>/host-mount
   manager         controller and admission webhooks (its log above)
-  agents          one per node: volumes say %s/..., directories are
+  agents          %s
                   really under %s/nodes/<node>/host-mount/...
   logs            %s/
 
@@ -152,7 +164,7 @@ Try it, in another terminal:
 Stop with Ctrl-C.
 ================================================================================
 `, took.Round(100*time.Millisecond), len(c.Nodes), len(c.Nodes), relative(c.StateDir),
-		localcluster.ProductionHostRoot, relative(c.StateDir), relative(c.LogDir), relative(c.KubeconfigPath),
+		agentLine, relative(c.StateDir), relative(c.LogDir), relative(c.KubeconfigPath),
 		relative(c.StateDir))
 }
 
