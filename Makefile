@@ -61,11 +61,19 @@ vet: ## Run go vet against code.
 	go vet ./...
 
 .PHONY: test
-test: manifests generate fmt vet kube-binaries test-unit test-e2e ## Run every test: unit, fuzz seed corpora, envtest suites, then end-to-end on the local cluster.
+test: manifests generate fmt vet kube-binaries test-unit test-deploy test-e2e ## Run every test: unit, fuzz seed corpora, envtest suites, deployment manifests, then end-to-end on the local cluster.
 
 .PHONY: test-unit
 test-unit: manifests generate fmt vet kube-binaries ## Run unit tests, fuzz seed corpora and the envtest suites.
-	KUBEBUILDER_ASSETS="$(KUBE_BIN_DIR)" go test $$(go list ./... | grep -v /test/e2e) -coverprofile cover.out
+	KUBEBUILDER_ASSETS="$(KUBE_BIN_DIR)" go test $$(go list ./... | grep -v /test/) -coverprofile cover.out
+
+.PHONY: test-deploy
+test-deploy: manifests kustomize kube-binaries ## Render config/default; a real API server must accept every object (dry run); check the agent's privileges.
+	mkdir -p .local/deploy
+	"$(KUSTOMIZE)" build config/default > .local/deploy/install.yaml
+	crds="$$(go mod download -json github.com/cert-manager/cert-manager@$(CERT_MANAGER_VERSION) | sed -n 's/.*"Dir": "\(.*\)",/\1/p')/deploy/crds"; \
+	RENDERED_MANIFESTS="$(CURDIR)/.local/deploy/install.yaml" CERT_MANAGER_CRDS="$$crds" \
+		KUBEBUILDER_ASSETS="$(KUBE_BIN_DIR)" go test ./test/deploy/ -count=1 -v
 
 .PHONY: test-e2e
 test-e2e: manifests generate kube-binaries ## Run the end-to-end suite on a local cluster (kube-controller-manager, scheduler, kwok nodes, agents).
@@ -137,6 +145,7 @@ docker-buildx: ## Build and push docker image for the manager for cross-platform
 build-installer: manifests generate kustomize ## Generate a consolidated YAML with CRDs and deployment.
 	mkdir -p dist
 	cd config/manager && "$(KUSTOMIZE)" edit set image controller=${IMG}
+	cd config/agent && "$(KUSTOMIZE)" edit set image controller=${IMG}
 	"$(KUSTOMIZE)" build config/default > dist/install.yaml
 
 ##@ Deployment
@@ -158,6 +167,7 @@ uninstall: manifests kustomize ## Uninstall the CRDs and the StorageClass from t
 .PHONY: deploy
 deploy: manifests kustomize ## Deploy controller to the K8s cluster specified in ~/.kube/config.
 	cd config/manager && "$(KUSTOMIZE)" edit set image controller=${IMG}
+	cd config/agent && "$(KUSTOMIZE)" edit set image controller=${IMG}
 	"$(KUSTOMIZE)" build config/default | "$(KUBECTL)" apply -f -
 
 .PHONY: undeploy
@@ -187,6 +197,8 @@ KUBE_VERSION ?= $(shell v='$(call gomodver,k8s.io/api)'; \
   [ -n "$$v" ] || { echo "Set KUBE_VERSION manually (k8s.io/api has no tag)" >&2; exit 1; }; \
   printf '%s\n' "$$v" | sed -E 's/^v0\./v1./')
 ETCD_VERSION ?= v3.5.35
+# cert-manager's CRDs (from its Go module) let test-deploy dry-run the webhook certificates.
+CERT_MANAGER_VERSION ?= v1.21.2
 KWOK_VERSION ?= v0.8.0
 KUBE_BIN_DIR ?= $(LOCALBIN)/k8s/$(KUBE_VERSION)
 FUZZTIME ?= 1m

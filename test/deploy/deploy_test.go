@@ -1,0 +1,192 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package deploy checks what `make deploy` installs, as rendered by kustomize: a real API server
+// accepts every object (server-side dry run, with cert-manager's CRDs installed), and the agent
+// gets exactly the privileges it needs.
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"slices"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// rendered reads the manifests that `make test-deploy` renders into $RENDERED_MANIFESTS.
+func rendered(t *testing.T) []*unstructured.Unstructured {
+	t.Helper()
+	path := os.Getenv("RENDERED_MANIFESTS")
+	if path == "" {
+		t.Skip("skipped: RENDERED_MANIFESTS is not set; `make test-deploy` renders config/default and sets it")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	var objs []*unstructured.Unstructured
+	for {
+		obj := &unstructured.Unstructured{}
+		err := dec.Decode(&obj.Object)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(obj.Object) > 0 {
+			objs = append(objs, obj)
+		}
+	}
+	if len(objs) == 0 {
+		t.Fatalf("%s holds no objects", path)
+	}
+	return objs
+}
+
+func find(t *testing.T, objs []*unstructured.Unstructured, kind, name string, into any) {
+	t.Helper()
+	i := slices.IndexFunc(objs, func(o *unstructured.Unstructured) bool { return o.GetKind() == kind && o.GetName() == name })
+	if i < 0 {
+		t.Fatalf("no %s %s in the rendered manifests", kind, name)
+	}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(objs[i].Object, into); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAPIServerAcceptsEverything applies every rendered object with a server-side dry run.
+func TestAPIServerAcceptsEverything(t *testing.T) {
+	objs := rendered(t)
+	crds := os.Getenv("CERT_MANAGER_CRDS")
+	if crds == "" {
+		t.Skip("skipped: CERT_MANAGER_CRDS is not set; `make test-deploy` finds cert-manager's CRDs in its Go module")
+	}
+	env := &envtest.Environment{CRDDirectoryPaths: []string{crds}, ErrorIfCRDPathMissing: true}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// Namespaces for real, so that the dry runs of what lives in them can succeed.
+	for _, obj := range objs {
+		if obj.GetKind() == "Namespace" {
+			if err := c.Create(ctx, obj.DeepCopy()); err != nil {
+				t.Fatalf("Namespace %s: %v", obj.GetName(), err)
+			}
+		}
+	}
+	kinds := map[string]int{}
+	for _, obj := range objs {
+		kinds[obj.GetKind()]++
+		if obj.GetKind() == "Namespace" {
+			continue
+		}
+		if err := c.Create(ctx, obj.DeepCopy(), client.DryRunAll); err != nil {
+			t.Errorf("%s %s rejected: %v", obj.GetKind(), obj.GetName(), err)
+		}
+	}
+	for _, kind := range []string{
+		"CustomResourceDefinition", "Deployment", "DaemonSet", "StorageClass", "Certificate", "Issuer",
+		"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "ClusterRole", "ClusterRoleBinding",
+	} {
+		if kinds[kind] == 0 {
+			t.Errorf("no %s rendered", kind)
+		}
+	}
+}
+
+// TestAgentLeastPrivilege checks the agent's role holds exactly what it uses, and no Secrets.
+func TestAgentLeastPrivilege(t *testing.T) {
+	objs := rendered(t)
+	role := &rbacv1.ClusterRole{}
+	find(t, objs, "ClusterRole", "tserver-operator-agent-role", role)
+	want := []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"nodes", "persistentvolumeclaims"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{""}, Resources: []string{"persistentvolumes"}, Verbs: []string{"create", "delete", "get", "list", "patch", "watch"}},
+		{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+		{APIGroups: []string{"storage.k8s.io"}, Resources: []string{"storageclasses"}, Verbs: []string{"get"}},
+	}
+	if diff := cmp.Diff(want, role.Rules); diff != "" {
+		t.Errorf("agent role rules (-want +got):\n%s", diff)
+	}
+	for _, r := range role.Rules {
+		if slices.Contains(r.Resources, "secrets") || slices.Contains(r.Resources, "*") || slices.Contains(r.Verbs, "*") {
+			t.Errorf("agent role grants %v on %v", r.Verbs, r.Resources)
+		}
+	}
+	binding := &rbacv1.ClusterRoleBinding{}
+	find(t, objs, "ClusterRoleBinding", "tserver-operator-agent-rolebinding", binding)
+	if binding.RoleRef.Name != role.Name || len(binding.Subjects) != 1 || binding.Subjects[0].Name != "tserver-operator-agent" {
+		t.Errorf("agent role binding %+v", binding)
+	}
+}
+
+// TestAgentDaemonSet checks what a node agent needs, and nothing more.
+func TestAgentDaemonSet(t *testing.T) {
+	ds := &appsv1.DaemonSet{}
+	find(t, rendered(t), "DaemonSet", "tserver-operator-agent", ds)
+	pod := ds.Spec.Template.Spec
+	if pod.ServiceAccountName != "tserver-operator-agent" {
+		t.Errorf("service account %q", pod.ServiceAccountName)
+	}
+	c := pod.Containers[0]
+	if c.Command[len(c.Command)-1] != "agent" {
+		t.Errorf("command %v does not run the agent role", c.Command)
+	}
+	i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "NODE_NAME" })
+	if i < 0 || c.Env[i].ValueFrom == nil || c.Env[i].ValueFrom.FieldRef.FieldPath != "spec.nodeName" {
+		t.Errorf("NODE_NAME does not come from the downward API: %+v", c.Env)
+	}
+	sc := c.SecurityContext
+	if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation || sc.Privileged != nil && *sc.Privileged {
+		t.Errorf("security context %+v", sc)
+	} else if diff := cmp.Diff([]corev1.Capability{"CHOWN", "FOWNER", "DAC_OVERRIDE"}, sc.Capabilities.Add); diff != "" ||
+		!slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+		t.Errorf("capabilities %+v", sc.Capabilities)
+	}
+	j := slices.IndexFunc(pod.Volumes, func(v corev1.Volume) bool { return v.HostPath != nil })
+	if j < 0 || pod.Volumes[j].HostPath.Path != "/usr/local/app/tars/host-mount" ||
+		*pod.Volumes[j].HostPath.Type != corev1.HostPathDirectoryOrCreate {
+		t.Errorf("host root volume %+v", pod.Volumes)
+	}
+	if !slices.Contains(c.Args, "--host-root=/usr/local/app/tars/host-mount") {
+		t.Errorf("args %v do not name the host root", c.Args)
+	}
+	if c.LivenessProbe == nil || c.ReadinessProbe == nil {
+		t.Error("probes missing")
+	}
+}
