@@ -101,6 +101,9 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 	}
 	reclaim, err := r.reclaimPolicy(ctx)
 	if err != nil {
+		agentErrors.WithLabelValues(reasonCreateVolume).Inc()
+		r.Recorder.Eventf(pvc, nil, corev1.EventTypeWarning, "ProvisioningFailed", "Provision",
+			"Node %s cannot read StorageClass %s for the reclaim policy: %v", r.NodeName, r.StorageClassName, err)
 		return err
 	}
 	pv := r.buildVolume(pvc, g, name, reclaim)
