@@ -1,0 +1,97 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package agent
+
+import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/hostfs"
+)
+
+// TestVolumeNameMatchesTarsK8S checks the name against the seed's own PersistentVolume, made by
+// TarsK8S's agent on node8.67: existing volumes must be recognised.
+func TestVolumeNameMatchesTarsK8S(t *testing.T) {
+	got := VolumeName("default", "remote-log-dir", "tars", "tarslog", "node8.67", "t-storage-class")
+	if want := "default-remote-log-dir-tars-tarslog-36520b71"; got != want {
+		t.Errorf("VolumeName() = %q, want %q", got, want)
+	}
+	if got := VolumeName("ns", "data", "Tars", "TarsLog", "n", "c"); got[:len("ns-data-tars-tarslog-")] != "ns-data-tars-tarslog-" {
+		t.Errorf("app and server are not lower-cased: %q", got)
+	}
+}
+
+func TestGroupOfVolume(t *testing.T) {
+	a := &Agent{Config: Config{NodeName: "node-1", StorageClassName: tarsv1beta1.StorageClassName}}
+	g := group{namespace: "team-a", app: "Tars", server: "TarsLog", volume: "remote-log-dir"}
+	pv := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: a.volumeName(g), Labels: g.labels()}}
+	if got, ok := a.groupOfVolume(pv); !ok || got != g {
+		t.Errorf("groupOfVolume() = %+v, %v; want %+v", got, ok, g)
+	}
+	if g.dir() != "team-a/Tars.TarsLog/remote-log-dir" {
+		t.Errorf("dir() = %q", g.dir())
+	}
+	other := &Agent{Config: Config{NodeName: "node-2", StorageClassName: tarsv1beta1.StorageClassName}}
+	if _, ok := other.groupOfVolume(pv); ok {
+		t.Error("another node's agent read the group of a volume it did not name")
+	}
+}
+
+func TestOwnershipOf(t *testing.T) {
+	for _, tt := range []struct {
+		annotations map[string]string
+		want        hostfs.Ownership
+		wantErr     bool
+	}{
+		{nil, hostfs.Ownership{UID: 0, GID: 0, Mode: 0o755}, false},
+		{map[string]string{tarsv1beta1.AnnotationLocalVolumeUID: "1000"}, hostfs.Ownership{UID: 1000, GID: 0, Mode: 0o755}, false},
+		{map[string]string{tarsv1beta1.AnnotationLocalVolumeMode: ""}, hostfs.Ownership{UID: 0, GID: 0, Mode: 0o755}, false},
+		{map[string]string{tarsv1beta1.AnnotationLocalVolumeMode: "0711"}, hostfs.Ownership{UID: 0, GID: 0, Mode: 0o711}, false},
+		{map[string]string{tarsv1beta1.AnnotationLocalVolumeMode: "9"}, hostfs.Ownership{}, true},
+	} {
+		pvc := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Annotations: tt.annotations}}
+		got, err := ownershipOf(pvc)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("ownershipOf(%v) = %v, %v; want %v", tt.annotations, got, err, tt.want)
+		}
+	}
+}
+
+func TestMayProvision(t *testing.T) {
+	node := func(labels map[string]string) *corev1.Node {
+		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Labels: labels}}
+	}
+	data, delayBind := group{volume: "data"}, group{volume: tarsv1beta1.DelayBindVolumeName}
+	for _, tt := range []struct {
+		labels map[string]string
+		g      group
+		want   bool
+	}{
+		{map[string]string{tarsv1beta1.LabelSupportLocalVolume: "true"}, data, true},
+		{map[string]string{tarsv1beta1.LabelSupportLocalVolume: ""}, data, true},
+		{map[string]string{tarsv1beta1.LabelSupportLocalVolume: "false"}, data, false},
+		{nil, data, false},
+		{nil, delayBind, true},
+	} {
+		if got := mayProvision(node(tt.labels), tt.g); got != tt.want {
+			t.Errorf("mayProvision(%v, %s) = %v", tt.labels, tt.g.volume, got)
+		}
+	}
+}
