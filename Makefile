@@ -68,12 +68,16 @@ test-unit: manifests generate fmt vet kube-binaries ## Run unit tests, fuzz seed
 	KUBEBUILDER_ASSETS="$(KUBE_BIN_DIR)" go test $$(go list ./... | grep -v /test/) -coverprofile cover.out
 
 .PHONY: test-deploy
-test-deploy: manifests kustomize kube-binaries ## Render config/default; a real API server must accept every object (dry run); check the agent's privileges.
+test-deploy: manifests kustomize install-helm kube-binaries ## Render config/default and the Helm chart; a real API server must accept every object (dry run); check the agent's privileges.
 	mkdir -p .local/deploy
-	"$(KUSTOMIZE)" build config/default > .local/deploy/install.yaml
+	"$(KUSTOMIZE)" build config/default > .local/deploy/kustomize.yaml
+	"$(HELM)" template $(HELM_RELEASE) $(HELM_CHART_DIR) --namespace $(HELM_NAMESPACE) > .local/deploy/helm.yaml
 	crds="$$(go mod download -json github.com/cert-manager/cert-manager@$(CERT_MANAGER_VERSION) | sed -n 's/.*"Dir": "\(.*\)",/\1/p')/deploy/crds"; \
-	RENDERED_MANIFESTS="$(CURDIR)/.local/deploy/install.yaml" CERT_MANAGER_CRDS="$$crds" \
-		KUBEBUILDER_ASSETS="$(KUBE_BIN_DIR)" go test ./test/deploy/ -count=1 -v
+	for rendering in kustomize helm; do \
+		echo "Checking the $$rendering rendering"; \
+		RENDERED_MANIFESTS="$(CURDIR)/.local/deploy/$$rendering.yaml" CERT_MANAGER_CRDS="$$crds" \
+			KUBEBUILDER_ASSETS="$(KUBE_BIN_DIR)" go test ./test/deploy/ -count=1 -v || exit 1; \
+	done
 
 .PHONY: test-e2e
 test-e2e: manifests generate kube-binaries ## Run the end-to-end suite on a local cluster (kube-controller-manager, scheduler, kwok nodes, agents).
@@ -248,3 +252,61 @@ endef
 define gomodver
 $(shell go list -m -f '{{if .Replace}}{{.Replace.Version}}{{else}}{{.Version}}{{end}}' $(1) 2>/dev/null)
 endef
+
+##@ Helm Deployment
+
+## Helm, built from its Go module into bin/ (version HELM_VERSION)
+HELM ?= $(LOCALBIN)/helm
+HELM_VERSION ?= v3.22.0
+## Namespace to deploy the Helm release
+HELM_NAMESPACE ?= tserver-operator-system
+## Name of the Helm release
+HELM_RELEASE ?= tserver-operator
+## Path to the Helm chart directory
+HELM_CHART_DIR ?= dist/chart
+## Additional arguments to pass to helm commands
+HELM_EXTRA_ARGS ?=
+## kubebuilder, whose helm plugin generates the chart
+KUBEBUILDER ?= $(LOCALBIN)/kubebuilder
+KUBEBUILDER_VERSION ?= v4.16.0
+
+.PHONY: install-helm
+install-helm: $(HELM) ## Build Helm into bin/ from its Go module.
+$(HELM): $(LOCALBIN)
+	$(call go-install-tool,$(HELM),helm.sh/helm/v3/cmd/helm,$(HELM_VERSION))
+
+$(KUBEBUILDER): $(LOCALBIN)
+	$(call go-install-tool,$(KUBEBUILDER),sigs.k8s.io/kubebuilder/v4,$(KUBEBUILDER_VERSION))
+
+.PHONY: helm-chart
+helm-chart: manifests kustomize $(KUBEBUILDER) ## Regenerate dist/chart from config/helm with kubebuilder's helm plugin (templates/agent and values.yaml are kept).
+	mkdir -p .local/helm
+	"$(KUSTOMIZE)" build config/helm > .local/helm/install.yaml
+	"$(KUBEBUILDER)" edit --plugins=helm/v2-alpha --manifests .local/helm/install.yaml --output-dir dist
+
+.PHONY: helm-deploy
+helm-deploy: install-helm ## Deploy the manager and agents to the K8s cluster via Helm. Specify an image with IMG.
+	IMG="$(IMG)"; "$(HELM)" upgrade --install $(HELM_RELEASE) $(HELM_CHART_DIR) \
+		--namespace $(HELM_NAMESPACE) \
+		--create-namespace \
+		--set manager.image.repository=$${IMG%:*} \
+		--set manager.image.tag=$${IMG##*:} \
+		--wait \
+		--timeout 5m \
+		$(HELM_EXTRA_ARGS)
+
+.PHONY: helm-uninstall
+helm-uninstall: install-helm ## Uninstall the Helm release from the K8s cluster.
+	"$(HELM)" uninstall $(HELM_RELEASE) --namespace $(HELM_NAMESPACE)
+
+.PHONY: helm-status
+helm-status: install-helm ## Show Helm release status.
+	"$(HELM)" status $(HELM_RELEASE) --namespace $(HELM_NAMESPACE)
+
+.PHONY: helm-history
+helm-history: install-helm ## Show Helm release history.
+	"$(HELM)" history $(HELM_RELEASE) --namespace $(HELM_NAMESPACE)
+
+.PHONY: helm-rollback
+helm-rollback: install-helm ## Rollback to previous Helm release.
+	"$(HELM)" rollback $(HELM_RELEASE) --namespace $(HELM_NAMESPACE)
