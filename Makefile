@@ -104,7 +104,7 @@ lint-config: golangci-lint ## Verify golangci-lint linter configuration
 
 .PHONY: build
 build: manifests generate fmt vet ## Build the operator binary (roles: manager, agent) into bin/tserver-operator.
-	go build -o bin/tserver-operator ./cmd
+	CGO_ENABLED=0 go build -trimpath -o bin/tserver-operator ./cmd
 
 .PHONY: run
 run: manifests generate fmt vet build kube-binaries ## Run a local cluster with the operator until Ctrl-C (USE_EXISTING_CLUSTER=true: only the manager, against the current kubeconfig).
