@@ -71,6 +71,15 @@ func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVol
 		}
 		return err
 	}
+	// The cache may lag: an administrator may just have cleared the claim to reuse the volume.
+	// Only the directory of a volume that is still this released one goes.
+	fresh := &corev1.PersistentVolume{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(pv), fresh); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if fresh.ResourceVersion != pv.ResourceVersion {
+		return nil // its update brings us back
+	}
 	if err := r.Root.RemoveAll(rel); err != nil {
 		agentErrors.WithLabelValues(reasonCleanup).Inc()
 		r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "Delete",
