@@ -68,3 +68,27 @@ const (
 func ResourceName(app, server string) string {
 	return strings.ToLower(app) + "-" + strings.ToLower(server)
 }
+
+// Endpoint is a servant (subType tars) or port (subType normal) of a server.
+// +kubebuilder:object:generate=false
+type Endpoint struct {
+	Name  string
+	Port  int32
+	IsTCP bool
+}
+
+// Endpoints lists the servants or ports of the server's subType, in order.
+func (s *TServerSpec) Endpoints() []Endpoint {
+	var eps []Endpoint
+	switch {
+	case s.SubType == SubTypeTars && s.Tars != nil:
+		for _, sv := range s.Tars.Servants {
+			eps = append(eps, Endpoint{Name: sv.Name, Port: sv.Port, IsTCP: sv.IsTcp})
+		}
+	case s.SubType == SubTypeNormal && s.Normal != nil:
+		for _, p := range s.Normal.Ports {
+			eps = append(eps, Endpoint{Name: p.Name, Port: p.Port, IsTCP: p.IsTcp})
+		}
+	}
+	return eps
+}

@@ -142,30 +142,9 @@ func buildPodTemplate(ts *tarsv1beta1.TServer) corev1.PodTemplateSpec {
 	}
 }
 
-// endpoints lists a TServer's servants or ports as name, port and protocol.
-func endpoints(ts *tarsv1beta1.TServer) []endpoint {
-	var eps []endpoint
-	switch {
-	case ts.Spec.SubType == tarsv1beta1.SubTypeTars && ts.Spec.Tars != nil:
-		for _, s := range ts.Spec.Tars.Servants {
-			eps = append(eps, endpoint{name: s.Name, port: s.Port, tcp: s.IsTcp})
-		}
-	case ts.Spec.SubType == tarsv1beta1.SubTypeNormal && ts.Spec.Normal != nil:
-		for _, p := range ts.Spec.Normal.Ports {
-			eps = append(eps, endpoint{name: p.Name, port: p.Port, tcp: p.IsTcp})
-		}
-	}
-	return eps
-}
-
-type endpoint struct {
-	name string
-	port int32
-	tcp  bool
-}
-
-func (e endpoint) protocol() corev1.Protocol {
-	if e.tcp {
+// protocol is an endpoint's protocol.
+func protocol(ep tarsv1beta1.Endpoint) corev1.Protocol {
+	if ep.IsTCP {
 		return corev1.ProtocolTCP
 	}
 	return corev1.ProtocolUDP
@@ -174,15 +153,15 @@ func (e endpoint) protocol() corev1.Protocol {
 // buildContainerPorts gives every servant or port a container port, named after it in lower case
 // where that is a valid port name (at most 15 characters), with the host port that exposes it.
 func buildContainerPorts(ts *tarsv1beta1.TServer) []corev1.ContainerPort {
-	eps := endpoints(ts)
+	eps := ts.Spec.Endpoints()
 	ports := make([]corev1.ContainerPort, 0, len(eps))
 	for _, ep := range eps {
-		p := corev1.ContainerPort{ContainerPort: ep.port, Protocol: ep.protocol()}
-		if name := strings.ToLower(ep.name); len(validation.IsValidPortName(name)) == 0 {
+		p := corev1.ContainerPort{ContainerPort: ep.Port, Protocol: protocol(ep)}
+		if name := strings.ToLower(ep.Name); len(validation.IsValidPortName(name)) == 0 {
 			p.Name = name
 		}
 		for _, hp := range ts.Spec.K8S.HostPorts {
-			if hp.NameRef == ep.name {
+			if hp.NameRef == ep.Name {
 				p.HostPort = hp.Port
 			}
 		}
@@ -344,12 +323,12 @@ func buildService(ts *tarsv1beta1.TServer) *corev1.Service {
 			Selector:  podLabels(ts),
 		},
 	}
-	for _, ep := range endpoints(ts) {
+	for _, ep := range ts.Spec.Endpoints() {
 		svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{
-			Name:       strings.ToLower(ep.name),
-			Port:       ep.port,
-			TargetPort: intstr.FromInt32(ep.port),
-			Protocol:   ep.protocol(),
+			Name:       strings.ToLower(ep.Name),
+			Port:       ep.Port,
+			TargetPort: intstr.FromInt32(ep.Port),
+			Protocol:   protocol(ep),
 		})
 	}
 	return svc

@@ -119,65 +119,51 @@ func validateName(ts *tarsv1beta1.TServer) field.ErrorList {
 
 // validateEndpoints checks the servants or ports the subType calls for, and returns them for
 // hostPorts to refer to.
-func validateEndpoints(spec *tarsv1beta1.TServerSpec, fld *field.Path) ([]endpoint, field.ErrorList) {
-	var errs field.ErrorList
-	var eps []endpoint
+func validateEndpoints(spec *tarsv1beta1.TServerSpec, fld *field.Path) ([]tarsv1beta1.Endpoint, field.ErrorList) {
+	var own, other, list string
+	var present, otherPresent bool
 	switch spec.SubType {
 	case tarsv1beta1.SubTypeTars:
-		if spec.Tars == nil {
-			errs = append(errs, field.Required(fld.Child("tars"), "required when subType is tars"))
-		} else {
-			for _, s := range spec.Tars.Servants {
-				eps = append(eps, endpoint{s.Name, s.Port})
-			}
-			errs = validateEndpointList(eps, fld.Child("tars", "servants"))
-		}
-		if spec.Normal != nil {
-			errs = append(errs, field.Forbidden(fld.Child("normal"), "must be empty when subType is tars"))
-		}
+		own, other, list = "tars", "normal", "servants"
+		present, otherPresent = spec.Tars != nil, spec.Normal != nil
 	case tarsv1beta1.SubTypeNormal:
-		if spec.Normal == nil {
-			errs = append(errs, field.Required(fld.Child("normal"), "required when subType is normal"))
-		} else {
-			for _, p := range spec.Normal.Ports {
-				eps = append(eps, endpoint{p.Name, p.Port})
-			}
-			errs = validateEndpointList(eps, fld.Child("normal", "ports"))
-		}
-		if spec.Tars != nil {
-			errs = append(errs, field.Forbidden(fld.Child("tars"), "must be empty when subType is normal"))
-		}
+		own, other, list = "normal", "tars", "ports"
+		present, otherPresent = spec.Normal != nil, spec.Tars != nil
 	default:
-		errs = append(errs, field.NotSupported(fld.Child("subType"), spec.SubType,
-			[]tarsv1beta1.SubType{tarsv1beta1.SubTypeTars, tarsv1beta1.SubTypeNormal}))
+		return nil, field.ErrorList{field.NotSupported(fld.Child("subType"), spec.SubType,
+			[]tarsv1beta1.SubType{tarsv1beta1.SubTypeTars, tarsv1beta1.SubTypeNormal})}
+	}
+	var errs field.ErrorList
+	eps := spec.Endpoints()
+	if present {
+		errs = validateEndpointList(eps, fld.Child(own, list))
+	} else {
+		errs = append(errs, field.Required(fld.Child(own), "required when subType is "+own))
+	}
+	if otherPresent {
+		errs = append(errs, field.Forbidden(fld.Child(other), "must be empty when subType is "+own))
 	}
 	return eps, errs
 }
 
-// endpoint is a servant or port: what a hostPort may expose.
-type endpoint struct {
-	name string
-	port int32
-}
-
-func validateEndpointList(eps []endpoint, fld *field.Path) field.ErrorList {
+func validateEndpointList(eps []tarsv1beta1.Endpoint, fld *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	seenNames := sets.New[string]()
 	seenPorts := sets.New[int32]()
 	for i, ep := range eps {
 		p := fld.Index(i)
-		errs = append(errs, validateIdentifier(ep.name, p.Child("name"))...)
+		errs = append(errs, validateIdentifier(ep.Name, p.Child("name"))...)
 		// Names become Service port names, which are lower case: "LogObj" and "logobj" collide.
-		if key := strings.ToLower(ep.name); seenNames.Has(key) {
-			errs = append(errs, field.Duplicate(p.Child("name"), ep.name))
+		if key := strings.ToLower(ep.Name); seenNames.Has(key) {
+			errs = append(errs, field.Duplicate(p.Child("name"), ep.Name))
 		} else {
 			seenNames.Insert(key)
 		}
-		errs = append(errs, validatePort(ep.port, p.Child("port"))...)
-		if seenPorts.Has(ep.port) {
-			errs = append(errs, field.Duplicate(p.Child("port"), ep.port))
+		errs = append(errs, validatePort(ep.Port, p.Child("port"))...)
+		if seenPorts.Has(ep.Port) {
+			errs = append(errs, field.Duplicate(p.Child("port"), ep.Port))
 		}
-		seenPorts.Insert(ep.port)
+		seenPorts.Insert(ep.Port)
 	}
 	return errs
 }
@@ -203,7 +189,7 @@ func validateRelease(r *tarsv1beta1.TServerRelease, fld *field.Path) field.Error
 	return errs
 }
 
-func validateK8S(k *tarsv1beta1.TServerK8S, endpoints []endpoint, fld *field.Path) field.ErrorList {
+func validateK8S(k *tarsv1beta1.TServerK8S, endpoints []tarsv1beta1.Endpoint, fld *field.Path) field.ErrorList {
 	errs := apivalidation.ValidateNonnegativeField(int64(k.Replicas), fld.Child("replicas"))
 	if k.ServiceAccount != "" {
 		errs = append(errs, dnsSubdomain(k.ServiceAccount, fld.Child("serviceAccount"))...)
@@ -278,11 +264,12 @@ func validateEnvFrom(envFrom []corev1.EnvFromSource, fld *field.Path) field.Erro
 	return errs
 }
 
-func validateHostPorts(hostPorts []tarsv1beta1.TK8SHostPort, endpoints []endpoint, hostNetwork bool, fld *field.Path) field.ErrorList {
+func validateHostPorts(hostPorts []tarsv1beta1.TK8SHostPort, endpoints []tarsv1beta1.Endpoint, hostNetwork bool,
+	fld *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	names := make([]string, 0, len(endpoints))
 	for _, ep := range endpoints {
-		names = append(names, ep.name)
+		names = append(names, ep.Name)
 	}
 	seenRefs := sets.New[string]()
 	seenPorts := sets.New[int32]()
@@ -296,10 +283,10 @@ func validateHostPorts(hostPorts []tarsv1beta1.TK8SHostPort, endpoints []endpoin
 			errs = append(errs, field.NotSupported(p.Child("nameRef"), hp.NameRef, names))
 		case seenRefs.Has(hp.NameRef):
 			errs = append(errs, field.Duplicate(p.Child("nameRef"), hp.NameRef))
-		case hostNetwork && hp.Port != endpoints[idx].port:
+		case hostNetwork && hp.Port != endpoints[idx].Port:
 			// In the node's network namespace the container port is the node's port.
 			errs = append(errs, field.Invalid(p.Child("port"), hp.Port,
-				fmt.Sprintf("must equal %s's port %d when hostNetwork is true", hp.NameRef, endpoints[idx].port)))
+				fmt.Sprintf("must equal %s's port %d when hostNetwork is true", hp.NameRef, endpoints[idx].Port)))
 		}
 		seenRefs.Insert(hp.NameRef)
 		errs = append(errs, validatePort(hp.Port, p.Child("port"))...)
