@@ -33,6 +33,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -80,6 +81,18 @@ func edit(ts *tarsv1beta1.TServer, change func(*tarsv1beta1.TServer)) {
 		change(ts)
 		return k8sClient.Update(ctx, ts)
 	}, timeout, interval).Should(Succeed())
+}
+
+// update reads obj, changes it and writes it back, again on conflicts: the controller may be
+// writing it too.
+func update(obj client.Object, change func()) {
+	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		change()
+		return k8sClient.Update(ctx, obj)
+	})).To(Succeed())
 }
 
 // claimOf creates the claim the StatefulSet controller would make for volume and ordinal
@@ -216,8 +229,7 @@ var _ = Describe("TServer controller", func() {
 		Expect(eventReasons(ns)()).To(ContainElement("UpdatedStatefulSet"))
 
 		By("undoing a replica change made on the StatefulSet behind the TServer's back")
-		sts.Spec.Replicas = ptr.To[int32](9)
-		Expect(k8sClient.Update(ctx, sts)).To(Succeed())
+		update(sts, func() { sts.Spec.Replicas = ptr.To[int32](9) })
 		Eventually(func() int32 { return *statefulSetOf(ts).Spec.Replicas }, timeout, interval).Should(Equal(int32(3)))
 	})
 
@@ -248,10 +260,8 @@ var _ = Describe("TServer controller", func() {
 		Eventually(conditionOf(ts, ConditionReady), timeout, interval).Should(HaveField("Reason", "RecreatingStatefulSet"))
 
 		By("creating the new one once the garbage collector has orphaned the pods")
-		orphaned := &appsv1.StatefulSet{}
-		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), orphaned)).To(Succeed())
-		orphaned.Finalizers = nil // what the garbage collector does after orphaning
-		Expect(k8sClient.Update(ctx, orphaned)).To(Succeed())
+		orphaned := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ts.Name}}
+		update(orphaned, func() { orphaned.Finalizers = nil }) // what the garbage collector does after orphaning
 		Eventually(func(g Gomega) {
 			sts := &appsv1.StatefulSet{}
 			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), sts)).To(Succeed())
@@ -319,8 +329,7 @@ var _ = Describe("TServer controller", func() {
 		edit(ts, func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts = ts.Spec.K8S.Mounts[:1] })
 		Eventually(func() *metav1.Time { return statefulSetOf(ts).DeletionTimestamp }, timeout, interval).ShouldNot(BeNil())
 		orphaned := statefulSetOf(ts)
-		orphaned.Finalizers = nil
-		Expect(k8sClient.Update(ctx, orphaned)).To(Succeed())
+		update(orphaned, func() { orphaned.Finalizers = nil })
 		Eventually(func() []string { return claimTemplateNames(statefulSetOf(ts)) }, timeout, interval).
 			Should(Equal([]string{"remote-log-dir"}))
 
@@ -372,13 +381,24 @@ var _ = Describe("TServer controller", func() {
 		sts := statefulSetOf(ts)
 		for i := range 2 {
 			pvc := claimOf(ts, "remote-log-dir", i, nil)
-			pvc.Status.Phase = corev1.ClaimBound
-			Expect(k8sClient.Status().Update(ctx, pvc)).To(Succeed())
+			// The controller annotates the claim meanwhile: retry on conflicts.
+			Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(pvc), pvc); err != nil {
+					return err
+				}
+				pvc.Status.Phase = corev1.ClaimBound
+				return k8sClient.Status().Update(ctx, pvc)
+			})).To(Succeed())
 		}
-		sts.Status = appsv1.StatefulSetStatus{
-			ObservedGeneration: sts.Generation, Replicas: 2, ReadyReplicas: 2, CurrentReplicas: 2, UpdatedReplicas: 2,
-		}
-		Expect(k8sClient.Status().Update(ctx, sts)).To(Succeed())
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(sts), sts); err != nil {
+				return err
+			}
+			sts.Status = appsv1.StatefulSetStatus{
+				ObservedGeneration: sts.Generation, Replicas: 2, ReadyReplicas: 2, CurrentReplicas: 2, UpdatedReplicas: 2,
+			}
+			return k8sClient.Status().Update(ctx, sts)
+		})).To(Succeed())
 
 		Eventually(conditionOf(ts, ConditionReady), timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
 		Eventually(conditionOf(ts, ConditionVolumesBound), timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
