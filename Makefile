@@ -83,6 +83,12 @@ test-deploy: manifests kustomize install-helm kube-binaries ## Render config/def
 test-e2e: manifests generate kube-binaries ## Run the end-to-end suite on a local cluster (kube-controller-manager, scheduler, kwok nodes, agents).
 	KUBEBUILDER_ASSETS="$(KUBE_BIN_DIR)" go test ./test/e2e/ -timeout 30m -v -ginkgo.v
 
+.PHONY: bench
+bench: build kube-binaries ## Measure time to bound vs Kubernetes alone, leftovers, agent footprint, admission latency (see docs/performance.md).
+	go build -o "$(LOCALBIN)/bench" ./hack/bench
+	"$(LOCALBIN)/bench" --bin-dir "$(KUBE_BIN_DIR)" --operator "$(LOCALBIN)/tserver-operator" $(BENCH_ARGS)
+	go test ./internal/webhook/v1beta1/ -run '^$$' -bench . -benchmem
+
 .PHONY: fuzz
 fuzz: ## Fuzz the TServer validator and the agent's path handling for FUZZTIME each (default 1m).
 	go test ./internal/webhook/v1beta1/ -run '^$$' -fuzz FuzzValidateTServer -fuzztime $(FUZZTIME)

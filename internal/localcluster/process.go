@@ -71,6 +71,9 @@ func (c *Cluster) StartProcess(name, path string, args, env []string, echo io.Wr
 	return p, nil
 }
 
+// Pid is the process's id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
 // Exited is closed when the process has exited.
 func (p *Process) Exited() <-chan struct{} { return p.exited }
 

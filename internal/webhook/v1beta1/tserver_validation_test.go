@@ -550,3 +550,17 @@ func expectedField(data []byte) string {
 	}
 	return ""
 }
+
+// BenchmarkValidateAndDefault is the webhooks' work for one seed TServer, without the HTTP.
+func BenchmarkValidateAndDefault(b *testing.B) {
+	ts := tarslog()
+	ts.Spec.K8S.Mounts[0].Source.TLocalVolume = &tarsv1beta1.TLocalVolume{}
+	b.ReportAllocs()
+	for b.Loop() {
+		obj := ts.DeepCopy()
+		DefaultTServer(obj)
+		if errs := ValidateTServerUpdate(ts, obj); len(errs) > 0 {
+			b.Fatal(errs)
+		}
+	}
+}

@@ -1,0 +1,525 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command bench is what `make bench` runs: on one local cluster (internal/localcluster), it
+// measures, each against its lower bound, the time until every claim is bound and every pod
+// runs, the volumes left per bound claim, the agents' footprint, and admission latency; and
+// prints a table and JSON.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/agent"
+	"github.com/tserver-operator/tserver-operator/internal/localcluster"
+)
+
+type options struct {
+	binDir, operator, stateDir  string
+	nodes, servers, replicas    int
+	volumes, unrelated, creates int
+	gcGrace                     time.Duration
+	jsonOut                     string
+}
+
+const (
+	scenarioFootprint = "3 agent footprint"
+	scenarioAdmission = "4 admission"
+)
+
+// result is one measured figure, with its lower bound and target where it has them.
+type result struct {
+	Scenario string  `json:"scenario"`
+	Metric   string  `json:"metric"`
+	Value    float64 `json:"value"`
+	Unit     string  `json:"unit"`
+	Bound    float64 `json:"lowerBound,omitempty"`
+	Ratio    float64 `json:"ratio,omitempty"`
+	Target   string  `json:"target,omitempty"`
+	Met      *bool   `json:"met,omitempty"`
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.binDir, "bin-dir", "", "Directory with the Kubernetes binaries.")
+	flag.StringVar(&o.operator, "operator", "bin/tserver-operator", "The operator binary.")
+	flag.StringVar(&o.stateDir, "state-dir", ".local/bench", "State and logs of the bench's cluster.")
+	flag.IntVar(&o.nodes, "nodes", 10, "M: simulated nodes.")
+	flag.IntVar(&o.servers, "servers", 30, "S: TServers (StatefulSets).")
+	flag.IntVar(&o.replicas, "replicas", 3, "R: replicas per TServer.")
+	flag.IntVar(&o.volumes, "volumes", 2, "V: tLocalVolume mounts per TServer.")
+	flag.IntVar(&o.unrelated, "unrelated", 10000, "Unrelated claims and volumes for the footprint scenario.")
+	flag.IntVar(&o.creates, "creates", 1000, "TServer creates for the admission scenario.")
+	flag.DurationVar(&o.gcGrace, "gc-grace-period", 15*time.Second, "The agents' grace period (short for the bench).")
+	flag.StringVar(&o.jsonOut, "json", ".local/bench/results.json", "Where to write the results as JSON.")
+	flag.Parse()
+	if o.binDir == "" {
+		fmt.Fprintln(os.Stderr, "--bin-dir is required")
+		os.Exit(2)
+	}
+	results, err := run(context.Background(), o)
+	printTable(o, results)
+	if data, jerr := json.MarshalIndent(results, "", "  "); jerr == nil {
+		_ = os.WriteFile(o.jsonOut, data, 0o644)
+		fmt.Printf("\nJSON: %s\n", o.jsonOut)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		os.Exit(1)
+	}
+}
+
+type bench struct {
+	o       options
+	cluster *localcluster.Cluster
+	c       client.Client
+}
+
+func run(ctx context.Context, o options) ([]result, error) {
+	nodes := make([]localcluster.Node, 0, o.nodes)
+	for i := range o.nodes {
+		nodes = append(nodes, localcluster.Node{Name: fmt.Sprintf("node-%d", i+1), Labels: map[string]string{
+			"tars.io/node": "true", tarsv1beta1.LabelSupportLocalVolume: "true",
+		}})
+	}
+	fmt.Printf("Starting a local cluster with %d nodes (kube-controller-manager QPS %d)...\n", o.nodes, localcluster.ControllerManagerQPS)
+	cluster, err := localcluster.Start(ctx, localcluster.Options{
+		BinaryDir:    o.binDir,
+		StateDir:     o.stateDir,
+		CRDPaths:     []string{"config/crd/bases"},
+		WebhookPaths: []string{"config/webhook/manifests.yaml"},
+		Manifests:    []string{"config/storageclass/t-storage-class.yaml"},
+		Nodes:        nodes,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = cluster.Stop() }()
+	if _, err := cluster.StartManager(ctx, o.operator, nil); err != nil {
+		return nil, err
+	}
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = tarsv1beta1.AddToScheme(scheme)
+	c, err := client.New(cluster.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	b := &bench{o: o, cluster: cluster, c: c}
+
+	var results []result
+	// The first StatefulSets of a fresh cluster start slower (caches, schedulers queues): warm up
+	// so that neither measured run pays for it.
+	fmt.Println("Warming up...")
+	if _, err := b.timeToBound(ctx, "warmup", 2, true); err != nil {
+		return results, err
+	}
+	fmt.Println("Scenario 1b: Kubernetes alone, with the volumes pre-created as the agent would create them...")
+	lower, err := b.timeToBound(ctx, "lower", o.servers, true)
+	if err != nil {
+		return results, err
+	}
+	fmt.Println("Starting the agents...")
+	agents, err := cluster.StartAgents(ctx, o.operator, "--gc-grace-period="+o.gcGrace.String())
+	if err != nil {
+		return results, err
+	}
+	fmt.Println("Scenario 1a: with the agents provisioning...")
+	ours, err := b.timeToBound(ctx, "agents", o.servers, false)
+	if err != nil {
+		return results, err
+	}
+	results = append(results, ratio("1 time to bound", "all claims Bound, all pods Running", ours.Seconds(), lower.Seconds(), "s", 1.10))
+
+	fmt.Println("Scenario 2: leftover volumes...")
+	claims := o.servers * o.replicas * o.volumes
+	atDone, err := b.volumesOf(ctx, "agents")
+	if err != nil {
+		return results, err
+	}
+	results = append(results, result{Scenario: "2 leftovers", Metric: "PVs per bound claim at done",
+		Value: float64(atDone) / float64(claims), Unit: "PV/claim"})
+	time.Sleep(o.gcGrace + 10*time.Second)
+	afterGrace, err := b.volumesOf(ctx, "agents")
+	if err != nil {
+		return results, err
+	}
+	results = append(results, ratio("2 leftovers", "PVs per bound claim after the grace period",
+		float64(afterGrace)/float64(claims), 1, "PV/claim", 1.00))
+
+	fmt.Println("Scenario 3: agent footprint...")
+	results = append(results, b.footprint(ctx, agents)...)
+
+	fmt.Println("Scenario 4: admission latency...")
+	adm, err := b.admission(ctx)
+	results = append(results, adm...)
+	return results, err
+}
+
+func ratio(scenario, metric string, value, bound float64, unit string, target float64) result {
+	r := result{Scenario: scenario, Metric: metric, Value: value, Unit: unit, Bound: bound,
+		Target: fmt.Sprintf("ratio <= %.2f", target)}
+	if bound > 0 {
+		r.Ratio = value / bound
+		met := r.Ratio <= target+1e-9
+		r.Met = &met
+	}
+	return r
+}
+
+// tserver is a bench TServer: replicas of one container with volumes tLocalVolume mounts.
+func (b *bench) tserver(ns, app string, i int) *tarsv1beta1.TServer {
+	server := fmt.Sprintf("s%d", i)
+	ts := &tarsv1beta1.TServer{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: tarsv1beta1.ResourceName(app, server)},
+		Spec: tarsv1beta1.TServerSpec{
+			App: app, Server: server, SubType: tarsv1beta1.SubTypeNormal,
+			Normal:  &tarsv1beta1.TServerNormal{Ports: []tarsv1beta1.TServerPort{{Name: "http", Port: 8080, IsTcp: true}}},
+			Release: &tarsv1beta1.TServerRelease{ID: "v1", Image: "bench/" + server + ":v1"},
+			K8S:     tarsv1beta1.TServerK8S{Replicas: int32(b.o.replicas)},
+		},
+	}
+	for v := range b.o.volumes {
+		ts.Spec.K8S.Mounts = append(ts.Spec.K8S.Mounts, tarsv1beta1.TK8SMount{
+			Name: fmt.Sprintf("data%d", v), MountPath: fmt.Sprintf("/data%d", v),
+			Source: tarsv1beta1.TK8SMountSource{TLocalVolume: &tarsv1beta1.TLocalVolume{UID: "1000", GID: "0", Mode: "755"}},
+		})
+	}
+	return ts
+}
+
+// timeToBound creates servers TServers in a namespace of their own (app = name, so that no claim
+// matches another run's volumes) and measures until every claim is bound and every pod runs.
+// With precreate, the volumes are made first, exactly as the agents would make them.
+func (b *bench) timeToBound(ctx context.Context, name string, servers int, precreate bool) (time.Duration, error) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if err := b.c.Create(ctx, ns); err != nil {
+		return 0, err
+	}
+	if precreate {
+		for i := range servers {
+			ts := b.tserver(name, name, i)
+			for _, m := range ts.Spec.K8S.Mounts {
+				for _, node := range b.cluster.Nodes {
+					if err := b.c.Create(ctx, b.volume(ts, m.Name, node.Name)); err != nil {
+						return 0, err
+					}
+				}
+			}
+		}
+	}
+	start := time.Now()
+	for i := range servers {
+		if err := b.c.Create(ctx, b.tserver(name, name, i)); err != nil {
+			return 0, err
+		}
+	}
+	want := servers * b.o.replicas
+	deadline := time.Now().Add(15 * time.Minute)
+	for time.Now().Before(deadline) {
+		pvcs := &corev1.PersistentVolumeClaimList{}
+		pods := &corev1.PodList{}
+		if err := b.c.List(ctx, pvcs, client.InNamespace(name)); err != nil {
+			return 0, err
+		}
+		if err := b.c.List(ctx, pods, client.InNamespace(name)); err != nil {
+			return 0, err
+		}
+		bound := 0
+		for _, pvc := range pvcs.Items {
+			if pvc.Status.Phase == corev1.ClaimBound {
+				bound++
+			}
+		}
+		running := 0
+		for _, pod := range pods.Items {
+			if pod.Status.Phase == corev1.PodRunning {
+				running++
+			}
+		}
+		if bound == want*b.o.volumes && running == want {
+			took := time.Since(start)
+			fmt.Printf("  %s: %d claims bound, %d pods running in %s\n", name, bound, running, took.Round(10*time.Millisecond))
+			return took, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("%s: not all claims bound and pods running after 15 minutes", name)
+}
+
+// volume is the PersistentVolume the agent of node would make for volume of ts.
+func (b *bench) volume(ts *tarsv1beta1.TServer, volume, node string) *corev1.PersistentVolume {
+	labels := map[string]string{
+		tarsv1beta1.LabelServerApp: ts.Spec.App, tarsv1beta1.LabelServerName: ts.Spec.Server,
+		tarsv1beta1.LabelLocalVolume: volume, corev1.LabelHostname: node,
+	}
+	return &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:   agent.VolumeName(ts.Namespace, volume, ts.Spec.App, ts.Spec.Server, node, tarsv1beta1.StorageClassName),
+			Labels: labels,
+		},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:    corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			PersistentVolumeSource: corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{
+				Path: filepath.Join(localcluster.ProductionHostRoot, ts.Namespace, ts.Spec.App+"."+ts.Spec.Server, volume),
+			}},
+			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{node}}},
+			}}}},
+			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimDelete,
+			StorageClassName:              tarsv1beta1.StorageClassName,
+			VolumeMode:                    new(corev1.PersistentVolumeFilesystem),
+		},
+	}
+}
+
+// volumesOf counts the volumes of the run whose app is app.
+func (b *bench) volumesOf(ctx context.Context, app string) (int, error) {
+	list := &corev1.PersistentVolumeList{}
+	err := b.c.List(ctx, list, client.MatchingLabels{tarsv1beta1.LabelServerApp: app})
+	return len(list.Items), err
+}
+
+// footprint reads the agents' peak RSS and CPU time, then adds unrelated claims and volumes,
+// restarts one agent, and compares its RSS once it has settled with that of an agent started
+// on the empty cluster.
+func (b *bench) footprint(ctx context.Context, agents []*localcluster.Process) []result {
+	var out []result
+	rss, cpu := make([]float64, 0, len(agents)), make([]float64, 0, len(agents))
+	for _, p := range agents {
+		hwm, secs := procStats(p.Pid())
+		rss = append(rss, hwm)
+		cpu = append(cpu, secs)
+	}
+	maxRSS, maxCPU := slices.Max(rss), slices.Max(cpu)
+	out = append(out, result{Scenario: scenarioFootprint, Metric: "peak RSS per agent (max of agents)", Value: maxRSS,
+		Unit: "MB", Target: "<= 35 MB", Met: new(maxRSS <= 35)})
+	out = append(out, result{Scenario: scenarioFootprint, Metric: "CPU seconds per agent (max of agents)", Value: maxCPU, Unit: "s"})
+
+	// A fresh agent on the cluster as it is: the baseline.
+	base, err := b.settledAgentRSS(ctx, "baseline")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "footprint baseline:", err)
+		return out
+	}
+	fmt.Printf("  creating %d unrelated claims and volumes...\n", b.o.unrelated)
+	if err := b.createUnrelated(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "unrelated objects:", err)
+		return out
+	}
+	loaded, err := b.settledAgentRSS(ctx, "loaded")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "footprint loaded:", err)
+		return out
+	}
+	out = append(out, result{Scenario: scenarioFootprint, Metric: fmt.Sprintf("RSS with %d unrelated objects", b.o.unrelated),
+		Value: loaded, Unit: "MB", Bound: base, Ratio: loaded / base, Target: "ratio <= 1.10", Met: new(loaded/base <= 1.10)})
+	return out
+}
+
+// settledAgentRSS starts an agent for the first node in a state directory of its own, waits
+// for its caches to fill, and returns its RSS in MB.
+func (b *bench) settledAgentRSS(ctx context.Context, name string) (float64, error) {
+	node := b.cluster.Nodes[0].Name
+	dir := filepath.Join(b.cluster.StateDir, "footprint-"+name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, err
+	}
+	port, err := localcluster.FreePort()
+	if err != nil {
+		return 0, err
+	}
+	p, err := b.cluster.StartProcess("agent-footprint-"+name, b.o.operator, []string{
+		"agent", "--kubeconfig=" + b.cluster.KubeconfigPath, "--node-name=" + node,
+		"--host-root=" + localcluster.ProductionHostRoot, "--host-root-mount=" + dir,
+		"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(port),
+		// Another storage class: it must not touch the running agents' volumes.
+		"--storage-class=footprint-" + name,
+	}, nil, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = p.Stop() }()
+	if err := localcluster.WaitForReady(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", port)); err != nil {
+		return 0, err
+	}
+	time.Sleep(10 * time.Second) // caches filled, garbage collected once
+	rss, _ := procStats(p.Pid())
+	cur := currentRSS(p.Pid())
+	fmt.Printf("  agent %s: RSS %.1f MB (peak %.1f MB)\n", name, cur, rss)
+	return cur, nil
+}
+
+// createUnrelated makes claims and volumes of another storage class and other nodes.
+func (b *bench) createUnrelated(ctx context.Context) error {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "unrelated"}}
+	if err := b.c.Create(ctx, ns); err != nil {
+		return err
+	}
+	for i := range b.o.unrelated / 2 {
+		pv := &corev1.PersistentVolume{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("unrelated-%d", i), Labels: map[string]string{"app": "other"}},
+			Spec: corev1.PersistentVolumeSpec{
+				Capacity:               corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+				AccessModes:            []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				PersistentVolumeSource: corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/srv/other"}},
+				StorageClassName:       "other",
+			},
+		}
+		if err := b.c.Create(ctx, pv); err != nil {
+			return err
+		}
+		pvc := &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("unrelated-%d", i), Namespace: "unrelated"},
+			Spec: corev1.PersistentVolumeClaimSpec{
+				AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+				StorageClassName: new("other-unbound"),
+			},
+		}
+		if err := b.c.Create(ctx, pvc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// procStats returns a process's peak RSS (VmHWM) in MB and its CPU time in seconds.
+func procStats(pid int) (float64, float64) {
+	return statusField(pid, "VmHWM:"), cpuSeconds(pid)
+}
+
+func currentRSS(pid int) float64 { return statusField(pid, "VmRSS:") }
+
+func statusField(pid int, field string) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, field); ok {
+			kb, _ := strconv.ParseFloat(strings.Fields(rest)[0], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func cpuSeconds(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses and may hold spaces.
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	utime, _ := strconv.ParseFloat(fields[11], 64)
+	stime, _ := strconv.ParseFloat(fields[12], 64)
+	ticks := 100.0 // USER_HZ
+	if out, err := exec.Command("getconf", "CLK_TCK").Output(); err == nil {
+		if v, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64); err == nil {
+			ticks = v
+		}
+	}
+	return (utime + stime) / ticks
+}
+
+// admission times TServer creates through the API server with the webhooks registered, then
+// with their configurations removed.
+func (b *bench) admission(ctx context.Context) ([]result, error) {
+	with, err := b.timeCreates(ctx, "admission-with")
+	if err != nil {
+		return nil, err
+	}
+	if err := b.c.DeleteAllOf(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{}); err != nil {
+		return nil, err
+	}
+	if err := b.c.DeleteAllOf(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{}); err != nil {
+		return nil, err
+	}
+	time.Sleep(2 * time.Second) // the API server's webhook configuration informer
+	without, err := b.timeCreates(ctx, "admission-without")
+	if err != nil {
+		return nil, err
+	}
+	p := func(d []time.Duration, q float64) float64 {
+		return float64(d[int(q*float64(len(d)-1))].Microseconds()) / 1000
+	}
+	overhead := p(with, 0.99) - p(without, 0.99)
+	return []result{
+		{Scenario: scenarioAdmission, Metric: "create p50 with webhooks", Value: p(with, 0.50), Unit: "ms", Bound: p(without, 0.50)},
+		{Scenario: scenarioAdmission, Metric: "create p99 with webhooks", Value: p(with, 0.99), Unit: "ms", Bound: p(without, 0.99)},
+		{Scenario: scenarioAdmission, Metric: "p99 overhead of the webhooks", Value: overhead, Unit: "ms",
+			Target: "<= 5 ms", Met: new(overhead <= 5)},
+	}, nil
+}
+
+func (b *bench) timeCreates(ctx context.Context, ns string) ([]time.Duration, error) {
+	if err := b.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return nil, err
+	}
+	durations := make([]time.Duration, 0, b.o.creates)
+	for i := range b.o.creates {
+		ts := b.tserver(ns, "adm", i)
+		ts.Spec.Release = nil // no pods: this measures admission, not scheduling
+		start := time.Now()
+		if err := b.c.Create(ctx, ts); err != nil {
+			return nil, err
+		}
+		durations = append(durations, time.Since(start))
+	}
+	slices.Sort(durations)
+	return durations, nil
+}
+
+func printTable(o options, results []result) {
+	fmt.Printf("\nM=%d nodes, S=%d TServers x R=%d replicas x V=%d tLocalVolumes, kube-controller-manager QPS %d, "+
+		"GC grace %s\n\n", o.nodes, o.servers, o.replicas, o.volumes, localcluster.ControllerManagerQPS, o.gcGrace)
+	fmt.Printf("%-20s %-46s %10s %-9s %10s %7s %-16s %s\n", "scenario", "metric", "value", "unit", "bound", "ratio", "target", "met")
+	for _, r := range results {
+		met := ""
+		if r.Met != nil {
+			met = map[bool]string{true: "yes", false: "NO"}[*r.Met]
+		}
+		bound, rat := "", ""
+		if r.Bound != 0 {
+			bound = fmt.Sprintf("%.2f", r.Bound)
+		}
+		if r.Ratio != 0 {
+			rat = fmt.Sprintf("%.2f", r.Ratio)
+		}
+		fmt.Printf("%-20s %-46s %10.2f %-9s %10s %7s %-16s %s\n", r.Scenario, r.Metric, r.Value, r.Unit, bound, rat, r.Target, met)
+	}
+}
