@@ -85,7 +85,7 @@ func SetupWithManager(mgr ctrl.Manager, cfg Config) error {
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("tserver-agent-" + cfg.NodeName),
 	}
-	if err := (&ClaimReconciler{a}).SetupWithManager(mgr); err != nil {
+	if err := (&ClaimReconciler{Agent: a}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	return (&VolumeReconciler{a}).SetupWithManager(mgr)

@@ -20,6 +20,8 @@ import (
 	"context"
 	"errors"
 	"path"
+	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -29,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -40,6 +43,12 @@ import (
 // serve, and keeps the directory of each bound volume of this node as its claim says.
 type ClaimReconciler struct {
 	*Agent
+
+	reclaim struct {
+		sync.Mutex
+		policy corev1.PersistentVolumeReclaimPolicy
+		read   time.Time
+	}
 }
 
 // Reconcile handles one claim.
@@ -85,13 +94,6 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 	case !apierrors.IsNotFound(err):
 		return err
 	}
-	// Not in this node's cache; a volume of that name and another node or class would be too.
-	if err := r.APIReader.Get(ctx, client.ObjectKey{Name: name}, existing); err == nil {
-		return r.checkExisting(pvc, existing, g)
-	} else if !apierrors.IsNotFound(err) {
-		return err
-	}
-
 	res, err := r.Root.Ensure(g.dir(), own)
 	if err != nil {
 		agentErrors.WithLabelValues(reasonDirectory).Inc()
@@ -109,7 +111,12 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 	pv := r.buildVolume(pvc, g, name, reclaim)
 	if err := r.Create(ctx, pv); err != nil {
 		if apierrors.IsAlreadyExists(err) {
-			return nil // made by an earlier attempt the cache has not seen yet
+			// Not in this node's cache: made by an earlier attempt the cache has not seen yet, or
+			// a volume of that name for another node, class or group.
+			if err := r.APIReader.Get(ctx, client.ObjectKey{Name: name}, existing); err != nil {
+				return client.IgnoreNotFound(err)
+			}
+			return r.checkExisting(pvc, existing, g)
 		}
 		agentErrors.WithLabelValues(reasonCreateVolume).Inc()
 		r.Recorder.Eventf(pvc, nil, corev1.EventTypeWarning, "ProvisioningFailed", "Provision",
@@ -154,16 +161,26 @@ func localPath(pv *corev1.PersistentVolume) string {
 	return pv.Spec.Local.Path
 }
 
+// reclaimPolicyTTL is how long the StorageClass's reclaim policy, immutable but for a class
+// deleted and made again, is reused before it is read again.
+const reclaimPolicyTTL = time.Minute
+
 // reclaimPolicy is the StorageClass's; Delete if it has none.
 func (r *ClaimReconciler) reclaimPolicy(ctx context.Context) (corev1.PersistentVolumeReclaimPolicy, error) {
+	r.reclaim.Lock()
+	defer r.reclaim.Unlock()
+	if r.reclaim.policy != "" && time.Since(r.reclaim.read) < reclaimPolicyTTL {
+		return r.reclaim.policy, nil
+	}
 	sc := &storagev1.StorageClass{}
 	if err := r.APIReader.Get(ctx, client.ObjectKey{Name: r.StorageClassName}, sc); err != nil {
 		return "", err
 	}
-	if sc.ReclaimPolicy == nil {
-		return corev1.PersistentVolumeReclaimDelete, nil
+	r.reclaim.policy, r.reclaim.read = corev1.PersistentVolumeReclaimDelete, time.Now()
+	if sc.ReclaimPolicy != nil {
+		r.reclaim.policy = *sc.ReclaimPolicy
 	}
-	return *sc.ReclaimPolicy, nil
+	return r.reclaim.policy, nil
 }
 
 // buildVolume is the PersistentVolume of group g on this node for claim pvc.
@@ -262,6 +279,9 @@ func (r *ClaimReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.PersistentVolume{}, handler.EnqueueRequestsFromMapFunc(r.claimsOfVolume)).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.claimsOfNode)).
 		Named("claim").
+		// Claims are independent: two of one group racing for this node's volume name is
+		// settled by the API server (one create wins, the other sees AlreadyExists).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Complete(r)
 }
 
