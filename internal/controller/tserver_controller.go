@@ -71,6 +71,9 @@ type TServerReconciler struct {
 	client.Client
 	Scheme   *runtime.Scheme
 	Recorder events.EventRecorder
+	// VolumeWait is how long new replicas wait for node-local volumes before their pods are
+	// made anyway; 0 does not wait (see admitReplicas).
+	VolumeWait time.Duration
 }
 
 // +kubebuilder:rbac:groups=k8s.tars.io,resources=tservers,verbs=get;list;watch
@@ -78,7 +81,8 @@ type TServerReconciler struct {
 // +kubebuilder:rbac:groups=k8s.tars.io,resources=tservers/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update
-// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;patch;delete
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=persistentvolumes,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -106,6 +110,9 @@ func (r *TServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if err := r.updateStatus(ctx, ts, o); err != nil {
 		return ctrl.Result{}, err
 	}
+	if o.waitingForVolumes {
+		return ctrl.Result{RequeueAfter: volumePoll}, nil
+	}
 	if o.waiting {
 		return ctrl.Result{RequeueAfter: waitInterval}, nil
 	}
@@ -119,6 +126,8 @@ type observed struct {
 	conflicts   []string // objects of the TServer's names that it does not own
 	claims      []corev1.PersistentVolumeClaim
 	waiting     bool // something is under way that no watch will report
+	// waitingForVolumes: new replicas are held back until their volumes are provisioned.
+	waitingForVolumes bool
 }
 
 // reconcileService creates or updates the headless Service.
@@ -165,6 +174,11 @@ func (r *TServerReconciler) reconcileStatefulSet(ctx context.Context, ts *tarsv1
 	err = r.Get(ctx, client.ObjectKeyFromObject(desired), existing)
 	switch {
 	case apierrors.IsNotFound(err):
+		admitted, err := r.admitReplicas(ctx, ts, 0, *desired.Spec.Replicas, o)
+		if err != nil {
+			return err
+		}
+		desired.Spec.Replicas = &admitted
 		if err := r.create(ctx, ts, desired, "StatefulSet", o); err != nil {
 			return err
 		}
@@ -197,6 +211,11 @@ func (r *TServerReconciler) reconcileStatefulSet(ctx context.Context, ts *tarsv1
 	}
 
 	o.statefulSet = existing
+	admitted, err := r.admitReplicas(ctx, ts, *existing.Spec.Replicas, *desired.Spec.Replicas, o)
+	if err != nil {
+		return err
+	}
+	desired.Spec.Replicas = &admitted
 	if existing.Annotations[specHashAnnotation] == hash && *existing.Spec.Replicas == *desired.Spec.Replicas {
 		return nil
 	}
@@ -410,6 +429,9 @@ func computeStatus(ts *tarsv1beta1.TServer, o *observed) tarsv1beta1.TServerStat
 	case o.recreating:
 		ready.Status, ready.Reason = metav1.ConditionFalse, "RecreatingStatefulSet"
 		ready.Message = "the StatefulSet is being recreated with new claim templates; its pods keep running"
+	case o.waitingForVolumes:
+		ready.Status, ready.Reason = metav1.ConditionFalse, "ProvisioningVolumes"
+		ready.Message = "new replicas wait for their node-local volumes to be provisioned"
 	case sts == nil || sts.Status.ObservedGeneration < sts.Generation:
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, "Progressing", "the StatefulSet is being updated"
 	case sts.Status.ReadyReplicas < desiredReplicas || sts.Status.Replicas != desiredReplicas:
@@ -485,12 +507,17 @@ func CacheOptions() cache.Options {
 	if err != nil {
 		panic(err) // a constant requirement
 	}
+	localVolume, err := labels.NewRequirement(tarsv1beta1.LabelLocalVolume, selection.Exists, nil)
+	if err != nil {
+		panic(err) // a constant requirement
+	}
 	ours := cache.ByObject{Label: labels.NewSelector().Add(*req)}
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
 		&appsv1.StatefulSet{}:           ours,
 		&corev1.Service{}:               ours,
 		&corev1.PersistentVolumeClaim{}: ours,
 		&corev1.Pod{}:                   ours,
+		&corev1.PersistentVolume{}:      {Label: labels.NewSelector().Add(*localVolume)},
 	}}
 }
 

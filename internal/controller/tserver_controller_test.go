@@ -31,6 +31,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
@@ -374,6 +375,56 @@ var _ = Describe("TServer controller", func() {
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(foreign), got)).To(Succeed())
 		Expect(got.ResourceVersion).To(Equal(foreign.ResourceVersion))
 		Expect(got.OwnerReferences).To(BeEmpty())
+	})
+
+	It("holds new replicas back until their claims exist and volumes wait for them", func() {
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		statefulSetOf(ts)
+		waiting := &TServerReconciler{Client: k8sClient, Scheme: k8sClient.Scheme(), Recorder: reconciler.Recorder,
+			VolumeWait: time.Hour}
+		o := &observed{}
+
+		By("making the claims of the new replicas and holding them while no volume exists")
+		admitted, err := waiting.admitReplicas(ctx, ts, 0, 2, o)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(admitted).To(BeZero())
+		Expect(o.waitingForVolumes).To(BeTrue())
+		for i := range 2 {
+			pvc := &corev1.PersistentVolumeClaim{}
+			Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: fmt.Sprintf("remote-log-dir-tars-tarslog-%d", i)}, pvc)).
+				To(Succeed())
+			Expect(pvc.Annotations).To(HaveKeyWithValue("tars.io/LocalVolumeUID", "1000"))
+			Expect(pvc.Spec.Selector.MatchLabels).To(HaveKeyWithValue("tars.io/LocalVolume", "remote-log-dir"))
+		}
+
+		By("admitting them once enough volumes wait")
+		for i := range 2 {
+			pv := &corev1.PersistentVolume{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-pv-%d", ns, i), Labels: buildClaimTemplates(ts)[0].Labels},
+				Spec: corev1.PersistentVolumeSpec{
+					Capacity:               corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
+					AccessModes:            []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+					PersistentVolumeSource: corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/x"}},
+					StorageClassName:       "t-storage-class",
+				},
+			}
+			Expect(k8sClient.Create(ctx, pv)).To(Succeed())
+			pv.Status.Phase = corev1.VolumeAvailable
+			Expect(k8sClient.Status().Update(ctx, pv)).To(Succeed())
+		}
+		admitted, err = waiting.admitReplicas(ctx, ts, 0, 2, &observed{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(admitted).To(Equal(int32(2)))
+
+		By("not waiting forever: after VolumeWait the pods are made anyway")
+		waiting.VolumeWait = 2 * time.Second
+		admitted, err = waiting.admitReplicas(ctx, ts, 2, 5, &observed{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(admitted).To(Equal(int32(2)), "the claims of replicas 2 to 4 were made just now")
+		time.Sleep(2100 * time.Millisecond)
+		admitted, err = waiting.admitReplicas(ctx, ts, 2, 5, &observed{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(admitted).To(Equal(int32(5)))
 	})
 
 	It("reports ready replicas and bound claims from the StatefulSet and claims", func() {
