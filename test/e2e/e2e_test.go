@@ -103,6 +103,19 @@ func podReady(pod *corev1.Pod) bool {
 	return false
 }
 
+// restartPod deletes a pod and returns its replacement once it is ready.
+func restartPod(ns, name string) *corev1.Pod {
+	old := getPod(ns, name)
+	Expect(old).NotTo(BeNil())
+	Expect(k8sClient.Delete(ctx, old)).To(Succeed())
+	var pod *corev1.Pod
+	Eventually(func() bool {
+		pod = getPod(ns, name)
+		return pod != nil && pod.UID != old.UID && podReady(pod)
+	}, timeout, interval).Should(BeTrue())
+	return pod
+}
+
 // waitRunning waits until pods 0..replicas-1 of ts are ready and their claims of volumes bound,
 // and returns the node of each pod.
 func waitRunning(ts *tarsv1beta1.TServer, replicas int, volumes ...string) []string {
@@ -218,13 +231,7 @@ var _ = Describe("The seed's story on a local cluster", func() {
 		Expect(os.WriteFile(file, []byte("written before the restart"), 0o644)).To(Succeed())
 
 		for range 2 {
-			old := getPod(ns, ts.Name+"-0")
-			Expect(k8sClient.Delete(ctx, old)).To(Succeed())
-			Eventually(func() bool {
-				pod := getPod(ns, ts.Name+"-0")
-				return pod != nil && pod.UID != old.UID && podReady(pod)
-			}, timeout, interval).Should(BeTrue())
-			Expect(getPod(ns, ts.Name+"-0").Spec.NodeName).To(Equal(nodes[0]))
+			Expect(restartPod(ns, ts.Name+"-0").Spec.NodeName).To(Equal(nodes[0]))
 		}
 		Expect(os.ReadFile(file)).To(Equal([]byte("written before the restart")))
 	})
@@ -245,13 +252,7 @@ var _ = Describe("The seed's story on a local cluster", func() {
 			node := waitRunning(ts, 1, tarsv1beta1.DelayBindVolumeName)[0]
 			Expect(volumeOf(ns, claimName("delay-bind", ts, 0)).Labels[corev1.LabelHostname]).To(Equal(node))
 
-			old := getPod(ns, ts.Name+"-0")
-			Expect(k8sClient.Delete(ctx, old)).To(Succeed())
-			Eventually(func() bool {
-				pod := getPod(ns, ts.Name+"-0")
-				return pod != nil && pod.UID != old.UID && podReady(pod)
-			}, timeout, interval).Should(BeTrue())
-			Expect(getPod(ns, ts.Name+"-0").Spec.NodeName).To(Equal(node))
+			Expect(restartPod(ns, ts.Name+"-0").Spec.NodeName).To(Equal(node))
 		},
 		Entry("hostNetwork", "hostnet", func(k *tarsv1beta1.TServerK8S) { k.HostNetwork = true }, nil),
 		Entry("hostIPC", "hostipc", func(k *tarsv1beta1.TServerK8S) { k.HostIPC = true }, nil),
