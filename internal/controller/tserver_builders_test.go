@@ -398,3 +398,28 @@ func TestSpecHash(t *testing.T) {
 		}
 	}
 }
+
+func TestTServerOfVolume(t *testing.T) {
+	pv := func(name string, labels map[string]string) *corev1.PersistentVolume {
+		return &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	}
+	labels := map[string]string{"tars.io/ServerApp": "Tars", "tars.io/ServerName": "TarsLog", "tars.io/LocalVolume": "remote-log-dir"}
+	for _, tt := range []struct {
+		pv   *corev1.PersistentVolume
+		want string
+	}{
+		{pv("team-a-remote-log-dir-tars-tarslog-36520b71", labels), "team-a/tars-tarslog"},
+		{pv("default-remote-log-dir-tars-tarslog-c4e31c6", labels), "default/tars-tarslog"},
+		{pv("other-name", labels), ""},
+		{pv("default-remote-log-dir-tars-tarslog-36520b71", map[string]string{"tars.io/ServerApp": "tars"}), ""},
+	} {
+		reqs := tserverOfVolume(t.Context(), tt.pv)
+		got := ""
+		if len(reqs) == 1 {
+			got = reqs[0].String()
+		}
+		if got != tt.want {
+			t.Errorf("tserverOfVolume(%s) = %q, want %q", tt.pv.Name, got, tt.want)
+		}
+	}
+}

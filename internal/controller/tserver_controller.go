@@ -48,6 +48,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -528,8 +529,32 @@ func (r *TServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&appsv1.StatefulSet{}).
 		Owns(&corev1.Service{}).
 		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(tserverOfLabels)).
+		// A new volume may be what held new replicas back (admitReplicas).
+		Watches(&corev1.PersistentVolume{}, handler.EnqueueRequestsFromMapFunc(tserverOfVolume),
+			builder.WithPredicates(predicate.Funcs{
+				CreateFunc: func(event.CreateEvent) bool { return true },
+				UpdateFunc: func(event.UpdateEvent) bool { return false },
+				DeleteFunc: func(event.DeleteEvent) bool { return false },
+			})).
 		Named("tserver").
 		Complete(r)
+}
+
+// tserverOfVolume maps a node-local volume to the TServer of its namespace that waits for it.
+// A volume records its namespace only in its name,
+// <namespace>-<volume>-<lower(app)>-<lower(server)>-<hash> (see the agent's VolumeName).
+func tserverOfVolume(_ context.Context, obj client.Object) []reconcile.Request {
+	l := obj.GetLabels()
+	app, server, volume := l[tarsv1beta1.LabelServerApp], l[tarsv1beta1.LabelServerName], l[tarsv1beta1.LabelLocalVolume]
+	i := strings.LastIndexByte(obj.GetName(), '-')
+	if app == "" || server == "" || volume == "" || i < 0 {
+		return nil
+	}
+	ns, ok := strings.CutSuffix(obj.GetName()[:i], "-"+volume+"-"+strings.ToLower(app)+"-"+strings.ToLower(server))
+	if !ok || ns == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: tarsv1beta1.ResourceName(app, server)}}}
 }
 
 // tserverOfLabels maps an object labelled with a server's app and name to its TServer.
