@@ -251,14 +251,25 @@ func (b *bench) timeToBound(ctx context.Context, name string, servers int, precr
 		}
 	}
 	want := servers * b.o.replicas
+	// Milestones on the way, to show where the time goes.
+	milestones := map[string]time.Duration{}
+	mark := func(what string, done bool) {
+		if _, seen := milestones[what]; done && !seen {
+			milestones[what] = time.Since(start)
+		}
+	}
 	deadline := time.Now().Add(15 * time.Minute)
 	for time.Now().Before(deadline) {
 		pvcs := &corev1.PersistentVolumeClaimList{}
 		pods := &corev1.PodList{}
+		pvs := &corev1.PersistentVolumeList{}
 		if err := b.c.List(ctx, pvcs, client.InNamespace(name)); err != nil {
 			return 0, err
 		}
 		if err := b.c.List(ctx, pods, client.InNamespace(name)); err != nil {
+			return 0, err
+		}
+		if err := b.c.List(ctx, pvs, client.MatchingLabels{tarsv1beta1.LabelServerApp: name}); err != nil {
 			return 0, err
 		}
 		bound := 0
@@ -267,15 +278,26 @@ func (b *bench) timeToBound(ctx context.Context, name string, servers int, precr
 				bound++
 			}
 		}
-		running := 0
+		scheduled, running := 0, 0
 		for _, pod := range pods.Items {
+			if pod.Spec.NodeName != "" {
+				scheduled++
+			}
 			if pod.Status.Phase == corev1.PodRunning {
 				running++
 			}
 		}
+		mark("all claims exist", len(pvcs.Items) == want*b.o.volumes)
+		mark("all volumes exist", len(pvs.Items) >= servers*b.o.volumes*len(b.cluster.Nodes))
+		mark("all pods exist", len(pods.Items) == want)
+		mark("all pods scheduled", scheduled == want)
+		mark("all claims bound", bound == want*b.o.volumes)
 		if bound == want*b.o.volumes && running == want {
 			took := time.Since(start)
 			fmt.Printf("  %s: %d claims bound, %d pods running in %s\n", name, bound, running, took.Round(10*time.Millisecond))
+			for _, what := range []string{"all claims exist", "all volumes exist", "all pods exist", "all pods scheduled", "all claims bound"} {
+				fmt.Printf("    %-20s %s\n", what, milestones[what].Round(10*time.Millisecond))
+			}
 			return took, nil
 		}
 		time.Sleep(100 * time.Millisecond)
