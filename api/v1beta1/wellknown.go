@@ -92,3 +92,17 @@ func (s *TServerSpec) Endpoints() []Endpoint {
 	}
 	return eps
 }
+
+// WithDefaults is lv with a missing or empty uid, gid or mode replaced by "0", "0" and "755".
+func (lv TLocalVolume) WithDefaults() TLocalVolume {
+	if lv.UID == "" {
+		lv.UID = DefaultLocalVolumeUID
+	}
+	if lv.GID == "" {
+		lv.GID = DefaultLocalVolumeGID
+	}
+	if lv.Mode == "" {
+		lv.Mode = DefaultLocalVolumeMode
+	}
+	return lv
+}

@@ -267,18 +267,12 @@ func buildClaimTemplates(ts *tarsv1beta1.TServer) []corev1.PersistentVolumeClaim
 
 // localVolumeAnnotations tell the node agent the owner and mode of a claim's directory.
 func localVolumeAnnotations(lv *tarsv1beta1.TLocalVolume) map[string]string {
+	d := lv.WithDefaults()
 	return map[string]string{
-		tarsv1beta1.AnnotationLocalVolumeUID:  orDefault(lv.UID, tarsv1beta1.DefaultLocalVolumeUID),
-		tarsv1beta1.AnnotationLocalVolumeGID:  orDefault(lv.GID, tarsv1beta1.DefaultLocalVolumeGID),
-		tarsv1beta1.AnnotationLocalVolumeMode: orDefault(lv.Mode, tarsv1beta1.DefaultLocalVolumeMode),
+		tarsv1beta1.AnnotationLocalVolumeUID:  d.UID,
+		tarsv1beta1.AnnotationLocalVolumeGID:  d.GID,
+		tarsv1beta1.AnnotationLocalVolumeMode: d.Mode,
 	}
-}
-
-func orDefault(value, def string) string {
-	if value == "" {
-		return def
-	}
-	return value
 }
 
 // localVolumeLabels mark a node-local claim (and the volume the agent makes for it) as volume

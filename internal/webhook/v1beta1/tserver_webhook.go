@@ -64,18 +64,8 @@ func (d *TServerDefaulter) Default(_ context.Context, ts *tarsv1beta1.TServer) e
 // defaults "0", "0" and "755".
 func DefaultTServer(ts *tarsv1beta1.TServer) {
 	for i := range ts.Spec.K8S.Mounts {
-		lv := ts.Spec.K8S.Mounts[i].Source.TLocalVolume
-		if lv == nil {
-			continue
-		}
-		if lv.UID == "" {
-			lv.UID = tarsv1beta1.DefaultLocalVolumeUID
-		}
-		if lv.GID == "" {
-			lv.GID = tarsv1beta1.DefaultLocalVolumeGID
-		}
-		if lv.Mode == "" {
-			lv.Mode = tarsv1beta1.DefaultLocalVolumeMode
+		if lv := ts.Spec.K8S.Mounts[i].Source.TLocalVolume; lv != nil {
+			*lv = lv.WithDefaults()
 		}
 	}
 }
