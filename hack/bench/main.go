@@ -305,31 +305,24 @@ func (b *bench) timeToBound(ctx context.Context, name string, servers int, precr
 	return 0, fmt.Errorf("%s: not all claims bound and pods running after 15 minutes", name)
 }
 
-// volume is the PersistentVolume the agent of node would make for volume of ts.
+// volume is the PersistentVolume the agent of node would make for volume of ts: its own builder,
+// given the claim the controller makes.
 func (b *bench) volume(ts *tarsv1beta1.TServer, volume, node string) *corev1.PersistentVolume {
-	labels := map[string]string{
-		tarsv1beta1.LabelServerApp: ts.Spec.App, tarsv1beta1.LabelServerName: ts.Spec.Server,
-		tarsv1beta1.LabelLocalVolume: volume, corev1.LabelHostname: node,
-	}
-	return &corev1.PersistentVolume{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:   agent.VolumeName(ts.Namespace, volume, ts.Spec.App, ts.Spec.Server, node, tarsv1beta1.StorageClassName),
-			Labels: labels,
-		},
-		Spec: corev1.PersistentVolumeSpec{
-			Capacity:    corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
+	claim := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ts.Namespace, Labels: map[string]string{
+			tarsv1beta1.LabelServerApp: ts.Spec.App, tarsv1beta1.LabelServerName: ts.Spec.Server,
+			tarsv1beta1.LabelLocalVolume: volume,
+		}},
+		Spec: corev1.PersistentVolumeClaimSpec{
 			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			PersistentVolumeSource: corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{
-				Path: filepath.Join(localcluster.ProductionHostRoot, ts.Namespace, ts.Spec.App+"."+ts.Spec.Server, volume),
-			}},
-			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
-				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{node}}},
-			}}}},
-			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimDelete,
-			StorageClassName:              tarsv1beta1.StorageClassName,
-			VolumeMode:                    new(corev1.PersistentVolumeFilesystem),
+			Resources: corev1.VolumeResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
+			},
 		},
 	}
+	cfg := agent.Config{NodeName: node, Hostname: node, HostRoot: localcluster.ProductionHostRoot,
+		StorageClassName: tarsv1beta1.StorageClassName}
+	return cfg.Volume(claim, corev1.PersistentVolumeReclaimDelete)
 }
 
 // volumesOf counts the volumes of the run whose app is app.

@@ -159,8 +159,8 @@ func (a *Agent) groupOfVolume(pv *corev1.PersistentVolume) (group, bool) {
 	return g, true
 }
 
-func (a *Agent) volumeName(g group) string {
-	return VolumeName(g.namespace, g.volume, g.app, g.server, a.NodeName, a.StorageClassName)
+func (c *Config) volumeName(g group) string {
+	return VolumeName(g.namespace, g.volume, g.app, g.server, c.NodeName, c.StorageClassName)
 }
 
 // relativePath is where a volume of this agent lives below the root, or "" when its path is not

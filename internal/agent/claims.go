@@ -108,7 +108,7 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 			"Node %s cannot read StorageClass %s for the reclaim policy: %v", r.NodeName, r.StorageClassName, err)
 		return err
 	}
-	pv := r.buildVolume(pvc, g, name, reclaim)
+	pv := r.Volume(pvc, reclaim)
 	if err := r.Create(ctx, pv); err != nil {
 		if apierrors.IsAlreadyExists(err) {
 			// Not in this node's cache: made by an earlier attempt the cache has not seen yet, or
@@ -183,11 +183,12 @@ func (r *ClaimReconciler) reclaimPolicy(ctx context.Context) (corev1.PersistentV
 	return r.reclaim.policy, nil
 }
 
-// buildVolume is the PersistentVolume of group g on this node for claim pvc.
-func (r *ClaimReconciler) buildVolume(pvc *corev1.PersistentVolumeClaim, g group, name string,
-	reclaim corev1.PersistentVolumeReclaimPolicy) *corev1.PersistentVolume {
+// Volume is the PersistentVolume the agent of this node makes for the group of claim pvc. It is
+// exported so that `make bench` pre-creates exactly what the agent would.
+func (c *Config) Volume(pvc *corev1.PersistentVolumeClaim, reclaim corev1.PersistentVolumeReclaimPolicy) *corev1.PersistentVolume {
+	g, _ := groupOf(pvc.Namespace, pvc.Labels)
 	labels := g.labels()
-	labels[corev1.LabelHostname] = r.Hostname
+	labels[corev1.LabelHostname] = c.Hostname
 	capacity := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
 	if capacity.IsZero() {
 		capacity = resource.MustParse("1G")
@@ -198,23 +199,23 @@ func (r *ClaimReconciler) buildVolume(pvc *corev1.PersistentVolumeClaim, g group
 	}
 	return &corev1.PersistentVolume{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:        name,
+			Name:        c.volumeName(g),
 			Labels:      labels,
-			Annotations: map[string]string{ProvisionedByAnnotation: "tserver-agent-" + r.NodeName},
+			Annotations: map[string]string{ProvisionedByAnnotation: "tserver-agent-" + c.NodeName},
 		},
 		Spec: corev1.PersistentVolumeSpec{
 			Capacity:    corev1.ResourceList{corev1.ResourceStorage: capacity},
 			AccessModes: accessModes,
 			PersistentVolumeSource: corev1.PersistentVolumeSource{
-				Local: &corev1.LocalVolumeSource{Path: path.Join(r.HostRoot, g.dir())},
+				Local: &corev1.LocalVolumeSource{Path: path.Join(c.HostRoot, g.dir())},
 			},
 			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{
 				NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{
-					Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{r.Hostname},
+					Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{c.Hostname},
 				}}}},
 			}},
 			PersistentVolumeReclaimPolicy: reclaim,
-			StorageClassName:              r.StorageClassName,
+			StorageClassName:              c.StorageClassName,
 			VolumeMode:                    new(corev1.PersistentVolumeFilesystem),
 		},
 	}

@@ -222,20 +222,6 @@ func (c *Cluster) Stop() error {
 	return errors.Join(errs...)
 }
 
-// WaitForWebhookServer waits until something serves TLS at the webhook address, so that
-// admission requests do not fail while the manager starts.
-func (c *Cluster) WaitForWebhookServer(ctx context.Context) error {
-	addr := net.JoinHostPort(c.Webhook.Host, fmt.Sprint(c.Webhook.Port))
-	return poll(ctx, func() bool {
-		conn, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", addr)
-		if err != nil {
-			return false
-		}
-		_ = conn.Close()
-		return true
-	})
-}
-
 // WaitForReady waits until url (a /readyz endpoint) answers 200.
 func WaitForReady(ctx context.Context, url string) error {
 	return poll(ctx, func() bool {
