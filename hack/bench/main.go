@@ -21,24 +21,33 @@ limitations under the License.
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
@@ -51,7 +60,8 @@ type options struct {
 	nodes, servers, replicas    int
 	volumes, unrelated, creates int
 	gcGrace                     time.Duration
-	jsonOut                     string
+	jsonOut, profileDir         string
+	profileFor                  time.Duration
 }
 
 const (
@@ -83,6 +93,9 @@ func main() {
 	flag.IntVar(&o.unrelated, "unrelated", 10000, "Unrelated claims and volumes for the footprint scenario.")
 	flag.IntVar(&o.creates, "creates", 1000, "TServer creates for the admission scenario.")
 	flag.DurationVar(&o.gcGrace, "gc-grace-period", 15*time.Second, "The agents' grace period (short for the bench).")
+	flag.StringVar(&o.profileDir, "profile-dir", "", "If set, CPU profiles of the manager, the first agent and the "+
+		"API server from the start of the run with the agents are written there (go tool pprof <file>).")
+	flag.DurationVar(&o.profileFor, "profile-for", 15*time.Second, "How long the profiles of --profile-dir last.")
 	flag.StringVar(&o.jsonOut, "json", ".local/bench/results.json", "Where to write the results as JSON.")
 	flag.Parse()
 	if o.binDir == "" {
@@ -105,6 +118,11 @@ type bench struct {
 	o       options
 	cluster *localcluster.Cluster
 	c       client.Client
+	// obs watches the runs' claims, pods and volumes: polling them with lists would load the
+	// API server the bench measures.
+	obs     client.Reader
+	manager *localcluster.Process
+	agents  []*localcluster.Process
 }
 
 func run(ctx context.Context, o options) ([]result, error) {
@@ -127,7 +145,8 @@ func run(ctx context.Context, o options) ([]result, error) {
 		return nil, err
 	}
 	defer func() { _ = cluster.Stop() }()
-	if _, err := cluster.StartManager(ctx, o.operator, nil); err != nil {
+	manager, err := cluster.StartManager(ctx, o.operator, nil)
+	if err != nil {
 		return nil, err
 	}
 	scheme := runtime.NewScheme()
@@ -137,7 +156,11 @@ func run(ctx context.Context, o options) ([]result, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &bench{o: o, cluster: cluster, c: c}
+	obs, err := observer(ctx, cluster.Config, scheme)
+	if err != nil {
+		return nil, err
+	}
+	b := &bench{o: o, cluster: cluster, c: c, obs: obs, manager: manager}
 
 	// Admission first, on the quiet cluster (manager only); it removes the webhook
 	// configurations at its end, which nothing after it needs.
@@ -153,9 +176,17 @@ func run(ctx context.Context, o options) ([]result, error) {
 	if _, err := b.timeToBound(ctx, "warmup", 2, true); err != nil {
 		return results, err
 	}
+	if err := b.cleanUp(ctx, "warmup"); err != nil {
+		return results, err
+	}
 	fmt.Println("Scenario 1b: Kubernetes alone, with the volumes pre-created as the agent would create them...")
 	lower, err := b.timeToBound(ctx, "lower", o.servers, true)
 	if err != nil {
+		return results, err
+	}
+	// Each run starts on an empty cluster: the agents would otherwise spend the measured run
+	// collecting the volumes this one left unbound.
+	if err := b.cleanUp(ctx, "lower"); err != nil {
 		return results, err
 	}
 	fmt.Println("Starting the agents...")
@@ -164,6 +195,7 @@ func run(ctx context.Context, o options) ([]result, error) {
 		return results, err
 	}
 	fmt.Println("Scenario 1a: with the agents provisioning...")
+	b.agents = agents
 	ours, err := b.timeToBound(ctx, "agents", o.servers, false)
 	if err != nil {
 		return results, err
@@ -243,7 +275,16 @@ func (b *bench) timeToBound(ctx context.Context, name string, servers int, precr
 				}
 			}
 		}
+		// Pre-created volumes are ready to use: the clock starts once the PV controller has
+		// marked every one Available.
+		if err := b.waitAvailable(ctx, name, servers*b.o.volumes*len(b.cluster.Nodes)); err != nil {
+			return 0, err
+		}
 	}
+	if b.o.profileDir != "" && len(b.agents) > 0 {
+		defer b.profile(ctx)()
+	}
+	cpuBefore := cpuByComponent()
 	start := time.Now()
 	for i := range servers {
 		if err := b.c.Create(ctx, b.tserver(name, name, i)); err != nil {
@@ -263,13 +304,13 @@ func (b *bench) timeToBound(ctx context.Context, name string, servers int, precr
 		pvcs := &corev1.PersistentVolumeClaimList{}
 		pods := &corev1.PodList{}
 		pvs := &corev1.PersistentVolumeList{}
-		if err := b.c.List(ctx, pvcs, client.InNamespace(name)); err != nil {
+		if err := b.obs.List(ctx, pvcs, client.InNamespace(name), client.UnsafeDisableDeepCopy); err != nil {
 			return 0, err
 		}
-		if err := b.c.List(ctx, pods, client.InNamespace(name)); err != nil {
+		if err := b.obs.List(ctx, pods, client.InNamespace(name), client.UnsafeDisableDeepCopy); err != nil {
 			return 0, err
 		}
-		if err := b.c.List(ctx, pvs, client.MatchingLabels{tarsv1beta1.LabelServerApp: name}); err != nil {
+		if err := b.obs.List(ctx, pvs, client.MatchingLabels{tarsv1beta1.LabelServerApp: name}, client.UnsafeDisableDeepCopy); err != nil {
 			return 0, err
 		}
 		bound := 0
@@ -288,21 +329,219 @@ func (b *bench) timeToBound(ctx context.Context, name string, servers int, precr
 			}
 		}
 		mark("all claims exist", len(pvcs.Items) == want*b.o.volumes)
+		available := 0
+		for _, pv := range pvs.Items {
+			if pv.Status.Phase != corev1.VolumePending {
+				available++ // Available, or bound since
+			}
+		}
 		mark("all volumes exist", len(pvs.Items) >= servers*b.o.volumes*len(b.cluster.Nodes))
+		mark("all volumes usable", available >= servers*b.o.volumes*len(b.cluster.Nodes))
 		mark("all pods exist", len(pods.Items) == want)
 		mark("all pods scheduled", scheduled == want)
 		mark("all claims bound", bound == want*b.o.volumes)
 		if bound == want*b.o.volumes && running == want {
 			took := time.Since(start)
 			fmt.Printf("  %s: %d claims bound, %d pods running in %s\n", name, bound, running, took.Round(10*time.Millisecond))
-			for _, what := range []string{"all claims exist", "all volumes exist", "all pods exist", "all pods scheduled", "all claims bound"} {
+			for _, what := range []string{"all claims exist", "all volumes exist", "all volumes usable", "all pods exist", "all pods scheduled", "all claims bound"} {
 				fmt.Printf("    %-20s %s\n", what, milestones[what].Round(10*time.Millisecond))
 			}
+			printCPU(cpuBefore, cpuByComponent())
 			return took, nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	return 0, fmt.Errorf("%s: not all claims bound and pods running after 15 minutes", name)
+}
+
+// profile records CPU profiles of the manager, the first agent and the API server for
+// o.profileFor into o.profileDir; the returned function waits for them.
+func (b *bench) profile(ctx context.Context) (wait func()) {
+	var wg sync.WaitGroup
+	if err := os.MkdirAll(b.o.profileDir, 0o755); err != nil {
+		fmt.Printf("    profiles: %v\n", err)
+		return wg.Wait
+	}
+	apiServer, err := rest.HTTPClientFor(b.cluster.Config)
+	if err != nil {
+		fmt.Printf("    profiles: %v\n", err)
+		return wg.Wait
+	}
+	before, err := requestCounts(ctx, apiServer, b.cluster.Config.Host)
+	if err != nil {
+		fmt.Printf("    profiles: %v\n", err)
+	}
+	wg.Go(func() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(b.o.profileFor):
+		}
+		after, err := requestCounts(ctx, apiServer, b.cluster.Config.Host)
+		if err != nil {
+			fmt.Printf("    profiles: %v\n", err)
+			return
+		}
+		var lines []string
+		for k, n := range after {
+			if d := n - before[k]; d > 0 {
+				lines = append(lines, fmt.Sprintf("%8.0f %s", d, k))
+			}
+		}
+		slices.Sort(lines)
+		slices.Reverse(lines)
+		file := filepath.Join(b.o.profileDir, "kube-apiserver-requests.txt")
+		if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+			fmt.Printf("    profiles: %v\n", err)
+		}
+	})
+	query := fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(b.o.profileFor.Seconds()))
+	targets := map[string]string{"kube-apiserver": strings.TrimSuffix(b.cluster.Config.Host, "/") + query}
+	for _, p := range []*localcluster.Process{b.manager, b.agents[0]} {
+		targets[p.Name] = "http://" + p.PprofAddr + query
+	}
+	for name, url := range targets {
+		c := http.DefaultClient
+		if name == "kube-apiserver" {
+			c = apiServer
+		}
+		wg.Go(func() {
+			file := filepath.Join(b.o.profileDir, name+".pprof")
+			if err := download(ctx, c, url, file); err != nil {
+				fmt.Printf("    profile of %s: %v\n", name, err)
+			}
+		})
+	}
+	return wg.Wait
+}
+
+// requestCounts reads the API server's apiserver_request_total counters, keyed by their labels.
+func requestCounts(ctx context.Context, c *http.Client, host string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(host, "/")+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	counts := map[string]float64{}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		labels, ok := strings.CutPrefix(line, "apiserver_request_total{")
+		if !ok {
+			continue
+		}
+		end := strings.LastIndexByte(labels, '}')
+		v, err := strconv.ParseFloat(strings.TrimSpace(labels[end+1:]), 64)
+		if err != nil {
+			continue
+		}
+		var keep []string
+		for l := range strings.SplitSeq(labels[:end], ",") {
+			if name, _, _ := strings.Cut(l, "="); slices.Contains([]string{"verb", "resource", "subresource", "group"}, name) {
+				keep = append(keep, l)
+			}
+		}
+		counts[strings.Join(keep, " ")] += v
+	}
+	return counts, nil
+}
+
+func download(ctx context.Context, c *http.Client, url, file string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, data, 0o644)
+}
+
+// observer starts a cache of every claim and pod and of the tars volumes, and waits for it.
+func observer(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme) (client.Reader, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.DisableCompression = true
+	tars, err := labels.Parse(tarsv1beta1.LabelServerApp)
+	if err != nil {
+		return nil, err
+	}
+	c, err := cache.New(cfg, cache.Options{Scheme: scheme, ByObject: map[client.Object]cache.ByObject{
+		&corev1.PersistentVolume{}: {Label: tars},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	for _, obj := range []client.Object{&corev1.PersistentVolumeClaim{}, &corev1.Pod{}, &corev1.PersistentVolume{}} {
+		if _, err := c.GetInformer(ctx, obj); err != nil {
+			return nil, err
+		}
+	}
+	go func() {
+		if err := c.Start(ctx); err != nil {
+			fmt.Fprintf(os.Stderr, "observer: %v\n", err)
+		}
+	}()
+	if !c.WaitForCacheSync(ctx) {
+		return nil, fmt.Errorf("observer: caches did not sync")
+	}
+	return c, nil
+}
+
+// cleanUp deletes a run's namespace and volumes, and waits until they are gone.
+func (b *bench) cleanUp(ctx context.Context, name string) error {
+	start := time.Now()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if err := b.c.Delete(ctx, ns); client.IgnoreNotFound(err) != nil {
+		return err
+	}
+	if err := b.c.DeleteAllOf(ctx, &corev1.PersistentVolume{}, client.MatchingLabels{tarsv1beta1.LabelServerApp: name}); err != nil {
+		return err
+	}
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+		n, err := b.volumesOf(ctx, name)
+		if err != nil || n > 0 {
+			return false, err
+		}
+		err = b.c.Get(ctx, client.ObjectKeyFromObject(ns), ns)
+		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+	})
+	if err != nil {
+		return fmt.Errorf("cleaning up run %s: %w", name, err)
+	}
+	fmt.Printf("  cleaned up %s in %s\n", name, time.Since(start).Round(10*time.Millisecond))
+	return nil
+}
+
+// waitAvailable waits until n volumes of app are Available.
+func (b *bench) waitAvailable(ctx context.Context, app string, n int) error {
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+		pvs := &corev1.PersistentVolumeList{}
+		if err := b.obs.List(ctx, pvs, client.MatchingLabels{tarsv1beta1.LabelServerApp: app}, client.UnsafeDisableDeepCopy); err != nil {
+			return false, err
+		}
+		available := 0
+		for _, pv := range pvs.Items {
+			if pv.Status.Phase == corev1.VolumeAvailable {
+				available++
+			}
+		}
+		return available == n, nil
+	})
 }
 
 // volume is the PersistentVolume the agent of node would make for volume of ts: its own builder,
@@ -466,13 +705,75 @@ func cpuSeconds(pid int) float64 {
 	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
 	utime, _ := strconv.ParseFloat(fields[11], 64)
 	stime, _ := strconv.ParseFloat(fields[12], 64)
-	ticks := 100.0 // USER_HZ
+	return (utime + stime) / clockTicks()
+}
+
+// clockTicks is USER_HZ, the unit of /proc's CPU times.
+var clockTicks = sync.OnceValue(func() float64 {
 	if out, err := exec.Command("getconf", "CLK_TCK").Output(); err == nil {
 		if v, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64); err == nil {
-			ticks = v
+			return v
 		}
 	}
-	return (utime + stime) / ticks
+	return 100
+})
+
+// cpuByComponent sums the CPU seconds of this process's descendants by component: the
+// command's base name, and "agents" for the operator's agent role.
+func cpuByComponent() map[string]float64 {
+	parent := map[int]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+		ppid, _ := strconv.Atoi(fields[1])
+		parent[pid] = ppid
+	}
+	self := os.Getpid()
+	out := map[string]float64{}
+	for pid := range parent {
+		p := parent[pid]
+		for p != 0 && p != self {
+			p = parent[p]
+		}
+		if p != self {
+			continue
+		}
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		name := filepath.Base(args[0])
+		if len(args) > 1 && args[1] == "agent" {
+			name = "agents"
+		}
+		out[name] += cpuSeconds(pid)
+	}
+	return out
+}
+
+// printCPU prints the CPU seconds each component used since before.
+func printCPU(before, after map[string]float64) {
+	names := make([]string, 0, len(after))
+	for name := range after {
+		names = append(names, name)
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		return cmp.Compare(after[b]-before[b], after[a]-before[a])
+	})
+	var parts []string
+	for _, name := range names {
+		parts = append(parts, fmt.Sprintf("%s %.1f", name, after[name]-before[name]))
+	}
+	fmt.Printf("    CPU seconds: %s\n", strings.Join(parts, ", "))
 }
 
 // admission times TServer creates through the API server with the webhooks registered, then

@@ -42,6 +42,7 @@ import (
 )
 
 // +kubebuilder:rbac:groups="",resources=persistentvolumes,verbs=get;list;watch;create;delete;patch
+// +kubebuilder:rbac:groups="",resources=persistentvolumes/status,verbs=update
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=get
@@ -85,6 +86,10 @@ func SetupWithManager(mgr ctrl.Manager, cfg Config) error {
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("tserver-agent-" + cfg.NodeName),
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.PersistentVolumeClaim{},
+		pendingGroupIndex, a.pendingGroupKey); err != nil {
+		return err
+	}
 	if err := (&ClaimReconciler{Agent: a}).SetupWithManager(mgr); err != nil {
 		return err
 	}
@@ -123,6 +128,11 @@ func groupOf(namespace string, l map[string]string) (group, bool) {
 // dir is the group's directory below the host root: <namespace>/<app>.<server>/<volume>.
 func (g group) dir() string {
 	return path.Join(g.namespace, g.app+"."+g.server, g.volume)
+}
+
+// key identifies the group in the cache's pending claims index.
+func (g group) key() string {
+	return g.namespace + "/" + g.app + "/" + g.server + "/" + g.volume
 }
 
 // labels are the group's labels on claims and volumes.

@@ -136,6 +136,7 @@ func statDir(path string) (uid, gid uint32, mode os.FileMode, err error) {
 
 // bind does what the PV controller does when it binds pvc to volume pvName.
 func bind(pvc *corev1.PersistentVolumeClaim, pvName string) {
+	Eventually(phaseOf(pvName), timeout, interval).Should(Equal(corev1.VolumeAvailable)) // as the agent leaves it
 	pv, err := getPV(pvName)()
 	Expect(err).NotTo(HaveOccurred())
 	Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(pvc), pvc)).To(Succeed())
@@ -148,6 +149,13 @@ func bind(pvc *corev1.PersistentVolumeClaim, pvName string) {
 	Expect(k8sClient.Update(ctx, pvc)).To(Succeed())
 	pvc.Status.Phase = corev1.ClaimBound
 	Expect(k8sClient.Status().Update(ctx, pvc)).To(Succeed())
+}
+
+func phaseOf(pvName string) func() corev1.PersistentVolumePhase {
+	return func() corev1.PersistentVolumePhase {
+		pv, _ := getPV(pvName)()
+		return pv.Status.Phase
+	}
 }
 
 func setPhase(pvName string, phase corev1.PersistentVolumePhase) {
@@ -183,6 +191,9 @@ var _ = Describe("The node agent", func() {
 		for _, node := range []string{"node-a", "node-b"} {
 			name := volumeOn(node, ns, "remote-log-dir")
 			Eventually(pvExists(name), timeout, interval).Should(BeTrue(), "volume on %s", node)
+			// Available at once, without a PV controller (envtest has none): the scheduler
+			// considers only Available volumes.
+			Eventually(phaseOf(name), timeout, interval).Should(Equal(corev1.VolumeAvailable), "phase of the volume on %s", node)
 			pv, _ := getPV(name)()
 			hostname := agents[node].hostname
 			want := corev1.PersistentVolumeSpec{

@@ -29,6 +29,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/keymutex"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -43,6 +45,10 @@ import (
 // serve, and keeps the directory of each bound volume of this node as its claim says.
 type ClaimReconciler struct {
 	*Agent
+
+	// groups serialises provisioning per group: the claims of one server's replicas arrive
+	// together, and all but the first must find the volume the first made, not race to make it.
+	groups keymutex.KeyMutex
 
 	reclaim struct {
 		sync.Mutex
@@ -86,6 +92,8 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 	}
 
 	name := r.volumeName(g)
+	r.groups.LockKey(name)
+	defer func() { _ = r.groups.UnlockKey(name) }()
 	existing := &corev1.PersistentVolume{}
 	err = r.Get(ctx, client.ObjectKey{Name: name}, existing)
 	switch {
@@ -123,6 +131,8 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 			"Node %s cannot create PersistentVolume %s: %v", r.NodeName, name, err)
 		return err
 	}
+	r.markAvailable(ctx, pv)
+	r.awaitCache(ctx, pv)
 	how := "created"
 	if !res.Created {
 		how = "adopted the existing directory"
@@ -132,6 +142,37 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 	r.Recorder.Eventf(pvc, pv, corev1.EventTypeNormal, "Provisioned", "Provision",
 		"Provisioned volume %s on node %s at %s (%s, %s)", name, r.NodeName, pv.Spec.Local.Path, how, own)
 	return nil
+}
+
+// markAvailable writes the phase the PV controller gives a new volume no claim refers to
+// (Available) at once: the scheduler only considers Available volumes, and the PV controller,
+// with one client for every volume of the cluster, takes seconds to get through hundreds of new
+// ones. Its own sync then finds nothing to write. The update carries the resourceVersion of the
+// create, so a volume the PV controller or a binder has changed since is left to them.
+func (r *ClaimReconciler) markAvailable(ctx context.Context, pv *corev1.PersistentVolume) {
+	if pv.Spec.ClaimRef != nil || pv.Status.Phase != corev1.VolumePending {
+		return
+	}
+	pv.Status.Phase = corev1.VolumeAvailable
+	if err := r.Status().Update(ctx, pv); err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+		// Not needed for correctness: the PV controller marks the volume Available later.
+		logf.FromContext(ctx).Info("Could not mark the new volume Available; the PV controller will",
+			"pv", pv.Name, "error", err.Error())
+	}
+}
+
+// cacheWait bounds how long provisioning waits for the cache to show a volume it made.
+const cacheWait = 2 * time.Second
+
+// awaitCache holds the group's lock until the cache shows the volume just made, so the next
+// claim of the group finds it there instead of creating it again. Past cacheWait it gives up:
+// a create then fails with AlreadyExists, which is handled.
+func (r *ClaimReconciler) awaitCache(ctx context.Context, pv *corev1.PersistentVolume) {
+	_ = wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, cacheWait, true, func(ctx context.Context) (bool, error) {
+		cached := &corev1.PersistentVolume{}
+		err := r.Get(ctx, client.ObjectKeyFromObject(pv), cached)
+		return err == nil && cached.UID == pv.UID, nil
+	})
 }
 
 // checkExisting handles a volume that already has the name the claim's group gets on this node.
@@ -272,17 +313,20 @@ func (r *ClaimReconciler) keep(ctx context.Context, pvc *corev1.PersistentVolume
 	return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil
 }
 
+// maxConcurrentClaims is how many claims an agent handles at once.
+const maxConcurrentClaims = 4
+
 // SetupWithManager watches claims, this node's volumes (a deleted one may be owed to a pending
 // claim again) and this node (a new tars.io/SupportLocalVolume label makes it eligible).
 func (r *ClaimReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.groups = keymutex.NewHashed(4 * maxConcurrentClaims)
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&corev1.PersistentVolumeClaim{}).
 		Watches(&corev1.PersistentVolume{}, handler.EnqueueRequestsFromMapFunc(r.claimsOfVolume)).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.claimsOfNode)).
 		Named("claim").
-		// Claims are independent: two of one group racing for this node's volume name is
-		// settled by the API server (one create wins, the other sees AlreadyExists).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		// Claims of different groups are independent; those of one group take turns (groups).
+		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrentClaims}).
 		Complete(r)
 }
 
@@ -294,14 +338,14 @@ func (r *ClaimReconciler) claimsOfVolume(ctx context.Context, obj client.Object)
 		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}})
 	}
 	if g, ok := r.groupOfVolume(pv); ok {
-		reqs = append(reqs, requestsFor(r.pendingClaims(ctx, client.InNamespace(g.namespace), client.MatchingLabels(g.labels())))...)
+		reqs = append(reqs, requestsFor(r.pendingClaims(ctx, &g))...)
 	}
 	return reqs
 }
 
 // claimsOfNode maps this node to every pending claim.
 func (r *ClaimReconciler) claimsOfNode(ctx context.Context, _ client.Object) []reconcile.Request {
-	return requestsFor(r.pendingClaims(ctx))
+	return requestsFor(r.pendingClaims(ctx, nil))
 }
 
 func requestsFor(claims []corev1.PersistentVolumeClaim) []reconcile.Request {
@@ -312,16 +356,35 @@ func requestsFor(claims []corev1.PersistentVolumeClaim) []reconcile.Request {
 	return reqs
 }
 
-// pendingClaims lists the cached tars claims that wait for a volume.
-func (a *Agent) pendingClaims(ctx context.Context, opts ...client.ListOption) []corev1.PersistentVolumeClaim {
+// pendingGroupIndex indexes the cached tars claims that wait for a volume by their group, so
+// that finding a group's pending claims does not walk every claim of the cluster.
+const pendingGroupIndex = "tars.pendingGroup"
+
+// pendingGroupKey is a pending claim's pendingGroupIndex key.
+func (a *Agent) pendingGroupKey(obj client.Object) []string {
+	pvc := obj.(*corev1.PersistentVolumeClaim)
+	if pvc.Spec.VolumeName != "" || !pvc.DeletionTimestamp.IsZero() || !a.isOurClaim(pvc) {
+		return nil
+	}
+	g, _ := groupOf(pvc.Namespace, pvc.Labels)
+	return []string{g.key()}
+}
+
+// pendingClaims lists the cached tars claims of group g that wait for a volume; every pending
+// claim without g. They come straight from the cache: read them, never change them.
+func (a *Agent) pendingClaims(ctx context.Context, g *group) []corev1.PersistentVolumeClaim {
 	list := &corev1.PersistentVolumeClaimList{}
+	opts := []client.ListOption{client.UnsafeDisableDeepCopy}
+	if g != nil {
+		opts = append(opts, client.MatchingFields{pendingGroupIndex: g.key()})
+	}
 	if err := a.List(ctx, list, opts...); err != nil {
 		logf.FromContext(ctx).Error(err, "Failed to list claims")
 		return nil
 	}
-	var pending []corev1.PersistentVolumeClaim
+	pending := list.Items[:0]
 	for _, pvc := range list.Items {
-		if pvc.Spec.VolumeName == "" && pvc.DeletionTimestamp.IsZero() && a.isOurClaim(&pvc) {
+		if len(a.pendingGroupKey(&pvc)) > 0 {
 			pending = append(pending, pvc)
 		}
 	}

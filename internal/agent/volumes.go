@@ -127,7 +127,7 @@ func (r *VolumeReconciler) collect(ctx context.Context, pv *corev1.PersistentVol
 	if !ok {
 		return ctrl.Result{}, nil
 	}
-	if len(r.pendingClaims(ctx, client.InNamespace(g.namespace), client.MatchingLabels(g.labels()))) > 0 {
+	if len(r.pendingClaims(ctx, &g)) > 0 {
 		return ctrl.Result{}, nil
 	}
 	idle := pv.CreationTimestamp.Time

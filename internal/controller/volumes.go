@@ -116,9 +116,7 @@ func (r *TServerReconciler) ensureClaim(ctx context.Context, ts *tarsv1beta1.TSe
 }
 
 // availableVolumes counts the unclaimed volumes that match a claim template's labels and that
-// the PV controller has marked Available. The scheduler would match a newer volume too, but
-// binding it then waits for the PV controller's first sync of it: starting pods earlier made
-// the bench slower (22.0 s instead of 17.4 s), not faster.
+// are Available (the agent marks a new volume so at once): the scheduler considers no other.
 func (r *TServerReconciler) availableVolumes(ctx context.Context, labels map[string]string) (int, error) {
 	list := &corev1.PersistentVolumeList{}
 	if err := r.List(ctx, list, client.MatchingLabels(labels)); err != nil {

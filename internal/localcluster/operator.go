@@ -30,7 +30,7 @@ const ProductionHostRoot = "/usr/local/app/tars/host-mount"
 // StartManager runs the operator binary's manager role against the cluster, serving the
 // webhooks the API server calls, and waits until it is ready.
 func (c *Cluster) StartManager(ctx context.Context, binary string, echo io.Writer, extraArgs ...string) (*Process, error) {
-	probePort, err := FreePort()
+	probePort, pprofAddr, err := operatorPorts()
 	if err != nil {
 		return nil, err
 	}
@@ -40,11 +40,13 @@ func (c *Cluster) StartManager(ctx context.Context, binary string, echo io.Write
 		"--webhook-cert-path=" + c.Webhook.CertDir,
 		"--webhook-port=" + strconv.Itoa(c.Webhook.Port),
 		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(probePort),
+		"--pprof-bind-address=" + pprofAddr,
 		"--metrics-bind-address=0",
 	}, extraArgs...), nil, echo)
 	if err != nil {
 		return nil, err
 	}
+	p.PprofAddr = pprofAddr
 	return p, c.waitProcessReady(ctx, p, probePort)
 }
 
@@ -54,7 +56,7 @@ func (c *Cluster) StartManager(ctx context.Context, binary string, echo io.Write
 func (c *Cluster) StartAgents(ctx context.Context, binary string, extraArgs ...string) ([]*Process, error) {
 	agents := make([]*Process, 0, len(c.Nodes))
 	for _, n := range c.Nodes {
-		probePort, err := FreePort()
+		probePort, pprofAddr, err := operatorPorts()
 		if err != nil {
 			return nil, err
 		}
@@ -65,17 +67,31 @@ func (c *Cluster) StartAgents(ctx context.Context, binary string, extraArgs ...s
 			"--host-root=" + ProductionHostRoot,
 			"--host-root-mount=" + c.HostRoot(n.Name),
 			"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(probePort),
+			"--pprof-bind-address=" + pprofAddr,
 			"--metrics-bind-address=0",
 		}, extraArgs...), nil, nil)
 		if err != nil {
 			return nil, err
 		}
+		p.PprofAddr = pprofAddr
 		if err := c.waitProcessReady(ctx, p, probePort); err != nil {
 			return nil, err
 		}
 		agents = append(agents, p)
 	}
 	return agents, nil
+}
+
+// operatorPorts picks the health probe port and the pprof address of an operator process.
+func operatorPorts() (probePort int, pprofAddr string, err error) {
+	if probePort, err = FreePort(); err != nil {
+		return 0, "", err
+	}
+	pprofPort, err := FreePort()
+	if err != nil {
+		return 0, "", err
+	}
+	return probePort, "127.0.0.1:" + strconv.Itoa(pprofPort), nil
 }
 
 // waitProcessReady waits for p's /readyz, or fails when p exits first.

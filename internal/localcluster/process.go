@@ -36,6 +36,8 @@ type Process struct {
 	Name string
 	// LogPath is the file its output goes to.
 	LogPath string
+	// PprofAddr is where the operator's roles serve Go's pprof endpoints (host:port).
+	PprofAddr string
 
 	cmd    *exec.Cmd
 	exited chan struct{}
