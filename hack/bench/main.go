@@ -37,6 +37,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -49,6 +50,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 	"github.com/tserver-operator/tserver-operator/internal/agent"
@@ -82,6 +84,7 @@ type result struct {
 }
 
 func main() {
+	ctrllog.SetLogger(logr.Discard()) // the observer's cache logs nothing worth the bench's output
 	var o options
 	flag.StringVar(&o.binDir, "bin-dir", "", "Directory with the Kubernetes binaries.")
 	flag.StringVar(&o.operator, "operator", "bin/tserver-operator", "The operator binary.")
@@ -98,8 +101,17 @@ func main() {
 	flag.DurationVar(&o.profileFor, "profile-for", 15*time.Second, "How long the profiles of --profile-dir last.")
 	flag.StringVar(&o.jsonOut, "json", ".local/bench/results.json", "Where to write the results as JSON.")
 	flag.Parse()
-	if o.binDir == "" {
+	switch {
+	case o.binDir == "":
 		fmt.Fprintln(os.Stderr, "--bin-dir is required")
+		os.Exit(2)
+	case o.nodes < o.replicas:
+		// One volume per node for each tLocalVolume of a server: replicas spread one per node.
+		fmt.Fprintf(os.Stderr, "--nodes (%d) must be at least --replicas (%d): a server's replicas each need a node of their own\n",
+			o.nodes, o.replicas)
+		os.Exit(2)
+	case o.nodes < 1 || o.servers < 1 || o.replicas < 1 || o.volumes < 1 || o.creates < 1:
+		fmt.Fprintln(os.Stderr, "--nodes, --servers, --replicas, --volumes and --creates must be at least 1")
 		os.Exit(2)
 	}
 	results, err := run(context.Background(), o)
@@ -145,7 +157,7 @@ func run(ctx context.Context, o options) ([]result, error) {
 		return nil, err
 	}
 	defer func() { _ = cluster.Stop() }()
-	manager, err := cluster.StartManager(ctx, o.operator, nil)
+	manager, err := cluster.StartManager(ctx, o.operator, nil, strings.Fields(os.Getenv("EXP_MANAGER_ARGS"))...)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +202,7 @@ func run(ctx context.Context, o options) ([]result, error) {
 		return results, err
 	}
 	fmt.Println("Starting the agents...")
-	agents, err := cluster.StartAgents(ctx, o.operator, "--gc-grace-period="+o.gcGrace.String())
+	agents, err := cluster.StartAgents(ctx, cmp.Or(os.Getenv("AGENT_BINARY"), o.operator), "--gc-grace-period="+o.gcGrace.String())
 	if err != nil {
 		return results, err
 	}
@@ -282,7 +294,7 @@ func (b *bench) timeToBound(ctx context.Context, name string, servers int, precr
 		}
 	}
 	if b.o.profileDir != "" && len(b.agents) > 0 {
-		defer b.profile(ctx)()
+		defer b.profile(ctx, name)()
 	}
 	cpuBefore := cpuByComponent()
 	start := time.Now()
@@ -354,9 +366,9 @@ func (b *bench) timeToBound(ctx context.Context, name string, servers int, precr
 	return 0, fmt.Errorf("%s: not all claims bound and pods running after 15 minutes", name)
 }
 
-// profile records CPU profiles of the manager, the first agent and the API server for
+// profile records CPU profiles of the manager, the first agent (if any) and the API server for
 // o.profileFor into o.profileDir; the returned function waits for them.
-func (b *bench) profile(ctx context.Context) (wait func()) {
+func (b *bench) profile(ctx context.Context, run string) (wait func()) {
 	var wg sync.WaitGroup
 	if err := os.MkdirAll(b.o.profileDir, 0o755); err != nil {
 		fmt.Printf("    profiles: %v\n", err)
@@ -390,14 +402,14 @@ func (b *bench) profile(ctx context.Context) (wait func()) {
 		}
 		slices.Sort(lines)
 		slices.Reverse(lines)
-		file := filepath.Join(b.o.profileDir, "kube-apiserver-requests.txt")
+		file := filepath.Join(b.o.profileDir, run+"-kube-apiserver-requests.txt")
 		if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 			fmt.Printf("    profiles: %v\n", err)
 		}
 	})
 	query := fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(b.o.profileFor.Seconds()))
 	targets := map[string]string{"kube-apiserver": strings.TrimSuffix(b.cluster.Config.Host, "/") + query}
-	for _, p := range []*localcluster.Process{b.manager, b.agents[0]} {
+	for _, p := range append([]*localcluster.Process{b.manager}, b.agents...)[:min(2, 1+len(b.agents))] {
 		targets[p.Name] = "http://" + p.PprofAddr + query
 	}
 	for name, url := range targets {
@@ -406,9 +418,18 @@ func (b *bench) profile(ctx context.Context) (wait func()) {
 			c = apiServer
 		}
 		wg.Go(func() {
-			file := filepath.Join(b.o.profileDir, name+".pprof")
+			file := filepath.Join(b.o.profileDir, run+"-"+name+".pprof")
 			if err := download(ctx, c, url, file); err != nil {
 				fmt.Printf("    profile of %s: %v\n", name, err)
+			}
+			if name == "kube-apiserver" {
+				return
+			}
+			// Where memory went, once the run is over.
+			heap := filepath.Join(b.o.profileDir, run+"-"+name+"-heap.pprof")
+			heapURL := strings.Replace(url, query, "/debug/pprof/heap", 1)
+			if err := download(ctx, c, heapURL, heap); err != nil {
+				fmt.Printf("    heap profile of %s: %v\n", name, err)
 			}
 		})
 	}
@@ -417,6 +438,11 @@ func (b *bench) profile(ctx context.Context) (wait func()) {
 
 // requestCounts reads the API server's apiserver_request_total counters, keyed by their labels.
 func requestCounts(ctx context.Context, c *http.Client, host string) (map[string]float64, error) {
+	return apiServerMetric(ctx, c, host, "apiserver_request_total", "verb", "resource", "subresource", "group")
+}
+
+// apiServerMetric sums the API server's samples of metric by the given labels.
+func apiServerMetric(ctx context.Context, c *http.Client, host, metric string, by ...string) (map[string]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(host, "/")+"/metrics", nil)
 	if err != nil {
 		return nil, err
@@ -430,9 +456,9 @@ func requestCounts(ctx context.Context, c *http.Client, host string) (map[string
 	if err != nil {
 		return nil, err
 	}
-	counts := map[string]float64{}
+	sums := map[string]float64{}
 	for line := range strings.SplitSeq(string(data), "\n") {
-		labels, ok := strings.CutPrefix(line, "apiserver_request_total{")
+		labels, ok := strings.CutPrefix(line, metric+"{")
 		if !ok {
 			continue
 		}
@@ -443,13 +469,13 @@ func requestCounts(ctx context.Context, c *http.Client, host string) (map[string
 		}
 		var keep []string
 		for l := range strings.SplitSeq(labels[:end], ",") {
-			if name, _, _ := strings.Cut(l, "="); slices.Contains([]string{"verb", "resource", "subresource", "group"}, name) {
+			if name, _, _ := strings.Cut(l, "="); slices.Contains(by, name) {
 				keep = append(keep, l)
 			}
 		}
-		counts[strings.Join(keep, " ")] += v
+		sums[strings.Join(keep, " ")] += v
 	}
-	return counts, nil
+	return sums, nil
 }
 
 func download(ctx context.Context, c *http.Client, url, file string) error {
@@ -583,6 +609,9 @@ func (b *bench) footprint(ctx context.Context, agents []*localcluster.Process) [
 		cpu = append(cpu, secs)
 	}
 	maxRSS, maxCPU := slices.Max(rss), slices.Max(cpu)
+	top := agents[slices.Index(rss, maxRSS)].Pid()
+	fmt.Printf("  agents: peak RSS %.1f MB; now %.1f MB anonymous, %.1f MB of the binary's pages\n",
+		maxRSS, statusField(top, "RssAnon:"), statusField(top, "RssFile:"))
 	out = append(out, result{Scenario: scenarioFootprint, Metric: "peak RSS per agent (max of agents)", Value: maxRSS,
 		Unit: "MB", Target: "<= 35 MB", Met: new(maxRSS <= 35)})
 	out = append(out, result{Scenario: scenarioFootprint, Metric: "CPU seconds per agent (max of agents)", Value: maxCPU, Unit: "s"})
@@ -783,6 +812,7 @@ func (b *bench) admission(ctx context.Context) ([]result, error) {
 	if err != nil {
 		return nil, err
 	}
+	b.printWebhookLatency(ctx)
 	if err := b.c.DeleteAllOf(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{}); err != nil {
 		return nil, err
 	}
@@ -798,6 +828,8 @@ func (b *bench) admission(ctx context.Context) ([]result, error) {
 		return float64(d[int(q*float64(len(d)-1))].Microseconds()) / 1000
 	}
 	overhead := p(with, 0.99) - p(without, 0.99)
+	fmt.Printf("  p50/p99 with webhooks %.1f/%.1f ms, without %.1f/%.1f ms\n",
+		p(with, 0.50), p(with, 0.99), p(without, 0.50), p(without, 0.99))
 	return []result{
 		{Scenario: scenarioAdmission, Metric: "create p50 with webhooks", Value: p(with, 0.50), Unit: "ms", Bound: p(without, 0.50)},
 		{Scenario: scenarioAdmission, Metric: "create p99 with webhooks", Value: p(with, 0.99), Unit: "ms", Bound: p(without, 0.99)},
@@ -806,9 +838,32 @@ func (b *bench) admission(ctx context.Context) ([]result, error) {
 	}, nil
 }
 
+// printWebhookLatency prints the mean time of a call of each webhook as the API server saw it.
+func (b *bench) printWebhookLatency(ctx context.Context) {
+	c, err := rest.HTTPClientFor(b.cluster.Config)
+	if err != nil {
+		return
+	}
+	const metric = "apiserver_admission_webhook_admission_duration_seconds"
+	sums, err := apiServerMetric(ctx, c, b.cluster.Config.Host, metric+"_sum", "name")
+	if err != nil {
+		fmt.Printf("  webhook latency: %v\n", err)
+		return
+	}
+	counts, _ := apiServerMetric(ctx, c, b.cluster.Config.Host, metric+"_count", "name")
+	for name, sum := range sums {
+		if n := counts[name]; n > 0 {
+			fmt.Printf("  webhook %s: %.0f calls, mean %.2f ms as the API server sees it\n", name, n, 1000*sum/n)
+		}
+	}
+}
+
 func (b *bench) timeCreates(ctx context.Context, ns string) ([]time.Duration, error) {
 	if err := b.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return nil, err
+	}
+	if b.o.profileDir != "" {
+		defer b.profile(ctx, ns)()
 	}
 	durations := make([]time.Duration, 0, b.o.creates)
 	for i := range b.o.creates {
@@ -819,6 +874,9 @@ func (b *bench) timeCreates(ctx context.Context, ns string) ([]time.Duration, er
 			return nil, err
 		}
 		durations = append(durations, time.Since(start))
+		if d, err := time.ParseDuration(os.Getenv("EXP_PACE")); err == nil {
+			time.Sleep(d)
+		}
 	}
 	slices.Sort(durations)
 	return durations, nil

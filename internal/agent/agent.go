@@ -107,11 +107,15 @@ func CacheOptions(nodeName, hostname string) cache.Options {
 	if err != nil {
 		panic(fmt.Sprintf("hostname %q is not a label value: %v", hostname, err))
 	}
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.PersistentVolume{}:      {Label: labels.NewSelector().Add(*localVolume, *onNode)},
-		&corev1.PersistentVolumeClaim{}: {Label: labels.NewSelector().Add(*localVolume)},
-		&corev1.Node{}:                  {Field: fields.OneTermEqualSelector("metadata.name", nodeName)},
-	}}
+	return cache.Options{
+		// Nothing reads managed fields; they are often the bulk of an object.
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.PersistentVolume{}:      {Label: labels.NewSelector().Add(*localVolume, *onNode)},
+			&corev1.PersistentVolumeClaim{}: {Label: labels.NewSelector().Add(*localVolume)},
+			&corev1.Node{}:                  {Field: fields.OneTermEqualSelector("metadata.name", nodeName)},
+		},
+	}
 }
 
 // group identifies the volumes one tLocalVolume of one server has: one per node.

@@ -20,7 +20,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -42,7 +44,7 @@ func (c *Cluster) StartManager(ctx context.Context, binary string, echo io.Write
 		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(probePort),
 		"--pprof-bind-address=" + pprofAddr,
 		"--metrics-bind-address=0",
-	}, extraArgs...), nil, echo)
+	}, extraArgs...), strings.Fields(os.Getenv("EXP_MANAGER_ENV")), echo)
 	if err != nil {
 		return nil, err
 	}

@@ -49,7 +49,11 @@ func SetupTServerWebhookWithManager(mgr ctrl.Manager) error {
 		Complete()
 }
 
-// +kubebuilder:webhook:path=/mutate-k8s-tars-io-v1beta1-tserver,mutating=true,failurePolicy=fail,sideEffects=None,groups=k8s.tars.io,resources=tservers,verbs=create;update,versions=v1beta1,name=mtserver-v1beta1.kb.io,admissionReviewVersions=v1,timeoutSeconds=10
+// The API server applies the CRD schema's defaults before it calls a mutating webhook, so only a
+// tLocalVolume with an empty (or, without those defaults, missing) uid, gid or mode needs this
+// one: its match condition spares every other create and update a round trip. Each step checks
+// the type it goes into, so that a malformed object reaches schema validation and its message.
+// +kubebuilder:webhook:path=/mutate-k8s-tars-io-v1beta1-tserver,mutating=true,failurePolicy=fail,sideEffects=None,groups=k8s.tars.io,resources=tservers,verbs=create;update,versions=v1beta1,name=mtserver-v1beta1.kb.io,admissionReviewVersions=v1,timeoutSeconds=10,patch=`{"matchConditions":[{"name":"local-volume-needs-defaults","expression":"has(object.spec) && type(object.spec) == map && has(object.spec.k8s) && type(object.spec.k8s) == map && has(object.spec.k8s.mounts) && type(object.spec.k8s.mounts) == list && object.spec.k8s.mounts.exists(m, type(m) == map && has(m.source) && type(m.source) == map && has(m.source.tLocalVolume) && type(m.source.tLocalVolume) == map && ['uid', 'gid', 'mode'].exists(f, !(f in m.source.tLocalVolume) || m.source.tLocalVolume[f] == ''))"}]}`
 
 // TServerDefaulter fills in what a TServer may leave out.
 type TServerDefaulter struct{}

@@ -127,6 +127,20 @@ var _ = Describe("TServer admission through the API server", func() {
 		Entry("an empty mode", `{uid: "7", gid: "8", mode: ""}`, tarsv1beta1.TLocalVolume{UID: "7", GID: "8", Mode: "755"}),
 	)
 
+	// The mutating webhook's match condition looks into the object before schema validation
+	// does: a malformed one must get the schema's message, not a failed condition.
+	DescribeTable("leaves malformed tLocalVolumes to schema validation",
+		func(localVolume, wantField string) {
+			err := k8sClient.Create(ctx, unstructuredFrom(strings.Replace(localVolumeServer, "LOCAL_VOLUME", localVolume, 1)))
+			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+			Expect(err.Error()).To(ContainSubstring(wantField))
+			Expect(err.Error()).NotTo(ContainSubstring("match condition"))
+		},
+		Entry("a string", `"1000"`, "spec.k8s.mounts[0].source.tLocalVolume"),
+		Entry("a number for uid", `{uid: 1000}`, "spec.k8s.mounts[0].source.tLocalVolume.uid"),
+		Entry("a list", `[]`, "spec.k8s.mounts[0].source.tLocalVolume"),
+	)
+
 	It("rejects each invalid sample with its field path and stores nothing", func() {
 		files, err := filepath.Glob(filepath.Join(samplesDir, "invalid", "*.yaml"))
 		Expect(err).NotTo(HaveOccurred())
