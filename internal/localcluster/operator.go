@@ -20,9 +20,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -44,7 +42,7 @@ func (c *Cluster) StartManager(ctx context.Context, binary string, echo io.Write
 		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(probePort),
 		"--pprof-bind-address=" + pprofAddr,
 		"--metrics-bind-address=0",
-	}, extraArgs...), strings.Fields(os.Getenv("EXP_MANAGER_ENV")), echo)
+	}, extraArgs...), nil, echo)
 	if err != nil {
 		return nil, err
 	}
