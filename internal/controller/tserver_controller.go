@@ -530,17 +530,23 @@ func (r *TServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&appsv1.StatefulSet{}).
 		Owns(&corev1.Service{}).
 		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(tserverOfLabels)).
-		// A new volume may be what held new replicas back (admitReplicas).
+		// A volume becoming Available may be what held new replicas back (admitReplicas).
 		Watches(&corev1.PersistentVolume{}, handler.EnqueueRequestsFromMapFunc(tserverOfVolume),
 			builder.WithPredicates(predicate.Funcs{
-				CreateFunc: func(event.CreateEvent) bool { return true },
-				UpdateFunc: func(event.UpdateEvent) bool { return false },
+				CreateFunc: func(e event.CreateEvent) bool { return isAvailable(e.Object) },
+				UpdateFunc: func(e event.UpdateEvent) bool { return !isAvailable(e.ObjectOld) && isAvailable(e.ObjectNew) },
 				DeleteFunc: func(event.DeleteEvent) bool { return false },
 			})).
 		Named("tserver").
 		// TServers are independent; a rollout of many should not queue behind one worker.
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Complete(r)
+}
+
+// isAvailable says whether obj is a volume waiting for a claim.
+func isAvailable(obj client.Object) bool {
+	pv, ok := obj.(*corev1.PersistentVolume)
+	return ok && pv.Status.Phase == corev1.VolumeAvailable
 }
 
 // tserverOfVolume maps a node-local volume to the TServer of its namespace that waits for it.
