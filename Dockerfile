@@ -1,4 +1,5 @@
-# Build the operator binary: one image, two roles (tserver-operator manager | agent)
+# Build the operator's binaries: one image, the manager (/tserver-operator) and the node agent
+# (/tserver-agent, the DaemonSet's command)
 # Override BASE_IMAGE to build from another registry, e.g. docker.io/library/golang:1.26
 ARG BASE_IMAGE=golang:1.26
 FROM ${BASE_IMAGE} AS builder
@@ -22,13 +23,14 @@ COPY . .
 # the docker BUILDPLATFORM arg will be linux/arm64 when for Apple x86 it will be linux/amd64. Therefore,
 # by leaving it empty we can ensure that the container and binary shipped on it will have the same platform.
 # The same build as `make build` (BUILD_FLAGS there): static, reproducible paths.
-RUN CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} go build -trimpath -o tserver-operator ./cmd
+RUN CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} go build -trimpath -o tserver-operator ./cmd && \
+    CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} go build -trimpath -o tserver-agent ./cmd/agent
 
-# Use distroless as minimal base image to package the manager binary
+# Use distroless as minimal base image to package the binaries
 # Refer to https://github.com/GoogleContainerTools/distroless for more details
 FROM gcr.io/distroless/static:nonroot
 WORKDIR /
-COPY --from=builder /workspace/tserver-operator .
+COPY --from=builder /workspace/tserver-operator /workspace/tserver-agent ./
 USER 65532:65532
 
 ENTRYPOINT ["/tserver-operator"]

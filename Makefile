@@ -86,7 +86,7 @@ test-e2e: manifests generate kube-binaries ## Run the end-to-end suite on a loca
 .PHONY: bench
 bench: build kube-binaries ## Measure time to bound vs Kubernetes alone, leftovers, agent footprint, admission latency (see docs/performance.md).
 	go build -o "$(LOCALBIN)/bench" ./hack/bench
-	"$(LOCALBIN)/bench" --bin-dir "$(KUBE_BIN_DIR)" --operator "$(LOCALBIN)/tserver-operator" $(BENCH_ARGS)
+	"$(LOCALBIN)/bench" --bin-dir "$(KUBE_BIN_DIR)" --operator "$(LOCALBIN)/tserver-operator" --agent "$(LOCALBIN)/tserver-agent" $(BENCH_ARGS)
 	go test ./internal/webhook/v1beta1/ -run '^$$' -bench . -benchmem
 
 .PHONY: fuzz
@@ -109,8 +109,9 @@ lint-config: golangci-lint ## Verify golangci-lint linter configuration
 ##@ Build
 
 .PHONY: build
-build: manifests generate fmt vet ## Build the operator binary (roles: manager, agent) into bin/tserver-operator.
+build: manifests generate fmt vet ## Build the manager (bin/tserver-operator) and the node agent (bin/tserver-agent).
 	CGO_ENABLED=0 go build -trimpath -o bin/tserver-operator ./cmd
+	CGO_ENABLED=0 go build -trimpath -o bin/tserver-agent ./cmd/agent
 
 .PHONY: run
 run: manifests generate fmt vet build kube-binaries ## Run a local cluster with the operator until Ctrl-C (USE_EXISTING_CLUSTER=true: only the manager, against the current kubeconfig).
@@ -118,7 +119,7 @@ ifeq ($(USE_EXISTING_CLUSTER),true)
 	go run ./cmd
 else
 	go build -o "$(LOCALBIN)/run-local" ./hack/run-local
-	"$(LOCALBIN)/run-local" --bin-dir "$(KUBE_BIN_DIR)" --operator "$(LOCALBIN)/tserver-operator" --state-dir .local --nodes $(NODES) --agents=$(AGENTS)
+	"$(LOCALBIN)/run-local" --bin-dir "$(KUBE_BIN_DIR)" --operator "$(LOCALBIN)/tserver-operator" --agent "$(LOCALBIN)/tserver-agent" --state-dir .local --nodes $(NODES) --agents=$(AGENTS)
 endif
 
 # If you wish to build the manager image targeting other platforms you can use the --platform flag.

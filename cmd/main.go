@@ -19,6 +19,7 @@ package main
 import (
 	"crypto/tls"
 	"flag"
+	"fmt"
 	"os"
 	"time"
 
@@ -54,15 +55,16 @@ func init() {
 	// +kubebuilder:scaffold:scheme
 }
 
-// main runs one of the binary's two roles: "manager" (the default: controller and webhooks,
-// one per cluster) or "agent" (the node agent, one per node; see cmd/agent.go).
+// main runs the manager: the controller and the webhooks, one per cluster. The node agent is
+// the binary beside it, tserver-agent (cmd/agent).
 //
 // nolint:gocyclo
 func main() {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
 		case "agent":
-			os.Exit(runAgent(os.Args[2:]))
+			fmt.Fprintln(os.Stderr, "the node agent is its own binary: run tserver-agent (in the image: /tserver-agent)")
+			os.Exit(2)
 		case "manager":
 			os.Args = append(os.Args[:1], os.Args[2:]...)
 		}

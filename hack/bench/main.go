@@ -59,6 +59,7 @@ import (
 
 type options struct {
 	binDir, operator, stateDir  string
+	agent                       string
 	nodes, servers, replicas    int
 	volumes, unrelated, creates int
 	gcGrace                     time.Duration
@@ -88,7 +89,8 @@ func main() {
 	ctrllog.SetLogger(logr.Discard()) // the observer's cache logs nothing worth the bench's output
 	var o options
 	flag.StringVar(&o.binDir, "bin-dir", "", "Directory with the Kubernetes binaries.")
-	flag.StringVar(&o.operator, "operator", "bin/tserver-operator", "The operator binary.")
+	flag.StringVar(&o.operator, "operator", "bin/tserver-operator", "The manager binary.")
+	flag.StringVar(&o.agent, "agent", "bin/tserver-agent", "The node agent binary.")
 	flag.StringVar(&o.stateDir, "state-dir", ".local/bench", "State and logs of the bench's cluster.")
 	flag.IntVar(&o.nodes, "nodes", 10, "M: simulated nodes.")
 	flag.IntVar(&o.servers, "servers", 30, "S: TServers (StatefulSets).")
@@ -205,7 +207,7 @@ func run(ctx context.Context, o options) ([]result, error) {
 		return results, err
 	}
 	fmt.Println("Starting the agents...")
-	agents, err := cluster.StartAgents(ctx, cmp.Or(os.Getenv("AGENT_BINARY"), o.operator), "--gc-grace-period="+o.gcGrace.String())
+	agents, err := cluster.StartAgents(ctx, o.agent, "--gc-grace-period="+o.gcGrace.String())
 	if err != nil {
 		return results, err
 	}
@@ -652,8 +654,8 @@ func (b *bench) settledAgentRSS(ctx context.Context, name string) (float64, erro
 	if err != nil {
 		return 0, err
 	}
-	p, err := b.cluster.StartProcess("agent-footprint-"+name, b.o.operator, []string{
-		"agent", "--kubeconfig=" + b.cluster.KubeconfigPath, "--node-name=" + node,
+	p, err := b.cluster.StartProcess("agent-footprint-"+name, b.o.agent, []string{
+		"--kubeconfig=" + b.cluster.KubeconfigPath, "--node-name=" + node,
 		"--host-root=" + localcluster.ProductionHostRoot, "--host-root-mount=" + dir,
 		"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(port),
 		// Another storage class: it must not touch the running agents' volumes.
@@ -784,7 +786,7 @@ func cpuByComponent() map[string]float64 {
 		}
 		args := strings.Split(string(cmdline), "\x00")
 		name := filepath.Base(args[0])
-		if len(args) > 1 && args[1] == "agent" {
+		if name == "tserver-agent" {
 			name = "agents"
 		}
 		out[name] += cpuSeconds(pid)

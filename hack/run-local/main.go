@@ -39,6 +39,7 @@ type options struct {
 	stateDir   string
 	binDir     string
 	operator   string
+	agent      string
 	crdDir     string
 	webhookDir string
 	manifests  string
@@ -52,7 +53,8 @@ func main() {
 	flag.StringVar(&o.stateDir, "state-dir", ".local",
 		"Directory for the kubeconfig, logs, node directories and cluster state; emptied at start.")
 	flag.StringVar(&o.binDir, "bin-dir", "", "Directory with the Kubernetes binaries (`make kube-binaries` builds them).")
-	flag.StringVar(&o.operator, "operator", "bin/tserver-operator", "The operator binary (manager and agent roles).")
+	flag.StringVar(&o.operator, "operator", "bin/tserver-operator", "The manager binary.")
+	flag.StringVar(&o.agent, "agent", "bin/tserver-agent", "The node agent binary.")
 	flag.StringVar(&o.crdDir, "crd-dir", "config/crd/bases", "CustomResourceDefinitions to install.")
 	flag.StringVar(&o.webhookDir, "webhook-dir", "config/webhook/manifests.yaml", "Webhook configurations to register.")
 	flag.StringVar(&o.manifests, "manifests", "config/storageclass/t-storage-class.yaml",
@@ -109,7 +111,7 @@ func run(ctx context.Context, o options) (err error) {
 	var agents []*localcluster.Process
 	if o.agents {
 		fmt.Printf("Starting %d node agents...\n", o.nodes)
-		if agents, err = cluster.StartAgents(ctx, o.operator, "--gc-grace-period="+o.gcGrace.String()); err != nil {
+		if agents, err = cluster.StartAgents(ctx, o.agent, "--gc-grace-period="+o.gcGrace.String()); err != nil {
 			return err
 		}
 	}
@@ -134,7 +136,7 @@ func printBanner(c *localcluster.Cluster, agents bool, took time.Duration) {
 	agentLine := "one per node: volumes say " + localcluster.ProductionHostRoot + "/..., directories are"
 	if !agents {
 		agentLine = "none started (--agents=false); run one per node by hand, e.g.:\n" +
-			"                  bin/tserver-operator agent --kubeconfig " + relative(c.KubeconfigPath) +
+			"                  bin/tserver-agent --kubeconfig " + relative(c.KubeconfigPath) +
 			" --node-name node-1 \\\n                    --host-root-mount " + relative(c.HostRoot("node-1")) +
 			" --metrics-bind-address 0 --health-probe-bind-address 127.0.0.1:0\n" +
 			"                  volumes then say " + localcluster.ProductionHostRoot + "/..., directories are"

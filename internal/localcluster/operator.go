@@ -50,7 +50,7 @@ func (c *Cluster) StartManager(ctx context.Context, binary string, echo io.Write
 	return p, c.waitProcessReady(ctx, p, probePort)
 }
 
-// StartAgents runs the operator binary's agent role once per simulated node, each writing
+// StartAgents runs the agent binary once per simulated node, each writing
 // volume paths under ProductionHostRoot while its directories live under HostRoot(node), the
 // way a DaemonSet pod sees its hostPath mount; and waits until they are ready.
 func (c *Cluster) StartAgents(ctx context.Context, binary string, extraArgs ...string) ([]*Process, error) {
@@ -61,7 +61,6 @@ func (c *Cluster) StartAgents(ctx context.Context, binary string, extraArgs ...s
 			return nil, err
 		}
 		p, err := c.StartProcess("agent-"+n.Name, binary, append([]string{
-			"agent",
 			"--kubeconfig=" + c.KubeconfigPath,
 			"--node-name=" + n.Name,
 			"--host-root=" + ProductionHostRoot,

@@ -176,8 +176,8 @@ func TestAgentDaemonSet(t *testing.T) {
 		t.Errorf("service account %q", pod.ServiceAccountName)
 	}
 	c := pod.Containers[0]
-	if c.Command[len(c.Command)-1] != "agent" {
-		t.Errorf("command %v does not run the agent role", c.Command)
+	if !slices.Equal(c.Command, []string{"/tserver-agent"}) {
+		t.Errorf("command %v does not run the agent binary", c.Command)
 	}
 	i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "NODE_NAME" })
 	if i < 0 || c.Env[i].ValueFrom == nil || c.Env[i].ValueFrom.FieldRef.FieldPath != "spec.nodeName" {

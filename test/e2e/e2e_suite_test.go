@@ -77,13 +77,15 @@ var _ = BeforeSuite(func() {
 	stateDir, err := filepath.Abs(filepath.Join(repoRoot, ".local", "e2e"))
 	Expect(err).NotTo(HaveOccurred())
 
-	By("building the operator binary")
+	By("building the manager and agent binaries")
 	operator := filepath.Join(stateDir, "tserver-operator")
-	build := exec.Command("go", "build", "-o", operator, "./cmd")
-	build.Dir = repoRoot
-	out, err := build.CombinedOutput()
-
-	Expect(err).NotTo(HaveOccurred(), string(out))
+	agentBinary := filepath.Join(stateDir, "tserver-agent")
+	for binary, pkg := range map[string]string{operator: "./cmd", agentBinary: "./cmd/agent"} {
+		build := exec.Command("go", "build", "-o", binary, pkg)
+		build.Dir = repoRoot
+		out, err := build.CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+	}
 
 	By("starting the local cluster with four nodes, one of them without tars.io/SupportLocalVolume")
 	nodes := make([]localcluster.Node, 0, 4)
@@ -107,7 +109,7 @@ var _ = BeforeSuite(func() {
 
 	_, err = cluster.StartManager(ctx, operator, nil)
 	Expect(err).NotTo(HaveOccurred())
-	_, err = cluster.StartAgents(ctx, operator, "--gc-grace-period="+gcGrace.String(), "--resync-period=2s")
+	_, err = cluster.StartAgents(ctx, agentBinary, "--gc-grace-period="+gcGrace.String(), "--resync-period=2s")
 	Expect(err).NotTo(HaveOccurred())
 
 	scheme := runtime.NewScheme()
