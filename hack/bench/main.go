@@ -371,9 +371,12 @@ func (b *bench) timeToBound(ctx context.Context, name string, servers int, precr
 	return 0, fmt.Errorf("%s: not all claims bound and pods running after 15 minutes", name)
 }
 
+// apiServerName names the API server's profiles.
+const apiServerName = "kube-apiserver"
+
 // profile records CPU profiles of the manager, the first agent (if any) and the API server for
 // o.profileFor into o.profileDir; the returned function waits for them.
-func (b *bench) profile(ctx context.Context, run string) (wait func()) {
+func (b *bench) profile(ctx context.Context, run string) (waitForProfiles func()) {
 	var wg sync.WaitGroup
 	if err := os.MkdirAll(b.o.profileDir, 0o755); err != nil {
 		fmt.Printf("    profiles: %v\n", err)
@@ -413,13 +416,13 @@ func (b *bench) profile(ctx context.Context, run string) (wait func()) {
 		}
 	})
 	query := fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(b.o.profileFor.Seconds()))
-	targets := map[string]string{"kube-apiserver": strings.TrimSuffix(b.cluster.Config.Host, "/") + query}
+	targets := map[string]string{apiServerName: strings.TrimSuffix(b.cluster.Config.Host, "/") + query}
 	for _, p := range append([]*localcluster.Process{b.manager}, b.agents...)[:min(2, 1+len(b.agents))] {
 		targets[p.Name] = "http://" + p.PprofAddr + query
 	}
 	for name, url := range targets {
 		c := http.DefaultClient
-		if name == "kube-apiserver" {
+		if name == apiServerName {
 			c = apiServer
 		}
 		wg.Go(func() {
@@ -427,7 +430,7 @@ func (b *bench) profile(ctx context.Context, run string) (wait func()) {
 			if err := download(ctx, c, url, file); err != nil {
 				fmt.Printf("    profile of %s: %v\n", name, err)
 			}
-			if name == "kube-apiserver" {
+			if name == apiServerName {
 				return
 			}
 			// Where memory went, once the run is over.
@@ -463,17 +466,17 @@ func apiServerMetric(ctx context.Context, c *http.Client, host, metric string, b
 	}
 	sums := map[string]float64{}
 	for line := range strings.SplitSeq(string(data), "\n") {
-		labels, ok := strings.CutPrefix(line, metric+"{")
+		sample, ok := strings.CutPrefix(line, metric+"{")
 		if !ok {
 			continue
 		}
-		end := strings.LastIndexByte(labels, '}')
-		v, err := strconv.ParseFloat(strings.TrimSpace(labels[end+1:]), 64)
+		end := strings.LastIndexByte(sample, '}')
+		v, err := strconv.ParseFloat(strings.TrimSpace(sample[end+1:]), 64)
 		if err != nil {
 			continue
 		}
 		var keep []string
-		for l := range strings.SplitSeq(labels[:end], ",") {
+		for l := range strings.SplitSeq(sample[:end], ",") {
 			if name, _, _ := strings.Cut(l, "="); slices.Contains(by, name) {
 				keep = append(keep, l)
 			}
@@ -722,8 +725,8 @@ func statusField(pid int, field string) float64 {
 		return 0
 	}
 	for line := range strings.SplitSeq(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, field); ok {
-			kb, _ := strconv.ParseFloat(strings.Fields(rest)[0], 64)
+		if value, ok := strings.CutPrefix(line, field); ok {
+			kb, _ := strconv.ParseFloat(strings.Fields(value)[0], 64)
 			return kb / 1024
 		}
 	}
@@ -803,7 +806,7 @@ func printCPU(before, after map[string]float64) {
 	slices.SortFunc(names, func(a, b string) int {
 		return cmp.Compare(after[b]-before[b], after[a]-before[a])
 	})
-	var parts []string
+	parts := make([]string, 0, len(names))
 	for _, name := range names {
 		parts = append(parts, fmt.Sprintf("%s %.1f", name, after[name]-before[name]))
 	}
@@ -825,7 +828,7 @@ func (b *bench) admission(ctx context.Context) ([]result, error) {
 		return nil, err
 	}
 	register := func(on bool) error {
-		var objs []client.Object
+		objs := make([]client.Object, 0, len(mutating.Items)+len(validating.Items))
 		for i := range mutating.Items {
 			objs = append(objs, mutating.Items[i].DeepCopy())
 		}
