@@ -734,15 +734,30 @@ func statusField(pid int, field string) float64 {
 }
 
 func cpuSeconds(pid int) float64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := readStat(pid)
 	if err != nil {
 		return 0
 	}
+	return st.cpuSeconds
+}
+
+// stat is what the bench reads from /proc/<pid>/stat.
+type stat struct {
+	ppid       int
+	cpuSeconds float64
+}
+
+func readStat(pid int) (stat, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return stat{}, err
+	}
 	// The fields after the command name, which is in parentheses and may hold spaces.
 	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	ppid, _ := strconv.Atoi(fields[1])
 	utime, _ := strconv.ParseFloat(fields[11], 64)
 	stime, _ := strconv.ParseFloat(fields[12], 64)
-	return (utime + stime) / clockTicks()
+	return stat{ppid: ppid, cpuSeconds: (utime + stime) / clockTicks()}, nil
 }
 
 // clockTicks is USER_HZ, the unit of /proc's CPU times.
@@ -756,29 +771,25 @@ var clockTicks = sync.OnceValue(func() float64 {
 })
 
 // cpuByComponent sums the CPU seconds of this process's descendants by component: the
-// command's base name, and "agents" for the operator's agent role.
+// command's base name, and "agents" for the agent binary.
 func cpuByComponent() map[string]float64 {
-	parent := map[int]int{}
+	stats := map[int]stat{}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
+		if st, err := readStat(pid); err == nil {
+			stats[pid] = st
 		}
-		fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
-		ppid, _ := strconv.Atoi(fields[1])
-		parent[pid] = ppid
 	}
 	self := os.Getpid()
 	out := map[string]float64{}
-	for pid := range parent {
-		p := parent[pid]
+	for pid, st := range stats {
+		p := st.ppid
 		for p != 0 && p != self {
-			p = parent[p]
+			p = stats[p].ppid
 		}
 		if p != self {
 			continue
@@ -792,7 +803,7 @@ func cpuByComponent() map[string]float64 {
 		if name == "tserver-agent" {
 			name = "agents"
 		}
-		out[name] += cpuSeconds(pid)
+		out[name] += st.cpuSeconds
 	}
 	return out
 }
