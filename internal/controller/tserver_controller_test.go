@@ -18,6 +18,7 @@ package controller
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -377,7 +378,11 @@ var _ = Describe("TServer controller", func() {
 		Expect(got.OwnerReferences).To(BeEmpty())
 	})
 
-	It("holds new replicas back until their claims exist and volumes wait for them", func() {
+	It("holds new replicas back until their claims exist and enough nodes have their volumes", func() {
+		ts.Spec.K8S.Mounts = append(ts.Spec.K8S.Mounts, tarsv1beta1.TK8SMount{
+			Name: "data", MountPath: "/data",
+			Source: tarsv1beta1.TK8SMountSource{TLocalVolume: &tarsv1beta1.TLocalVolume{UID: "0", GID: "0", Mode: "711"}},
+		})
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
 		statefulSetOf(ts)
 		waiting := &TServerReconciler{Client: k8sClient, Scheme: k8sClient.Scheme(), Recorder: reconciler.Recorder,
@@ -389,18 +394,23 @@ var _ = Describe("TServer controller", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(admitted).To(BeZero())
 		Expect(o.waitingForVolumes).To(BeTrue())
-		for i := range 2 {
-			pvc := &corev1.PersistentVolumeClaim{}
-			Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: fmt.Sprintf("remote-log-dir-tars-tarslog-%d", i)}, pvc)).
-				To(Succeed())
-			Expect(pvc.Annotations).To(HaveKeyWithValue("tars.io/LocalVolumeUID", "1000"))
-			Expect(pvc.Spec.Selector.MatchLabels).To(HaveKeyWithValue("tars.io/LocalVolume", "remote-log-dir"))
+		for _, volume := range []string{"remote-log-dir", "data"} {
+			for i := range 2 {
+				pvc := &corev1.PersistentVolumeClaim{}
+				Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: fmt.Sprintf("%s-tars-tarslog-%d", volume, i)}, pvc)).
+					To(Succeed())
+				Expect(pvc.Spec.Selector.MatchLabels).To(HaveKeyWithValue("tars.io/LocalVolume", volume))
+			}
 		}
+		pvc := &corev1.PersistentVolumeClaim{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "remote-log-dir-tars-tarslog-0"}, pvc)).To(Succeed())
+		Expect(pvc.Annotations).To(HaveKeyWithValue("tars.io/LocalVolumeUID", "1000"))
 
-		By("admitting them once enough volumes wait")
-		for i := range 2 {
+		available := func(template int, node string) {
+			labels := maps.Clone(buildClaimTemplates(ts)[template].Labels)
+			labels[corev1.LabelHostname] = node
 			pv := &corev1.PersistentVolume{
-				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-pv-%d", ns, i), Labels: buildClaimTemplates(ts)[0].Labels},
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-pv-%d-%s", ns, template, node), Labels: labels},
 				Spec: corev1.PersistentVolumeSpec{
 					Capacity:               corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
 					AccessModes:            []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
@@ -412,9 +422,26 @@ var _ = Describe("TServer controller", func() {
 			pv.Status.Phase = corev1.VolumeAvailable
 			Expect(k8sClient.Status().Update(ctx, pv)).To(Succeed())
 		}
-		admitted, err = waiting.admitReplicas(ctx, ts, 0, 2, &observed{})
-		Expect(err).NotTo(HaveOccurred())
-		Expect(admitted).To(Equal(int32(2)))
+		admit := func() int32 {
+			admitted, err := waiting.admitReplicas(ctx, ts, 0, 2, &observed{})
+			Expect(err).NotTo(HaveOccurred())
+			return admitted
+		}
+
+		By("holding them while each node has only some of a replica's volumes")
+		available(0, "node-a")
+		available(0, "node-b")
+		available(1, "node-c")
+		available(1, "node-d")
+		Expect(admit()).To(BeZero(), "two volumes of each kind, but no node with both")
+
+		By("holding them while one node has both: the second replica would find no node")
+		available(1, "node-a")
+		Expect(admit()).To(BeZero())
+
+		By("admitting them once two nodes have both")
+		available(1, "node-b")
+		Expect(admit()).To(Equal(int32(2)))
 
 		By("not waiting forever: after VolumeWait the pods are made anyway")
 		waiting.VolumeWait = 2 * time.Second

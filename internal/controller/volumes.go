@@ -23,6 +23,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -39,8 +40,9 @@ const volumePoll = 500 * time.Millisecond
 // scheduler would try the pod before any node-local volume exists, find none, and back it off
 // for up to ten seconds while the agents provision. Instead the controller makes the claims of
 // the new replicas itself, exactly as the StatefulSet controller would (which then adopts them
-// by name), and raises the replicas once enough volumes wait for them; or after VolumeWait,
-// so that a server no node can hold still gets pods that say why they cannot be scheduled.
+// by name), and raises the replicas once enough nodes have a volume for each of a new
+// replica's claims; or after VolumeWait, so that a server no node can hold still gets pods that
+// say why they cannot be scheduled.
 func (r *TServerReconciler) admitReplicas(ctx context.Context, ts *tarsv1beta1.TServer, current, desired int32,
 	o *observed) (int32, error) {
 	if r.VolumeWait <= 0 || desired <= current {
@@ -56,8 +58,11 @@ func (r *TServerReconciler) admitReplicas(ctx context.Context, ts *tarsv1beta1.T
 		return desired, nil
 	}
 
+	// A new replica's pod fits only a node that has a volume for each of its pending claims.
 	var oldestPending time.Time
-	ready := true
+	waiting := 0              // new replicas with a claim still pending
+	pendingTemplates := 0     // templates with a claim of a new replica still pending
+	nodes := map[string]int{} // node -> how many of those templates it has an Available volume for
 	for _, t := range local {
 		pending := 0
 		for i := current; i < desired; i++ {
@@ -73,12 +78,26 @@ func (r *TServerReconciler) admitReplicas(ctx context.Context, ts *tarsv1beta1.T
 				oldestPending = created
 			}
 		}
-		available, err := r.availableVolumes(ctx, t.Labels)
+		if pending == 0 {
+			continue
+		}
+		waiting = max(waiting, pending)
+		pendingTemplates++
+		onNodes, err := r.availableVolumeNodes(ctx, t.Labels)
 		if err != nil {
 			return current, err
 		}
-		ready = ready && available >= pending
+		for node := range onNodes {
+			nodes[node]++
+		}
 	}
+	fit := 0
+	for _, n := range nodes {
+		if n == pendingTemplates {
+			fit++
+		}
+	}
+	ready := fit >= waiting
 	switch {
 	case ready:
 		return desired, nil
@@ -115,18 +134,19 @@ func (r *TServerReconciler) ensureClaim(ctx context.Context, ts *tarsv1beta1.TSe
 	return pvc, nil
 }
 
-// availableVolumes counts the unclaimed volumes that match a claim template's labels and that
-// are Available (the agent marks a new volume so at once): the scheduler considers no other.
-func (r *TServerReconciler) availableVolumes(ctx context.Context, labels map[string]string) (int, error) {
+// availableVolumeNodes are the nodes (kubernetes.io/hostname) with an unclaimed volume that
+// matches a claim template's labels and is Available (the agent marks a new volume so at once):
+// the scheduler considers no other.
+func (r *TServerReconciler) availableVolumeNodes(ctx context.Context, labels map[string]string) (sets.Set[string], error) {
 	list := &corev1.PersistentVolumeList{}
-	if err := r.List(ctx, list, client.MatchingLabels(labels)); err != nil {
-		return 0, err
+	if err := r.List(ctx, list, client.MatchingLabels(labels), client.UnsafeDisableDeepCopy); err != nil {
+		return nil, err
 	}
-	n := 0
+	nodes := sets.New[string]()
 	for _, pv := range list.Items {
 		if pv.Status.Phase == corev1.VolumeAvailable && pv.Spec.ClaimRef == nil && pv.DeletionTimestamp.IsZero() {
-			n++
+			nodes.Insert(pv.Labels[corev1.LabelHostname])
 		}
 	}
-	return n, nil
+	return nodes, nil
 }
