@@ -137,10 +137,11 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 	if !res.Created {
 		how = "adopted the existing directory"
 	}
+	// No event: every node with room provisions one for the claim's group, and a claim showing
+	// one "Provisioned" per node (all but one of them volumes it will not use) tells its reader
+	// nothing the PV list does not, at one API write per volume. Failures are events.
 	volumesProvisioned.Inc()
 	log.Info("Provisioned PersistentVolume", "pv", name, "path", pv.Spec.Local.Path, "directory", how, "ownership", own.String())
-	r.Recorder.Eventf(pvc, pv, corev1.EventTypeNormal, "Provisioned", "Provision",
-		"Provisioned volume %s on node %s at %s (%s, %s)", name, r.NodeName, pv.Spec.Local.Path, how, own)
 	return nil
 }
 
