@@ -617,7 +617,7 @@ func (b *bench) cleanUp(ctx context.Context, name string) error {
 
 // stopAgents stops the agents of the previous pair.
 func (b *bench) stopAgents() error {
-	var errs []error
+	errs := make([]error, 0, len(b.agents))
 	for _, a := range b.agents {
 		errs = append(errs, a.Stop())
 	}
