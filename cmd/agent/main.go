@@ -31,13 +31,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -46,13 +44,6 @@ import (
 	"github.com/tserver-operator/tserver-operator/internal/agent"
 	"github.com/tserver-operator/tserver-operator/internal/hostfs"
 )
-
-// scheme holds the built-in types; the agent reads and writes nothing else.
-var scheme = runtime.NewScheme()
-
-func init() {
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-}
 
 func main() {
 	os.Exit(runAgent(os.Args[1:]))
@@ -127,7 +118,7 @@ func runAgent(args []string) int {
 		return 1
 	}
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
-		Scheme:                 scheme,
+		Scheme:                 agent.NewScheme(),
 		Cache:                  agent.CacheOptions(cfg.NodeName, cfg.Hostname),
 		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress: probeAddr,
@@ -166,14 +157,15 @@ func runAgent(args []string) int {
 // hostnameOf waits for the node to exist and returns its kubernetes.io/hostname label, the value
 // volumes' node affinity must name; the node name when the label is missing.
 func hostnameOf(ctx context.Context, cfg *rest.Config, nodeName string) (string, error) {
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	// A typed client: controller-runtime's would first discover the API's groups for one read.
+	nodes, err := corev1client.NewForConfig(cfg)
 	if err != nil {
 		return "", err
 	}
-	node := &corev1.Node{}
+	var node *corev1.Node
 	err = wait.PollUntilContextTimeout(ctx, time.Second, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
-		err := c.Get(ctx, client.ObjectKey{Name: nodeName}, node)
-		if err != nil {
+		var err error
+		if node, err = nodes.Nodes().Get(ctx, nodeName, metav1.GetOptions{}); err != nil {
 			ctrl.Log.WithName("agent").Info("Waiting for the node", "node", nodeName, "error", err.Error())
 		}
 		return err == nil, nil

@@ -29,9 +29,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -94,6 +97,16 @@ func SetupWithManager(mgr ctrl.Manager, cfg Config) error {
 		return err
 	}
 	return (&VolumeReconciler{a}).SetupWithManager(mgr)
+}
+
+// NewScheme holds the kinds the agent reads and writes, and no others: claims, volumes, nodes
+// (core) and StorageClasses. Registering every built-in group, as the manager does, costs each
+// agent memory for types it never sees.
+func NewScheme() *runtime.Scheme {
+	scheme := runtime.NewScheme()
+	utilruntime.Must(corev1.AddToScheme(scheme))
+	utilruntime.Must(storagev1.AddToScheme(scheme))
+	return scheme
 }
 
 // CacheOptions narrow an agent's caches to what its node needs: tars claims, the volumes of

@@ -124,12 +124,12 @@ var _ = AfterSuite(func() {
 	Expect(testEnv.Stop()).To(Succeed())
 })
 
-// startAgent runs an agent for node, as `tserver-operator agent` would, with dir as its host root.
+// startAgent runs an agent for node, as tserver-agent would, with dir as its host root.
 func startAgent(node, hostname, dir string) {
 	root, err := hostfs.Open(dir)
 	Expect(err).NotTo(HaveOccurred())
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:     scheme.Scheme,
+		Scheme:     NewScheme(),
 		Cache:      CacheOptions(node, hostname),
 		Metrics:    metricsserver.Options{BindAddress: "0"},
 		Controller: config.Controller{SkipNameValidation: new(true)}, // several agents in one process
