@@ -57,6 +57,7 @@ import (
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 	"github.com/tserver-operator/tserver-operator/internal/agent"
+	"github.com/tserver-operator/tserver-operator/internal/controller"
 	"github.com/tserver-operator/tserver-operator/internal/localcluster"
 )
 
@@ -216,8 +217,12 @@ func run(ctx context.Context, o options) ([]result, error) {
 				return results, err
 			}
 		}
-		fmt.Printf("Scenario 1b, pair %d of %d: Kubernetes alone, with the volumes pre-created as the agent would create them...\n",
+		fmt.Printf("Scenario 1b, pair %d of %d: Kubernetes alone, the StatefulSets applied by hand, volumes pre-created as the agent would create them...\n",
 			i, o.pairs)
+		// Kubernetes alone: no manager either.
+		if err := b.manager.Stop(); err != nil {
+			return results, err
+		}
 		lower, err := b.timeToBound(ctx, lowerRun, o.servers, true, i == o.pairs)
 		if err != nil {
 			return results, err
@@ -227,7 +232,10 @@ func run(ctx context.Context, o options) ([]result, error) {
 		if err := b.cleanUp(ctx, lowerRun); err != nil {
 			return results, err
 		}
-		fmt.Println("Starting the agents...")
+		fmt.Println("Starting the manager and the agents...")
+		if b.manager, err = cluster.StartManager(ctx, o.operator, nil); err != nil {
+			return results, err
+		}
 		if b.agents, err = cluster.StartAgents(ctx, o.agent, "--gc-grace-period="+o.gcGrace.String()); err != nil {
 			return results, err
 		}
@@ -304,7 +312,8 @@ func (b *bench) tserver(ns, app string, i int) *tarsv1beta1.TServer {
 
 // timeToBound creates servers TServers in a namespace of their own (app = name, so that no claim
 // matches another run's volumes) and measures until every claim is bound and every pod runs.
-// With precreate, the volumes are made first, exactly as the agents would make them. With
+// With precreate, the lower bound, the volumes are made first, exactly as the agents would make
+// them, and the StatefulSets the controller would make are created instead of TServers. With
 // profile (and --profile-dir), the run is profiled.
 func (b *bench) timeToBound(ctx context.Context, name string, servers int, precreate, profile bool) (time.Duration, error) {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
@@ -334,7 +343,19 @@ func (b *bench) timeToBound(ctx context.Context, name string, servers int, precr
 	cpuBefore := cpuByComponent()
 	start := time.Now()
 	for i := range servers {
-		if err := b.c.Create(ctx, b.tserver(name, name, i)); err != nil {
+		ts := b.tserver(name, name, i)
+		if !precreate {
+			if err := b.c.Create(ctx, ts); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		// Kubernetes alone: the StatefulSet (and Service) the controller would make, by hand.
+		svc, sts := controller.Desired(ts)
+		if err := b.c.Create(ctx, svc); err != nil {
+			return 0, err
+		}
+		if err := b.c.Create(ctx, sts); err != nil {
 			return 0, err
 		}
 	}
@@ -472,7 +493,9 @@ func (b *bench) profile(ctx context.Context, run string) (waitForProfiles func()
 	query := fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(b.o.profileFor.Seconds()))
 	targets := map[string]string{apiServerName: strings.TrimSuffix(b.cluster.Config.Host, "/") + query}
 	for _, p := range append([]*localcluster.Process{b.manager}, b.agents...)[:min(2, 1+len(b.agents))] {
-		targets[p.Name] = "http://" + p.PprofAddr + query
+		if running(p) {
+			targets[p.Name] = "http://" + p.PprofAddr + query
+		}
 	}
 	for name, url := range targets {
 		c := http.DefaultClient
@@ -496,6 +519,16 @@ func (b *bench) profile(ctx context.Context, run string) (waitForProfiles func()
 		})
 	}
 	return wg.Wait
+}
+
+// running says whether p has not exited.
+func running(p *localcluster.Process) bool {
+	select {
+	case <-p.Exited():
+		return false
+	default:
+		return true
+	}
 }
 
 // requestCounts reads the API server's apiserver_request_total counters, keyed by their labels.

@@ -56,6 +56,13 @@ func needsDelayBind(ts *tarsv1beta1.TServer) bool {
 	return k.HostIPC || k.HostNetwork || len(k.HostPorts) > 0
 }
 
+// Desired is what the controller makes of a TServer: its headless Service and its StatefulSet
+// at full replicas, without an owner. `make bench` applies them by hand for its lower bound, the
+// same StatefulSets with Kubernetes alone.
+func Desired(ts *tarsv1beta1.TServer) (*corev1.Service, *appsv1.StatefulSet) {
+	return buildService(ts), buildStatefulSet(ts)
+}
+
 // buildStatefulSet is the StatefulSet a TServer should have.
 func buildStatefulSet(ts *tarsv1beta1.TServer) *appsv1.StatefulSet {
 	k := &ts.Spec.K8S

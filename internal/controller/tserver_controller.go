@@ -527,9 +527,12 @@ func CacheOptions() cache.Options {
 func (r *TServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&tarsv1beta1.TServer{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Owns(&appsv1.StatefulSet{}).
+		// Claims binding and pods getting ready come in bursts: one reconcile (and status write)
+		// per statusBatchPeriod is enough.
+		Watches(&appsv1.StatefulSet{}, batched(handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(),
+			&tarsv1beta1.TServer{}, handler.OnlyControllerOwner()), statusBatchPeriod)).
 		Owns(&corev1.Service{}).
-		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(tserverOfLabels)).
+		Watches(&corev1.PersistentVolumeClaim{}, batched(handler.EnqueueRequestsFromMapFunc(tserverOfLabels), statusBatchPeriod)).
 		// A volume becoming Available may be what held new replicas back (admitReplicas).
 		Watches(&corev1.PersistentVolume{}, handler.EnqueueRequestsFromMapFunc(tserverOfVolume),
 			builder.WithPredicates(predicate.Funcs{
