@@ -342,22 +342,8 @@ func (b *bench) timeToBound(ctx context.Context, name string, servers int, precr
 	}
 	cpuBefore := cpuByComponent()
 	start := time.Now()
-	for i := range servers {
-		ts := b.tserver(name, name, i)
-		if !precreate {
-			if err := b.c.Create(ctx, ts); err != nil {
-				return 0, err
-			}
-			continue
-		}
-		// Kubernetes alone: the StatefulSet (and Service) the controller would make, by hand.
-		svc, sts := controller.Desired(ts)
-		if err := b.c.Create(ctx, svc); err != nil {
-			return 0, err
-		}
-		if err := b.c.Create(ctx, sts); err != nil {
-			return 0, err
-		}
+	if err := b.apply(ctx, name, servers, !precreate); err != nil {
+		return 0, err
 	}
 	want := servers * b.o.replicas
 	// Milestones on the way, to show where the time goes.
@@ -444,6 +430,28 @@ func (b *bench) printUnschedulable(ctx context.Context, ns string) {
 		}
 	}
 	fmt.Printf("    pods found no node at least once: %d (%d attempts)\n", pods.Len(), attempts)
+}
+
+// apply creates the run's servers: as TServers, or, for Kubernetes alone, as the StatefulSets
+// (and Services) the controller would make of them.
+func (b *bench) apply(ctx context.Context, name string, servers int, tservers bool) error {
+	for i := range servers {
+		ts := b.tserver(name, name, i)
+		if tservers {
+			if err := b.c.Create(ctx, ts); err != nil {
+				return err
+			}
+			continue
+		}
+		svc, sts := controller.Desired(ts)
+		if err := b.c.Create(ctx, svc); err != nil {
+			return err
+		}
+		if err := b.c.Create(ctx, sts); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // apiServerName names the API server's profiles.
