@@ -19,6 +19,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"maps"
 	"path"
 	"sync"
 	"time"
@@ -32,10 +33,13 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/keymutex"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/tserver-operator/tserver-operator/internal/hostfs"
@@ -322,13 +326,26 @@ const maxConcurrentClaims = 4
 func (r *ClaimReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.groups = keymutex.NewHashed(4 * maxConcurrentClaims)
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&corev1.PersistentVolumeClaim{}).
+		For(&corev1.PersistentVolumeClaim{}, builder.WithPredicates(predicate.Funcs{UpdateFunc: claimChanged})).
 		Watches(&corev1.PersistentVolume{}, handler.EnqueueRequestsFromMapFunc(r.claimsOfVolume)).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.claimsOfNode)).
 		Named("claim").
 		// Claims of different groups are independent; those of one group take turns (groups).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrentClaims}).
 		Complete(r)
+}
+
+// claimChanged passes the updates of a claim that the agent acts on: its volume, labels,
+// annotations or deletion; not its status, which the PV controller writes once more for every
+// claim it binds, to every agent.
+func claimChanged(e event.UpdateEvent) bool {
+	old, okOld := e.ObjectOld.(*corev1.PersistentVolumeClaim)
+	pvc, okNew := e.ObjectNew.(*corev1.PersistentVolumeClaim)
+	if !okOld || !okNew {
+		return true
+	}
+	return old.Spec.VolumeName != pvc.Spec.VolumeName || !maps.Equal(old.Labels, pvc.Labels) ||
+		!maps.Equal(old.Annotations, pvc.Annotations) || !old.DeletionTimestamp.Equal(pvc.DeletionTimestamp)
 }
 
 // claimsOfVolume maps a volume to its claim and to the pending claims of its group.

@@ -21,6 +21,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 	"github.com/tserver-operator/tserver-operator/internal/hostfs"
@@ -93,5 +94,35 @@ func TestMayProvision(t *testing.T) {
 		if got := mayProvision(node(tt.labels), tt.g); got != tt.want {
 			t.Errorf("mayProvision(%v, %s) = %v", tt.labels, tt.g.volume, got)
 		}
+	}
+}
+
+func TestClaimChangedIgnoresStatusWrites(t *testing.T) {
+	base := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{
+		Namespace: "default", Name: "remote-log-dir-tars-tarslog-0", ResourceVersion: "1",
+		Labels:      map[string]string{tarsv1beta1.LabelLocalVolume: "remote-log-dir"},
+		Annotations: map[string]string{tarsv1beta1.AnnotationLocalVolumeMode: "755"},
+	}}
+	for _, tc := range []struct {
+		name   string
+		change func(*corev1.PersistentVolumeClaim)
+		want   bool
+	}{
+		{"status phase", func(c *corev1.PersistentVolumeClaim) { c.Status.Phase = corev1.ClaimBound }, false},
+		{"resource version only", func(c *corev1.PersistentVolumeClaim) { c.ResourceVersion = "2" }, false},
+		{"bound to a volume", func(c *corev1.PersistentVolumeClaim) { c.Spec.VolumeName = "pv" }, true},
+		{"mode annotation", func(c *corev1.PersistentVolumeClaim) {
+			c.Annotations[tarsv1beta1.AnnotationLocalVolumeMode] = "700"
+		}, true},
+		{"label", func(c *corev1.PersistentVolumeClaim) { c.Labels[tarsv1beta1.LabelServerApp] = "tars" }, true},
+		{"deleted", func(c *corev1.PersistentVolumeClaim) { c.DeletionTimestamp = new(metav1.Now()) }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			updated := base.DeepCopy()
+			tc.change(updated)
+			if got := claimChanged(event.UpdateEvent{ObjectOld: base, ObjectNew: updated}); got != tc.want {
+				t.Errorf("claimChanged() = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
