@@ -27,6 +27,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
@@ -421,5 +422,18 @@ func TestTServerOfVolume(t *testing.T) {
 		if got != tt.want {
 			t.Errorf("tserverOfVolume(%s) = %q, want %q", tt.pv.Name, got, tt.want)
 		}
+	}
+}
+
+func TestOnlyWaitingTServersWakeForVolumes(t *testing.T) {
+	labels := map[string]string{"tars.io/ServerApp": "tars", "tars.io/ServerName": "tarslog", "tars.io/LocalVolume": "data"}
+	pv := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "default-data-tars-tarslog-36520b71", Labels: labels}}
+	r := &TServerReconciler{}
+	if reqs := r.waitingTServerOfVolume(t.Context(), pv); len(reqs) != 0 {
+		t.Errorf("a TServer that waits for nothing was woken: %v", reqs)
+	}
+	r.waitingForVolumes.Store(types.NamespacedName{Namespace: "default", Name: "tars-tarslog"}, true)
+	if reqs := r.waitingTServerOfVolume(t.Context(), pv); len(reqs) != 1 || reqs[0].String() != "default/tars-tarslog" {
+		t.Errorf("the waiting TServer was not woken: %v", reqs)
 	}
 }

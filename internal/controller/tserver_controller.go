@@ -29,6 +29,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -76,6 +77,10 @@ type TServerReconciler struct {
 	// VolumeWait is how long new replicas wait for node-local volumes before their pods are
 	// made anyway; 0 does not wait (see admitReplicas).
 	VolumeWait time.Duration
+
+	// waitingForVolumes holds the TServers (types.NamespacedName) whose new replicas wait for
+	// volumes: a volume becoming Available wakes only these.
+	waitingForVolumes sync.Map
 }
 
 // +kubebuilder:rbac:groups=k8s.tars.io,resources=tservers,verbs=get;list;watch
@@ -93,13 +98,22 @@ type TServerReconciler struct {
 func (r *TServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	ts := &tarsv1beta1.TServer{}
 	if err := r.Get(ctx, req.NamespacedName, ts); err != nil {
+		r.waitingForVolumes.Delete(req.NamespacedName)
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !ts.DeletionTimestamp.IsZero() {
+		r.waitingForVolumes.Delete(req.NamespacedName)
 		return ctrl.Result{}, nil // garbage collection removes the StatefulSet and Service
 	}
 
 	o := &observed{}
+	defer func() {
+		if o.waitingForVolumes {
+			r.waitingForVolumes.Store(req.NamespacedName, true)
+		} else {
+			r.waitingForVolumes.Delete(req.NamespacedName)
+		}
+	}()
 	if err := r.reconcileService(ctx, ts, o); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -534,7 +548,7 @@ func (r *TServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.Service{}).
 		Watches(&corev1.PersistentVolumeClaim{}, batched(handler.EnqueueRequestsFromMapFunc(tserverOfLabels), statusBatchPeriod)).
 		// A volume becoming Available may be what held new replicas back (admitReplicas).
-		Watches(&corev1.PersistentVolume{}, handler.EnqueueRequestsFromMapFunc(tserverOfVolume),
+		Watches(&corev1.PersistentVolume{}, handler.EnqueueRequestsFromMapFunc(r.waitingTServerOfVolume),
 			builder.WithPredicates(predicate.Funcs{
 				CreateFunc: func(e event.CreateEvent) bool { return isAvailable(e.Object) },
 				UpdateFunc: func(e event.UpdateEvent) bool { return !isAvailable(e.ObjectOld) && isAvailable(e.ObjectNew) },
@@ -567,6 +581,17 @@ func tserverOfVolume(_ context.Context, obj client.Object) []reconcile.Request {
 		return nil
 	}
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: tarsv1beta1.ResourceName(app, server)}}}
+}
+
+// waitingTServerOfVolume maps a node-local volume to its TServer if that waits for volumes:
+// each of the hundreds of volumes a rollout makes would otherwise cost a reconcile. A TServer
+// that starts waiting just after its volume came looks again after volumePoll.
+func (r *TServerReconciler) waitingTServerOfVolume(ctx context.Context, obj client.Object) []reconcile.Request {
+	reqs := tserverOfVolume(ctx, obj)
+	return slices.DeleteFunc(reqs, func(req reconcile.Request) bool {
+		_, waiting := r.waitingForVolumes.Load(req.NamespacedName)
+		return !waiting
+	})
 }
 
 // tserverOfLabels maps an object labelled with a server's app and name to its TServer.

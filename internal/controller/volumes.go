@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -58,18 +59,19 @@ func (r *TServerReconciler) admitReplicas(ctx context.Context, ts *tarsv1beta1.T
 		return desired, nil
 	}
 
+	claims, err := r.ensureClaims(ctx, ts, local, current, desired)
+	if err != nil {
+		return current, err
+	}
+
 	// A new replica's pod fits only a node that has a volume for each of its pending claims.
 	var oldestPending time.Time
 	waiting := 0              // new replicas with a claim still pending
 	pendingTemplates := 0     // templates with a claim of a new replica still pending
 	nodes := map[string]int{} // node -> how many of those templates it has an Available volume for
-	for _, t := range local {
+	for ti, t := range local {
 		pending := 0
-		for i := current; i < desired; i++ {
-			pvc, err := r.ensureClaim(ctx, ts, t, i)
-			if err != nil {
-				return current, err
-			}
+		for _, pvc := range claims[ti] {
 			if pvc.Spec.VolumeName != "" {
 				continue
 			}
@@ -112,6 +114,30 @@ func (r *TServerReconciler) admitReplicas(ctx context.Context, ts *tarsv1beta1.T
 	o.waitingForVolumes = true
 	return current, nil
 }
+
+// ensureClaims returns, for each template, the claims of ordinals current to desired-1, making
+// those that do not exist. They are made side by side: a rollout of many servers waits for them
+// while the agents keep the API server busy provisioning.
+func (r *TServerReconciler) ensureClaims(ctx context.Context, ts *tarsv1beta1.TServer, templates []corev1.PersistentVolumeClaim,
+	current, desired int32) ([][]*corev1.PersistentVolumeClaim, error) {
+	claims := make([][]*corev1.PersistentVolumeClaim, len(templates))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(maxParallelClaims)
+	for ti, t := range templates {
+		claims[ti] = make([]*corev1.PersistentVolumeClaim, desired-current)
+		for i := current; i < desired; i++ {
+			g.Go(func() error {
+				pvc, err := r.ensureClaim(gctx, ts, t, i)
+				claims[ti][i-current] = pvc
+				return err
+			})
+		}
+	}
+	return claims, g.Wait()
+}
+
+// maxParallelClaims is how many claims one reconcile makes at once.
+const maxParallelClaims = 8
 
 // ensureClaim returns the claim of template t for ordinal i, making it if it does not exist.
 func (r *TServerReconciler) ensureClaim(ctx context.Context, ts *tarsv1beta1.TServer, t corev1.PersistentVolumeClaim,
