@@ -103,8 +103,8 @@ func main() {
 	flag.IntVar(&o.volumes, "volumes", 2, "V: tLocalVolume mounts per TServer.")
 	flag.IntVar(&o.pairs, "pairs", 3, "Runs of scenario 1 with and without the agents; the pair with the median ratio counts.")
 	flag.IntVar(&o.unrelated, "unrelated", 10000, "Unrelated claims and volumes for the footprint scenario.")
-	flag.IntVar(&o.creates, "creates", 1000, "TServer creates for the admission scenario.")
-	flag.Float64Var(&o.admissionRate, "admission-rate", 20, "Creates per second of the admission scenario's steady run "+
+	flag.IntVar(&o.creates, "creates", 1000, "TServer creates with the webhooks, and as many without, for the admission scenario.")
+	flag.Float64Var(&o.admissionRate, "admission-rate", 20, "Creates per second (with and without the webhooks together) of the admission scenario's steady run "+
 		"(it also runs them back to back).")
 	flag.DurationVar(&o.gcGrace, "gc-grace-period", 15*time.Second, "The agents' grace period (short for the bench).")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "If set, CPU profiles of the manager, the first agent and the "+
@@ -929,12 +929,16 @@ func printCPU(before, after map[string]float64) {
 	fmt.Printf("    CPU seconds: %s\n", strings.Join(parts, ", "))
 }
 
-// admission times TServer creates through the API server with the webhooks registered and
-// with their configurations removed. The target is measured at a steady rate the cluster keeps
-// up with, in blocks that alternate between the two so that both see the same cluster; then
-// once back to back, where each create's follow-up work (StatefulSet, Service, status, events,
-// the kube-controller-manager's share) saturates the machine and queueing dominates.
+// admission times TServer creates through the API server with the webhooks and without them.
+// The target is measured at a steady rate the cluster keeps up with; then once back to back,
+// where each create's follow-up work (StatefulSet, Service, status, events, the
+// kube-controller-manager's share) saturates the machine and queueing dominates.
 func (b *bench) admission(ctx context.Context) ([]result, error) {
+	// With and without the webhooks at the same time: the webhooks skip namespaces labelled
+	// webhooksOff, and the creates alternate between one such namespace and one without, so both
+	// halves see the same cluster. Blocks of each after the other (with the configurations
+	// removed and registered again) differed from run to run by more than the webhooks cost, as
+	// the cluster's background work came and went.
 	mutating := &admissionregistrationv1.MutatingWebhookConfigurationList{}
 	validating := &admissionregistrationv1.ValidatingWebhookConfigurationList{}
 	if err := b.c.List(ctx, mutating); err != nil {
@@ -943,82 +947,63 @@ func (b *bench) admission(ctx context.Context) ([]result, error) {
 	if err := b.c.List(ctx, validating); err != nil {
 		return nil, err
 	}
-	register := func(on bool) error {
-		objs := make([]client.Object, 0, len(mutating.Items)+len(validating.Items))
-		for i := range mutating.Items {
-			objs = append(objs, mutating.Items[i].DeepCopy())
+	off := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+		Key: webhooksOff, Operator: metav1.LabelSelectorOpDoesNotExist,
+	}}}
+	var configs []client.Object
+	for i := range mutating.Items {
+		for j := range mutating.Items[i].Webhooks {
+			mutating.Items[i].Webhooks[j].NamespaceSelector = off
 		}
-		for i := range validating.Items {
-			objs = append(objs, validating.Items[i].DeepCopy())
-		}
-		for _, obj := range objs {
-			obj.SetResourceVersion("")
-			obj.SetUID("")
-			var err error
-			if on {
-				err = b.c.Create(ctx, obj)
-			} else {
-				err = client.IgnoreNotFound(b.c.Delete(ctx, obj))
-			}
-			if err != nil {
-				return err
-			}
-		}
-		time.Sleep(2 * time.Second) // the API server's webhook configuration informer
-		return nil
+		configs = append(configs, &mutating.Items[i])
 	}
+	for i := range validating.Items {
+		for j := range validating.Items[i].Webhooks {
+			validating.Items[i].Webhooks[j].NamespaceSelector = off
+		}
+		configs = append(configs, &validating.Items[i])
+	}
+	for _, obj := range configs {
+		if err := b.c.Update(ctx, obj); err != nil {
+			return nil, err
+		}
+	}
+	time.Sleep(2 * time.Second) // the API server's webhook configuration informer
+
 	run := 0
-	creates := func(rate float64, n int) ([]time.Duration, error) {
+	creates := func(rate float64, n int) (with, without []time.Duration, err error) {
 		run++
 		return b.timeCreates(ctx, fmt.Sprintf("admission-%d", run), rate, n)
 	}
-	if _, err := creates(b.o.admissionRate, 50); err != nil { // warm-up, not measured
+	if _, _, err := creates(b.o.admissionRate, 50); err != nil { // warm-up, not measured
 		return nil, err
 	}
-
-	const blocks = 5
-	var with, without []time.Duration
 	before := b.webhookCalls(ctx)
-	for i := range blocks {
-		n := b.o.creates/blocks + min(1, max(0, b.o.creates%blocks-i))
-		if i > 0 {
-			if err := register(true); err != nil {
-				return nil, err
-			}
-		}
-		d, err := creates(b.o.admissionRate, n)
-		if err != nil {
-			return nil, err
-		}
-		with = append(with, d...)
-		if err := register(false); err != nil {
-			return nil, err
-		}
-		if d, err = creates(b.o.admissionRate, n); err != nil {
-			return nil, err
-		}
-		without = append(without, d...)
+	with, without, err := creates(b.o.admissionRate, b.o.creates)
+	if err != nil {
+		return nil, err
 	}
 	b.printWebhookCalls(ctx, rateName(b.o.admissionRate), before)
 	out := admissionResults(b.o.admissionRate, with, without)
 
-	if err := register(true); err != nil {
-		return out, err
-	}
 	before = b.webhookCalls(ctx)
-	with, err := creates(0, b.o.creates)
-	if err != nil {
+	if with, without, err = creates(0, b.o.creates); err != nil {
 		return out, err
 	}
 	b.printWebhookCalls(ctx, rateName(0), before)
-	if err := register(false); err != nil {
-		return out, err
+	out = append(out, admissionResults(0, with, without)...)
+
+	// Nothing after this scenario needs the webhooks.
+	for _, obj := range configs {
+		if err := client.IgnoreNotFound(b.c.Delete(ctx, obj)); err != nil {
+			return out, err
+		}
 	}
-	if without, err = creates(0, b.o.creates); err != nil {
-		return out, err
-	}
-	return append(out, admissionResults(0, with, without)...), nil
+	return out, nil
 }
+
+// webhooksOff labels the admission scenario's namespaces that the webhooks skip.
+const webhooksOff = "bench.tserver-operator/webhooks-off"
 
 // admissionResults are the p50 and p99 of creates with and without the webhooks, and the p99
 // overhead; the steady run's is the one with a target.
@@ -1089,28 +1074,46 @@ func (b *bench) webhookCalls(ctx context.Context) map[string]webhookCall {
 
 // timeCreates creates n TServers in a new namespace ns, one after another, each starting at its
 // slot of a steady rate (back to back for rate 0), and returns their latencies.
-func (b *bench) timeCreates(ctx context.Context, ns string, rate float64, n int) ([]time.Duration, error) {
-	if err := b.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		return nil, err
+// timeCreates times n TServer creates with the webhooks and n without, alternating between a
+// namespace the webhooks serve and one they skip (which of the two goes first alternates too),
+// at rate creates per second in all, or back to back when rate is 0.
+func (b *bench) timeCreates(ctx context.Context, ns string, rate float64, n int) (with, without []time.Duration, err error) {
+	namespaces := []*corev1.Namespace{
+		{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+		{ObjectMeta: metav1.ObjectMeta{Name: ns + "-off", Labels: map[string]string{webhooksOff: ""}}},
+	}
+	for _, namespace := range namespaces {
+		if err := b.c.Create(ctx, namespace); err != nil {
+			return nil, nil, err
+		}
 	}
 	if b.o.profileDir != "" {
 		defer b.profile(ctx, ns)()
 	}
-	durations := make([]time.Duration, 0, n)
+	with, without = make([]time.Duration, 0, n), make([]time.Duration, 0, n)
 	begin := time.Now()
-	for i := range n {
+	for i := range 2 * n {
 		if rate > 0 {
 			time.Sleep(time.Until(begin.Add(time.Duration(float64(i) / rate * float64(time.Second)))))
 		}
-		ts := b.tserver(ns, "adm", i)
+		webhooks := (i%2 == 0) == (i/2%2 == 0) // with, without; without, with; ...
+		namespace := namespaces[0].Name
+		if !webhooks {
+			namespace = namespaces[1].Name
+		}
+		ts := b.tserver(namespace, "adm", i/2)
 		ts.Spec.Release = nil // no pods: this measures admission, not scheduling
 		start := time.Now()
 		if err := b.c.Create(ctx, ts); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		durations = append(durations, time.Since(start))
+		if webhooks {
+			with = append(with, time.Since(start))
+		} else {
+			without = append(without, time.Since(start))
+		}
 	}
-	return durations, nil
+	return with, without, nil
 }
 
 func printTable(o options, results []result) {
