@@ -27,9 +27,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/yaml"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
@@ -428,12 +429,24 @@ func TestTServerOfVolume(t *testing.T) {
 func TestOnlyWaitingTServersWakeForVolumes(t *testing.T) {
 	labels := map[string]string{"tars.io/ServerApp": "tars", "tars.io/ServerName": "tarslog", "tars.io/LocalVolume": "data"}
 	pv := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "default-data-tars-tarslog-36520b71", Labels: labels}}
-	r := &TServerReconciler{}
-	if reqs := r.waitingTServerOfVolume(t.Context(), pv); len(reqs) != 0 {
+	scheme := runtime.NewScheme()
+	if err := tarsv1beta1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	withReady := func(reason string) *TServerReconciler {
+		ts := &tarsv1beta1.TServer{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "tars-tarslog"}}
+		ts.Status.Conditions = []metav1.Condition{{Type: ConditionReady, Status: metav1.ConditionFalse, Reason: reason}}
+		return &TServerReconciler{Client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(ts).Build()}
+	}
+	if reqs := withReady("ReplicasNotReady").waitingTServerOfVolume(t.Context(), pv); len(reqs) != 0 {
 		t.Errorf("a TServer that waits for nothing was woken: %v", reqs)
 	}
-	r.waitingForVolumes.Store(types.NamespacedName{Namespace: "default", Name: "tars-tarslog"}, true)
-	if reqs := r.waitingTServerOfVolume(t.Context(), pv); len(reqs) != 1 || reqs[0].String() != "default/tars-tarslog" {
+	if reqs := (&TServerReconciler{Client: fake.NewClientBuilder().WithScheme(scheme).Build()}).
+		waitingTServerOfVolume(t.Context(), pv); len(reqs) != 0 {
+		t.Errorf("a missing TServer was woken: %v", reqs)
+	}
+	reqs := withReady(ReasonProvisioningVolumes).waitingTServerOfVolume(t.Context(), pv)
+	if len(reqs) != 1 || reqs[0].String() != "default/tars-tarslog" {
 		t.Errorf("the waiting TServer was not woken: %v", reqs)
 	}
 }

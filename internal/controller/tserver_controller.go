@@ -29,7 +29,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -77,10 +76,6 @@ type TServerReconciler struct {
 	// VolumeWait is how long new replicas wait for node-local volumes before their pods are
 	// made anyway; 0 does not wait (see admitReplicas).
 	VolumeWait time.Duration
-
-	// waitingForVolumes holds the TServers (types.NamespacedName) whose new replicas wait for
-	// volumes: a volume becoming Available wakes only these.
-	waitingForVolumes sync.Map
 }
 
 // +kubebuilder:rbac:groups=k8s.tars.io,resources=tservers,verbs=get;list;watch
@@ -98,22 +93,13 @@ type TServerReconciler struct {
 func (r *TServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	ts := &tarsv1beta1.TServer{}
 	if err := r.Get(ctx, req.NamespacedName, ts); err != nil {
-		r.waitingForVolumes.Delete(req.NamespacedName)
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !ts.DeletionTimestamp.IsZero() {
-		r.waitingForVolumes.Delete(req.NamespacedName)
 		return ctrl.Result{}, nil // garbage collection removes the StatefulSet and Service
 	}
 
 	o := &observed{}
-	defer func() {
-		if o.waitingForVolumes {
-			r.waitingForVolumes.Store(req.NamespacedName, true)
-		} else {
-			r.waitingForVolumes.Delete(req.NamespacedName)
-		}
-	}()
 	if err := r.reconcileService(ctx, ts, o); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -422,6 +408,10 @@ const (
 	ConditionReady = "Ready"
 	// ConditionVolumesBound is true when every claim of every replica is bound to a volume.
 	ConditionVolumesBound = "VolumesBound"
+
+	// ReasonProvisioningVolumes is the Ready condition's reason while new replicas wait for
+	// their node-local volumes (admitReplicas).
+	ReasonProvisioningVolumes = "ProvisioningVolumes"
 )
 
 // computeStatus is the TServer's status given what a reconcile observed.
@@ -446,7 +436,7 @@ func computeStatus(ts *tarsv1beta1.TServer, o *observed) tarsv1beta1.TServerStat
 		ready.Status, ready.Reason = metav1.ConditionFalse, "RecreatingStatefulSet"
 		ready.Message = "the StatefulSet is being recreated with new claim templates; its pods keep running"
 	case o.waitingForVolumes:
-		ready.Status, ready.Reason = metav1.ConditionFalse, "ProvisioningVolumes"
+		ready.Status, ready.Reason = metav1.ConditionFalse, ReasonProvisioningVolumes
 		ready.Message = "new replicas wait for their node-local volumes to be provisioned"
 	case sts == nil || sts.Status.ObservedGeneration < sts.Generation:
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, "Progressing", "the StatefulSet is being updated"
@@ -583,14 +573,19 @@ func tserverOfVolume(_ context.Context, obj client.Object) []reconcile.Request {
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: tarsv1beta1.ResourceName(app, server)}}}
 }
 
-// waitingTServerOfVolume maps a node-local volume to its TServer if that waits for volumes:
-// each of the hundreds of volumes a rollout makes would otherwise cost a reconcile. A TServer
-// that starts waiting just after its volume came looks again after volumePoll.
+// waitingTServerOfVolume maps a node-local volume to its TServer if that waits for volumes, as
+// its Ready condition says: each of the hundreds of volumes a rollout makes would otherwise cost
+// a reconcile. A TServer that starts waiting just after its volume came looks again after
+// volumePoll.
 func (r *TServerReconciler) waitingTServerOfVolume(ctx context.Context, obj client.Object) []reconcile.Request {
 	reqs := tserverOfVolume(ctx, obj)
 	return slices.DeleteFunc(reqs, func(req reconcile.Request) bool {
-		_, waiting := r.waitingForVolumes.Load(req.NamespacedName)
-		return !waiting
+		ts := &tarsv1beta1.TServer{}
+		if err := r.Get(ctx, req.NamespacedName, ts); err != nil {
+			return true
+		}
+		ready := meta.FindStatusCondition(ts.Status.Conditions, ConditionReady)
+		return ready == nil || ready.Reason != ReasonProvisioningVolumes
 	})
 }
 
