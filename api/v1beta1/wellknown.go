@@ -16,7 +16,11 @@ limitations under the License.
 
 package v1beta1
 
-import "strings"
+import (
+	"fmt"
+	"hash/fnv"
+	"strings"
+)
 
 // Labels, annotations and names shared by the webhooks, the controller and the node agent.
 // Their values are TarsK8S's, so that clusters moving from it keep their volumes.
@@ -67,6 +71,31 @@ const (
 // StatefulSet and Service: lower(app)-lower(server).
 func ResourceName(app, server string) string {
 	return strings.ToLower(app) + "-" + strings.ToLower(server)
+}
+
+// LocalVolumeName is the name of the node-local volume of a server's mount on a node, as
+// TarsK8S names it so that existing clusters' volumes are recognised:
+// <namespace>-<volume>-<lower(app)>-<lower(server)>-<hex(fnv32a(node + storage class))>.
+func LocalVolumeName(namespace, volume, app, server, nodeName, storageClass string) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(nodeName + storageClass))
+	return fmt.Sprintf("%s-%s-%s-%s-%x", namespace, volume, strings.ToLower(app), strings.ToLower(server), h.Sum32())
+}
+
+// LocalVolumeNamespace reads the namespace of a node-local volume back from its name
+// (LocalVolumeName) and its app, server and volume labels: volumes are cluster-scoped and
+// record it nowhere else. It says false for a name that is not of that form.
+func LocalVolumeNamespace(name string, labels map[string]string) (string, bool) {
+	app, server, volume := labels[LabelServerApp], labels[LabelServerName], labels[LabelLocalVolume]
+	i := strings.LastIndexByte(name, '-') // before the node's hash
+	if app == "" || server == "" || volume == "" || i < 0 {
+		return "", false
+	}
+	ns, ok := strings.CutSuffix(name[:i], "-"+volume+"-"+strings.ToLower(app)+"-"+strings.ToLower(server))
+	if !ok || ns == "" {
+		return "", false
+	}
+	return ns, true
 }
 
 // Endpoint is a servant (subType tars) or port (subType normal) of a server.

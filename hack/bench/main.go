@@ -71,6 +71,9 @@ type options struct {
 	admissionRate               float64
 	jsonOut, profileDir         string
 	profileFor                  time.Duration
+	// timeToBound runs scenarios 1 to 3 (leftovers and footprint are those of scenario 1's
+	// runs), admission scenario 4.
+	timeToBound, admission bool
 }
 
 const (
@@ -112,7 +115,19 @@ func main() {
 		"(go tool pprof <file>).")
 	flag.DurationVar(&o.profileFor, "profile-for", 15*time.Second, "How long the profiles of --profile-dir last.")
 	flag.StringVar(&o.jsonOut, "json", ".local/bench/results.json", "Where to write the results as JSON.")
+	scenarios := flag.String("scenarios", "all", "Which scenarios to run: all, bound (1 to 3, which measure the same runs) or admission (4).")
 	flag.Parse()
+	switch *scenarios {
+	case "all":
+		o.timeToBound, o.admission = true, true
+	case "bound":
+		o.timeToBound = true
+	case "admission":
+		o.admission = true
+	default:
+		fmt.Fprintf(os.Stderr, "--scenarios must be all, bound or admission, not %q\n", *scenarios)
+		os.Exit(2)
+	}
 	switch {
 	case o.binDir == "":
 		fmt.Fprintln(os.Stderr, "--bin-dir is required")
@@ -186,12 +201,13 @@ func run(ctx context.Context, o options) ([]result, error) {
 	}
 	b := &bench{o: o, cluster: cluster, c: c, obs: obs, manager: manager}
 
-	// Admission first, on the quiet cluster (manager only); it removes the webhook
-	// configurations at its end, which nothing after it needs.
-	fmt.Println("Scenario 4: admission latency...")
-	adm, err := b.admission(ctx)
-	if err != nil {
-		return adm, err
+	// Admission first, on the quiet cluster (manager only).
+	var adm []result
+	if o.admission {
+		fmt.Println("Scenario 4: admission latency...")
+		if adm, err = b.admission(ctx); err != nil || !o.timeToBound {
+			return adm, err
+		}
 	}
 	var results []result
 	// The first StatefulSets of a fresh cluster start slower (caches, schedulers queues): warm up
@@ -939,34 +955,11 @@ func (b *bench) admission(ctx context.Context) ([]result, error) {
 	// halves see the same cluster. Blocks of each after the other (with the configurations
 	// removed and registered again) differed from run to run by more than the webhooks cost, as
 	// the cluster's background work came and went.
-	mutating := &admissionregistrationv1.MutatingWebhookConfigurationList{}
-	validating := &admissionregistrationv1.ValidatingWebhookConfigurationList{}
-	if err := b.c.List(ctx, mutating); err != nil {
-		return nil, err
-	}
-	if err := b.c.List(ctx, validating); err != nil {
-		return nil, err
-	}
 	off := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
 		Key: webhooksOff, Operator: metav1.LabelSelectorOpDoesNotExist,
 	}}}
-	var configs []client.Object
-	for i := range mutating.Items {
-		for j := range mutating.Items[i].Webhooks {
-			mutating.Items[i].Webhooks[j].NamespaceSelector = off
-		}
-		configs = append(configs, &mutating.Items[i])
-	}
-	for i := range validating.Items {
-		for j := range validating.Items[i].Webhooks {
-			validating.Items[i].Webhooks[j].NamespaceSelector = off
-		}
-		configs = append(configs, &validating.Items[i])
-	}
-	for _, obj := range configs {
-		if err := b.c.Update(ctx, obj); err != nil {
-			return nil, err
-		}
+	if err := setNamespaceSelectors(ctx, b.c, off); err != nil {
+		return nil, err
 	}
 	time.Sleep(2 * time.Second) // the API server's webhook configuration informer
 
@@ -993,13 +986,42 @@ func (b *bench) admission(ctx context.Context) ([]result, error) {
 	b.printWebhookCalls(ctx, rateName(0), before)
 	out = append(out, admissionResults(0, with, without)...)
 
-	// Nothing after this scenario needs the webhooks.
-	for _, obj := range configs {
-		if err := client.IgnoreNotFound(b.c.Delete(ctx, obj)); err != nil {
-			return out, err
-		}
+	// The webhooks serve every namespace again, as in any cluster, for the scenarios after this.
+	if err := setNamespaceSelectors(ctx, b.c, &metav1.LabelSelector{}); err != nil {
+		return out, err
 	}
 	return out, nil
+}
+
+// setNamespaceSelectors gives every webhook of the cluster's configurations selector.
+func setNamespaceSelectors(ctx context.Context, c client.Client, selector *metav1.LabelSelector) error {
+	mutating := &admissionregistrationv1.MutatingWebhookConfigurationList{}
+	validating := &admissionregistrationv1.ValidatingWebhookConfigurationList{}
+	if err := c.List(ctx, mutating); err != nil {
+		return err
+	}
+	if err := c.List(ctx, validating); err != nil {
+		return err
+	}
+	var configs []client.Object
+	for i := range mutating.Items {
+		for j := range mutating.Items[i].Webhooks {
+			mutating.Items[i].Webhooks[j].NamespaceSelector = selector
+		}
+		configs = append(configs, &mutating.Items[i])
+	}
+	for i := range validating.Items {
+		for j := range validating.Items[i].Webhooks {
+			validating.Items[i].Webhooks[j].NamespaceSelector = selector
+		}
+		configs = append(configs, &validating.Items[i])
+	}
+	for _, obj := range configs {
+		if err := c.Update(ctx, obj); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // webhooksOff labels the admission scenario's namespaces that the webhooks skip.

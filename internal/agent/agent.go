@@ -23,7 +23,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"path"
 	"strings"
 	"time"
@@ -161,33 +160,18 @@ func (g group) labels() map[string]string {
 	}
 }
 
-// VolumeName is the name of the group's volume on node, as TarsK8S names it so that existing
-// clusters' volumes are recognised:
-// <namespace>-<volume>-<lower(app)>-<lower(server)>-<hex(fnv32a(node + storage class))>.
-func VolumeName(namespace, volume, app, server, nodeName, storageClass string) string {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(nodeName + storageClass))
-	return fmt.Sprintf("%s-%s-%s-%s-%x", namespace, volume, strings.ToLower(app), strings.ToLower(server), h.Sum32())
-}
-
-// groupOfVolume reads the group of a volume this agent named: the namespace is what precedes
-// the rest of the name.
+// groupOfVolume reads the group of a volume this agent named (its namespace is only in the name).
 func (a *Agent) groupOfVolume(pv *corev1.PersistentVolume) (group, bool) {
-	g, ok := groupOf("", pv.Labels)
+	ns, ok := tarsv1beta1.LocalVolumeNamespace(pv.Name, pv.Labels)
 	if !ok {
 		return group{}, false
 	}
-	suffix := a.volumeName(g) // "-<volume>-<app>-<server>-<hash>", with an empty namespace
-	ns, ok := strings.CutSuffix(pv.Name, suffix)
-	if !ok || ns == "" {
-		return group{}, false
-	}
-	g.namespace = ns
-	return g, true
+	g, _ := groupOf(ns, pv.Labels)
+	return g, pv.Name == a.volumeName(g) // this node's, in this storage class
 }
 
 func (c *Config) volumeName(g group) string {
-	return VolumeName(g.namespace, g.volume, g.app, g.server, c.NodeName, c.StorageClassName)
+	return tarsv1beta1.LocalVolumeName(g.namespace, g.volume, g.app, g.server, c.NodeName, c.StorageClassName)
 }
 
 // relativePath is where a volume of this agent lives below the root, or "" when its path is not

@@ -68,7 +68,7 @@ var seedOwnership = map[string]string{
 }
 
 func volumeOn(node, ns, volume string) string {
-	return VolumeName(ns, volume, "tars", "tarslog", node, testStorage)
+	return tarsv1beta1.LocalVolumeName(ns, volume, "tars", "tarslog", node, testStorage)
 }
 
 func getPV(name string) func() (*corev1.PersistentVolume, error) {

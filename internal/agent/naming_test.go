@@ -27,18 +27,6 @@ import (
 	"github.com/tserver-operator/tserver-operator/internal/hostfs"
 )
 
-// TestVolumeNameMatchesTarsK8S checks the name against the seed's own PersistentVolume, made by
-// TarsK8S's agent on node8.67: existing volumes must be recognised.
-func TestVolumeNameMatchesTarsK8S(t *testing.T) {
-	got := VolumeName("default", "remote-log-dir", "tars", "tarslog", "node8.67", "t-storage-class")
-	if want := "default-remote-log-dir-tars-tarslog-36520b71"; got != want {
-		t.Errorf("VolumeName() = %q, want %q", got, want)
-	}
-	if got := VolumeName("ns", "data", "Tars", "TarsLog", "n", "c"); got[:len("ns-data-tars-tarslog-")] != "ns-data-tars-tarslog-" {
-		t.Errorf("app and server are not lower-cased: %q", got)
-	}
-}
-
 func TestGroupOfVolume(t *testing.T) {
 	a := &Agent{Config: Config{NodeName: "node-1", StorageClassName: tarsv1beta1.StorageClassName}}
 	g := group{namespace: "team-a", app: "Tars", server: "TarsLog", volume: "remote-log-dir"}

@@ -529,13 +529,15 @@ func CacheOptions() cache.Options {
 
 // SetupWithManager sets up the controller with the Manager.
 func (r *TServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	owner := handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &tarsv1beta1.TServer{}, handler.OnlyControllerOwner())
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&tarsv1beta1.TServer{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		// Claims binding and pods getting ready come in bursts: one reconcile (and status write)
-		// per statusBatchPeriod is enough.
-		Watches(&appsv1.StatefulSet{}, batched(handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(),
-			&tarsv1beta1.TServer{}, handler.OnlyControllerOwner()), statusBatchPeriod)).
-		Owns(&corev1.Service{}).
+		// Claims binding and pods getting ready come in bursts, and a reconcile that creates the
+		// Service and StatefulSet hears of both at once: one reconcile (and status write) per
+		// statusBatchPeriod is enough. An immediate one would also read the TServer from the
+		// cache before the status just written reaches it, and write that status again.
+		Watches(&appsv1.StatefulSet{}, batched(owner, statusBatchPeriod)).
+		Watches(&corev1.Service{}, batched(owner, statusBatchPeriod)).
 		Watches(&corev1.PersistentVolumeClaim{}, batched(handler.EnqueueRequestsFromMapFunc(tserverOfLabels), statusBatchPeriod)).
 		// A volume becoming Available may be what held new replicas back (admitReplicas).
 		Watches(&corev1.PersistentVolume{}, handler.EnqueueRequestsFromMapFunc(r.waitingTServerOfVolume),
@@ -556,21 +558,16 @@ func isAvailable(obj client.Object) bool {
 	return ok && pv.Status.Phase == corev1.VolumeAvailable
 }
 
-// tserverOfVolume maps a node-local volume to the TServer of its namespace that waits for it.
-// A volume records its namespace only in its name,
-// <namespace>-<volume>-<lower(app)>-<lower(server)>-<hash> (see the agent's VolumeName).
+// tserverOfVolume maps a node-local volume to the TServer it was made for.
 func tserverOfVolume(_ context.Context, obj client.Object) []reconcile.Request {
+	ns, ok := tarsv1beta1.LocalVolumeNamespace(obj.GetName(), obj.GetLabels())
+	if !ok {
+		return nil
+	}
 	l := obj.GetLabels()
-	app, server, volume := l[tarsv1beta1.LabelServerApp], l[tarsv1beta1.LabelServerName], l[tarsv1beta1.LabelLocalVolume]
-	i := strings.LastIndexByte(obj.GetName(), '-')
-	if app == "" || server == "" || volume == "" || i < 0 {
-		return nil
-	}
-	ns, ok := strings.CutSuffix(obj.GetName()[:i], "-"+volume+"-"+strings.ToLower(app)+"-"+strings.ToLower(server))
-	if !ok || ns == "" {
-		return nil
-	}
-	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: tarsv1beta1.ResourceName(app, server)}}}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{
+		Namespace: ns, Name: tarsv1beta1.ResourceName(l[tarsv1beta1.LabelServerApp], l[tarsv1beta1.LabelServerName]),
+	}}}
 }
 
 // waitingTServerOfVolume maps a node-local volume to its TServer if that waits for volumes, as

@@ -36,7 +36,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
-	"github.com/tserver-operator/tserver-operator/internal/agent"
 	"github.com/tserver-operator/tserver-operator/internal/localcluster"
 )
 
@@ -153,7 +152,7 @@ func volumesOf(ns string, ts *tarsv1beta1.TServer, volume string) []corev1.Persi
 	var out []corev1.PersistentVolume
 	for _, pv := range list.Items {
 		node := pv.Labels[corev1.LabelHostname]
-		if pv.Name == agent.VolumeName(ns, volume, ts.Spec.App, ts.Spec.Server, node, tarsv1beta1.StorageClassName) {
+		if pv.Name == tarsv1beta1.LocalVolumeName(ns, volume, ts.Spec.App, ts.Spec.Server, node, tarsv1beta1.StorageClassName) {
 			out = append(out, pv)
 		}
 	}
@@ -190,7 +189,7 @@ var _ = Describe("The seed's story on a local cluster", func() {
 		for i, node := range nodes {
 			pv := volumeOf(ns, claimName("remote-log-dir", ts, i))
 			By("binding claim " + claimName("remote-log-dir", ts, i) + " to " + pv.Name + " on " + node)
-			Expect(pv.Name).To(Equal(agent.VolumeName(ns, "remote-log-dir", "tars", ts.Spec.Server, node, "t-storage-class")))
+			Expect(pv.Name).To(Equal(tarsv1beta1.LocalVolumeName(ns, "remote-log-dir", "tars", ts.Spec.Server, node, "t-storage-class")))
 			Expect(pv.Labels).To(Equal(map[string]string{
 				"tars.io/LocalVolume": "remote-log-dir", "tars.io/ServerApp": "tars", "tars.io/ServerName": ts.Spec.Server,
 				"kubernetes.io/hostname": node,
