@@ -20,6 +20,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Labels, annotations and names shared by the webhooks, the controller and the node agent.
@@ -33,6 +35,12 @@ const (
 	LabelLocalVolume = "tars.io/LocalVolume"
 	// LabelSupportLocalVolume marks the nodes where node-local volumes may be provisioned.
 	LabelSupportLocalVolume = "tars.io/SupportLocalVolume"
+	// LabelSelectedNode mirrors a node-local claim's volume.kubernetes.io/selected-node
+	// annotation, the node the scheduler picked for the claim's pod, so that each node agent can
+	// watch only the claims of its node (annotations cannot select). A MutatingAdmissionPolicy
+	// sets it in the scheduler's own write, and the manager where that policy is missing. It is
+	// absent where the node name is not a label value (SelectedNodeLabelValue).
+	LabelSelectedNode = "tars.io/SelectedNode"
 
 	// AnnotationLocalVolumeUID is the owner uid a claim's directory must have.
 	AnnotationLocalVolumeUID = "tars.io/LocalVolumeUID"
@@ -43,6 +51,14 @@ const (
 
 	// StorageClassName is the class of every node-local claim and volume.
 	StorageClassName = "t-storage-class"
+	// Provisioner is the provisioner of the StorageClass the operator ships: the scheduler picks
+	// a pod's node first (volume.kubernetes.io/selected-node on its claims), and the agent of
+	// that node provisions one volume for each claim. A class with TarsK8S's provisioner,
+	// kubernetes.io/no-provisioner, makes every eligible node's agent provision a volume for
+	// each pending claim group beforehand, for the scheduler to choose from.
+	Provisioner = "tars.io/local-volume"
+	// NoProvisioner is TarsK8S's StorageClass provisioner (see Provisioner).
+	NoProvisioner = "kubernetes.io/no-provisioner"
 	// DelayBindVolumeName is the claim that pins a host-network, host-IPC or host-port server to
 	// its node. It stores nothing, so no mount may take its name.
 	DelayBindVolumeName = "delay-bind"
@@ -66,6 +82,16 @@ const (
 	// 1 to 7, with an optional leading 0 (the seed's pattern, enforced on purpose).
 	LocalVolumeModePattern = `^0?[1-7]{3,3}$`
 )
+
+// SelectedNodeLabelValue is the value of LabelSelectedNode for a node, or "" when the node's
+// name is not a label value (a name longer than 63 characters): such a node's agent watches
+// every node-local claim instead.
+func SelectedNodeLabelValue(node string) string {
+	if len(validation.IsValidLabelValue(node)) > 0 {
+		return ""
+	}
+	return node
+}
 
 // ResourceName is the name a TServer of this app and server must have, and the name of its
 // StatefulSet and Service: lower(app)-lower(server).

@@ -16,7 +16,10 @@ limitations under the License.
 
 package v1beta1
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestLocalVolumeNameMatchesTarsK8S checks the name against the seed's own PersistentVolume,
 // made by TarsK8S's agent on node8.67: existing volumes must be recognised.
@@ -51,6 +54,20 @@ func TestLocalVolumeNamespace(t *testing.T) {
 		got, ok := LocalVolumeNamespace(tt.name, tt.labels)
 		if got != tt.want || ok != (tt.want != "") {
 			t.Errorf("LocalVolumeNamespace(%q, %v) = %q, %v; want %q", tt.name, tt.labels, got, ok, tt.want)
+		}
+	}
+}
+
+func TestSelectedNodeLabelValue(t *testing.T) {
+	for node, want := range map[string]string{
+		"node-1":                   "node-1",
+		"ip-10-0-0-1.ec2.internal": "ip-10-0-0-1.ec2.internal",
+		"":                         "",
+		strings.Repeat("n", 63):    strings.Repeat("n", 63),
+		strings.Repeat("n", 64):    "", // longer than a label value
+	} {
+		if got := SelectedNodeLabelValue(node); got != want {
+			t.Errorf("SelectedNodeLabelValue(%q) = %q, want %q", node, got, want)
 		}
 	}
 }

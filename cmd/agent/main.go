@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -123,7 +124,7 @@ func runAgent(args []string) int {
 	}
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                 agent.NewScheme(),
-		Cache:                  agent.CacheOptions(cfg.NodeName, cfg.Hostname),
+		Cache:                  agent.CacheOptions(cfg.NodeName, cfg.Hostname, cfg.StorageClassName),
 		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress: probeAddr,
 		PprofBindAddress:       pprofAddr,
@@ -149,9 +150,21 @@ func runAgent(args []string) int {
 		log.Error(err, "Failed to set up ready check")
 		return 1
 	}
-	// Once the caches have filled, start-up is over: give back the pages only it touched.
+	// Once the caches have filled, start-up is over: the agent is ready, and gives back the pages
+	// only start-up touched.
+	var synced atomic.Bool
+	if err := mgr.AddReadyzCheck("caches", func(*http.Request) error {
+		if !synced.Load() {
+			return errors.New("caches not filled yet")
+		}
+		return nil
+	}); err != nil {
+		log.Error(err, "Failed to set up ready check")
+		return 1
+	}
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		if mgr.GetCache().WaitForCacheSync(ctx) {
+			synced.Store(true)
 			releaseStartupPages(log, "caches filled")
 		}
 		return nil

@@ -28,6 +28,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -40,8 +41,10 @@ import (
 
 	"github.com/go-logr/logr"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -177,7 +180,7 @@ func run(ctx context.Context, o options) ([]result, error) {
 		StateDir:     o.stateDir,
 		CRDPaths:     []string{"config/crd/bases"},
 		WebhookPaths: []string{"config/webhook/manifests.yaml"},
-		Manifests:    []string{"config/storageclass/t-storage-class.yaml"},
+		Manifests:    []string{"config/storageclass"},
 		Nodes:        nodes,
 	})
 	if err != nil {
@@ -213,6 +216,9 @@ func run(ctx context.Context, o options) ([]result, error) {
 	// The first StatefulSets of a fresh cluster start slower (caches, schedulers queues): warm up
 	// so that neither measured run pays for it.
 	fmt.Println("Warming up...")
+	if err := b.useProvisioner(ctx, tarsv1beta1.NoProvisioner); err != nil {
+		return results, err
+	}
 	if _, err := b.timeToBound(ctx, "warmup", 2, true, false); err != nil {
 		return results, err
 	}
@@ -235,8 +241,12 @@ func run(ctx context.Context, o options) ([]result, error) {
 		}
 		fmt.Printf("Scenario 1b, pair %d of %d: Kubernetes alone, the StatefulSets applied by hand, volumes pre-created as the agent would create them...\n",
 			i, o.pairs)
-		// Kubernetes alone: no manager either.
+		// Kubernetes alone: no manager either, and a class that provisions nothing, so that the
+		// scheduler binds the pre-created volumes.
 		if err := b.manager.Stop(); err != nil {
+			return results, err
+		}
+		if err := b.useProvisioner(ctx, tarsv1beta1.NoProvisioner); err != nil {
 			return results, err
 		}
 		lower, err := b.timeToBound(ctx, lowerRun, o.servers, true, i == o.pairs)
@@ -246,6 +256,9 @@ func run(ctx context.Context, o options) ([]result, error) {
 		// Each run starts on an empty cluster: the agents would otherwise spend the measured run
 		// collecting the volumes this one left unbound.
 		if err := b.cleanUp(ctx, lowerRun); err != nil {
+			return results, err
+		}
+		if err := b.useProvisioner(ctx, tarsv1beta1.Provisioner); err != nil {
 			return results, err
 		}
 		fmt.Println("Starting the manager and the agents...")
@@ -329,18 +342,22 @@ func (b *bench) tserver(ns, app string, i int) *tarsv1beta1.TServer {
 // timeToBound creates servers TServers in a namespace of their own (app = name, so that no claim
 // matches another run's volumes) and measures until every claim is bound and every pod runs.
 // With precreate, the lower bound, the volumes are made first, exactly as the agents would make
-// them, and the StatefulSets the controller would make are created instead of TServers. With
-// profile (and --profile-dir), the run is profiled.
+// them (one per claim, a replica's on one node, a server's replicas on different nodes), but
+// unbound, for the scheduler to bind as it binds any pre-created local volume; and the
+// StatefulSets the controller would make are created instead of TServers. With profile (and
+// --profile-dir), the run is profiled.
 func (b *bench) timeToBound(ctx context.Context, name string, servers int, precreate, profile bool) (time.Duration, error) {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	if err := b.c.Create(ctx, ns); err != nil {
 		return 0, err
 	}
+	volumes := servers * b.o.replicas * b.o.volumes // one per claim
 	if precreate {
 		for i := range servers {
 			ts := b.tserver(name, name, i)
-			for _, m := range ts.Spec.K8S.Mounts {
-				for _, node := range b.cluster.Nodes {
+			for r := range b.o.replicas {
+				node := b.cluster.Nodes[(i*b.o.replicas+r)%len(b.cluster.Nodes)]
+				for _, m := range ts.Spec.K8S.Mounts {
 					if err := b.c.Create(ctx, b.volume(ts, m.Name, node.Name)); err != nil {
 						return 0, err
 					}
@@ -349,12 +366,17 @@ func (b *bench) timeToBound(ctx context.Context, name string, servers int, precr
 		}
 		// Pre-created volumes are ready to use: the clock starts once the PV controller has
 		// marked every one Available.
-		if err := b.waitAvailable(ctx, name, servers*b.o.volumes*len(b.cluster.Nodes)); err != nil {
+		if err := b.waitAvailable(ctx, name, volumes); err != nil {
 			return 0, err
 		}
 	}
 	if b.o.profileDir != "" && profile {
 		defer b.profile(ctx, name)()
+	}
+	// Both runs start on a quiet cluster: whatever was just started (caches filling) or cleaned up
+	// is over, as it would be long before a real rollout.
+	if err := waitQuiet(ctx); err != nil {
+		return 0, err
 	}
 	cpuBefore := cpuByComponent()
 	start := time.Now()
@@ -383,6 +405,11 @@ func (b *bench) timeToBound(ctx context.Context, name string, servers int, precr
 		if err := b.obs.List(ctx, pvs, client.MatchingLabels{tarsv1beta1.LabelServerApp: name}, client.UnsafeDisableDeepCopy); err != nil {
 			return 0, err
 		}
+		statefulSets := &appsv1.StatefulSetList{}
+		if err := b.obs.List(ctx, statefulSets, client.InNamespace(name), client.UnsafeDisableDeepCopy); err != nil {
+			return 0, err
+		}
+		mark("all StatefulSets exist", len(statefulSets.Items) == servers)
 		bound := 0
 		for _, pvc := range pvcs.Items {
 			if pvc.Status.Phase == corev1.ClaimBound {
@@ -405,19 +432,19 @@ func (b *bench) timeToBound(ctx context.Context, name string, servers int, precr
 				available++ // Available, or bound since
 			}
 		}
-		mark("all volumes exist", len(pvs.Items) >= servers*b.o.volumes*len(b.cluster.Nodes))
-		mark("all volumes usable", available >= servers*b.o.volumes*len(b.cluster.Nodes))
+		mark("all volumes exist", len(pvs.Items) >= volumes)
+		mark("all volumes usable", available >= volumes)
 		mark("all pods exist", len(pods.Items) == want)
 		mark("all pods scheduled", scheduled == want)
 		mark("all claims bound", bound == want*b.o.volumes)
 		if bound == want*b.o.volumes && running == want {
 			took := time.Since(start)
 			fmt.Printf("  %s: %d claims bound, %d pods running in %s\n", name, bound, running, took.Round(10*time.Millisecond))
-			for _, what := range []string{"all claims exist", "all volumes exist", "all volumes usable", "all pods exist", "all pods scheduled", "all claims bound"} {
+			for _, what := range []string{"all StatefulSets exist", "all claims exist", "all volumes exist", "all volumes usable", "all pods exist", "all pods scheduled", "all claims bound"} {
 				fmt.Printf("    %-20s %s\n", what, milestones[what].Round(10*time.Millisecond))
 			}
 			printCPU(cpuBefore, cpuByComponent())
-			b.printUnschedulable(ctx, name)
+			b.printEvents(ctx, name)
 			return took, nil
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -425,27 +452,56 @@ func (b *bench) timeToBound(ctx context.Context, name string, servers int, precr
 	return 0, fmt.Errorf("%s: not all claims bound and pods running after 15 minutes", name)
 }
 
-// printUnschedulable says how many pods of namespace ns the scheduler found no node for at
-// least once (its FailedScheduling events), and how often: each such attempt backs a pod off.
-func (b *bench) printUnschedulable(ctx context.Context, ns string) {
+// printEvents counts the events of namespace ns by reason (each one an API write of the
+// component that reported it; a series counts as often as it happened), and says how many pods
+// the scheduler found no node for at least once (FailedScheduling): each such attempt backs a
+// pod off.
+func (b *bench) printEvents(ctx context.Context, ns string) {
 	list := &eventsv1.EventList{}
 	if err := b.c.List(ctx, list, client.InNamespace(ns)); err != nil {
-		fmt.Printf("    unschedulable pods: %v\n", err)
+		fmt.Printf("    events: %v\n", err)
 		return
 	}
-	pods := sets.New[string]()
-	attempts := 0
+	unschedulable := sets.New[string]()
+	reasons := map[string]int{}
+	var why []string // distinct FailedScheduling messages
 	for _, e := range list.Items {
-		if e.Reason != "FailedScheduling" {
-			continue
-		}
-		pods.Insert(e.Regarding.Name)
-		attempts++
+		n := max(1, int(e.DeprecatedCount)) // core/v1 recorders count repeats there
 		if e.Series != nil {
-			attempts += int(e.Series.Count) - 1
+			n = int(e.Series.Count)
+		}
+		reporter := e.ReportingController
+		if reporter == "" {
+			reporter = e.DeprecatedSource.Component // core/v1 recorders
+		}
+		reasons[reporter+" "+e.Reason] += n
+		if e.Reason == "FailedScheduling" {
+			unschedulable.Insert(e.Regarding.Name)
+			if !slices.Contains(why, e.Note) {
+				why = append(why, e.Note)
+			}
 		}
 	}
-	fmt.Printf("    pods found no node at least once: %d (%d attempts)\n", pods.Len(), attempts)
+	lines := make([]string, 0, len(reasons))
+	for _, reason := range slices.Sorted(maps.Keys(reasons)) {
+		lines = append(lines, fmt.Sprintf("%s %d", reason, reasons[reason]))
+	}
+	fmt.Printf("    events: %s\n", strings.Join(lines, ", "))
+	fmt.Printf("    pods found no node at least once: %d (%d attempts)\n", unschedulable.Len(), unschedulableAttempts(reasons))
+	for _, note := range why[:min(3, len(why))] {
+		fmt.Printf("      %s\n", note)
+	}
+}
+
+// unschedulableAttempts sums the FailedScheduling events of every reporter.
+func unschedulableAttempts(reasons map[string]int) int {
+	n := 0
+	for reason, count := range reasons {
+		if strings.HasSuffix(reason, " FailedScheduling") {
+			n += count
+		}
+	}
+	return n
 }
 
 // apply creates the run's servers: as TServers, or, for Kubernetes alone, as the StatefulSets
@@ -631,7 +687,7 @@ func observer(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme) (cl
 	if err != nil {
 		return nil, err
 	}
-	for _, obj := range []client.Object{&corev1.PersistentVolumeClaim{}, &corev1.Pod{}, &corev1.PersistentVolume{}} {
+	for _, obj := range []client.Object{&corev1.PersistentVolumeClaim{}, &corev1.Pod{}, &corev1.PersistentVolume{}, &appsv1.StatefulSet{}} {
 		if _, err := c.GetInformer(ctx, obj); err != nil {
 			return nil, err
 		}
@@ -669,6 +725,40 @@ func (b *bench) cleanUp(ctx context.Context, name string) error {
 		return fmt.Errorf("cleaning up run %s: %w", name, err)
 	}
 	fmt.Printf("  cleaned up %s in %s\n", name, time.Since(start).Round(10*time.Millisecond))
+	return nil
+}
+
+// useProvisioner makes t-storage-class one of provisioner (a class's provisioner is immutable:
+// it is made anew), and waits until the scheduler can have seen it.
+func (b *bench) useProvisioner(ctx context.Context, provisioner string) error {
+	sc := &storagev1.StorageClass{}
+	if err := b.c.Get(ctx, client.ObjectKey{Name: tarsv1beta1.StorageClassName}, sc); err != nil {
+		return err
+	}
+	if sc.Provisioner == provisioner {
+		return nil
+	}
+	if err := b.c.Delete(ctx, sc); err != nil {
+		return err
+	}
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		err := b.c.Get(ctx, client.ObjectKeyFromObject(sc), &storagev1.StorageClass{})
+		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+	})
+	if err != nil {
+		return err
+	}
+	fresh := &storagev1.StorageClass{
+		ObjectMeta:        metav1.ObjectMeta{Name: sc.Name, Labels: sc.Labels, Annotations: sc.Annotations},
+		Provisioner:       provisioner,
+		ReclaimPolicy:     sc.ReclaimPolicy,
+		VolumeBindingMode: sc.VolumeBindingMode,
+	}
+	if err := b.c.Create(ctx, fresh); err != nil {
+		return err
+	}
+	time.Sleep(time.Second) // the scheduler's, controller-manager's and agents' informers
+	fmt.Printf("  t-storage-class: provisioner %s\n", provisioner)
 	return nil
 }
 
@@ -716,7 +806,9 @@ func (b *bench) volume(ts *tarsv1beta1.TServer, volume, node string) *corev1.Per
 	}
 	cfg := agent.Config{NodeName: node, Hostname: node, HostRoot: localcluster.ProductionHostRoot,
 		StorageClassName: tarsv1beta1.StorageClassName}
-	return cfg.Volume(claim, corev1.PersistentVolumeReclaimDelete)
+	pv := cfg.Volume(claim, corev1.PersistentVolumeReclaimDelete)
+	pv.Spec.ClaimRef = nil // pre-created: the scheduler binds it, as any existing volume
+	return pv
 }
 
 // volumesOf counts the volumes of the run whose app is app.
@@ -929,6 +1021,38 @@ func cpuByComponent() map[string]float64 {
 	return out
 }
 
+// quietCPU is how much CPU (seconds per second, all components together) counts as a quiet
+// cluster: kwok's node heartbeats and the controllers' resyncs, nothing else.
+const quietCPU = 0.15
+
+// waitQuiet waits until the cluster's components together use less than quietCPU for a second.
+func waitQuiet(ctx context.Context) error {
+	start := time.Now()
+	before := sum(cpuByComponent())
+	for time.Since(start) < time.Minute {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+		now := sum(cpuByComponent())
+		if now-before < quietCPU {
+			fmt.Printf("    quiet after %s\n", time.Since(start).Round(100*time.Millisecond))
+			return nil
+		}
+		before = now
+	}
+	return errors.New("the cluster did not become quiet within a minute")
+}
+
+func sum(m map[string]float64) float64 {
+	total := 0.0
+	for _, v := range m {
+		total += v
+	}
+	return total
+}
+
 // printCPU prints the CPU seconds each component used since before.
 func printCPU(before, after map[string]float64) {
 	names := make([]string, 0, len(after))
@@ -963,10 +1087,10 @@ func (b *bench) admission(ctx context.Context) ([]result, error) {
 	}
 	time.Sleep(2 * time.Second) // the API server's webhook configuration informer
 
-	run := 0
+	var runs []string // namespaces served by the webhooks; offNamespace of each is not
 	creates := func(rate float64, n int) (with, without []time.Duration, err error) {
-		run++
-		return b.timeCreates(ctx, fmt.Sprintf("admission-%d", run), rate, n)
+		runs = append(runs, fmt.Sprintf("admission-%d", len(runs)+1))
+		return b.timeCreates(ctx, runs[len(runs)-1], rate, n)
 	}
 	if _, _, err := creates(b.o.admissionRate, 50); err != nil { // warm-up, not measured
 		return nil, err
@@ -986,12 +1110,22 @@ func (b *bench) admission(ctx context.Context) ([]result, error) {
 	b.printWebhookCalls(ctx, rateName(0), before)
 	out = append(out, admissionResults(0, with, without)...)
 
-	// The webhooks serve every namespace again, as in any cluster, for the scenarios after this.
+	// The webhooks serve every namespace again, as in any cluster, for the scenarios after this;
+	// and the 4,000 TServers with their StatefulSets and Services go, or the manager restarted
+	// for each run of scenario 1 would reconcile them all during it.
 	if err := setNamespaceSelectors(ctx, b.c, &metav1.LabelSelector{}); err != nil {
 		return out, err
 	}
+	for _, ns := range runs {
+		if err := errors.Join(b.cleanUp(ctx, ns), b.cleanUp(ctx, offNamespace(ns))); err != nil {
+			return out, err
+		}
+	}
 	return out, nil
 }
+
+// offNamespace is the namespace, labelled webhooksOff, whose creates alternate with ns's.
+func offNamespace(ns string) string { return ns + "-off" }
 
 // setNamespaceSelectors gives every webhook of the cluster's configurations selector.
 func setNamespaceSelectors(ctx context.Context, c client.Client, selector *metav1.LabelSelector) error {
@@ -1102,7 +1236,7 @@ func (b *bench) webhookCalls(ctx context.Context) map[string]webhookCall {
 func (b *bench) timeCreates(ctx context.Context, ns string, rate float64, n int) (with, without []time.Duration, err error) {
 	namespaces := []*corev1.Namespace{
 		{ObjectMeta: metav1.ObjectMeta{Name: ns}},
-		{ObjectMeta: metav1.ObjectMeta{Name: ns + "-off", Labels: map[string]string{webhooksOff: ""}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: offNamespace(ns), Labels: map[string]string{webhooksOff: ""}}},
 	}
 	for _, namespace := range namespaces {
 		if err := b.c.Create(ctx, namespace); err != nil {

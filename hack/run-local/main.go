@@ -57,8 +57,8 @@ func main() {
 	flag.StringVar(&o.agent, "agent", "bin/tserver-agent", "The node agent binary.")
 	flag.StringVar(&o.crdDir, "crd-dir", "config/crd/bases", "CustomResourceDefinitions to install.")
 	flag.StringVar(&o.webhookDir, "webhook-dir", "config/webhook/manifests.yaml", "Webhook configurations to register.")
-	flag.StringVar(&o.manifests, "manifests", "config/storageclass/t-storage-class.yaml",
-		"Further objects to create (comma-separated files).")
+	flag.StringVar(&o.manifests, "manifests", "config/storageclass",
+		"Further objects to create (comma-separated files or directories).")
 	flag.IntVar(&o.nodes, "nodes", 3, "How many simulated nodes to run.")
 	flag.DurationVar(&o.gcGrace, "gc-grace-period", 2*time.Minute, "The agents' grace period for unneeded volumes.")
 	flag.BoolVar(&o.agents, "agents", true, "Start one node agent per node (false: start them by hand).")

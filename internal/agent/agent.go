@@ -18,6 +18,11 @@ limitations under the License.
 // (a host directory with the claim's uid, gid and mode) for pending TServer claims, keeps the
 // directories of bound volumes as their claims say, and cleans up released and unneeded volumes
 // without ever removing the data of a bound one.
+//
+// The StorageClass's provisioner is the operator's (tarsv1beta1.Provisioner), so the scheduler
+// picks a node for a pod first and marks its claims with it (volume.kubernetes.io/selected-node,
+// mirrored into the label tars.io/SelectedNode); that node's agent then makes one volume per
+// claim, bound to it, as external provisioners do.
 package agent
 
 import (
@@ -44,14 +49,10 @@ import (
 )
 
 // +kubebuilder:rbac:groups="",resources=persistentvolumes,verbs=get;list;watch;create;delete;patch
-// +kubebuilder:rbac:groups="",resources=persistentvolumes/status,verbs=update
-// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
-// +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=get
+// +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-
-// ProvisionedByAnnotation names the agent that made a volume, as external provisioners do.
-const ProvisionedByAnnotation = "pv.kubernetes.io/provisioned-by"
 
 // Config is what one agent needs to know about its node.
 type Config struct {
@@ -75,7 +76,7 @@ type Config struct {
 type Agent struct {
 	Config
 	client.Client
-	// APIReader reads what the cache does not hold (the StorageClass).
+	// APIReader reads objects afresh, where the cache may lag behind.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 }
@@ -87,10 +88,6 @@ func SetupWithManager(mgr ctrl.Manager, cfg Config) error {
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("tserver-agent-" + cfg.NodeName),
-	}
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.PersistentVolumeClaim{},
-		pendingGroupIndex, a.pendingGroupKey); err != nil {
-		return err
 	}
 	if err := (&ClaimReconciler{Agent: a}).SetupWithManager(mgr); err != nil {
 		return err
@@ -108,9 +105,12 @@ func NewScheme() *runtime.Scheme {
 	return scheme
 }
 
-// CacheOptions narrow an agent's caches to what its node needs: tars claims, the volumes of
-// this node, and this node; so neither memory nor API load grows with unrelated objects.
-func CacheOptions(nodeName, hostname string) cache.Options {
+// CacheOptions narrow an agent's caches to what its node needs: the tars claims whose pods the
+// scheduler put on this node (labelled tars.io/SelectedNode; every tars claim where the node's
+// name is no label value), the volumes of this node, this node and the storage class; so
+// neither memory nor API load grows with the cluster's other objects, its other nodes' claims
+// among them.
+func CacheOptions(nodeName, hostname, storageClass string) cache.Options {
 	localVolume, err := labels.NewRequirement(tarsv1beta1.LabelLocalVolume, selection.Exists, nil)
 	if err != nil {
 		panic(err) // constant requirement
@@ -119,13 +119,22 @@ func CacheOptions(nodeName, hostname string) cache.Options {
 	if err != nil {
 		panic(fmt.Sprintf("hostname %q is not a label value: %v", hostname, err))
 	}
+	claims := labels.NewSelector().Add(*localVolume)
+	if v := tarsv1beta1.SelectedNodeLabelValue(nodeName); v != "" {
+		selected, err := labels.NewRequirement(tarsv1beta1.LabelSelectedNode, selection.Equals, []string{v})
+		if err != nil {
+			panic(err) // a label value
+		}
+		claims = claims.Add(*selected)
+	}
 	return cache.Options{
 		// Nothing reads managed fields; they are often the bulk of an object.
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.PersistentVolume{}:      {Label: labels.NewSelector().Add(*localVolume, *onNode)},
-			&corev1.PersistentVolumeClaim{}: {Label: labels.NewSelector().Add(*localVolume)},
+			&corev1.PersistentVolumeClaim{}: {Label: claims},
 			&corev1.Node{}:                  {Field: fields.OneTermEqualSelector("metadata.name", nodeName)},
+			&storagev1.StorageClass{}:       {Field: fields.OneTermEqualSelector("metadata.name", storageClass)},
 		},
 	}
 }
@@ -144,11 +153,6 @@ func groupOf(namespace string, l map[string]string) (group, bool) {
 // dir is the group's directory below the host root: <namespace>/<app>.<server>/<volume>.
 func (g group) dir() string {
 	return path.Join(g.namespace, g.app+"."+g.server, g.volume)
-}
-
-// key identifies the group in the cache's pending claims index.
-func (g group) key() string {
-	return g.namespace + "/" + g.app + "/" + g.server + "/" + g.volume
 }
 
 // labels are the group's labels on claims and volumes.
@@ -222,6 +226,23 @@ func (a *Agent) node(ctx context.Context) (*corev1.Node, error) {
 		return nil, fmt.Errorf("reading node %s: %w", a.NodeName, err)
 	}
 	return node, nil
+}
+
+// storageClass is the agent's StorageClass, from the cache.
+func (a *Agent) storageClass(ctx context.Context) (*storagev1.StorageClass, error) {
+	sc := &storagev1.StorageClass{}
+	if err := a.Get(ctx, client.ObjectKey{Name: a.StorageClassName}, sc); err != nil {
+		return nil, fmt.Errorf("reading StorageClass %s: %w", a.StorageClassName, err)
+	}
+	return sc, nil
+}
+
+// reclaimPolicyOf is a StorageClass's reclaim policy: Delete if it gives none.
+func reclaimPolicyOf(sc *storagev1.StorageClass) corev1.PersistentVolumeReclaimPolicy {
+	if sc.ReclaimPolicy == nil {
+		return corev1.PersistentVolumeReclaimDelete
+	}
+	return *sc.ReclaimPolicy
 }
 
 // mayProvision says whether this node may hold a volume of group g: delay-bind volumes hold no

@@ -31,6 +31,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
@@ -134,21 +135,67 @@ func statDir(path string) (uid, gid uint32, mode os.FileMode, err error) {
 	return st.Uid, st.Gid, fi.Mode().Perm(), nil
 }
 
-// bind does what the PV controller does when it binds pvc to volume pvName.
-func bind(pvc *corev1.PersistentVolumeClaim, pvName string) {
-	Eventually(phaseOf(pvName), timeout, interval).Should(Equal(corev1.VolumeAvailable)) // as the agent leaves it
-	pv, err := getPV(pvName)()
+// schedule does what the scheduler does when it puts the pod of pvc on node: it names the node
+// on the claim.
+func schedule(pvc *corev1.PersistentVolumeClaim, node string) {
+	Eventually(func() error {
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(pvc), pvc); err != nil {
+			return err
+		}
+		if pvc.Annotations == nil {
+			pvc.Annotations = map[string]string{}
+		}
+		pvc.Annotations["volume.kubernetes.io/selected-node"] = node
+		return k8sClient.Update(ctx, pvc)
+	}, timeout, interval).Should(Succeed())
+}
+
+// provisioned schedules pvc on node and waits for the volume the agent makes for it there.
+func provisioned(pvc *corev1.PersistentVolumeClaim, node string) *corev1.PersistentVolume {
+	schedule(pvc, node)
+	name := volumeOn(node, pvc.Namespace, pvc.Labels[tarsv1beta1.LabelLocalVolume])
+	Eventually(pvExists(name), timeout, interval).Should(BeTrue(), "volume %s", name)
+	pv, err := getPV(name)()
 	Expect(err).NotTo(HaveOccurred())
+	return pv
+}
+
+// bind does what the PV controller does when it completes the binding of pvc to the volume the
+// agent made for it.
+func bind(pvc *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume) {
 	Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(pvc), pvc)).To(Succeed())
-	pv.Spec.ClaimRef = &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1",
-		Namespace: pvc.Namespace, Name: pvc.Name, UID: pvc.UID}
-	Expect(k8sClient.Update(ctx, pv)).To(Succeed())
-	pv.Status.Phase = corev1.VolumeBound
-	Expect(k8sClient.Status().Update(ctx, pv)).To(Succeed())
-	pvc.Spec.VolumeName = pvName
+	Expect(pv.Spec.ClaimRef).NotTo(BeNil())
+	Expect(pv.Spec.ClaimRef.UID).To(Equal(pvc.UID))
+	setPhase(pv.Name, corev1.VolumeBound)
+	pvc.Spec.VolumeName = pv.Name
 	Expect(k8sClient.Update(ctx, pvc)).To(Succeed())
 	pvc.Status.Phase = corev1.ClaimBound
 	Expect(k8sClient.Status().Update(ctx, pvc)).To(Succeed())
+}
+
+// madeBeforehand creates the unbound, Available volume TarsK8S's agent of node made for group
+// (namespace, remote-log-dir) before any claim was scheduled.
+func madeBeforehand(node, ns string) *corev1.PersistentVolume {
+	a := agents[node]
+	cfg := Config{NodeName: node, Hostname: a.hostname, HostRoot: hostRoot, StorageClassName: testStorage}
+	claim := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Labels: map[string]string{
+		tarsv1beta1.LabelServerApp: "tars", tarsv1beta1.LabelServerName: "tarslog", tarsv1beta1.LabelLocalVolume: "remote-log-dir",
+	}}}
+	pv := cfg.Volume(claim, corev1.PersistentVolumeReclaimDelete)
+	pv.Spec.ClaimRef = nil
+	Expect(os.MkdirAll(dirOn(node, ns, "remote-log-dir"), 0o755)).To(Succeed())
+	Expect(k8sClient.Create(ctx, pv)).To(Succeed())
+	setPhase(pv.Name, corev1.VolumeAvailable)
+	return pv
+}
+
+// selectedNode is the node the scheduler named on a claim; "" when none.
+func selectedNode(pvc *corev1.PersistentVolumeClaim) func() string {
+	return func() string {
+		got := &corev1.PersistentVolumeClaim{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(pvc), got)).To(Succeed())
+		return got.Annotations["volume.kubernetes.io/selected-node"]
+	}
 }
 
 func phaseOf(pvName string) func() corev1.PersistentVolumePhase {
@@ -185,60 +232,99 @@ var _ = Describe("The node agent", func() {
 	var ns string
 	BeforeEach(func() { ns = newNamespace() })
 
-	It("provisions a volume of the exact shape on each eligible node, with the claim's ownership", func() {
-		newClaim(ns, "remote-log-dir", 0, seedOwnership)
-
-		for _, node := range []string{"node-a", "node-b"} {
-			name := volumeOn(node, ns, "remote-log-dir")
-			Eventually(pvExists(name), timeout, interval).Should(BeTrue(), "volume on %s", node)
-			// Available at once, without a PV controller (envtest has none): the scheduler
-			// considers only Available volumes.
-			Eventually(phaseOf(name), timeout, interval).Should(Equal(corev1.VolumeAvailable), "phase of the volume on %s", node)
-			pv, _ := getPV(name)()
-			hostname := agents[node].hostname
-			want := corev1.PersistentVolumeSpec{
-				Capacity:    corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
-				AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-				PersistentVolumeSource: corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{
-					Path: hostRoot + "/" + ns + "/tars.tarslog/remote-log-dir",
-				}},
-				NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
-					MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "kubernetes.io/hostname", Operator: "In", Values: []string{hostname}}},
-				}}}},
-				PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimDelete,
-				StorageClassName:              "t-storage-class",
-				VolumeMode:                    new(corev1.PersistentVolumeFilesystem),
-			}
-			Expect(cmp.Diff(want, pv.Spec)).To(BeEmpty())
-			Expect(pv.Labels).To(Equal(map[string]string{
-				"tars.io/LocalVolume": "remote-log-dir", "tars.io/ServerApp": "tars", "tars.io/ServerName": "tarslog",
-				"kubernetes.io/hostname": hostname,
-			}))
-			uid, gid, mode, err := statDir(dirOn(node, ns, "remote-log-dir"))
-			Expect(err).NotTo(HaveOccurred())
-			Expect([]any{uid, gid, mode}).To(Equal([]any{uint32(1000), uint32(0), os.FileMode(0o755)}))
+	It("provisions a volume of the exact shape, bound to the claim, on the node selected for its pod", func() {
+		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
+		By("doing nothing before the scheduler has picked a node")
+		for _, node := range []string{"node-a", "node-b", "node-c"} {
+			Consistently(pvExists(volumeOn(node, ns, "remote-log-dir")), 500*time.Millisecond, interval).Should(BeFalse())
 		}
-		By("never on a node without tars.io/SupportLocalVolume")
-		Consistently(pvExists(volumeOn("node-c", ns, "remote-log-dir")), 2*time.Second, interval).Should(BeFalse())
-		Expect(dirOn("node-c", ns, "remote-log-dir")).NotTo(BeADirectory())
+
+		pv := provisioned(pvc, "node-a")
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(pvc), pvc)).To(Succeed())
+		hostname := agents["node-a"].hostname
+		want := corev1.PersistentVolumeSpec{
+			Capacity:    corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			PersistentVolumeSource: corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{
+				Path: hostRoot + "/" + ns + "/tars.tarslog/remote-log-dir",
+			}},
+			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "kubernetes.io/hostname", Operator: "In", Values: []string{hostname}}},
+			}}}},
+			ClaimRef: &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1",
+				Namespace: ns, Name: pvc.Name, UID: pvc.UID, ResourceVersion: pvc.ResourceVersion},
+			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimDelete,
+			StorageClassName:              "t-storage-class",
+			VolumeMode:                    new(corev1.PersistentVolumeFilesystem),
+		}
+		Expect(cmp.Diff(want, pv.Spec)).To(BeEmpty())
+		Expect(pv.Labels).To(Equal(map[string]string{
+			"tars.io/LocalVolume": "remote-log-dir", "tars.io/ServerApp": "tars", "tars.io/ServerName": "tarslog",
+			"kubernetes.io/hostname": hostname,
+		}))
+		Expect(pv.Annotations).To(HaveKeyWithValue("pv.kubernetes.io/provisioned-by", "tserver-agent-node-a"))
+		uid, gid, mode, err := statDir(dirOn("node-a", ns, "remote-log-dir"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect([]any{uid, gid, mode}).To(Equal([]any{uint32(1000), uint32(0), os.FileMode(0o755)}))
+
+		By("labelling the claim with its node, through the admission policy")
+		Expect(pvc.Labels).To(HaveKeyWithValue(tarsv1beta1.LabelSelectedNode, "node-a"))
+		By("making no volume on the other nodes")
+		Consistently(pvExists(volumeOn("node-b", ns, "remote-log-dir")), time.Second, interval).Should(BeFalse())
+		Expect(dirOn("node-b", ns, "remote-log-dir")).NotTo(BeADirectory())
 		Expect(eventReasons(ns)()).To(BeEmpty(), "a volume provisioned without trouble makes no event")
 	})
 
-	It("provisions delay-bind volumes on every node, and defaults missing annotations to 0:0 755", func() {
-		newClaim(ns, tarsv1beta1.DelayBindVolumeName, 0, nil)
-		for _, node := range []string{"node-a", "node-b", "node-c"} {
-			Eventually(pvExists(volumeOn(node, ns, "delay-bind")), timeout, interval).Should(BeTrue(), "volume on %s", node)
-			uid, gid, mode, err := statDir(dirOn(node, ns, "delay-bind"))
-			Expect(err).NotTo(HaveOccurred())
-			Expect([]any{uid, gid, mode}).To(Equal([]any{uint32(0), uint32(0), os.FileMode(0o755)}))
+	It("holds in its cache only the claims scheduled on its node", func() {
+		onA, onB := newClaim(ns, "remote-log-dir", 0, seedOwnership), newClaim(ns, "remote-log-dir", 1, seedOwnership)
+		provisioned(onA, "node-a")
+		provisioned(onB, "node-b")
+		cached := func(node string) func() []string {
+			return func() []string {
+				list := &corev1.PersistentVolumeClaimList{}
+				Expect(agents[node].cache.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+				names := make([]string, 0, len(list.Items))
+				for _, pvc := range list.Items {
+					names = append(names, pvc.Name)
+				}
+				return names
+			}
 		}
+		Eventually(cached("node-a"), timeout, interval).Should(ConsistOf(onA.Name))
+		Eventually(cached("node-b"), timeout, interval).Should(ConsistOf(onB.Name))
+		Expect(cached("node-c")()).To(BeEmpty())
+	})
+
+	It("provisions delay-bind volumes on a node without local volume support, and defaults missing annotations to 0:0 755", func() {
+		pvc := newClaim(ns, tarsv1beta1.DelayBindVolumeName, 0, nil)
+		provisioned(pvc, "node-c")
+		uid, gid, mode, err := statDir(dirOn("node-c", ns, "delay-bind"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect([]any{uid, gid, mode}).To(Equal([]any{uint32(0), uint32(0), os.FileMode(0o755)}))
+	})
+
+	It("hands a claim back to the scheduler when its node may not hold it", func() {
+		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
+		schedule(pvc, "node-c")
+		Eventually(selectedNode(pvc), timeout, interval).Should(BeEmpty())
+		Expect(eventReasons(ns)()).To(ContainElement("ProvisioningFailed"))
+		Expect(pvExists(volumeOn("node-c", ns, "remote-log-dir"))()).To(BeFalse())
+		Expect(dirOn("node-c", ns, "remote-log-dir")).NotTo(BeADirectory())
+
+		By("and when the node holds the server's volume for another replica already")
+		first := newClaim(ns, "remote-log-dir", 1, seedOwnership)
+		pv := provisioned(first, "node-a")
+		second := newClaim(ns, "remote-log-dir", 2, seedOwnership)
+		schedule(second, "node-a")
+		Eventually(selectedNode(second), timeout, interval).Should(BeEmpty())
+		got, err := getPV(pv.Name)()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(got.Spec.ClaimRef.Name).To(Equal(first.Name))
 	})
 
 	It("repairs a bound volume's directory changed behind its back, and applies new annotations", func() {
 		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
-		name := volumeOn("node-a", ns, "remote-log-dir")
-		Eventually(pvExists(name), timeout, interval).Should(BeTrue())
-		bind(pvc, name)
+		bind(pvc, provisioned(pvc, "node-a"))
 		dir := dirOn("node-a", ns, "remote-log-dir")
 
 		Expect(os.Chmod(dir, 0o700)).To(Succeed())
@@ -263,54 +349,80 @@ var _ = Describe("The node agent", func() {
 	It("removes a released volume with reclaim policy Delete and its directory; touches nothing with Retain", func() {
 		deleted := newClaim(ns, "remote-log-dir", 0, seedOwnership)
 		retained := newClaim(ns, "cache", 0, seedOwnership)
-		deleteName, retainName := volumeOn("node-a", ns, "remote-log-dir"), volumeOn("node-a", ns, "cache")
-		Eventually(pvExists(deleteName), timeout, interval).Should(BeTrue())
-		Eventually(pvExists(retainName), timeout, interval).Should(BeTrue())
-		bind(deleted, deleteName)
-		bind(retained, retainName)
+		deletePV, retainPV := provisioned(deleted, "node-a"), provisioned(retained, "node-a")
+		bind(deleted, deletePV)
+		bind(retained, retainPV)
 		for _, volume := range []string{"remote-log-dir", "cache"} {
 			Expect(os.WriteFile(filepath.Join(dirOn("node-a", ns, volume), "data.log"), []byte("x"), 0o644)).To(Succeed())
 		}
-		pv, _ := getPV(retainName)()
-		pv.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimRetain
-		Expect(k8sClient.Update(ctx, pv)).To(Succeed())
+		Eventually(func() error {
+			pv, err := getPV(retainPV.Name)()
+			if err != nil {
+				return err
+			}
+			pv.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimRetain
+			return k8sClient.Update(ctx, pv)
+		}, timeout, interval).Should(Succeed())
 
 		By("leaving both alone while they are bound")
-		Consistently(func() bool { return pvExists(deleteName)() && pvExists(retainName)() }, time.Second, interval).Should(BeTrue())
+		Consistently(func() bool { return pvExists(deletePV.Name)() && pvExists(retainPV.Name)() }, time.Second, interval).Should(BeTrue())
 
-		setPhase(deleteName, corev1.VolumeReleased)
-		setPhase(retainName, corev1.VolumeReleased)
-		Eventually(pvGone(deleteName), timeout, interval).Should(BeTrue())
+		setPhase(deletePV.Name, corev1.VolumeReleased)
+		setPhase(retainPV.Name, corev1.VolumeReleased)
+		Eventually(pvGone(deletePV.Name), timeout, interval).Should(BeTrue())
 		Expect(dirOn("node-a", ns, "remote-log-dir")).NotTo(BeADirectory())
-		Eventually(pvEventReasons(deleteName), timeout, interval).Should(ContainElement("CleanedUp"))
+		Eventually(pvEventReasons(deletePV.Name), timeout, interval).Should(ContainElement("CleanedUp"))
 
-		Consistently(pvExists(retainName), 2*time.Second, interval).Should(BeTrue())
+		Consistently(pvExists(retainPV.Name), 2*time.Second, interval).Should(BeTrue())
 		Expect(filepath.Join(dirOn("node-a", ns, "cache"), "data.log")).To(BeARegularFile())
+
+		By("handing a new claim scheduled there back to the scheduler while the retained data is in the way")
+		next := newClaim(ns, "cache", 1, seedOwnership)
+		schedule(next, "node-a")
+		Eventually(selectedNode(next), timeout, interval).Should(BeEmpty())
 	})
 
-	It("deletes unneeded unbound volumes after the grace period, never one that got bound", func() {
+	It("gives a claim scheduled on its node the unused volume of its group made beforehand", func() {
+		pv := madeBeforehand("node-a", ns)
+		Expect(os.WriteFile(filepath.Join(dirOn("node-a", ns, "remote-log-dir"), "old.log"), []byte("x"), 0o644)).To(Succeed())
 		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
-		onA, onB := volumeOn("node-a", ns, "remote-log-dir"), volumeOn("node-b", ns, "remote-log-dir")
-		Eventually(func() bool { return pvExists(onA)() && pvExists(onB)() }, timeout, interval).Should(BeTrue())
-		bind(pvc, onA)
-		setPhase(onB, corev1.VolumeAvailable)
+		schedule(pvc, "node-a")
+		Eventually(func() types.UID {
+			got, err := getPV(pv.Name)()
+			if err != nil || got.Spec.ClaimRef == nil {
+				return ""
+			}
+			return got.Spec.ClaimRef.UID
+		}, timeout, interval).Should(Equal(pvc.UID))
+		Expect(filepath.Join(dirOn("node-a", ns, "remote-log-dir"), "old.log")).To(BeARegularFile())
+	})
 
-		Eventually(pvGone(onB), timeout, interval).Should(BeTrue())
+	It("deletes unbound volumes made beforehand after the grace period once no claim waits, never one that got bound", func() {
+		onA, onB := madeBeforehand("node-a", ns), madeBeforehand("node-b", ns)
+		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
+		schedule(pvc, "node-a") // binds onA to it
+		Eventually(func() bool {
+			got, err := getPV(onA.Name)()
+			return err == nil && got.Spec.ClaimRef != nil
+		}, timeout, interval).Should(BeTrue())
+		boundA, err := getPV(onA.Name)()
+		Expect(err).NotTo(HaveOccurred())
+		bind(pvc, boundA)
+
+		Eventually(pvGone(onB.Name), timeout, interval).Should(BeTrue())
 		Expect(dirOn("node-b", ns, "remote-log-dir")).NotTo(BeADirectory())
-		Eventually(pvEventReasons(onB), timeout, interval).Should(ContainElement("GarbageCollected"))
-		Consistently(pvExists(onA), gcGrace+time.Second, interval).Should(BeTrue())
+		Eventually(pvEventReasons(onB.Name), timeout, interval).Should(ContainElement("GarbageCollected"))
+		Consistently(pvExists(onA.Name), gcGrace+time.Second, interval).Should(BeTrue())
 		Expect(dirOn("node-a", ns, "remote-log-dir")).To(BeADirectory())
 	})
 
-	It("keeps an unbound volume while a claim of its group is pending", func() {
+	It("keeps an unbound volume made beforehand while a claim of its group waits", func() {
+		pv := madeBeforehand("node-b", ns)
 		newClaim(ns, "remote-log-dir", 0, seedOwnership)
-		name := volumeOn("node-b", ns, "remote-log-dir")
-		Eventually(pvExists(name), timeout, interval).Should(BeTrue())
-		setPhase(name, corev1.VolumeAvailable)
-		Consistently(pvExists(name), gcGrace+2*time.Second, interval).Should(BeTrue())
+		Consistently(pvExists(pv.Name), gcGrace+2*time.Second, interval).Should(BeTrue())
 	})
 
-	It("reports a volume name taken by another group and leaves that volume alone", func() {
+	It("hands a claim back when its volume's name is taken by something else, and leaves that volume alone", func() {
 		name := volumeOn("node-a", ns, "remote-log-dir")
 		squatter := &corev1.PersistentVolume{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"owner": "someone-else"}},
@@ -322,14 +434,16 @@ var _ = Describe("The node agent", func() {
 			},
 		}
 		Expect(k8sClient.Create(ctx, squatter)).To(Succeed())
-		newClaim(ns, "remote-log-dir", 0, seedOwnership)
+		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
+		schedule(pvc, "node-a")
 
-		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement("VolumeNameCollision"))
+		Eventually(selectedNode(pvc), timeout, interval).Should(BeEmpty())
+		Expect(eventReasons(ns)()).To(ContainElement("ProvisioningFailed"))
 		got, err := getPV(name)()
 		Expect(err).NotTo(HaveOccurred())
 		Expect(got.ResourceVersion).To(Equal(squatter.ResourceVersion))
-		By("while the other node still provisions")
-		Eventually(pvExists(volumeOn("node-b", ns, "remote-log-dir")), timeout, interval).Should(BeTrue())
+		By("while another node provisions")
+		provisioned(pvc, "node-b")
 	})
 
 	It("converges after a restart: an agent that died after making a directory adopts it", func() {
@@ -339,7 +453,8 @@ var _ = Describe("The node agent", func() {
 		dir := filepath.Join(a.dir, ns, "tars.tarslog", "remote-log-dir")
 		Expect(os.MkdirAll(dir, 0o700)).To(Succeed())
 		Expect(os.WriteFile(filepath.Join(dir, "kept"), []byte("data"), 0o600)).To(Succeed())
-		newClaim(ns, "remote-log-dir", 0, seedOwnership)
+		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
+		schedule(pvc, "node-b")
 		Consistently(pvExists(volumeOn("node-b", ns, "remote-log-dir")), time.Second, interval).Should(BeFalse())
 
 		startAgent(a.node, a.hostname, a.dir)
@@ -352,20 +467,33 @@ var _ = Describe("The node agent", func() {
 
 	It("re-provisions for a new claim once a released volume is cleaned up", func() {
 		old := newClaim(ns, "remote-log-dir", 0, seedOwnership)
-		name := volumeOn("node-a", ns, "remote-log-dir")
-		Eventually(pvExists(name), timeout, interval).Should(BeTrue())
-		bind(old, name)
-		first, _ := getPV(name)()
+		first := provisioned(old, "node-a")
+		bind(old, first)
 
 		Expect(k8sClient.Delete(ctx, old)).To(Succeed())
-		setPhase(name, corev1.VolumeReleased)
-		newClaim(ns, "remote-log-dir", 1, seedOwnership)
-		Eventually(func() bool {
-			pv, err := getPV(name)()
+		setPhase(first.Name, corev1.VolumeReleased)
+		fresh := newClaim(ns, "remote-log-dir", 1, seedOwnership)
+		schedule(fresh, "node-a")
+		Eventually(func() types.UID {
+			pv, err := getPV(first.Name)()
 			if err == nil && pv.UID == first.UID {
 				finishDeletion(pv)
 			}
-			return err == nil && pv.UID != first.UID
-		}, timeout, interval).Should(BeTrue())
+			if err != nil || pv.UID == first.UID || pv.Spec.ClaimRef == nil {
+				return ""
+			}
+			return pv.Spec.ClaimRef.UID
+		}, timeout, interval).Should(Equal(fresh.UID))
+	})
+
+	It("provisions nothing under a StorageClass of another provisioner, and resumes when it is the operator's", func() {
+		useProvisioner(tarsv1beta1.NoProvisioner)
+		DeferCleanup(useProvisioner, tarsv1beta1.Provisioner)
+		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
+		schedule(pvc, "node-a")
+		Consistently(pvExists(volumeOn("node-a", ns, "remote-log-dir")), time.Second, interval).Should(BeFalse())
+
+		useProvisioner(tarsv1beta1.Provisioner)
+		Eventually(pvExists(volumeOn("node-a", ns, "remote-log-dir")), timeout, interval).Should(BeTrue())
 	})
 })

@@ -19,10 +19,10 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"path"
-	"sync"
-	"time"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -30,8 +30,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/utils/keymutex"
+	volumehelpers "k8s.io/component-helpers/storage/volume"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -42,23 +41,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 	"github.com/tserver-operator/tserver-operator/internal/hostfs"
 )
 
-// ClaimReconciler provisions a volume on this node for each pending tars claim the node may
-// serve, and keeps the directory of each bound volume of this node as its claim says.
+// ClaimReconciler provisions a volume for each pending tars claim whose pod the scheduler put on
+// this node, and keeps the directory of each bound volume of this node as its claim says.
 type ClaimReconciler struct {
 	*Agent
-
-	// groups serialises provisioning per group: the claims of one server's replicas arrive
-	// together, and all but the first must find the volume the first made, not race to make it.
-	groups keymutex.KeyMutex
-
-	reclaim struct {
-		sync.Mutex
-		policy corev1.PersistentVolumeReclaimPolicy
-		read   time.Time
-	}
 }
 
 // Reconcile handles one claim.
@@ -76,16 +66,34 @@ func (r *ClaimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	return r.keep(ctx, pvc)
 }
 
-// provision creates the directory, then the volume, of a pending claim's group on this node.
+// provision makes the directory, then the volume, of a pending claim whose pod the scheduler
+// put on this node (volume.kubernetes.io/selected-node). The volume is bound to the claim from
+// the start, as external provisioners do; the PV controller completes the binding.
 func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentVolumeClaim) error {
+	if pvc.Annotations[volumehelpers.AnnSelectedNode] != r.NodeName {
+		return nil // not scheduled yet, or on another node
+	}
 	log := logf.FromContext(ctx)
 	g, _ := groupOf(pvc.Namespace, pvc.Labels)
+	sc, err := r.storageClass(ctx)
+	if err != nil {
+		agentErrors.WithLabelValues(reasonCreateVolume).Inc()
+		r.Recorder.Eventf(pvc, nil, corev1.EventTypeWarning, "ProvisioningFailed", "Provision",
+			"Node %s cannot provision a volume: %v", r.NodeName, err)
+		return client.IgnoreNotFound(err) // the class appearing brings the claim back
+	}
+	if sc.Provisioner != tarsv1beta1.Provisioner {
+		// TarsK8S's class (kubernetes.io/no-provisioner) provisions nothing, and its scheduler
+		// never selects a node; the controller reports such a class on the TServer.
+		log.Info("StorageClass is not the operator's: not provisioning", "storageClass", sc.Name, "provisioner", sc.Provisioner)
+		return nil
+	}
 	node, err := r.node(ctx)
 	if err != nil {
 		return err
 	}
 	if !mayProvision(node, g) {
-		return nil
+		return r.reschedule(ctx, pvc, fmt.Sprintf("the node is not labelled %s", tarsv1beta1.LabelSupportLocalVolume))
 	}
 	own, err := ownershipOf(pvc)
 	if err != nil {
@@ -96,13 +104,11 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 	}
 
 	name := r.volumeName(g)
-	r.groups.LockKey(name)
-	defer func() { _ = r.groups.UnlockKey(name) }()
 	existing := &corev1.PersistentVolume{}
 	err = r.Get(ctx, client.ObjectKey{Name: name}, existing)
 	switch {
 	case err == nil:
-		return r.checkExisting(pvc, existing, g)
+		return r.useExisting(ctx, pvc, existing, g)
 	case !apierrors.IsNotFound(err):
 		return err
 	}
@@ -113,91 +119,98 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 			"Node %s cannot prepare directory %s: %v", r.NodeName, path.Join(r.HostRoot, g.dir()), err)
 		return err
 	}
-	reclaim, err := r.reclaimPolicy(ctx)
-	if err != nil {
-		agentErrors.WithLabelValues(reasonCreateVolume).Inc()
-		r.Recorder.Eventf(pvc, nil, corev1.EventTypeWarning, "ProvisioningFailed", "Provision",
-			"Node %s cannot read StorageClass %s for the reclaim policy: %v", r.NodeName, r.StorageClassName, err)
-		return err
-	}
-	pv := r.Volume(pvc, reclaim)
+	pv := r.Volume(pvc, reclaimPolicyOf(sc))
 	if err := r.Create(ctx, pv); err != nil {
 		if apierrors.IsAlreadyExists(err) {
-			// Not in this node's cache: made by an earlier attempt the cache has not seen yet, or
-			// a volume of that name for another node, class or group.
+			// Not in this node's cache yet: made by an earlier attempt, or a volume of that name
+			// for another node, class or group.
 			if err := r.APIReader.Get(ctx, client.ObjectKey{Name: name}, existing); err != nil {
 				return client.IgnoreNotFound(err)
 			}
-			return r.checkExisting(pvc, existing, g)
+			return r.useExisting(ctx, pvc, existing, g)
 		}
 		agentErrors.WithLabelValues(reasonCreateVolume).Inc()
 		r.Recorder.Eventf(pvc, nil, corev1.EventTypeWarning, "ProvisioningFailed", "Provision",
 			"Node %s cannot create PersistentVolume %s: %v", r.NodeName, name, err)
 		return err
 	}
-	r.markAvailable(ctx, pv)
-	r.awaitCache(ctx, pv)
 	how := "created"
 	if !res.Created {
 		how = "adopted the existing directory"
 	}
-	// No event: every node with room provisions one for the claim's group, and a claim showing
-	// one "Provisioned" per node (all but one of them volumes it will not use) tells its reader
-	// nothing the PV list does not, at one API write per volume. Failures are events.
+	// No event: it would cost an API write per volume and say nothing the volume does not.
+	// Failures are events.
 	volumesProvisioned.Inc()
-	log.Info("Provisioned PersistentVolume", "pv", name, "path", pv.Spec.Local.Path, "directory", how, "ownership", own.String())
+	log.Info("Provisioned PersistentVolume", "pv", name, "path", pv.Spec.Local.Path, "directory", how,
+		"ownership", own.String())
 	return nil
 }
 
-// markAvailable writes the phase the PV controller gives a new volume no claim refers to
-// (Available) at once: the scheduler only considers Available volumes, and the PV controller,
-// with one client for every volume of the cluster, takes seconds to get through hundreds of new
-// ones. Its own sync then finds nothing to write. The update carries the resourceVersion of the
-// create, so a volume the PV controller or a binder has changed since is left to them.
-func (r *ClaimReconciler) markAvailable(ctx context.Context, pv *corev1.PersistentVolume) {
-	if pv.Spec.ClaimRef != nil || pv.Status.Phase != corev1.VolumePending {
-		return
-	}
-	pv.Status.Phase = corev1.VolumeAvailable
-	if err := r.Status().Update(ctx, pv); err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
-		// Not needed for correctness: the PV controller marks the volume Available later.
-		logf.FromContext(ctx).Info("Could not mark the new volume Available; the PV controller will",
-			"pv", pv.Name, "error", err.Error())
-	}
-}
-
-// cacheWait bounds how long provisioning waits for the cache to show a volume it made.
-const cacheWait = 2 * time.Second
-
-// awaitCache holds the group's lock until the cache shows the volume just made, so the next
-// claim of the group finds it there instead of creating it again. Past cacheWait it gives up:
-// a create then fails with AlreadyExists, which is handled.
-func (r *ClaimReconciler) awaitCache(ctx context.Context, pv *corev1.PersistentVolume) {
-	_ = wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, cacheWait, true, func(ctx context.Context) (bool, error) {
-		cached := &corev1.PersistentVolume{}
-		err := r.Get(ctx, client.ObjectKeyFromObject(pv), cached)
-		return err == nil && cached.UID == pv.UID, nil
-	})
-}
-
-// checkExisting handles a volume that already has the name the claim's group gets on this node.
-func (r *ClaimReconciler) checkExisting(pvc *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume, g group) error {
+// useExisting handles a volume that already has the name the claim's group gets on this node: it
+// must become the claim's. An unused one of its group is bound to it; one that this node cannot
+// give the claim hands the claim back to the scheduler.
+func (r *ClaimReconciler) useExisting(ctx context.Context, pvc *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume,
+	g group) error {
 	other, _ := groupOf(pvc.Namespace, pv.Labels)
 	sameGroup := other == g && pv.Spec.StorageClassName == r.StorageClassName &&
 		pv.Labels[corev1.LabelHostname] == r.Hostname && r.relativePath(pv) == g.dir()
+	ref := pv.Spec.ClaimRef
 	switch {
 	case !sameGroup:
 		agentErrors.WithLabelValues(reasonCollision).Inc()
-		r.Recorder.Eventf(pvc, pv, corev1.EventTypeWarning, "VolumeNameCollision", "Provision",
-			"Node %s cannot provision: PersistentVolume %s already exists for something else (path %v, labels %v); "+
-				"it is left alone", r.NodeName, pv.Name, localPath(pv), pv.Labels)
+		return r.reschedule(ctx, pvc, fmt.Sprintf("PersistentVolume %s already exists for something else "+
+			"(path %v, labels %v); it is left alone", pv.Name, localPath(pv), pv.Labels))
 	case pv.Status.Phase == corev1.VolumeReleased && pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete:
 		agentErrors.WithLabelValues(reasonRetained).Inc()
-		r.Recorder.Eventf(pvc, pv, corev1.EventTypeWarning, "VolumeRetained", "Provision",
-			"Node %s keeps the retained data of an earlier claim in volume %s; delete that volume to provision a new one here",
-			r.NodeName, pv.Name)
+		return r.reschedule(ctx, pvc, fmt.Sprintf("volume %s keeps the retained data of an earlier claim; "+
+			"delete that volume to provision a new one here", pv.Name))
+	case ref != nil && ref.UID == pvc.UID:
+		return nil // made for this claim already; the PV controller binds them
+	case ref == nil && pv.DeletionTimestamp.IsZero() &&
+		(pv.Status.Phase == corev1.VolumeAvailable || pv.Status.Phase == corev1.VolumePending):
+		return r.bindExisting(ctx, pvc, pv)
+	case ref != nil && ref.Namespace == pvc.Namespace && ref.Name == pvc.Name,
+		!pv.DeletionTimestamp.IsZero(), pv.Status.Phase == corev1.VolumeReleased:
+		// The volume of an earlier claim of this name, or one on its way out: once it is cleaned
+		// up, its deletion brings the claim back.
+		return nil
+	default:
+		return r.reschedule(ctx, pvc, fmt.Sprintf("its volume %s of this server already serves claim %s/%s: "+
+			"each replica of a server needs a node of its own", pv.Name, ref.Namespace, ref.Name))
 	}
-	return nil // already provisioned (or being cleaned up, which brings us back)
+}
+
+// bindExisting gives the claim an unused volume of its group on this node (one TarsK8S made
+// beforehand, say), as the scheduler binds a volume that exists. The patch carries the volume's
+// resourceVersion, so a volume claimed or collected meanwhile is not taken.
+func (r *ClaimReconciler) bindExisting(ctx context.Context, pvc *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume) error {
+	bound, _, err := volumehelpers.GetBindVolumeToClaim(pv, pvc)
+	if err != nil {
+		return err
+	}
+	if err := r.Patch(ctx, bound, client.MergeFromWithOptions(pv, client.MergeFromWithOptimisticLock{})); err != nil {
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			return nil // changed meanwhile: its update brings the claim back
+		}
+		return err
+	}
+	logf.FromContext(ctx).Info("Bound existing PersistentVolume to claim", "pv", pv.Name, "claim", client.ObjectKeyFromObject(pvc))
+	return nil
+}
+
+// reschedule hands a claim whose pod was scheduled on this node back to the scheduler, as
+// external provisioners do: without the selected-node annotation, the scheduler looks for a node
+// for the pod again.
+func (r *ClaimReconciler) reschedule(ctx context.Context, pvc *corev1.PersistentVolumeClaim, why string) error {
+	r.Recorder.Eventf(pvc, nil, corev1.EventTypeWarning, "ProvisioningFailed", "Provision",
+		"Node %s cannot provision a volume for this claim: %s; its pod is scheduled again", r.NodeName, why)
+	patch := client.MergeFromWithOptions(pvc.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	delete(pvc.Annotations, volumehelpers.AnnSelectedNode)
+	if err := r.Patch(ctx, pvc, patch); err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+		return err
+	}
+	logf.FromContext(ctx).Info("Handed claim back to the scheduler", "claim", client.ObjectKeyFromObject(pvc), "reason", why)
+	return nil
 }
 
 func localPath(pv *corev1.PersistentVolume) string {
@@ -207,29 +220,7 @@ func localPath(pv *corev1.PersistentVolume) string {
 	return pv.Spec.Local.Path
 }
 
-// reclaimPolicyTTL is how long the StorageClass's reclaim policy, immutable but for a class
-// deleted and made again, is reused before it is read again.
-const reclaimPolicyTTL = time.Minute
-
-// reclaimPolicy is the StorageClass's; Delete if it has none.
-func (r *ClaimReconciler) reclaimPolicy(ctx context.Context) (corev1.PersistentVolumeReclaimPolicy, error) {
-	r.reclaim.Lock()
-	defer r.reclaim.Unlock()
-	if r.reclaim.policy != "" && time.Since(r.reclaim.read) < reclaimPolicyTTL {
-		return r.reclaim.policy, nil
-	}
-	sc := &storagev1.StorageClass{}
-	if err := r.APIReader.Get(ctx, client.ObjectKey{Name: r.StorageClassName}, sc); err != nil {
-		return "", err
-	}
-	r.reclaim.policy, r.reclaim.read = corev1.PersistentVolumeReclaimDelete, time.Now()
-	if sc.ReclaimPolicy != nil {
-		r.reclaim.policy = *sc.ReclaimPolicy
-	}
-	return r.reclaim.policy, nil
-}
-
-// Volume is the PersistentVolume the agent of this node makes for the group of claim pvc. It is
+// Volume is the PersistentVolume the agent of this node makes for claim pvc, bound to it. It is
 // exported so that `make bench` pre-creates exactly what the agent would.
 func (c *Config) Volume(pvc *corev1.PersistentVolumeClaim, reclaim corev1.PersistentVolumeReclaimPolicy) *corev1.PersistentVolume {
 	g, _ := groupOf(pvc.Namespace, pvc.Labels)
@@ -247,7 +238,7 @@ func (c *Config) Volume(pvc *corev1.PersistentVolumeClaim, reclaim corev1.Persis
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        c.volumeName(g),
 			Labels:      labels,
-			Annotations: map[string]string{ProvisionedByAnnotation: "tserver-agent-" + c.NodeName},
+			Annotations: map[string]string{volumehelpers.AnnDynamicallyProvisioned: "tserver-agent-" + c.NodeName},
 		},
 		Spec: corev1.PersistentVolumeSpec{
 			Capacity:    corev1.ResourceList{corev1.ResourceStorage: capacity},
@@ -260,6 +251,10 @@ func (c *Config) Volume(pvc *corev1.PersistentVolumeClaim, reclaim corev1.Persis
 					Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{c.Hostname},
 				}}}},
 			}},
+			ClaimRef: &corev1.ObjectReference{
+				Kind: "PersistentVolumeClaim", APIVersion: "v1",
+				Namespace: pvc.Namespace, Name: pvc.Name, UID: pvc.UID, ResourceVersion: pvc.ResourceVersion,
+			},
 			PersistentVolumeReclaimPolicy: reclaim,
 			StorageClassName:              c.StorageClassName,
 			VolumeMode:                    new(corev1.PersistentVolumeFilesystem),
@@ -321,18 +316,41 @@ func (r *ClaimReconciler) keep(ctx context.Context, pvc *corev1.PersistentVolume
 // maxConcurrentClaims is how many claims an agent handles at once.
 const maxConcurrentClaims = 4
 
-// SetupWithManager watches claims, this node's volumes (a deleted one may be owed to a pending
-// claim again) and this node (a new tars.io/SupportLocalVolume label makes it eligible).
+// SetupWithManager watches this node's claims, its volumes (a deleted one may be owed to a
+// pending claim again), the node (a new tars.io/SupportLocalVolume label makes it eligible) and
+// the storage class (which must exist, with the operator's provisioner).
 func (r *ClaimReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	r.groups = keymutex.NewHashed(4 * maxConcurrentClaims)
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&corev1.PersistentVolumeClaim{}, builder.WithPredicates(predicate.Funcs{UpdateFunc: claimChanged})).
+		For(&corev1.PersistentVolumeClaim{}, builder.WithPredicates(predicate.Funcs{
+			CreateFunc: func(e event.CreateEvent) bool { return r.concerns(e.Object) },
+			UpdateFunc: func(e event.UpdateEvent) bool { return claimChanged(e) && r.concerns(e.ObjectNew) },
+			DeleteFunc: func(event.DeleteEvent) bool { return false }, // nothing to do for a claim that is gone
+		})).
 		Watches(&corev1.PersistentVolume{}, handler.EnqueueRequestsFromMapFunc(r.claimsOfVolume)).
-		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.claimsOfNode)).
+		// Only the node's labels say where volumes may go; its status changes with every heartbeat.
+		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.allPendingClaims),
+			builder.WithPredicates(predicate.LabelChangedPredicate{})).
+		Watches(&storagev1.StorageClass{}, handler.EnqueueRequestsFromMapFunc(r.allPendingClaims)).
 		Named("claim").
-		// Claims of different groups are independent; those of one group take turns (groups).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrentClaims}).
 		Complete(r)
+}
+
+// concerns says whether this agent may have something to do for a claim: a pending one whose
+// pod the scheduler put on this node, or one bound to a volume of this node. The cache holds
+// this node's claims only (CacheOptions), except on a node whose name is no label value; this
+// spares the reconciles of the others' there. A claim passed over is brought back by what
+// concerns this node later: its volume appearing here, or a change of the claim.
+func (r *ClaimReconciler) concerns(obj client.Object) bool {
+	pvc, ok := obj.(*corev1.PersistentVolumeClaim)
+	if !ok || !r.isOurClaim(pvc) {
+		return false
+	}
+	if pvc.Spec.VolumeName != "" {
+		// This node's volumes are the only ones in the cache.
+		return r.Get(context.Background(), client.ObjectKey{Name: pvc.Spec.VolumeName}, &corev1.PersistentVolume{}) == nil
+	}
+	return pvc.Annotations[volumehelpers.AnnSelectedNode] == r.NodeName
 }
 
 // claimChanged passes the updates of a claim that the agent acts on: its volume, labels,
@@ -348,7 +366,7 @@ func claimChanged(e event.UpdateEvent) bool {
 		!maps.Equal(old.Annotations, pvc.Annotations) || !old.DeletionTimestamp.Equal(pvc.DeletionTimestamp)
 }
 
-// claimsOfVolume maps a volume to its claim and to the pending claims of its group.
+// claimsOfVolume maps a volume to its claim and to the claims of its group waiting on this node.
 func (r *ClaimReconciler) claimsOfVolume(ctx context.Context, obj client.Object) []reconcile.Request {
 	pv := obj.(*corev1.PersistentVolume)
 	var reqs []reconcile.Request
@@ -356,17 +374,18 @@ func (r *ClaimReconciler) claimsOfVolume(ctx context.Context, obj client.Object)
 		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}})
 	}
 	if g, ok := r.groupOfVolume(pv); ok {
-		reqs = append(reqs, requestsFor(r.pendingClaims(ctx, &g))...)
+		for _, pvc := range r.waitingClaims(ctx) {
+			if other, _ := groupOf(pvc.Namespace, pvc.Labels); other == g {
+				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&pvc)})
+			}
+		}
 	}
 	return reqs
 }
 
-// claimsOfNode maps this node to every pending claim.
-func (r *ClaimReconciler) claimsOfNode(ctx context.Context, _ client.Object) []reconcile.Request {
-	return requestsFor(r.pendingClaims(ctx, nil))
-}
-
-func requestsFor(claims []corev1.PersistentVolumeClaim) []reconcile.Request {
+// allPendingClaims maps this node or the storage class to every claim waiting on this node.
+func (r *ClaimReconciler) allPendingClaims(ctx context.Context, _ client.Object) []reconcile.Request {
+	claims := r.waitingClaims(ctx)
 	reqs := make([]reconcile.Request, 0, len(claims))
 	for i := range claims {
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&claims[i])})
@@ -374,37 +393,16 @@ func requestsFor(claims []corev1.PersistentVolumeClaim) []reconcile.Request {
 	return reqs
 }
 
-// pendingGroupIndex indexes the cached tars claims that wait for a volume by their group, so
-// that finding a group's pending claims does not walk every claim of the cluster.
-const pendingGroupIndex = "tars.pendingGroup"
-
-// pendingGroupKey is a pending claim's pendingGroupIndex key.
-func (a *Agent) pendingGroupKey(obj client.Object) []string {
-	pvc := obj.(*corev1.PersistentVolumeClaim)
-	if pvc.Spec.VolumeName != "" || !pvc.DeletionTimestamp.IsZero() || !a.isOurClaim(pvc) {
-		return nil
-	}
-	g, _ := groupOf(pvc.Namespace, pvc.Labels)
-	return []string{g.key()}
-}
-
-// pendingClaims lists the cached tars claims of group g that wait for a volume; every pending
-// claim without g. They come straight from the cache: read them, never change them.
-func (a *Agent) pendingClaims(ctx context.Context, g *group) []corev1.PersistentVolumeClaim {
+// waitingClaims lists the cached claims whose pods were scheduled on this node and that wait
+// for a volume. They come straight from the cache: read them, never change them.
+func (r *ClaimReconciler) waitingClaims(ctx context.Context) []corev1.PersistentVolumeClaim {
 	list := &corev1.PersistentVolumeClaimList{}
-	opts := []client.ListOption{client.UnsafeDisableDeepCopy}
-	if g != nil {
-		opts = append(opts, client.MatchingFields{pendingGroupIndex: g.key()})
-	}
-	if err := a.List(ctx, list, opts...); err != nil {
+	if err := r.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
 		logf.FromContext(ctx).Error(err, "Failed to list claims")
 		return nil
 	}
-	pending := list.Items[:0]
-	for _, pvc := range list.Items {
-		if len(a.pendingGroupKey(&pvc)) > 0 {
-			pending = append(pending, pvc)
-		}
-	}
-	return pending
+	return slices.DeleteFunc(list.Items, func(pvc corev1.PersistentVolumeClaim) bool {
+		return pvc.Spec.VolumeName != "" || !pvc.DeletionTimestamp.IsZero() || !r.isOurClaim(&pvc) ||
+			pvc.Annotations[volumehelpers.AnnSelectedNode] != r.NodeName
+	})
 }

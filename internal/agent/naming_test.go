@@ -17,6 +17,7 @@ limitations under the License.
 package agent
 
 import (
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -112,5 +113,25 @@ func TestClaimChangedIgnoresStatusWrites(t *testing.T) {
 				t.Errorf("claimChanged() = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestCacheOptionsNarrowClaimsToTheNode(t *testing.T) {
+	claims := func(nodeName string) string {
+		opts := CacheOptions(nodeName, "host", tarsv1beta1.StorageClassName)
+		for obj, by := range opts.ByObject {
+			if _, ok := obj.(*corev1.PersistentVolumeClaim); ok {
+				return by.Label.String()
+			}
+		}
+		return ""
+	}
+	if got, want := claims("node-1"), "tars.io/LocalVolume,tars.io/SelectedNode=node-1"; got != want {
+		t.Errorf("claims of node-1: %q, want %q", got, want)
+	}
+	// A node name longer than a label value may be: every node-local claim, filtered in Reconcile.
+	long := strings.Repeat("n", 64)
+	if got, want := claims(long), "tars.io/LocalVolume"; got != want {
+		t.Errorf("claims of a node with a long name: %q, want %q", got, want)
 	}
 }

@@ -19,6 +19,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -30,6 +31,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -67,6 +70,7 @@ var (
 type testAgent struct {
 	node, hostname string
 	dir            string // the host root as this process reaches it
+	cache          client.Reader
 	stop           context.CancelFunc
 	done           chan struct{}
 }
@@ -94,12 +98,9 @@ var _ = BeforeSuite(func() {
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme.Scheme})
 	Expect(err).NotTo(HaveOccurred())
 
-	Expect(k8sClient.Create(ctx, &storagev1.StorageClass{
-		ObjectMeta:        metav1.ObjectMeta{Name: testStorage},
-		Provisioner:       "kubernetes.io/no-provisioner",
-		ReclaimPolicy:     new(corev1.PersistentVolumeReclaimDelete),
-		VolumeBindingMode: new(storagev1.VolumeBindingWaitForFirstConsumer),
-	})).To(Succeed())
+	useProvisioner(tarsv1beta1.Provisioner)
+	By("installing the admission policy that labels claims with the node of their pod")
+	createManifests(filepath.Join("..", "..", "config", "storageclass", "claim-node-label.yaml"))
 
 	By("registering three nodes: two that support local volumes, one that does not")
 	for name, support := range map[string]bool{"node-a": true, "node-b": true, "node-c": false} {
@@ -124,13 +125,45 @@ var _ = AfterSuite(func() {
 	Expect(testEnv.Stop()).To(Succeed())
 })
 
+// useProvisioner makes t-storage-class anew with provisioner (a class's provisioner is immutable).
+func useProvisioner(provisioner string) {
+	sc := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: testStorage}}
+	Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, sc))).To(Succeed())
+	Eventually(func() error {
+		return k8sClient.Create(ctx, &storagev1.StorageClass{
+			ObjectMeta:        metav1.ObjectMeta{Name: testStorage},
+			Provisioner:       provisioner,
+			ReclaimPolicy:     new(corev1.PersistentVolumeReclaimDelete),
+			VolumeBindingMode: new(storagev1.VolumeBindingWaitForFirstConsumer),
+		})
+	}, timeout, interval).Should(Succeed())
+}
+
+// createManifests creates the objects of a YAML file.
+func createManifests(path string) {
+	f, err := os.Open(path)
+	Expect(err).NotTo(HaveOccurred())
+	defer func() { _ = f.Close() }()
+	dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
+	for {
+		obj := &unstructured.Unstructured{}
+		if err := dec.Decode(&obj.Object); err != nil {
+			Expect(err).To(MatchError(io.EOF))
+			return
+		}
+		if len(obj.Object) > 0 {
+			Expect(k8sClient.Create(ctx, obj)).To(Succeed())
+		}
+	}
+}
+
 // startAgent runs an agent for node, as tserver-agent would, with dir as its host root.
 func startAgent(node, hostname, dir string) {
 	root, err := hostfs.Open(dir)
 	Expect(err).NotTo(HaveOccurred())
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:     NewScheme(),
-		Cache:      CacheOptions(node, hostname),
+		Cache:      CacheOptions(node, hostname, testStorage),
 		Metrics:    metricsserver.Options{BindAddress: "0"},
 		Controller: config.Controller{SkipNameValidation: new(true)}, // several agents in one process
 	})
@@ -140,7 +173,7 @@ func startAgent(node, hostname, dir string) {
 		StorageClassName: testStorage, GCGracePeriod: gcGrace, ResyncPeriod: resync,
 	})).To(Succeed())
 	agentCtx, stop := context.WithCancel(ctx)
-	a := &testAgent{node: node, hostname: hostname, dir: dir, stop: stop, done: make(chan struct{})}
+	a := &testAgent{node: node, hostname: hostname, dir: dir, cache: mgr.GetCache(), stop: stop, done: make(chan struct{})}
 	agents[node] = a
 	go func() {
 		defer GinkgoRecover()

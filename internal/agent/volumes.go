@@ -18,6 +18,7 @@ package agent
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -115,19 +116,17 @@ func (r *VolumeReconciler) pathInUse(ctx context.Context, pv *corev1.PersistentV
 	return "", nil
 }
 
-// collect deletes an unbound volume once no claim of its group has waited for it for the grace
-// period. The delete carries the volume's resourceVersion: if the binder has claimed it
-// meanwhile, the delete fails instead of taking a bound volume away. Its directory goes only if
-// empty.
+// collect deletes an unbound volume (the agent makes every volume bound to its claim: these are
+// volumes made beforehand, by TarsK8S's agents say) once no claim of its group has waited for
+// it for the grace period. The delete carries the volume's resourceVersion: if the scheduler has
+// bound it meanwhile, the delete fails instead of taking a bound volume away. Its directory
+// goes only if empty.
 func (r *VolumeReconciler) collect(ctx context.Context, pv *corev1.PersistentVolume) (ctrl.Result, error) {
 	if pv.Spec.ClaimRef != nil {
 		return ctrl.Result{}, nil // being bound
 	}
 	g, ok := r.groupOfVolume(pv)
 	if !ok {
-		return ctrl.Result{}, nil
-	}
-	if len(r.pendingClaims(ctx, &g)) > 0 {
 		return ctrl.Result{}, nil
 	}
 	idle := pv.CreationTimestamp.Time
@@ -137,7 +136,13 @@ func (r *VolumeReconciler) collect(ctx context.Context, pv *corev1.PersistentVol
 	if wait := r.GCGracePeriod - time.Since(idle); wait > 0 {
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
-	err := r.Delete(ctx, pv, client.Preconditions{UID: &pv.UID, ResourceVersion: &pv.ResourceVersion})
+	// The scheduler binds an Available volume of a waiting claim's group on this node rather than
+	// have a new one made. The claims of other nodes are not in the cache: ask the API server.
+	waiting, err := r.groupWaits(ctx, g)
+	if err != nil || waiting {
+		return ctrl.Result{RequeueAfter: r.GCGracePeriod}, err
+	}
+	err = r.Delete(ctx, pv, client.Preconditions{UID: &pv.UID, ResourceVersion: &pv.ResourceVersion})
 	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 		return ctrl.Result{}, nil // bound or changed meanwhile: its update brings us back
 	}
@@ -160,8 +165,19 @@ func (r *VolumeReconciler) collect(ctx context.Context, pv *corev1.PersistentVol
 	return ctrl.Result{}, nil
 }
 
-// SetupWithManager watches this node's volumes and the tars claims: a claim that binds or goes
-// away may leave a volume of its group unneeded.
+// groupWaits says whether a claim of group g waits for a volume.
+func (r *VolumeReconciler) groupWaits(ctx context.Context, g group) (bool, error) {
+	list := &corev1.PersistentVolumeClaimList{}
+	if err := r.APIReader.List(ctx, list, client.InNamespace(g.namespace), client.MatchingLabels(g.labels())); err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(list.Items, func(pvc corev1.PersistentVolumeClaim) bool {
+		return pvc.Spec.VolumeName == "" && pvc.DeletionTimestamp.IsZero() && r.isOurClaim(&pvc)
+	}), nil
+}
+
+// SetupWithManager watches this node's volumes and claims: a claim that binds or goes away may
+// leave a volume of its group unneeded.
 func (r *VolumeReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&corev1.PersistentVolume{}).
@@ -170,11 +186,15 @@ func (r *VolumeReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-// volumeOfClaim maps a claim to the volume its group has on this node.
-func (r *VolumeReconciler) volumeOfClaim(_ context.Context, obj client.Object) []reconcile.Request {
+// volumeOfClaim maps a claim to the volume its group has on this node, if there is one.
+func (r *VolumeReconciler) volumeOfClaim(ctx context.Context, obj client.Object) []reconcile.Request {
 	g, ok := groupOf(obj.GetNamespace(), obj.GetLabels())
 	if !ok {
 		return nil
 	}
-	return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: r.volumeName(g)}}}
+	key := client.ObjectKey{Name: r.volumeName(g)}
+	if err := r.Get(ctx, key, &corev1.PersistentVolume{}); err != nil {
+		return nil // none here (this node's volumes are the only ones in the cache)
+	}
+	return []reconcile.Request{{NamespacedName: key}}
 }

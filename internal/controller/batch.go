@@ -28,8 +28,9 @@ import (
 
 // statusBatchPeriod is how long the changes of a TServer's claims and StatefulSet are gathered
 // before it is reconciled: a rollout binds claims and readies pods one by one, and each would
-// otherwise cost a reconcile and a status write. A TServer's own changes are not delayed.
-const statusBatchPeriod = time.Second
+// otherwise cost a reconcile and a status write (a custom resource's, several times the API
+// server's work of a built-in object's). A TServer's own changes are not delayed.
+const statusBatchPeriod = 2 * time.Second
 
 // batched delays the requests of h by period; requests for a TServer already waiting are merged
 // into that one (the work queue keeps the earliest time), so a burst makes one reconcile.

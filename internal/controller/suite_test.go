@@ -101,6 +101,8 @@ var _ = BeforeSuite(func() {
 		Recorder: mgr.GetEventRecorder("tserver-controller"),
 	}
 	Expect(reconciler.SetupWithManager(mgr)).To(Succeed())
+	Expect((&ClaimLabelReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)).To(Succeed())
+	useStorageClass(k8sv1beta1.Provisioner)
 	go func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())

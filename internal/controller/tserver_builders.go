@@ -18,6 +18,7 @@ package controller
 
 import (
 	"maps"
+	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -177,22 +178,33 @@ func buildContainerPorts(ts *tarsv1beta1.TServer) []corev1.ContainerPort {
 	return ports
 }
 
-// buildAffinity turns nodeSelector into required node affinity and notStacked into required pod
-// anti-affinity between the server's own pods on one node.
+// buildAffinity turns nodeSelector into required node affinity, and keeps the server's own pods
+// on different nodes when notStacked asks for it or the server has node-local volumes: a node
+// holds one volume of each of a server's tLocalVolumes (and one delay-bind volume), at one path,
+// so two replicas can never share a node. Pods with tLocalVolumes also require a node labelled
+// tars.io/SupportLocalVolume (not "false"), the nodes where agents may provision them.
 func buildAffinity(ts *tarsv1beta1.TServer) *corev1.Affinity {
 	k := &ts.Spec.K8S
-	if len(k.NodeSelector) == 0 && !k.NotStacked {
+	nodeRequirements := slices.Clone(k.NodeSelector)
+	if slices.ContainsFunc(k.Mounts, func(m tarsv1beta1.TK8SMount) bool { return m.Source.TLocalVolume != nil }) {
+		nodeRequirements = append(nodeRequirements,
+			corev1.NodeSelectorRequirement{Key: tarsv1beta1.LabelSupportLocalVolume, Operator: corev1.NodeSelectorOpExists},
+			corev1.NodeSelectorRequirement{Key: tarsv1beta1.LabelSupportLocalVolume, Operator: corev1.NodeSelectorOpNotIn,
+				Values: []string{"false"}})
+	}
+	spread := k.NotStacked || len(localClaimTemplateNames(ts)) > 0
+	if len(nodeRequirements) == 0 && !spread {
 		return nil
 	}
 	affinity := &corev1.Affinity{}
-	if len(k.NodeSelector) > 0 {
+	if len(nodeRequirements) > 0 {
 		affinity.NodeAffinity = &corev1.NodeAffinity{
 			RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
-				NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: k.NodeSelector}},
+				NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: nodeRequirements}},
 			},
 		}
 	}
-	if k.NotStacked {
+	if spread {
 		affinity.PodAntiAffinity = &corev1.PodAntiAffinity{
 			RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
 				LabelSelector: &metav1.LabelSelector{MatchLabels: podLabels(ts)},
@@ -201,6 +213,21 @@ func buildAffinity(ts *tarsv1beta1.TServer) *corev1.Affinity {
 		}
 	}
 	return affinity
+}
+
+// localClaimTemplateNames names the server's node-local claim templates: its tLocalVolume
+// mounts and delay-bind.
+func localClaimTemplateNames(ts *tarsv1beta1.TServer) []string {
+	var names []string
+	for _, m := range ts.Spec.K8S.Mounts {
+		if m.Source.TLocalVolume != nil {
+			names = append(names, m.Name)
+		}
+	}
+	if needsDelayBind(ts) {
+		names = append(names, tarsv1beta1.DelayBindVolumeName)
+	}
+	return names
 }
 
 // buildVolumes returns the pod volumes and container mounts of a TServer's mounts. Mounts backed

@@ -19,6 +19,7 @@ package controller
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -27,10 +28,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/yaml"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
@@ -165,6 +164,50 @@ func TestBuildClaimTemplatesUserTemplate(t *testing.T) {
 	}
 }
 
+// supportsLocalVolumes is the node affinity of a server with a tLocalVolume.
+var supportsLocalVolumes = []corev1.NodeSelectorRequirement{
+	{Key: "tars.io/SupportLocalVolume", Operator: corev1.NodeSelectorOpExists},
+	{Key: "tars.io/SupportLocalVolume", Operator: corev1.NodeSelectorOpNotIn, Values: []string{"false"}},
+}
+
+func TestBuildAffinity(t *testing.T) {
+	spread := func(ts *tarsv1beta1.TServer) *corev1.PodAntiAffinity {
+		return &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
+			LabelSelector: &metav1.LabelSelector{MatchLabels: podLabels(ts)}, TopologyKey: "kubernetes.io/hostname",
+		}}}
+	}
+	for _, tt := range []struct {
+		name   string
+		mutate func(*tarsv1beta1.TServer)
+		want   func(*tarsv1beta1.TServer) *corev1.Affinity
+	}{
+		{"no node-local volume, stacked", func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts = nil },
+			func(*tarsv1beta1.TServer) *corev1.Affinity { return nil }},
+		{"no node-local volume, notStacked", func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts, ts.Spec.K8S.NotStacked = nil, true },
+			func(ts *tarsv1beta1.TServer) *corev1.Affinity { return &corev1.Affinity{PodAntiAffinity: spread(ts)} }},
+		{"delay-bind only: spread, on any node", func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts, ts.Spec.K8S.HostIPC = nil, true },
+			func(ts *tarsv1beta1.TServer) *corev1.Affinity { return &corev1.Affinity{PodAntiAffinity: spread(ts)} }},
+		{"a tLocalVolume: spread, on nodes that support them", nil, func(ts *tarsv1beta1.TServer) *corev1.Affinity {
+			return &corev1.Affinity{
+				NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+					NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: supportsLocalVolumes}},
+				}},
+				PodAntiAffinity: spread(ts),
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := sample(t, "tars-tarslog.yaml")
+			if tt.mutate != nil {
+				tt.mutate(ts)
+			}
+			if diff := cmp.Diff(tt.want(ts), buildAffinity(ts)); diff != "" {
+				t.Errorf("buildAffinity() (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 func TestBuildStatefulSetTarslog(t *testing.T) {
 	ts := sample(t, "tars-tarslog.yaml")
 	labels := map[string]string{"tars.io/ServerApp": "tars", "tars.io/ServerName": "tarslog"}
@@ -178,14 +221,26 @@ func TestBuildStatefulSetTarslog(t *testing.T) {
 			UpdateStrategy:      appsv1.StatefulSetUpdateStrategy{Type: appsv1.RollingUpdateStatefulSetStrategyType},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name:            "tars-tarslog",
-					Image:           "tarscloud/tars.tarslog:v1",
-					ImagePullPolicy: corev1.PullIfNotPresent,
-					Env:             ts.Spec.K8S.Env,
-					Ports:           []corev1.ContainerPort{{Name: "logobj", ContainerPort: 18993, Protocol: corev1.ProtocolTCP}},
-					VolumeMounts:    []corev1.VolumeMount{{Name: "remote-log-dir", MountPath: "/usr/local/app/tars/remote_app_log"}},
-				}}},
+				Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{
+						Name:            "tars-tarslog",
+						Image:           "tarscloud/tars.tarslog:v1",
+						ImagePullPolicy: corev1.PullIfNotPresent,
+						Env:             ts.Spec.K8S.Env,
+						Ports:           []corev1.ContainerPort{{Name: "logobj", ContainerPort: 18993, Protocol: corev1.ProtocolTCP}},
+						VolumeMounts:    []corev1.VolumeMount{{Name: "remote-log-dir", MountPath: "/usr/local/app/tars/remote_app_log"}},
+					}},
+					// A node-local volume: a node that supports them, and one replica per node.
+					Affinity: &corev1.Affinity{
+						NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+							NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: supportsLocalVolumes}},
+						}},
+						PodAntiAffinity: &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
+							LabelSelector: &metav1.LabelSelector{MatchLabels: labels},
+							TopologyKey:   "kubernetes.io/hostname",
+						}}},
+					},
+				},
 			},
 			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{seedClaimTemplate("remote-log-dir", "tarslog", map[string]string{
 				"tars.io/LocalVolumeUID": "1000", "tars.io/LocalVolumeGID": "0", "tars.io/LocalVolumeMode": "755",
@@ -276,6 +331,7 @@ func TestBuildStatefulSetFields(t *testing.T) {
 					NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
 						NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{
 							{Key: "zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"a"}},
+							supportsLocalVolumes[0], supportsLocalVolumes[1],
 						}}},
 					}},
 					PodAntiAffinity: &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
@@ -401,52 +457,32 @@ func TestSpecHash(t *testing.T) {
 	}
 }
 
-func TestTServerOfVolume(t *testing.T) {
-	pv := func(name string, labels map[string]string) *corev1.PersistentVolume {
-		return &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
-	}
-	labels := map[string]string{"tars.io/ServerApp": "Tars", "tars.io/ServerName": "TarsLog", "tars.io/LocalVolume": "remote-log-dir"}
+func TestSelectedNodeLabel(t *testing.T) {
+	long := strings.Repeat("n", 64)
 	for _, tt := range []struct {
-		pv   *corev1.PersistentVolume
-		want string
+		name                string
+		labels, annotations map[string]string
+		want                string
+		ok                  bool
 	}{
-		{pv("team-a-remote-log-dir-tars-tarslog-36520b71", labels), "team-a/tars-tarslog"},
-		{pv("default-remote-log-dir-tars-tarslog-c4e31c6", labels), "default/tars-tarslog"},
-		{pv("other-name", labels), ""},
-		{pv("default-remote-log-dir-tars-tarslog-36520b71", map[string]string{"tars.io/ServerApp": "tars"}), ""},
+		{"not node-local", map[string]string{"tars.io/ServerApp": "tars"}, map[string]string{"volume.kubernetes.io/selected-node": "node-1"}, "", true},
+		{"not scheduled", map[string]string{"tars.io/LocalVolume": "data"}, nil, "", true},
+		{"scheduled, unlabelled", map[string]string{"tars.io/LocalVolume": "data"},
+			map[string]string{"volume.kubernetes.io/selected-node": "node-1"}, "node-1", false},
+		{"scheduled, labelled", map[string]string{"tars.io/LocalVolume": "data", "tars.io/SelectedNode": "node-1"},
+			map[string]string{"volume.kubernetes.io/selected-node": "node-1"}, "node-1", true},
+		{"rescheduled elsewhere", map[string]string{"tars.io/LocalVolume": "data", "tars.io/SelectedNode": "node-1"},
+			map[string]string{"volume.kubernetes.io/selected-node": "node-2"}, "node-2", false},
+		{"handed back to the scheduler", map[string]string{"tars.io/LocalVolume": "data", "tars.io/SelectedNode": "node-1"}, nil, "", false},
+		{"a node name that is no label value", map[string]string{"tars.io/LocalVolume": "data"},
+			map[string]string{"volume.kubernetes.io/selected-node": long}, "", true},
+		{"an empty label", map[string]string{"tars.io/LocalVolume": "data", "tars.io/SelectedNode": ""}, nil, "", false},
 	} {
-		reqs := tserverOfVolume(t.Context(), tt.pv)
-		got := ""
-		if len(reqs) == 1 {
-			got = reqs[0].String()
-		}
-		if got != tt.want {
-			t.Errorf("tserverOfVolume(%s) = %q, want %q", tt.pv.Name, got, tt.want)
-		}
-	}
-}
-
-func TestOnlyWaitingTServersWakeForVolumes(t *testing.T) {
-	labels := map[string]string{"tars.io/ServerApp": "tars", "tars.io/ServerName": "tarslog", "tars.io/LocalVolume": "data"}
-	pv := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "default-data-tars-tarslog-36520b71", Labels: labels}}
-	scheme := runtime.NewScheme()
-	if err := tarsv1beta1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	withReady := func(reason string) *TServerReconciler {
-		ts := &tarsv1beta1.TServer{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "tars-tarslog"}}
-		ts.Status.Conditions = []metav1.Condition{{Type: ConditionReady, Status: metav1.ConditionFalse, Reason: reason}}
-		return &TServerReconciler{Client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(ts).Build()}
-	}
-	if reqs := withReady("ReplicasNotReady").waitingTServerOfVolume(t.Context(), pv); len(reqs) != 0 {
-		t.Errorf("a TServer that waits for nothing was woken: %v", reqs)
-	}
-	if reqs := (&TServerReconciler{Client: fake.NewClientBuilder().WithScheme(scheme).Build()}).
-		waitingTServerOfVolume(t.Context(), pv); len(reqs) != 0 {
-		t.Errorf("a missing TServer was woken: %v", reqs)
-	}
-	reqs := withReady(ReasonProvisioningVolumes).waitingTServerOfVolume(t.Context(), pv)
-	if len(reqs) != 1 || reqs[0].String() != "default/tars-tarslog" {
-		t.Errorf("the waiting TServer was not woken: %v", reqs)
+		t.Run(tt.name, func(t *testing.T) {
+			pvc := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Labels: tt.labels, Annotations: tt.annotations}}
+			if want, ok := selectedNodeLabel(pvc); want != tt.want || ok != tt.ok {
+				t.Errorf("selectedNodeLabel() = %q, %v; want %q, %v", want, ok, tt.want, tt.ok)
+			}
+		})
 	}
 }

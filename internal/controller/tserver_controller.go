@@ -33,10 +33,12 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
@@ -49,7 +51,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -73,9 +74,6 @@ type TServerReconciler struct {
 	client.Client
 	Scheme   *runtime.Scheme
 	Recorder events.EventRecorder
-	// VolumeWait is how long new replicas wait for node-local volumes before their pods are
-	// made anyway; 0 does not wait (see admitReplicas).
-	VolumeWait time.Duration
 }
 
 // +kubebuilder:rbac:groups=k8s.tars.io,resources=tservers,verbs=get;list;watch
@@ -84,8 +82,8 @@ type TServerReconciler struct {
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create;patch;delete
-// +kubebuilder:rbac:groups="",resources=persistentvolumes,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings a TServer's Service, StatefulSet and claims in line with it, then records
@@ -100,10 +98,15 @@ func (r *TServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	}
 
 	o := &observed{}
-	if err := r.reconcileService(ctx, ts, o); err != nil {
-		return ctrl.Result{}, err
+	// The StatefulSet first: its pods and claims are what a new server waits for.
+	err := r.reconcileStatefulSet(ctx, ts, o)
+	if err == nil {
+		err = r.reconcileService(ctx, ts, o)
 	}
-	if err := r.reconcileStatefulSet(ctx, ts, o); err != nil {
+	if len(o.created) > 0 {
+		r.Recorder.Eventf(ts, nil, corev1.EventTypeNormal, "Created", "Create", "Created %s", strings.Join(o.created, " and "))
+	}
+	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := r.reconcileClaims(ctx, ts, o); err != nil {
@@ -111,9 +114,6 @@ func (r *TServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	}
 	if err := r.updateStatus(ctx, ts, o); err != nil {
 		return ctrl.Result{}, err
-	}
-	if o.waitingForVolumes {
-		return ctrl.Result{RequeueAfter: volumePoll}, nil
 	}
 	if o.waiting {
 		return ctrl.Result{RequeueAfter: waitInterval}, nil
@@ -127,9 +127,10 @@ type observed struct {
 	recreating  bool
 	conflicts   []string // objects of the TServer's names that it does not own
 	claims      []corev1.PersistentVolumeClaim
-	waiting     bool // something is under way that no watch will report
-	// waitingForVolumes: new replicas are held back until their volumes are provisioned.
-	waitingForVolumes bool
+	created     []string // "<kind> <name>" of the objects made, for one event
+	waiting     bool     // something is under way that no watch will report
+	// storageClassProblem says why no volume is provisioned for the claims, if that is so.
+	storageClassProblem string
 }
 
 // reconcileService creates or updates the headless Service.
@@ -176,11 +177,6 @@ func (r *TServerReconciler) reconcileStatefulSet(ctx context.Context, ts *tarsv1
 	err = r.Get(ctx, client.ObjectKeyFromObject(desired), existing)
 	switch {
 	case apierrors.IsNotFound(err):
-		admitted, err := r.admitReplicas(ctx, ts, 0, *desired.Spec.Replicas, o)
-		if err != nil {
-			return err
-		}
-		desired.Spec.Replicas = &admitted
 		if err := r.create(ctx, ts, desired, "StatefulSet", o); err != nil {
 			return err
 		}
@@ -213,11 +209,6 @@ func (r *TServerReconciler) reconcileStatefulSet(ctx context.Context, ts *tarsv1
 	}
 
 	o.statefulSet = existing
-	admitted, err := r.admitReplicas(ctx, ts, *existing.Spec.Replicas, *desired.Spec.Replicas, o)
-	if err != nil {
-		return err
-	}
-	desired.Spec.Replicas = &admitted
 	if existing.Annotations[specHashAnnotation] == hash && *existing.Spec.Replicas == *desired.Spec.Replicas {
 		return nil
 	}
@@ -275,7 +266,7 @@ func (r *TServerReconciler) create(ctx context.Context, ts *tarsv1beta1.TServer,
 		return err
 	}
 	logf.FromContext(ctx).Info("Created "+kind, "name", obj.GetName())
-	r.Recorder.Eventf(ts, obj, corev1.EventTypeNormal, "Created"+kind, "Create", "Created %s %s", kind, obj.GetName())
+	o.created = append(o.created, kind+" "+obj.GetName())
 	return nil
 }
 
@@ -297,6 +288,13 @@ func (r *TServerReconciler) reconcileClaims(ctx context.Context, ts *tarsv1beta1
 		return err
 	}
 	o.claims = list.Items
+	if len(localClaimTemplateNames(ts)) > 0 {
+		problem, err := r.storageClassProblem(ctx)
+		if err != nil {
+			return err
+		}
+		o.storageClassProblem = problem
+	}
 
 	annotations := map[string]map[string]string{}
 	for _, m := range ts.Spec.K8S.Mounts {
@@ -408,10 +406,6 @@ const (
 	ConditionReady = "Ready"
 	// ConditionVolumesBound is true when every claim of every replica is bound to a volume.
 	ConditionVolumesBound = "VolumesBound"
-
-	// ReasonProvisioningVolumes is the Ready condition's reason while new replicas wait for
-	// their node-local volumes (admitReplicas).
-	ReasonProvisioningVolumes = "ProvisioningVolumes"
 )
 
 // computeStatus is the TServer's status given what a reconcile observed.
@@ -435,9 +429,6 @@ func computeStatus(ts *tarsv1beta1.TServer, o *observed) tarsv1beta1.TServerStat
 	case o.recreating:
 		ready.Status, ready.Reason = metav1.ConditionFalse, "RecreatingStatefulSet"
 		ready.Message = "the StatefulSet is being recreated with new claim templates; its pods keep running"
-	case o.waitingForVolumes:
-		ready.Status, ready.Reason = metav1.ConditionFalse, ReasonProvisioningVolumes
-		ready.Message = "new replicas wait for their node-local volumes to be provisioned"
 	case sts == nil || sts.Status.ObservedGeneration < sts.Generation:
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, "Progressing", "the StatefulSet is being updated"
 	case sts.Status.ReadyReplicas < desiredReplicas || sts.Status.Replicas != desiredReplicas:
@@ -451,23 +442,28 @@ func computeStatus(ts *tarsv1beta1.TServer, o *observed) tarsv1beta1.TServerStat
 		}
 	}
 	meta.SetStatusCondition(&status.Conditions, ready)
-	meta.SetStatusCondition(&status.Conditions, volumesBound(ts, desiredReplicas, o.claims))
+	meta.SetStatusCondition(&status.Conditions, volumesBound(ts, desiredReplicas, o.claims, o.storageClassProblem))
 	return status
 }
 
-// volumesBound says whether every claim the replicas need exists and is bound.
-func volumesBound(ts *tarsv1beta1.TServer, replicas int32, claims []corev1.PersistentVolumeClaim) metav1.Condition {
+// volumesBound says whether every claim the replicas need exists and is bound, and, if not and
+// the storage class provisions nothing, why.
+func volumesBound(ts *tarsv1beta1.TServer, replicas int32, claims []corev1.PersistentVolumeClaim,
+	storageClassProblem string) metav1.Condition {
 	phase := map[string]corev1.PersistentVolumeClaimPhase{}
 	for _, pvc := range claims {
 		phase[pvc.Name] = pvc.Status.Phase
 	}
 	var pending []string
 	total := 0
+	localPending := false
 	for _, t := range buildClaimTemplates(ts) {
+		_, local := t.Labels[tarsv1beta1.LabelLocalVolume]
 		for i := range replicas {
 			total++
 			if name := fmt.Sprintf("%s-%s-%d", t.Name, ts.Name, i); phase[name] != corev1.ClaimBound {
 				pending = append(pending, name)
+				localPending = localPending || local
 			}
 		}
 	}
@@ -482,6 +478,9 @@ func volumesBound(ts *tarsv1beta1.TServer, replicas int32, claims []corev1.Persi
 	c.Message = fmt.Sprintf("%d of %d claim(s) not bound yet: %s", len(pending), total, strings.Join(pending[:min(shown, len(pending))], ", "))
 	if len(pending) > shown {
 		c.Message += fmt.Sprintf(" and %d more", len(pending)-shown)
+	}
+	if storageClassProblem != "" && localPending {
+		c.Reason, c.Message = "StorageClassNotProvisioning", storageClassProblem+"; "+c.Message
 	}
 	return c
 }
@@ -507,13 +506,10 @@ func mergeLabels(have, want map[string]string) map[string]string {
 }
 
 // CacheOptions narrow the manager's caches of the kinds the controller watches to the objects
-// of TServers (labelled tars.io/ServerApp), so its memory does not grow with the rest of the cluster.
+// of TServers (labelled tars.io/ServerApp) and t-storage-class, so its memory does not grow with
+// the rest of the cluster.
 func CacheOptions() cache.Options {
 	req, err := labels.NewRequirement(tarsv1beta1.LabelServerApp, selection.Exists, nil)
-	if err != nil {
-		panic(err) // a constant requirement
-	}
-	localVolume, err := labels.NewRequirement(tarsv1beta1.LabelLocalVolume, selection.Exists, nil)
 	if err != nil {
 		panic(err) // a constant requirement
 	}
@@ -523,7 +519,7 @@ func CacheOptions() cache.Options {
 		&corev1.Service{}:               ours,
 		&corev1.PersistentVolumeClaim{}: ours,
 		&corev1.Pod{}:                   ours,
-		&corev1.PersistentVolume{}:      {Label: labels.NewSelector().Add(*localVolume)},
+		&storagev1.StorageClass{}:       {Field: fields.OneTermEqualSelector("metadata.name", tarsv1beta1.StorageClassName)},
 	}}
 }
 
@@ -539,51 +535,10 @@ func (r *TServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&appsv1.StatefulSet{}, batched(owner, statusBatchPeriod)).
 		Watches(&corev1.Service{}, batched(owner, statusBatchPeriod)).
 		Watches(&corev1.PersistentVolumeClaim{}, batched(handler.EnqueueRequestsFromMapFunc(tserverOfLabels), statusBatchPeriod)).
-		// A volume becoming Available may be what held new replicas back (admitReplicas).
-		Watches(&corev1.PersistentVolume{}, handler.EnqueueRequestsFromMapFunc(r.waitingTServerOfVolume),
-			builder.WithPredicates(predicate.Funcs{
-				CreateFunc: func(e event.CreateEvent) bool { return isAvailable(e.Object) },
-				UpdateFunc: func(e event.UpdateEvent) bool { return !isAvailable(e.ObjectOld) && isAvailable(e.ObjectNew) },
-				DeleteFunc: func(event.DeleteEvent) bool { return false },
-			})).
 		Named("tserver").
 		// TServers are independent; a rollout of many should not queue behind one worker.
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Complete(r)
-}
-
-// isAvailable says whether obj is a volume waiting for a claim.
-func isAvailable(obj client.Object) bool {
-	pv, ok := obj.(*corev1.PersistentVolume)
-	return ok && pv.Status.Phase == corev1.VolumeAvailable
-}
-
-// tserverOfVolume maps a node-local volume to the TServer it was made for.
-func tserverOfVolume(_ context.Context, obj client.Object) []reconcile.Request {
-	ns, ok := tarsv1beta1.LocalVolumeNamespace(obj.GetName(), obj.GetLabels())
-	if !ok {
-		return nil
-	}
-	l := obj.GetLabels()
-	return []reconcile.Request{{NamespacedName: types.NamespacedName{
-		Namespace: ns, Name: tarsv1beta1.ResourceName(l[tarsv1beta1.LabelServerApp], l[tarsv1beta1.LabelServerName]),
-	}}}
-}
-
-// waitingTServerOfVolume maps a node-local volume to its TServer if that waits for volumes, as
-// its Ready condition says: each of the hundreds of volumes a rollout makes would otherwise cost
-// a reconcile. A TServer that starts waiting just after its volume came looks again after
-// volumePoll.
-func (r *TServerReconciler) waitingTServerOfVolume(ctx context.Context, obj client.Object) []reconcile.Request {
-	reqs := tserverOfVolume(ctx, obj)
-	return slices.DeleteFunc(reqs, func(req reconcile.Request) bool {
-		ts := &tarsv1beta1.TServer{}
-		if err := r.Get(ctx, req.NamespacedName, ts); err != nil {
-			return true
-		}
-		ready := meta.FindStatusCondition(ts.Status.Conditions, ConditionReady)
-		return ready == nil || ready.Reason != ReasonProvisioningVolumes
-	})
 }
 
 // tserverOfLabels maps an object labelled with a server's app and name to its TServer.

@@ -18,7 +18,6 @@ package controller
 
 import (
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,6 +29,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -115,6 +115,20 @@ func claimOf(ts *tarsv1beta1.TServer, volume string, ordinal int, annotations ma
 	return pvc
 }
 
+// useStorageClass makes t-storage-class anew with provisioner (a class's provisioner is
+// immutable).
+func useStorageClass(provisioner string) {
+	sc := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: tarsv1beta1.StorageClassName}}
+	Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, sc))).To(Succeed())
+	Eventually(func() error {
+		return k8sClient.Create(ctx, &storagev1.StorageClass{
+			ObjectMeta:        metav1.ObjectMeta{Name: tarsv1beta1.StorageClassName},
+			Provisioner:       provisioner,
+			VolumeBindingMode: ptr.To(storagev1.VolumeBindingWaitForFirstConsumer),
+		})
+	}, timeout, interval).Should(Succeed())
+}
+
 func conditionOf(ts *tarsv1beta1.TServer, conditionType string) func() *metav1.Condition {
 	return func() *metav1.Condition {
 		got := &tarsv1beta1.TServer{}
@@ -191,7 +205,7 @@ var _ = Describe("TServer controller", func() {
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), got)).To(Succeed())
 		Expect(got.Status.Selector).To(Equal("tars.io/ServerApp=tars,tars.io/ServerName=tarslog"))
 		Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
-		Expect(eventReasons(ns)()).To(ContainElements("CreatedStatefulSet", "CreatedService"))
+		Expect(eventReasons(ns)()).To(ContainElement("Created"))
 	})
 
 	It("writes nothing when nothing changed", func() {
@@ -378,80 +392,52 @@ var _ = Describe("TServer controller", func() {
 		Expect(got.OwnerReferences).To(BeEmpty())
 	})
 
-	It("holds new replicas back until their claims exist and enough nodes have their volumes", func() {
-		ts.Spec.K8S.Mounts = append(ts.Spec.K8S.Mounts, tarsv1beta1.TK8SMount{
-			Name: "data", MountPath: "/data",
-			Source: tarsv1beta1.TK8SMountSource{TLocalVolume: &tarsv1beta1.TLocalVolume{UID: "0", GID: "0", Mode: "711"}},
-		})
+	It("says on VolumesBound why a storage class provisions nothing", func() {
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
 		statefulSetOf(ts)
-		waiting := &TServerReconciler{Client: k8sClient, Scheme: k8sClient.Scheme(), Recorder: reconciler.Recorder,
-			VolumeWait: time.Hour}
-		o := &observed{}
+		Eventually(conditionOf(ts, ConditionVolumesBound), timeout, interval).Should(HaveField("Reason", "ClaimsPending"))
 
-		By("making the claims of the new replicas and holding them while no volume exists")
-		admitted, err := waiting.admitReplicas(ctx, ts, 0, 2, o)
-		Expect(err).NotTo(HaveOccurred())
-		Expect(admitted).To(BeZero())
-		Expect(o.waitingForVolumes).To(BeTrue())
-		for _, volume := range []string{"remote-log-dir", "data"} {
-			for i := range 2 {
-				pvc := &corev1.PersistentVolumeClaim{}
-				Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: fmt.Sprintf("%s-tars-tarslog-%d", volume, i)}, pvc)).
-					To(Succeed())
-				Expect(pvc.Spec.Selector.MatchLabels).To(HaveKeyWithValue("tars.io/LocalVolume", volume))
-			}
+		By("replacing t-storage-class with TarsK8S's, which provisions nothing")
+		useStorageClass(tarsv1beta1.NoProvisioner)
+		DeferCleanup(useStorageClass, tarsv1beta1.Provisioner)
+		edit(ts, func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = 3 }) // a reconcile now
+		Eventually(conditionOf(ts, ConditionVolumesBound), timeout, interval).Should(And(
+			HaveField("Reason", "StorageClassNotProvisioning"),
+			HaveField("Message", ContainSubstring("has provisioner kubernetes.io/no-provisioner, not tars.io/local-volume")),
+			HaveField("Message", ContainSubstring("3 of 3 claim(s) not bound yet")),
+		))
+	})
+
+	It("labels node-local claims with the node of their pod, where no admission policy does", func() {
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		pvc := claimOf(ts, "remote-log-dir", 0, map[string]string{"volume.kubernetes.io/selected-node": "node-1"})
+		selectedNode := func() (string, bool) {
+			got := &corev1.PersistentVolumeClaim{}
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(pvc), got)).To(Succeed())
+			v, ok := got.Labels[tarsv1beta1.LabelSelectedNode]
+			return v, ok
 		}
-		pvc := &corev1.PersistentVolumeClaim{}
-		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "remote-log-dir-tars-tarslog-0"}, pvc)).To(Succeed())
-		Expect(pvc.Annotations).To(HaveKeyWithValue("tars.io/LocalVolumeUID", "1000"))
+		Eventually(func() string { v, _ := selectedNode(); return v }, timeout, interval).Should(Equal("node-1"))
 
-		available := func(template int, node string) {
-			labels := maps.Clone(buildClaimTemplates(ts)[template].Labels)
-			labels[corev1.LabelHostname] = node
-			pv := &corev1.PersistentVolume{
-				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-pv-%d-%s", ns, template, node), Labels: labels},
-				Spec: corev1.PersistentVolumeSpec{
-					Capacity:               corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
-					AccessModes:            []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-					PersistentVolumeSource: corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/x"}},
-					StorageClassName:       "t-storage-class",
-				},
-			}
-			Expect(k8sClient.Create(ctx, pv)).To(Succeed())
-			pv.Status.Phase = corev1.VolumeAvailable
-			Expect(k8sClient.Status().Update(ctx, pv)).To(Succeed())
+		By("taking the label away when the claim is handed back to the scheduler")
+		update(pvc, func() { delete(pvc.Annotations, "volume.kubernetes.io/selected-node") })
+		Eventually(func() bool { _, ok := selectedNode(); return ok }, timeout, interval).Should(BeFalse())
+
+		By("leaving a claim that is not node-local alone")
+		other := &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: "other", Namespace: ns, Labels: podLabels(ts),
+				Annotations: map[string]string{"volume.kubernetes.io/selected-node": "node-1"}},
+			Spec: corev1.PersistentVolumeClaimSpec{
+				AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")}},
+			},
 		}
-		admit := func() int32 {
-			admitted, err := waiting.admitReplicas(ctx, ts, 0, 2, &observed{})
-			Expect(err).NotTo(HaveOccurred())
-			return admitted
-		}
-
-		By("holding them while each node has only some of a replica's volumes")
-		available(0, "node-a")
-		available(0, "node-b")
-		available(1, "node-c")
-		available(1, "node-d")
-		Expect(admit()).To(BeZero(), "two volumes of each kind, but no node with both")
-
-		By("holding them while one node has both: the second replica would find no node")
-		available(1, "node-a")
-		Expect(admit()).To(BeZero())
-
-		By("admitting them once two nodes have both")
-		available(1, "node-b")
-		Expect(admit()).To(Equal(int32(2)))
-
-		By("not waiting forever: after VolumeWait the pods are made anyway")
-		waiting.VolumeWait = 2 * time.Second
-		admitted, err = waiting.admitReplicas(ctx, ts, 2, 5, &observed{})
-		Expect(err).NotTo(HaveOccurred())
-		Expect(admitted).To(Equal(int32(2)), "the claims of replicas 2 to 4 were made just now")
-		time.Sleep(2100 * time.Millisecond)
-		admitted, err = waiting.admitReplicas(ctx, ts, 2, 5, &observed{})
-		Expect(err).NotTo(HaveOccurred())
-		Expect(admitted).To(Equal(int32(5)))
+		Expect(k8sClient.Create(ctx, other)).To(Succeed())
+		Consistently(func() map[string]string {
+			got := &corev1.PersistentVolumeClaim{}
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(other), got)).To(Succeed())
+			return got.Labels
+		}, time.Second, interval).ShouldNot(HaveKey(tarsv1beta1.LabelSelectedNode))
 	})
 
 	It("reports ready replicas and bound claims from the StatefulSet and claims", func() {

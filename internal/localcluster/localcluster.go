@@ -53,7 +53,8 @@ type Options struct {
 	// WebhookPaths are files or directories of webhook configurations to register; their
 	// clientConfig is pointed at the local webhook server.
 	WebhookPaths []string
-	// Manifests are YAML files of further objects to create once the API server runs.
+	// Manifests are YAML files (or directories of them) of further objects to create once the
+	// API server runs.
 	Manifests []string
 	// Nodes are simulated nodes. With any, kube-controller-manager, kube-scheduler and kwok run
 	// too, so that StatefulSets get pods and claims get bound as in a real cluster.
@@ -169,14 +170,31 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	return c, nil
 }
 
-// createManifests creates the objects of every YAML document in files.
-func createManifests(ctx context.Context, cfg *rest.Config, files []string) error {
-	if len(files) == 0 {
+// createManifests creates the objects of every YAML document in files; a directory stands for
+// its YAML files but kustomization.yaml.
+func createManifests(ctx context.Context, cfg *rest.Config, paths []string) error {
+	if len(paths) == 0 {
 		return nil
 	}
 	cl, err := client.New(cfg, client.Options{})
 	if err != nil {
 		return err
+	}
+	var files []string
+	for _, p := range paths {
+		if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
+			files = append(files, p)
+			continue
+		}
+		matches, err := filepath.Glob(filepath.Join(p, "*.yaml"))
+		if err != nil {
+			return err
+		}
+		for _, m := range matches {
+			if filepath.Base(m) != "kustomization.yaml" && filepath.Base(m) != "kustomizeconfig.yaml" {
+				files = append(files, m)
+			}
+		}
 	}
 	for _, file := range files {
 		f, err := os.Open(file)

@@ -100,7 +100,7 @@ var _ = BeforeSuite(func() {
 		StateDir:     stateDir,
 		CRDPaths:     []string{filepath.Join(repoRoot, "config", "crd", "bases")},
 		WebhookPaths: []string{filepath.Join(repoRoot, "config", "webhook", "manifests.yaml")},
-		Manifests:    []string{filepath.Join(repoRoot, "config", "storageclass", "t-storage-class.yaml")},
+		Manifests:    []string{filepath.Join(repoRoot, "config", "storageclass")},
 		Nodes:        nodes,
 	})
 	Expect(err).NotTo(HaveOccurred())
