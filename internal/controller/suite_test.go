@@ -96,9 +96,10 @@ var _ = BeforeSuite(func() {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	reconciler = &TServerReconciler{
-		Client:   mgr.GetClient(),
-		Scheme:   mgr.GetScheme(),
-		Recorder: mgr.GetEventRecorder("tserver-controller"),
+		Client:    mgr.GetClient(),
+		Scheme:    mgr.GetScheme(),
+		Recorder:  mgr.GetEventRecorder("tserver-controller"),
+		APIReader: mgr.GetAPIReader(),
 	}
 	Expect(reconciler.SetupWithManager(mgr)).To(Succeed())
 	Expect((&ClaimLabelReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)).To(Succeed())

@@ -74,6 +74,9 @@ type TServerReconciler struct {
 	client.Client
 	Scheme   *runtime.Scheme
 	Recorder events.EventRecorder
+	// APIReader reads what the controller needs too rarely to cache (the server's pods, while a
+	// removed volume's claims wait for them).
+	APIReader client.Reader
 }
 
 // +kubebuilder:rbac:groups=k8s.tars.io,resources=tservers,verbs=get;list;watch
@@ -359,7 +362,7 @@ func isClaimOf(pvc *corev1.PersistentVolumeClaim, ts *tarsv1beta1.TServer, volum
 func (r *TServerReconciler) deleteUnusedClaims(ctx context.Context, ts *tarsv1beta1.TServer,
 	claims []*corev1.PersistentVolumeClaim, o *observed) error {
 	pods := &corev1.PodList{}
-	if err := r.List(ctx, pods, client.InNamespace(ts.Namespace), client.MatchingLabels(podLabels(ts))); err != nil {
+	if err := r.APIReader.List(ctx, pods, client.InNamespace(ts.Namespace), client.MatchingLabels(podLabels(ts))); err != nil {
 		return err
 	}
 	inUse := sets.New[string]()
@@ -518,7 +521,6 @@ func CacheOptions() cache.Options {
 		&appsv1.StatefulSet{}:           ours,
 		&corev1.Service{}:               ours,
 		&corev1.PersistentVolumeClaim{}: ours,
-		&corev1.Pod{}:                   ours,
 		&storagev1.StorageClass{}:       {Field: fields.OneTermEqualSelector("metadata.name", tarsv1beta1.StorageClassName)},
 	}}
 }
