@@ -32,6 +32,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -133,6 +134,7 @@ func TestAPIServerAcceptsEverything(t *testing.T) {
 	for _, kind := range []string{
 		"CustomResourceDefinition", "Deployment", "DaemonSet", "StorageClass", "Certificate", "Issuer",
 		"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "ClusterRole", "ClusterRoleBinding",
+		"MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding",
 	} {
 		if kinds[kind] == 0 {
 			t.Errorf("no %s rendered", kind)
@@ -146,11 +148,12 @@ func TestAgentLeastPrivilege(t *testing.T) {
 	role := &rbacv1.ClusterRole{}
 	find(t, objs, "ClusterRole", "tserver-operator-agent-role", role)
 	want := []rbacv1.PolicyRule{
-		{APIGroups: []string{""}, Resources: []string{"nodes", "persistentvolumeclaims"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}},
+		// patch: to hand a claim its node cannot serve back to the scheduler (selected-node).
+		{APIGroups: []string{""}, Resources: []string{"persistentvolumeclaims"}, Verbs: []string{"get", "list", "patch", "watch"}},
 		{APIGroups: []string{""}, Resources: []string{"persistentvolumes"}, Verbs: []string{"create", "delete", "get", "list", "patch", "watch"}},
-		{APIGroups: []string{""}, Resources: []string{"persistentvolumes/status"}, Verbs: []string{"update"}},
 		{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
-		{APIGroups: []string{"storage.k8s.io"}, Resources: []string{"storageclasses"}, Verbs: []string{"get"}},
+		{APIGroups: []string{"storage.k8s.io"}, Resources: []string{"storageclasses"}, Verbs: []string{"get", "list", "watch"}},
 	}
 	if diff := cmp.Diff(want, role.Rules); diff != "" {
 		t.Errorf("agent role rules (-want +got):\n%s", diff)
@@ -201,5 +204,32 @@ func TestAgentDaemonSet(t *testing.T) {
 	}
 	if c.LivenessProbe == nil || c.ReadinessProbe == nil {
 		t.Error("probes missing")
+	}
+}
+
+// TestStorageClassAndClaimLabelPolicy checks the class provisions on the scheduler's node and the
+// admission policy that labels claims with that node is bound by its (prefixed) name.
+func TestStorageClassAndClaimLabelPolicy(t *testing.T) {
+	objs := rendered(t)
+	sc := &storagev1.StorageClass{}
+	find(t, objs, "StorageClass", "t-storage-class", sc)
+	if sc.Provisioner != "tars.io/local-volume" || sc.VolumeBindingMode == nil ||
+		*sc.VolumeBindingMode != storagev1.VolumeBindingWaitForFirstConsumer {
+		t.Errorf("StorageClass provisioner %q, binding mode %v", sc.Provisioner, sc.VolumeBindingMode)
+	}
+	var policy, binding string
+	for _, obj := range objs {
+		switch obj.GetKind() {
+		case "MutatingAdmissionPolicy":
+			policy = obj.GetName()
+			if obj.GetNamespace() != "" {
+				t.Errorf("cluster-scoped policy %s has namespace %q", policy, obj.GetNamespace())
+			}
+		case "MutatingAdmissionPolicyBinding":
+			binding, _, _ = unstructured.NestedString(obj.Object, "spec", "policyName")
+		}
+	}
+	if policy == "" || binding != policy {
+		t.Errorf("policy %q, binding to %q", policy, binding)
 	}
 }

@@ -29,6 +29,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -36,6 +37,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/agent"
 	"github.com/tserver-operator/tserver-operator/internal/localcluster"
 )
 
@@ -159,6 +161,45 @@ func volumesOf(ns string, ts *tarsv1beta1.TServer, volume string) []corev1.Persi
 	return out
 }
 
+// madeBeforehand creates the unbound volume (and directory) TarsK8S's agent of node made for
+// volume of ts before any of its claims was scheduled, as its agents did on every node.
+func madeBeforehand(node string, ts *tarsv1beta1.TServer, volume string) *corev1.PersistentVolume {
+	cfg := agent.Config{NodeName: node, Hostname: node, HostRoot: localcluster.ProductionHostRoot,
+		StorageClassName: tarsv1beta1.StorageClassName}
+	claim := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ts.Namespace, Labels: map[string]string{
+		tarsv1beta1.LabelServerApp: ts.Spec.App, tarsv1beta1.LabelServerName: ts.Spec.Server, tarsv1beta1.LabelLocalVolume: volume,
+	}}}
+	pv := cfg.Volume(claim, corev1.PersistentVolumeReclaimDelete)
+	pv.Spec.ClaimRef = nil
+	Expect(os.MkdirAll(hostDir(node, ts, volume), 0o755)).To(Succeed())
+	Expect(k8sClient.Create(ctx, pv)).To(Succeed())
+	Eventually(func() corev1.PersistentVolumePhase {
+		got := &corev1.PersistentVolume{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(pv), got)).To(Succeed())
+		return got.Status.Phase
+	}, timeout, interval).Should(Equal(corev1.VolumeAvailable))
+	return pv
+}
+
+// useProvisioner makes t-storage-class anew with provisioner (a class's provisioner is
+// immutable), as an administrator replacing TarsK8S's class would.
+func useProvisioner(provisioner string) {
+	sc := &storagev1.StorageClass{}
+	Expect(k8sClient.Get(ctx, client.ObjectKey{Name: tarsv1beta1.StorageClassName}, sc)).To(Succeed())
+	if sc.Provisioner == provisioner {
+		return
+	}
+	Expect(k8sClient.Delete(ctx, sc)).To(Succeed())
+	Eventually(func() error {
+		return k8sClient.Create(ctx, &storagev1.StorageClass{
+			ObjectMeta:        metav1.ObjectMeta{Name: sc.Name},
+			Provisioner:       provisioner,
+			ReclaimPolicy:     sc.ReclaimPolicy,
+			VolumeBindingMode: sc.VolumeBindingMode,
+		})
+	}, timeout, interval).Should(Succeed())
+}
+
 // hostDir is where a volume directory of ts really lives for node on this machine.
 func hostDir(node string, ts *tarsv1beta1.TServer, volume string) string {
 	return filepath.Join(cluster.HostRoot(node), ts.Namespace, ts.Spec.App+"."+ts.Spec.Server, volume)
@@ -203,17 +244,17 @@ var _ = Describe("The seed's story on a local cluster", func() {
 			Expect(ownershipOf(hostDir(node, ts, "remote-log-dir"))).To(Equal([]any{uint32(1000), uint32(0), os.FileMode(0o755)}))
 		}
 
-		By("never provisioning a real volume on " + ineligibleNode)
-		Consistently(func() []corev1.PersistentVolume {
-			var onIneligible []corev1.PersistentVolume
-			for _, pv := range volumesOf(ns, ts, "remote-log-dir") {
-				if pv.Labels[corev1.LabelHostname] == ineligibleNode {
-					onIneligible = append(onIneligible, pv)
-				}
+		By("making one volume per claim, on no other node, never on " + ineligibleNode)
+		Consistently(func() int { return len(volumesOf(ns, ts, "remote-log-dir")) }, 2*time.Second, interval).Should(Equal(2))
+		for _, node := range append(eligibleNodes, ineligibleNode) {
+			if node != nodes[0] && node != nodes[1] {
+				Expect(hostDir(node, ts, "remote-log-dir")).NotTo(BeADirectory(), "directory on %s", node)
 			}
-			return onIneligible
-		}, 2*time.Second, interval).Should(BeEmpty())
-		Expect(hostDir(ineligibleNode, ts, "remote-log-dir")).NotTo(BeADirectory())
+		}
+		By("labelling each claim with the node of its pod")
+		for i, node := range nodes {
+			Expect(getClaim(ns, claimName("remote-log-dir", ts, i)).Labels).To(HaveKeyWithValue(tarsv1beta1.LabelSelectedNode, node))
+		}
 
 		Eventually(func() *metav1.Condition {
 			got := &tarsv1beta1.TServer{}
@@ -275,15 +316,21 @@ var _ = Describe("The seed's story on a local cluster", func() {
 		}
 	})
 
-	It("garbage-collects surplus unbound volumes after the grace period, never a bound one", func() {
+	It("keeps a scaled-down replica's bound claim and data; collects TarsK8S's unused volumes after the grace period", func() {
 		ts := tarslog(ns)
+		By("finding an unused volume TarsK8S's agent made beforehand on every node")
+		var leftovers []string
+		for _, node := range eligibleNodes {
+			leftovers = append(leftovers, madeBeforehand(node, ts, "remote-log-dir").Name)
+		}
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
 		nodes := waitRunning(ts, 2, "remote-log-dir")
 
-		By("leaving one volume per bound claim")
+		By("binding two of them, on the pods' nodes, and deleting the third after the grace period")
 		Eventually(func() int { return len(volumesOf(ns, ts, "remote-log-dir")) }, timeout, interval).Should(Equal(2))
-		for _, pv := range volumesOf(ns, ts, "remote-log-dir") {
-			Expect(pv.Status.Phase).To(Equal(corev1.VolumeBound))
+		for i, node := range nodes {
+			pv := volumeOf(ns, claimName("remote-log-dir", ts, i))
+			Expect(leftovers).To(ContainElement(pv.Name), "a new volume on %s, not TarsK8S's", node)
 		}
 
 		By("scaling down: the claim of the removed replica stays bound, its data kept")
@@ -364,6 +411,23 @@ var _ = Describe("The seed's story on a local cluster", func() {
 		Expect(fresh.UID).NotTo(Equal(old.UID))
 		Expect(volumeOf(ns, fresh.Name).UID).NotTo(Equal(oldVolume.UID))
 		Expect(filepath.Join(hostDir(newNode, ts, "remote-log-dir"), "old.log")).NotTo(BeAnExistingFile())
+	})
+
+	It("provisions nothing under TarsK8S's StorageClass, says why, and resumes once the class is replaced", func() {
+		useProvisioner(tarsv1beta1.NoProvisioner)
+		DeferCleanup(useProvisioner, tarsv1beta1.Provisioner)
+		ts := tarslog(ns)
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		Eventually(func() *metav1.Condition {
+			got := &tarsv1beta1.TServer{}
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), got)).To(Succeed())
+			return meta.FindStatusCondition(got.Status.Conditions, "VolumesBound")
+		}, timeout, interval).Should(And(Not(BeNil()), HaveField("Reason", "StorageClassNotProvisioning")))
+		Expect(volumesOf(ns, ts, "remote-log-dir")).To(BeEmpty())
+
+		By("replacing the class, as the README says")
+		useProvisioner(tarsv1beta1.Provisioner)
+		waitRunning(ts, 2, "remote-log-dir")
 	})
 
 	It("garbage-collects the StatefulSet of a deleted TServer and keeps its claims and data", func() {
