@@ -198,13 +198,6 @@ func selectedNode(pvc *corev1.PersistentVolumeClaim) func() string {
 	}
 }
 
-func phaseOf(pvName string) func() corev1.PersistentVolumePhase {
-	return func() corev1.PersistentVolumePhase {
-		pv, _ := getPV(pvName)()
-		return pv.Status.Phase
-	}
-}
-
 func setPhase(pvName string, phase corev1.PersistentVolumePhase) {
 	Eventually(func() error {
 		pv, err := getPV(pvName)()
@@ -307,7 +300,7 @@ var _ = Describe("The node agent", func() {
 		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
 		schedule(pvc, "node-c")
 		Eventually(selectedNode(pvc), timeout, interval).Should(BeEmpty())
-		Expect(eventReasons(ns)()).To(ContainElement("ProvisioningFailed"))
+		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement("ProvisioningFailed"))
 		Expect(pvExists(volumeOn("node-c", ns, "remote-log-dir"))()).To(BeFalse())
 		Expect(dirOn("node-c", ns, "remote-log-dir")).NotTo(BeADirectory())
 
@@ -438,7 +431,7 @@ var _ = Describe("The node agent", func() {
 		schedule(pvc, "node-a")
 
 		Eventually(selectedNode(pvc), timeout, interval).Should(BeEmpty())
-		Expect(eventReasons(ns)()).To(ContainElement("ProvisioningFailed"))
+		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement("ProvisioningFailed"))
 		got, err := getPV(name)()
 		Expect(err).NotTo(HaveOccurred())
 		Expect(got.ResourceVersion).To(Equal(squatter.ResourceVersion))

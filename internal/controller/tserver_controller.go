@@ -115,8 +115,13 @@ func (r *TServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if err := r.reconcileClaims(ctx, ts, o); err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := r.updateStatus(ctx, ts, o); err != nil {
-		return ctrl.Result{}, err
+	// Having just made the StatefulSet or Service, the status would only say that nothing is
+	// ready yet; their creation brings a reconcile within statusBatchPeriod, which writes it.
+	// A custom resource's status write is costly, and a rollout of many servers makes many.
+	if len(o.created) == 0 {
+		if err := r.updateStatus(ctx, ts, o); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	if o.waiting {
 		return ctrl.Result{RequeueAfter: waitInterval}, nil

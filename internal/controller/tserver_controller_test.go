@@ -205,7 +205,7 @@ var _ = Describe("TServer controller", func() {
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), got)).To(Succeed())
 		Expect(got.Status.Selector).To(Equal("tars.io/ServerApp=tars,tars.io/ServerName=tarslog"))
 		Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
-		Expect(eventReasons(ns)()).To(ContainElement("Created"))
+		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement("Created"))
 	})
 
 	It("writes nothing when nothing changed", func() {
@@ -242,7 +242,7 @@ var _ = Describe("TServer controller", func() {
 		sts := statefulSetOf(ts)
 		Expect(sts.UID).To(Equal(uid))
 		Expect(*sts.Spec.Replicas).To(Equal(int32(3)))
-		Expect(eventReasons(ns)()).To(ContainElement("UpdatedStatefulSet"))
+		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement("UpdatedStatefulSet"))
 
 		By("undoing a replica change made on the StatefulSet behind the TServer's back")
 		update(sts, func() { sts.Spec.Replicas = ptr.To[int32](9) })
@@ -284,7 +284,7 @@ var _ = Describe("TServer controller", func() {
 			g.Expect(sts.UID).NotTo(Equal(old.UID))
 			g.Expect(claimTemplateNames(sts)).To(Equal([]string{"remote-log-dir", "data"}))
 		}, timeout, interval).Should(Succeed())
-		Expect(eventReasons(ns)()).To(ContainElement("RecreatingStatefulSet"))
+		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement("RecreatingStatefulSet"))
 	})
 
 	It("recreates the StatefulSet with a delay-bind claim when host networking is turned on", func() {
@@ -317,7 +317,7 @@ var _ = Describe("TServer controller", func() {
 				"tars.io/LocalVolumeUID": "2000", "tars.io/LocalVolumeGID": "100", "tars.io/LocalVolumeMode": "711",
 			}))
 		}
-		Expect(eventReasons(ns)()).To(ContainElement("ReannotatedClaims"))
+		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement("ReannotatedClaims")) // events are sent apart
 		By("keeping the StatefulSet, whose claim templates cannot change")
 		Expect(statefulSetOf(ts).DeletionTimestamp).To(BeNil())
 	})
@@ -362,7 +362,7 @@ var _ = Describe("TServer controller", func() {
 			return apierrors.IsNotFound(err) || (err == nil && got.DeletionTimestamp != nil)
 		}, 3*waitInterval, interval).Should(BeTrue())
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(kept), &corev1.PersistentVolumeClaim{})).To(Succeed())
-		Expect(eventReasons(ns)()).To(ContainElement("DeletedClaim"))
+		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement("DeletedClaim"))
 	})
 
 	It("never touches a StatefulSet or Service of the same name that it does not own", func() {

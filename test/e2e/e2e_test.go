@@ -319,7 +319,7 @@ var _ = Describe("The seed's story on a local cluster", func() {
 	It("keeps a scaled-down replica's bound claim and data; collects TarsK8S's unused volumes after the grace period", func() {
 		ts := tarslog(ns)
 		By("finding an unused volume TarsK8S's agent made beforehand on every node")
-		var leftovers []string
+		leftovers := make([]string, 0, len(eligibleNodes))
 		for _, node := range eligibleNodes {
 			leftovers = append(leftovers, madeBeforehand(node, ts, "remote-log-dir").Name)
 		}
