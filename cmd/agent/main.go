@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -50,6 +51,12 @@ import (
 )
 
 func main() {
+	// One thread runs Go code: an agent's work is a few requests now and then, and a second P
+	// only costs the wake-ups of handing goroutines between threads, on every node. GOMAXPROCS
+	// in the environment still wins.
+	if _, set := os.LookupEnv("GOMAXPROCS"); !set {
+		runtime.GOMAXPROCS(1)
+	}
 	os.Exit(runAgent(os.Args[1:]))
 }
 
