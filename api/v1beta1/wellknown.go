@@ -53,11 +53,11 @@ const (
 	StorageClassName = "t-storage-class"
 	// Provisioner is the provisioner of the StorageClass the operator ships: the scheduler picks
 	// a pod's node first (volume.kubernetes.io/selected-node on its claims), and the agent of
-	// that node provisions one volume for each claim. A class with TarsK8S's provisioner,
-	// kubernetes.io/no-provisioner, makes every eligible node's agent provision a volume for
-	// each pending claim group beforehand, for the scheduler to choose from.
+	// that node provisions one volume for each claim.
 	Provisioner = "tars.io/local-volume"
-	// NoProvisioner is TarsK8S's StorageClass provisioner (see Provisioner).
+	// NoProvisioner is the provisioner of TarsK8S's StorageClass, whose agents made a volume for
+	// each pending claim group on every eligible node beforehand. A class's provisioner is
+	// immutable: such a class must be deleted and made anew with Provisioner.
 	NoProvisioner = "kubernetes.io/no-provisioner"
 	// DelayBindVolumeName is the claim that pins a host-network, host-IPC or host-port server to
 	// its node. It stores nothing, so no mount may take its name.

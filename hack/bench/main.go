@@ -107,7 +107,7 @@ func main() {
 	flag.IntVar(&o.servers, "servers", 30, "S: TServers (StatefulSets).")
 	flag.IntVar(&o.replicas, "replicas", 3, "R: replicas per TServer.")
 	flag.IntVar(&o.volumes, "volumes", 2, "V: tLocalVolume mounts per TServer.")
-	flag.IntVar(&o.pairs, "pairs", 3, "Runs of scenario 1 with and without the agents; the pair with the median ratio counts.")
+	flag.IntVar(&o.pairs, "pairs", 5, "Runs of scenario 1 with and without the agents; the pair with the median ratio counts.")
 	flag.IntVar(&o.unrelated, "unrelated", 10000, "Unrelated claims and volumes for the footprint scenario.")
 	flag.IntVar(&o.creates, "creates", 1000, "TServer creates with the webhooks, and as many without, for the admission scenario.")
 	flag.Float64Var(&o.admissionRate, "admission-rate", 20, "Creates per second (with and without the webhooks together) of the admission scenario's steady run "+
@@ -136,7 +136,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "--bin-dir is required")
 		os.Exit(2)
 	case o.nodes < o.replicas:
-		// One volume per node for each tLocalVolume of a server: replicas spread one per node.
+		// A node holds one volume of each tLocalVolume of a server: replicas spread one per node.
 		fmt.Fprintf(os.Stderr, "--nodes (%d) must be at least --replicas (%d): a server's replicas each need a node of their own\n",
 			o.nodes, o.replicas)
 		os.Exit(2)

@@ -158,7 +158,7 @@ Try it, in another terminal:
   export KUBECONFIG=%s
   kubectl apply -f config/samples/                  # the seed's tarslog and tarsconfig
   kubectl get ts,sts,pods -o wide                   # pods on the nodes of their volumes
-  kubectl get pvc,pv                                # claims Bound, one volume per node
+  kubectl get pvc,pv                                # claims Bound, one volume per claim
   kubectl describe ts tars-tarslog                  # conditions and events
   ls -ln %s/nodes/*/host-mount/default/tars.tarslog/   # owned by uid 1000, mode 755
   kubectl apply -f config/samples/invalid/mode-750.yaml  # rejected at admission

@@ -139,7 +139,7 @@ func CacheOptions(nodeName, hostname, storageClass string) cache.Options {
 	}
 }
 
-// group identifies the volumes one tLocalVolume of one server has: one per node.
+// group identifies the volumes one tLocalVolume of one server has: at most one per node.
 type group struct {
 	namespace, app, server, volume string
 }
