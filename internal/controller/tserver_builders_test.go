@@ -486,3 +486,28 @@ func TestSelectedNodeLabel(t *testing.T) {
 		})
 	}
 }
+
+func TestVolumesBoundNamesTheNodeAClaimWaitsOn(t *testing.T) {
+	ts := sample(t, "tars-tarslog.yaml")
+	claim := func(name, node string, phase corev1.PersistentVolumeClaimPhase) corev1.PersistentVolumeClaim {
+		pvc := corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: name,
+			Labels: map[string]string{"tars.io/LocalVolume": "remote-log-dir"}}}
+		if node != "" {
+			pvc.Annotations = map[string]string{"volume.kubernetes.io/selected-node": node}
+		}
+		pvc.Status.Phase = phase
+		if phase == corev1.ClaimBound {
+			pvc.Spec.VolumeName = "pv"
+		}
+		return pvc
+	}
+	c := volumesBound(ts, 3, []corev1.PersistentVolumeClaim{
+		claim("remote-log-dir-tars-tarslog-0", "node-1", corev1.ClaimBound),
+		claim("remote-log-dir-tars-tarslog-1", "node-2", corev1.ClaimPending),
+		claim("remote-log-dir-tars-tarslog-2", "", corev1.ClaimPending),
+	}, "")
+	want := "2 of 3 claim(s) not bound yet: remote-log-dir-tars-tarslog-1 (on node node-2), remote-log-dir-tars-tarslog-2"
+	if c.Status != metav1.ConditionFalse || c.Reason != "ClaimsPending" || c.Message != want {
+		t.Errorf("volumesBound() = %s %s %q, want False ClaimsPending %q", c.Status, c.Reason, c.Message, want)
+	}
+}

@@ -45,6 +45,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/tools/events"
+	volumehelpers "k8s.io/component-helpers/storage/volume"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -459,8 +460,12 @@ func computeStatus(ts *tarsv1beta1.TServer, o *observed) tarsv1beta1.TServerStat
 func volumesBound(ts *tarsv1beta1.TServer, replicas int32, claims []corev1.PersistentVolumeClaim,
 	storageClassProblem string) metav1.Condition {
 	phase := map[string]corev1.PersistentVolumeClaimPhase{}
+	selected := map[string]string{} // claim -> the node whose agent is to provision it
 	for _, pvc := range claims {
 		phase[pvc.Name] = pvc.Status.Phase
+		if _, local := pvc.Labels[tarsv1beta1.LabelLocalVolume]; local && pvc.Spec.VolumeName == "" {
+			selected[pvc.Name] = pvc.Annotations[volumehelpers.AnnSelectedNode]
+		}
 	}
 	var pending []string
 	total := 0
@@ -470,6 +475,10 @@ func volumesBound(ts *tarsv1beta1.TServer, replicas int32, claims []corev1.Persi
 		for i := range replicas {
 			total++
 			if name := fmt.Sprintf("%s-%s-%d", t.Name, ts.Name, i); phase[name] != corev1.ClaimBound {
+				if node := selected[name]; node != "" {
+					// Scheduled: a claim that stays so waits for an agent (is one running there?).
+					name += " (on node " + node + ")"
+				}
 				pending = append(pending, name)
 				localPending = localPending || local
 			}
