@@ -109,6 +109,7 @@ func (r *TServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	}
 	if len(o.created) > 0 {
 		r.Recorder.Eventf(ts, nil, corev1.EventTypeNormal, "Created", "Create", "Created %s", strings.Join(o.created, " and "))
+		r.warnOfSameServerElsewhere(ctx, ts)
 	}
 	if err != nil {
 		return ctrl.Result{}, err
@@ -257,6 +258,37 @@ func specHash(sts *appsv1.StatefulSet) (string, error) {
 	}
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:8]), nil
+}
+
+// appServerIndex indexes TServers by "<app>.<server>", to find the same server in other namespaces.
+const appServerIndex = "spec.appServer"
+
+func appServer(ts *tarsv1beta1.TServer) string { return ts.Spec.App + "." + ts.Spec.Server }
+
+// warnOfSameServerElsewhere reports, when a server with node-local volumes is first expanded,
+// the same server in other namespaces: node-local claims select volumes by app, server and
+// volume name (as TarsK8S's do), so the two could bind each other's volumes.
+func (r *TServerReconciler) warnOfSameServerElsewhere(ctx context.Context, ts *tarsv1beta1.TServer) {
+	if !slices.ContainsFunc(ts.Spec.K8S.Mounts, func(m tarsv1beta1.TK8SMount) bool { return m.Source.TLocalVolume != nil }) {
+		return
+	}
+	list := &tarsv1beta1.TServerList{}
+	if err := r.List(ctx, list, client.MatchingFields{appServerIndex: appServer(ts)}); err != nil {
+		logf.FromContext(ctx).Error(err, "Failed to look for the same server in other namespaces")
+		return
+	}
+	var others []string
+	for _, other := range list.Items {
+		if other.Namespace != ts.Namespace {
+			others = append(others, other.Namespace)
+		}
+	}
+	if len(others) > 0 {
+		r.Recorder.Eventf(ts, nil, corev1.EventTypeWarning, "SameServerInAnotherNamespace", "Create",
+			"Server %s also runs in namespace(s) %s: node-local volumes are matched by app, server and volume name, "+
+				"so they can bind each other's volumes; give them different app or server names",
+			appServer(ts), strings.Join(slices.Sorted(slices.Values(others)), ", "))
+	}
 }
 
 // create creates obj owned by ts; an object of that name that ts does not own is a conflict.
@@ -541,6 +573,10 @@ func CacheOptions() cache.Options {
 
 // SetupWithManager sets up the controller with the Manager.
 func (r *TServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &tarsv1beta1.TServer{}, appServerIndex,
+		func(obj client.Object) []string { return []string{appServer(obj.(*tarsv1beta1.TServer))} }); err != nil {
+		return err
+	}
 	owner := handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &tarsv1beta1.TServer{}, handler.OnlyControllerOwner())
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&tarsv1beta1.TServer{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).

@@ -408,6 +408,22 @@ var _ = Describe("TServer controller", func() {
 		))
 	})
 
+	It("warns when the same server runs in another namespace", func() {
+		// A server of its own: other tests leave tarslog in their namespaces.
+		rename := func(ts *tarsv1beta1.TServer) *tarsv1beta1.TServer {
+			ts.Spec.Server = "twice"
+			ts.Name = tarsv1beta1.ResourceName(ts.Spec.App, ts.Spec.Server)
+			return ts
+		}
+		Expect(k8sClient.Create(ctx, rename(ts))).To(Succeed())
+		statefulSetOf(ts)
+		other := rename(tarslogIn(newNamespace()))
+		Expect(k8sClient.Create(ctx, other)).To(Succeed())
+		Eventually(eventReasons(other.Namespace), timeout, interval).Should(ContainElement("SameServerInAnotherNamespace"))
+		Consistently(eventReasons(ns), time.Second, interval).ShouldNot(ContainElement("SameServerInAnotherNamespace"),
+			"the first had no other when it was made")
+	})
+
 	It("labels node-local claims with the node of their pod, where no admission policy does", func() {
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
 		pvc := claimOf(ts, "remote-log-dir", 0, map[string]string{"volume.kubernetes.io/selected-node": "node-1"})

@@ -91,13 +91,18 @@ const (
 	lvMode = "spec.k8s.mounts[0].source.tLocalVolume.mode"
 )
 
-func TestValidateTServer(t *testing.T) {
+// validationCase is a change to the seed's tarslog and the errors ValidateTServer gives for it.
+type validationCase struct {
+	name   string
+	mutate func(*tarsv1beta1.TServer)
+	want   []string
+}
+
+// validationCases are ValidateTServer's tests; the webhook suite also sends each to the API
+// server, to check that none it spares the webhook (its match condition) is invalid.
+func validationCases() []validationCase {
 	invalid := string(field.ErrorTypeInvalid) + " "
-	tests := []struct {
-		name   string
-		mutate func(*tarsv1beta1.TServer)
-		want   []string
-	}{
+	return []validationCase{
 		{name: "seed tarslog", mutate: func(*tarsv1beta1.TServer) {}},
 		{name: "uid gid mode at their bounds", mutate: withLocalVolume("999999", "0", "0777")},
 		{name: "mode 111", mutate: withLocalVolume("0", "1", "111")},
@@ -376,7 +381,10 @@ func TestValidateTServer(t *testing.T) {
 			want:   []string{invalid + "spec.k8s.readinessGates[0]"},
 		},
 	}
-	for _, tt := range tests {
+}
+
+func TestValidateTServer(t *testing.T) {
+	for _, tt := range validationCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			ts := tarslog()
 			tt.mutate(ts)

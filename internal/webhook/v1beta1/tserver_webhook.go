@@ -20,31 +20,24 @@ package v1beta1
 
 import (
 	"context"
-	"fmt"
-	"slices"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 )
 
-// appServerIndex indexes TServers by "<app>.<server>", to find the same server in other namespaces.
-const appServerIndex = "spec.appServer"
-
-func appServer(ts *tarsv1beta1.TServer) string { return ts.Spec.App + "." + ts.Spec.Server }
-
 // SetupTServerWebhookWithManager registers the TServer defaulting and validating webhooks.
 func SetupTServerWebhookWithManager(mgr ctrl.Manager) error {
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &tarsv1beta1.TServer{}, appServerIndex,
-		func(obj client.Object) []string { return []string{appServer(obj.(*tarsv1beta1.TServer))} }); err != nil {
-		return err
-	}
+	return setupTServerWebhook(mgr, &TServerValidator{})
+}
+
+// setupTServerWebhook registers the webhooks with validator as the validating one.
+func setupTServerWebhook(mgr ctrl.Manager, validator admission.Validator[*tarsv1beta1.TServer]) error {
 	return ctrl.NewWebhookManagedBy(mgr, &tarsv1beta1.TServer{}).
-		WithValidator(&TServerValidator{Reader: mgr.GetClient()}).
+		WithValidator(validator).
 		WithDefaulter(&TServerDefaulter{}).
 		Complete()
 }
@@ -74,46 +67,23 @@ func DefaultTServer(ts *tarsv1beta1.TServer) {
 	}
 }
 
-// +kubebuilder:webhook:path=/validate-k8s-tars-io-v1beta1-tserver,mutating=false,failurePolicy=fail,sideEffects=None,groups=k8s.tars.io,resources=tservers,verbs=create;update,versions=v1beta1,name=vtserver-v1beta1.kb.io,admissionReviewVersions=v1,timeoutSeconds=10
+// Every update, and every create whose validity the API server cannot see for itself, goes to
+// the validating webhook. Its match condition decides the rest: a create of a TServer that uses
+// only fields whose rules are all in the condition (a name that is lower(app)-lower(server),
+// distinct servants or ports, a release, env with valid names, tLocalVolume and emptyDir mounts
+// at distinct clean absolute paths; everything else the CRD's schema checks) is valid, and is
+// spared the round trip. A TServer that uses anything more, or breaks one of those rules, is
+// sent, and ValidateTServer reports every violation with its field path. The webhook suite
+// checks that no invalid TServer of ValidateTServer's tests is spared.
+// +kubebuilder:webhook:path=/validate-k8s-tars-io-v1beta1-tserver,mutating=false,failurePolicy=fail,sideEffects=None,groups=k8s.tars.io,resources=tservers,verbs=create;update,versions=v1beta1,name=vtserver-v1beta1.kb.io,admissionReviewVersions=v1,timeoutSeconds=10,patch=`{"matchConditions":[{"name":"validation-needs-the-webhook","expression":"request.operation != 'CREATE' || !(has(object.spec) && has(object.metadata.name) && has(object.spec.app) && has(object.spec.server) && has(object.spec.subType) && object.metadata.name == object.spec.app.lowerAscii() + '-' + object.spec.server.lowerAscii() && size(object.metadata.name) <= 52 && (object.spec.subType != 'tars' || (has(object.spec.tars) && !has(object.spec.normal) && (!has(object.spec.tars.servants) || object.spec.tars.servants.all(a, has(a.name) && has(a.port) && a.port >= 1 && a.port <= 65535 && object.spec.tars.servants.filter(b, has(b.name) && b.name.lowerAscii() == a.name.lowerAscii()).size() == 1 && object.spec.tars.servants.filter(b, has(b.port) && b.port == a.port).size() == 1)))) && (object.spec.subType != 'normal' || (has(object.spec.normal) && !has(object.spec.tars) && (!has(object.spec.normal.ports) || object.spec.normal.ports.all(a, has(a.name) && has(a.port) && a.port >= 1 && a.port <= 65535 && object.spec.normal.ports.filter(b, has(b.name) && b.name.lowerAscii() == a.name.lowerAscii()).size() == 1 && object.spec.normal.ports.filter(b, has(b.port) && b.port == a.port).size() == 1)))) && (!has(object.spec.release) || (has(object.spec.release.id) && object.spec.release.id != '' && has(object.spec.release.image) && object.spec.release.image.trim() != '' && (!has(object.spec.release.secret) || object.spec.release.secret == ''))) && has(object.spec.k8s) && (!has(object.spec.k8s.replicas) || object.spec.k8s.replicas >= 0) && (!has(object.spec.k8s.serviceAccount) || object.spec.k8s.serviceAccount == '') && (!has(object.spec.k8s.env) || object.spec.k8s.env.all(e, has(e.name) && e.name.matches('^[ -<>-~]+$') && !(has(e.value) && e.value != '' && has(e.valueFrom)))) && (!has(object.spec.k8s.envFrom) || size(object.spec.k8s.envFrom) == 0) && (!has(object.spec.k8s.hostPorts) || size(object.spec.k8s.hostPorts) == 0) && (!has(object.spec.k8s.nodeSelector) || size(object.spec.k8s.nodeSelector) == 0) && (!has(object.spec.k8s.readinessGates) || size(object.spec.k8s.readinessGates) == 0) && (!has(object.spec.k8s.resources) || ((!has(object.spec.k8s.resources.requests) || size(object.spec.k8s.resources.requests) == 0) && (!has(object.spec.k8s.resources.limits) || size(object.spec.k8s.resources.limits) == 0))) && (!has(object.spec.k8s.updateStrategy) || (!has(object.spec.k8s.updateStrategy.rollingUpdate) && (!has(object.spec.k8s.updateStrategy.type) || object.spec.k8s.updateStrategy.type == 'RollingUpdate'))) && (!has(object.spec.k8s.mounts) || object.spec.k8s.mounts.all(m, has(m.mountPath) && m.mountPath.matches('^(/[^/]+)+$') && !m.mountPath.split('/').exists(p, p == '.' || p == '..') && object.spec.k8s.mounts.filter(n, has(n.mountPath) && n.mountPath == m.mountPath).size() == 1 && (!has(m.subPath) || m.subPath == '') && (!has(m.subPathExpr) || m.subPathExpr == '') && has(m.source) && (has(m.source.tLocalVolume) || has(m.source.emptyDir)))))"}]}`
 
 // TServerValidator rejects TServers that break the rules of ValidateTServer and
 // ValidateTServerUpdate, reporting every violation with its field path.
-type TServerValidator struct {
-	// Reader finds TServers of the same app and server in other namespaces, to warn about them;
-	// nil skips the check.
-	Reader client.Reader
-}
+type TServerValidator struct{}
 
 // ValidateCreate implements admission.Validator.
-func (v *TServerValidator) ValidateCreate(ctx context.Context, ts *tarsv1beta1.TServer) (admission.Warnings, error) {
-	if err := invalid(ts, ValidateTServer(ts)); err != nil {
-		return nil, err
-	}
-	return v.sameServerElsewhere(ctx, ts), nil
-}
-
-// sameServerElsewhere warns when the server also runs in another namespace: node-local claims
-// select volumes by app, server and volume name (as TarsK8S's do), so the two could bind each
-// other's volumes.
-func (v *TServerValidator) sameServerElsewhere(ctx context.Context, ts *tarsv1beta1.TServer) admission.Warnings {
-	if v.Reader == nil || !slices.ContainsFunc(ts.Spec.K8S.Mounts, func(m tarsv1beta1.TK8SMount) bool {
-		return m.Source.TLocalVolume != nil
-	}) {
-		return nil
-	}
-	list := &tarsv1beta1.TServerList{}
-	if err := v.Reader.List(ctx, list, client.MatchingFields{appServerIndex: appServer(ts)}); err != nil {
-		return nil // a warning is not worth failing admission for
-	}
-	var warnings admission.Warnings
-	for _, other := range list.Items {
-		if other.Namespace != ts.Namespace {
-			warnings = append(warnings, fmt.Sprintf("server %s also runs in namespace %s: node-local volumes are "+
-				"matched by app, server and volume name, so the two can bind each other's volumes; "+
-				"give them different app or server names", appServer(ts), other.Namespace))
-		}
-	}
-	return warnings
+func (v *TServerValidator) ValidateCreate(_ context.Context, ts *tarsv1beta1.TServer) (admission.Warnings, error) {
+	return nil, invalid(ts, ValidateTServer(ts))
 }
 
 // ValidateUpdate implements admission.Validator.

@@ -17,33 +17,23 @@ limitations under the License.
 package v1beta1
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 )
-
-// warningCollector keeps the warnings the API server returns.
-type warningCollector struct{ texts []string }
-
-func (w *warningCollector) HandleWarningHeader(_ int, _ string, text string) {
-	w.texts = append(w.texts, text)
-}
 
 var tarslogKey = types.NamespacedName{Namespace: testNamespace, Name: "tars-tarslog"}
 
@@ -210,23 +200,34 @@ var _ = Describe("TServer admission through the API server", func() {
 		Expect(err.Error()).To(ContainSubstring("spec.k8s.mounts[0].source.tLocalVolume.mode"))
 	})
 
-	It("warns when the same server runs in another namespace", func() {
-		Expect(k8sClient.Create(ctx, unstructuredFrom(sampleFile("tars-tarslog.yaml")))).To(Succeed())
-		other := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "other-"}}
-		Expect(k8sClient.Create(ctx, other)).To(Succeed())
+	It("spares the validating webhook only creates that are valid", func() {
+		var spared []string
+		for _, tc := range validationCases() {
+			ts := tarslog()
+			tc.mutate(ts)
+			before := validatorCalls.Load()
+			if err := k8sClient.Create(ctx, ts); err != nil {
+				continue // refused, by the schema or the webhook
+			}
+			stored := &tarsv1beta1.TServer{}
+			Expect(k8sClient.Get(ctx, tarslogKey, stored)).To(Succeed())
+			if validatorCalls.Load() == before {
+				spared = append(spared, tc.name)
+				Expect(ValidateTServer(stored)).To(BeEmpty(), "%q was stored without the webhook", tc.name)
+			}
+			Expect(k8sClient.Delete(ctx, stored)).To(Succeed())
+			Eventually(func() bool { return apierrors.IsNotFound(k8sClient.Get(ctx, tarslogKey, stored)) }).Should(BeTrue())
+		}
+		By(fmt.Sprintf("sparing it %d valid creates: %v", len(spared), spared))
+		Expect(spared).To(ContainElements("seed tarslog", "uid gid mode at their bounds"))
 
-		warnings := &warningCollector{}
-		warnCfg := rest.CopyConfig(cfg)
-		warnCfg.WarningHandler = warnings
-		warnClient, err := client.New(warnCfg, client.Options{Scheme: k8sClient.Scheme()})
-		Expect(err).NotTo(HaveOccurred())
-		Eventually(func() []string {
-			u := unstructuredFrom(sampleFile("tars-tarslog.yaml"))
-			u.SetNamespace(other.Name)
-			Expect(warnClient.Create(ctx, u, client.DryRunAll)).To(Succeed())
-			return warnings.texts
-		}, 10*time.Second, 100*time.Millisecond).Should(ContainElement(
-			ContainSubstring("server tars.tarslog also runs in namespace " + testNamespace)))
+		By("sending it every update")
+		ts := tarslog()
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		before := validatorCalls.Load()
+		ts.Spec.K8S.Replicas = 3
+		Expect(k8sClient.Update(ctx, ts)).To(Succeed())
+		Expect(validatorCalls.Load()).To(Equal(before + 1))
 	})
 
 	It("scales through the scale subresource, as kubectl scale does", func() {

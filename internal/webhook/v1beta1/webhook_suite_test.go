@@ -23,6 +23,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,6 +39,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	k8sv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 	// +kubebuilder:scaffold:imports
@@ -58,6 +60,22 @@ func TestAPIs(t *testing.T) {
 	RegisterFailHandler(Fail)
 
 	RunSpecs(t, "Webhook Suite")
+}
+
+// validatorCalls counts the calls of the validating webhook: its match condition spares it some.
+var validatorCalls atomic.Int64
+
+// countingValidator is the validating webhook, counting its calls.
+type countingValidator struct{ TServerValidator }
+
+func (v *countingValidator) ValidateCreate(ctx context.Context, ts *k8sv1beta1.TServer) (admission.Warnings, error) {
+	validatorCalls.Add(1)
+	return v.TServerValidator.ValidateCreate(ctx, ts)
+}
+
+func (v *countingValidator) ValidateUpdate(ctx context.Context, oldTS, newTS *k8sv1beta1.TServer) (admission.Warnings, error) {
+	validatorCalls.Add(1)
+	return v.TServerValidator.ValidateUpdate(ctx, oldTS, newTS)
 }
 
 var _ = BeforeSuite(func() {
@@ -109,7 +127,7 @@ var _ = BeforeSuite(func() {
 	})
 	Expect(err).NotTo(HaveOccurred())
 
-	err = SetupTServerWebhookWithManager(mgr)
+	err = setupTServerWebhook(mgr, &countingValidator{})
 	Expect(err).NotTo(HaveOccurred())
 
 	// +kubebuilder:scaffold:webhook
