@@ -585,7 +585,7 @@ func (b *bench) profile(ctx context.Context, run string) (waitForProfiles func()
 	})
 	query := fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(b.o.profileFor.Seconds()))
 	targets := map[string]string{apiServerName: strings.TrimSuffix(b.cluster.Config.Host, "/") + query}
-	for _, p := range append([]*localcluster.Process{b.manager}, b.agents...)[:min(2, 1+len(b.agents))] {
+	for _, p := range append([]*localcluster.Process{b.manager}, b.agents...) {
 		if running(p) {
 			targets[p.Name] = "http://" + p.PprofAddr + query
 		}

@@ -137,6 +137,9 @@ func buildPodTemplate(ts *tarsv1beta1.TServer) corev1.PodTemplateSpec {
 		HostIPC:            k.HostIPC,
 		HostNetwork:        k.HostNetwork,
 		Affinity:           buildAffinity(ts),
+		// Set, they replace the scheduler's default spreading (of the server's own pods, which
+		// the anti-affinity keeps apart anyway).
+		TopologySpreadConstraints: buildTopologySpread(ts),
 	}
 	if k.HostNetwork {
 		spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
@@ -213,6 +216,26 @@ func buildAffinity(ts *tarsv1beta1.TServer) *corev1.Affinity {
 		}
 	}
 	return affinity
+}
+
+// buildTopologySpread spreads the pods of servers with node-local volumes over the nodes, counting
+// every Tars pod of the namespace: such a pod, and its data, stay on the node it first lands on.
+// Left to its scoring, the scheduler breaks ties between nodes of equal free capacity the same way
+// each time, and small pods (or none with requests) leave nodes tied for long: a rollout of many
+// servers would pile them onto the first few nodes, for good, and one node's agent would
+// provision the volumes of all of them. ScheduleAnyway: a preference, never a reason to wait.
+func buildTopologySpread(ts *tarsv1beta1.TServer) []corev1.TopologySpreadConstraint {
+	if len(localClaimTemplateNames(ts)) == 0 {
+		return nil
+	}
+	return []corev1.TopologySpreadConstraint{{
+		MaxSkew:           1,
+		TopologyKey:       corev1.LabelHostname,
+		WhenUnsatisfiable: corev1.ScheduleAnyway,
+		LabelSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: tarsv1beta1.LabelServerApp, Operator: metav1.LabelSelectorOpExists},
+		}},
+	}}
 }
 
 // localClaimTemplateNames names the server's node-local claim templates: its tLocalVolume

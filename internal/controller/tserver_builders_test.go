@@ -28,6 +28,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
@@ -208,6 +209,50 @@ func TestBuildAffinity(t *testing.T) {
 	}
 }
 
+func TestBuildTopologySpread(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		mutate func(*tarsv1beta1.TServer)
+		spread bool
+	}{
+		{"a tLocalVolume", nil, true},
+		{"delay-bind only", func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts, ts.Spec.K8S.HostNetwork = nil, true }, true},
+		{"no node-local volume, notStacked", func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts, ts.Spec.K8S.NotStacked = nil, true }, false},
+		{"no node-local volume", func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts = nil }, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := sample(t, "tars-tarslog.yaml")
+			if tt.mutate != nil {
+				tt.mutate(ts)
+			}
+			got := buildTopologySpread(ts)
+			if !tt.spread {
+				if got != nil {
+					t.Errorf("buildTopologySpread() = %v, want none: the scheduler's defaults", got)
+				}
+				return
+			}
+			if len(got) != 1 || got[0].WhenUnsatisfiable != corev1.ScheduleAnyway || got[0].TopologyKey != corev1.LabelHostname {
+				t.Fatalf("buildTopologySpread() = %v, want one ScheduleAnyway constraint over nodes", got)
+			}
+			// It counts every Tars pod of the namespace, other servers' too, and nothing else.
+			selector, err := metav1.LabelSelectorAsSelector(got[0].LabelSelector)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for pod, want := range map[string]bool{
+				"this server":    selector.Matches(labels.Set(podLabels(ts))),
+				"another server": selector.Matches(labels.Set{"tars.io/ServerApp": "other", "tars.io/ServerName": "x"}),
+				"not a Tars pod": !selector.Matches(labels.Set{"app": "web"}),
+			} {
+				if !want {
+					t.Errorf("selector %s is wrong for a pod of %s", selector, pod)
+				}
+			}
+		})
+	}
+}
+
 func TestBuildStatefulSetTarslog(t *testing.T) {
 	ts := sample(t, "tars-tarslog.yaml")
 	labels := map[string]string{"tars.io/ServerApp": "tars", "tars.io/ServerName": "tarslog"}
@@ -240,6 +285,13 @@ func TestBuildStatefulSetTarslog(t *testing.T) {
 							TopologyKey:   "kubernetes.io/hostname",
 						}}},
 					},
+					// Its pods land where the namespace's Tars pods are fewest.
+					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
+						MaxSkew: 1, TopologyKey: "kubernetes.io/hostname", WhenUnsatisfiable: corev1.ScheduleAnyway,
+						LabelSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+							{Key: "tars.io/ServerApp", Operator: metav1.LabelSelectorOpExists},
+						}},
+					}},
 				},
 			},
 			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{seedClaimTemplate("remote-log-dir", "tarslog", map[string]string{
