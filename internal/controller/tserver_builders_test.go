@@ -28,7 +28,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
+	klabels "k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
@@ -241,9 +241,9 @@ func TestBuildTopologySpread(t *testing.T) {
 				t.Fatal(err)
 			}
 			for pod, want := range map[string]bool{
-				"this server":    selector.Matches(labels.Set(podLabels(ts))),
-				"another server": selector.Matches(labels.Set{"tars.io/ServerApp": "other", "tars.io/ServerName": "x"}),
-				"not a Tars pod": !selector.Matches(labels.Set{"app": "web"}),
+				"this server":    selector.Matches(klabels.Set(podLabels(ts))),
+				"another server": selector.Matches(klabels.Set{"tars.io/ServerApp": "other", "tars.io/ServerName": "x"}),
+				"not a Tars pod": !selector.Matches(klabels.Set{"app": "web"}),
 			} {
 				if !want {
 					t.Errorf("selector %s is wrong for a pod of %s", selector, pod)
