@@ -252,10 +252,10 @@ func (b *bench) bound(ctx context.Context) ([]result, error) {
 	if b.agents, err = cluster.StartAgents(ctx, o.agent, "--gc-grace-period="+o.gcGrace.String()); err != nil {
 		return results, err
 	}
-	if _, err := b.timeToBound(ctx, "warmup-agents", 2, false, false); err != nil {
+	if _, err := b.timeToBound(ctx, "warmupagents", 2, false, false); err != nil {
 		return results, err
 	}
-	last := "warmup-agents"
+	last := "warmupagents"
 	// Two cores shared by every component make single runs vary by a third: scenario 1 runs in
 	// pairs (Kubernetes alone, then with the agents), and the pair with the median ratio counts.
 	byHand := ""
