@@ -222,7 +222,7 @@ func buildAffinity(ts *tarsv1beta1.TServer) *corev1.Affinity {
 // every Tars pod of the namespace: such a pod, and its data, stay on the node it first lands on.
 // Left to its scoring, the scheduler breaks ties between nodes of equal free capacity the same way
 // each time, and small pods (or none with requests) leave nodes tied for long: a rollout of many
-// servers would pile them onto the first few nodes, for good, and one node's agent would
+// servers would pile them onto the first few nodes, for good, and those nodes' agents would
 // provision the volumes of all of them. ScheduleAnyway: a preference, never a reason to wait.
 func buildTopologySpread(ts *tarsv1beta1.TServer) []corev1.TopologySpreadConstraint {
 	if len(localClaimTemplateNames(ts)) == 0 {
