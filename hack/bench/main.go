@@ -118,7 +118,7 @@ func main() {
 	flag.Float64Var(&o.admissionRate, "admission-rate", 20, "Creates per second (with and without the webhooks together) of the admission scenario's steady run "+
 		"(it also runs them back to back).")
 	flag.DurationVar(&o.gcGrace, "gc-grace-period", 15*time.Second, "The agents' grace period (short for the bench).")
-	flag.StringVar(&o.profileDir, "profile-dir", "", "If set, CPU profiles of the manager, the first agent and the "+
+	flag.StringVar(&o.profileDir, "profile-dir", "", "If set, CPU profiles of the manager, every agent and the "+
 		"API server from the start of the last pair's runs of scenario 1 and of the admission runs are written there "+
 		"(go tool pprof <file>).")
 	flag.DurationVar(&o.profileFor, "profile-for", 15*time.Second, "How long the profiles of --profile-dir last.")
