@@ -263,6 +263,23 @@ var _ = Describe("The seed's story on a local cluster", func() {
 		}, timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
 	})
 
+	It("spreads the pods of servers with local volumes over the nodes, where their data stays", func() {
+		// Equal nodes tie in the scheduler's scoring, and it breaks ties the same way each time:
+		// without the spread constraint these one-replica servers would land on one node.
+		suffixes := []string{"a", "b", "c"}
+		nodes := make([]string, 0, len(suffixes))
+		for _, suffix := range suffixes {
+			ts := tarslog(ns)
+			ts.Spec.Server += suffix
+			ts.Name = tarsv1beta1.ResourceName(ts.Spec.App, ts.Spec.Server)
+			ts.Spec.K8S.Replicas = 1
+			Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+			nodes = append(nodes, waitRunning(ts, 1, "remote-log-dir")[0])
+			By(ts.Name + " runs on " + nodes[len(nodes)-1])
+		}
+		Expect(nodes).To(ConsistOf(eligibleNodes), "one server per node")
+	})
+
 	It("brings a deleted pod back on the node of its volume, with its data", func() {
 		ts := tarslog(ns)
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
