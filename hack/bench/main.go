@@ -750,27 +750,36 @@ func observer(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme) (cl
 
 // cleanUp deletes a run's namespace and volumes, and waits until they are gone.
 func (b *bench) cleanUp(ctx context.Context, name string) error {
-	start := time.Now()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
-	if err := b.c.Delete(ctx, ns); client.IgnoreNotFound(err) != nil {
-		return err
-	}
-	if err := b.c.DeleteAllOf(ctx, &corev1.PersistentVolume{}, client.MatchingLabels{tarsv1beta1.LabelServerApp: name}); err != nil {
-		return err
-	}
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
-		n, err := b.volumesOf(ctx, name)
-		if err != nil || n > 0 {
-			return false, err
-		}
-		err = b.c.Get(ctx, client.ObjectKeyFromObject(ns), ns)
-		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
-	})
+	took, err := b.deleteAndWait(ctx, name, map[string]string{tarsv1beta1.LabelServerApp: name}, 5*time.Minute)
 	if err != nil {
 		return fmt.Errorf("cleaning up run %s: %w", name, err)
 	}
-	fmt.Printf("  cleaned up %s in %s\n", name, time.Since(start).Round(10*time.Millisecond))
+	fmt.Printf("  cleaned up %s in %s\n", name, took.Round(10*time.Millisecond))
 	return nil
+}
+
+// deleteAndWait deletes namespace and the volumes labelled volumeLabels, and waits up to timeout
+// until both are gone; it returns how long that took.
+func (b *bench) deleteAndWait(ctx context.Context, namespace string, volumeLabels map[string]string,
+	timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
+	if err := b.c.Delete(ctx, ns); client.IgnoreNotFound(err) != nil {
+		return 0, err
+	}
+	if err := b.c.DeleteAllOf(ctx, &corev1.PersistentVolume{}, client.MatchingLabels(volumeLabels)); err != nil {
+		return 0, err
+	}
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		pvs := &metav1.PartialObjectMetadataList{}
+		pvs.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PersistentVolumeList"))
+		if err := b.c.List(ctx, pvs, client.MatchingLabels(volumeLabels), client.Limit(1)); err != nil || len(pvs.Items) > 0 {
+			return false, err
+		}
+		err := b.c.Get(ctx, client.ObjectKeyFromObject(ns), ns)
+		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+	})
+	return time.Since(start), err
 }
 
 // useProvisioner makes t-storage-class one of provisioner (a class's provisioner is immutable:
@@ -992,27 +1001,11 @@ func (b *bench) createUnrelated(ctx context.Context) error {
 
 // deleteUnrelated deletes what createUnrelated made and waits until it is gone.
 func (b *bench) deleteUnrelated(ctx context.Context) error {
-	start := time.Now()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: unrelatedNamespace}}
-	if err := b.c.Delete(ctx, ns); client.IgnoreNotFound(err) != nil {
-		return err
-	}
-	if err := b.c.DeleteAllOf(ctx, &corev1.PersistentVolume{}, client.MatchingLabels(unrelatedLabels)); err != nil {
-		return err
-	}
-	err := wait.PollUntilContextTimeout(ctx, time.Second, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
-		pvs := &metav1.PartialObjectMetadataList{}
-		pvs.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PersistentVolumeList"))
-		if err := b.c.List(ctx, pvs, client.MatchingLabels(unrelatedLabels), client.Limit(1)); err != nil || len(pvs.Items) > 0 {
-			return false, err
-		}
-		err := b.c.Get(ctx, client.ObjectKeyFromObject(ns), ns)
-		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
-	})
+	took, err := b.deleteAndWait(ctx, unrelatedNamespace, unrelatedLabels, 10*time.Minute)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("  deleted the unrelated claims and volumes in %s\n", time.Since(start).Round(10*time.Millisecond))
+	fmt.Printf("  deleted the unrelated claims and volumes in %s\n", took.Round(10*time.Millisecond))
 	return nil
 }
 

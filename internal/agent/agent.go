@@ -204,6 +204,12 @@ func (a *Agent) isOurClaim(pvc *corev1.PersistentVolumeClaim) bool {
 	return grouped && pvc.Spec.StorageClassName != nil && *pvc.Spec.StorageClassName == a.StorageClassName
 }
 
+// waitsForVolume says whether pvc is a tars claim of this agent's class that no volume is bound
+// to yet and that is not being deleted.
+func (a *Agent) waitsForVolume(pvc *corev1.PersistentVolumeClaim) bool {
+	return pvc.Spec.VolumeName == "" && pvc.DeletionTimestamp.IsZero() && a.isOurClaim(pvc)
+}
+
 // ownershipOf is what a claim's annotations ask of its directory; a missing annotation means
 // the default, never mode 0000.
 func ownershipOf(pvc *corev1.PersistentVolumeClaim) (hostfs.Ownership, error) {

@@ -402,7 +402,6 @@ func (r *ClaimReconciler) waitingClaims(ctx context.Context) []corev1.Persistent
 		return nil
 	}
 	return slices.DeleteFunc(list.Items, func(pvc corev1.PersistentVolumeClaim) bool {
-		return pvc.Spec.VolumeName != "" || !pvc.DeletionTimestamp.IsZero() || !r.isOurClaim(&pvc) ||
-			pvc.Annotations[volumehelpers.AnnSelectedNode] != r.NodeName
+		return !r.waitsForVolume(&pvc) || pvc.Annotations[volumehelpers.AnnSelectedNode] != r.NodeName
 	})
 }

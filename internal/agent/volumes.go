@@ -171,9 +171,7 @@ func (r *VolumeReconciler) groupWaits(ctx context.Context, g group) (bool, error
 	if err := r.APIReader.List(ctx, list, client.InNamespace(g.namespace), client.MatchingLabels(g.labels())); err != nil {
 		return false, err
 	}
-	return slices.ContainsFunc(list.Items, func(pvc corev1.PersistentVolumeClaim) bool {
-		return pvc.Spec.VolumeName == "" && pvc.DeletionTimestamp.IsZero() && r.isOurClaim(&pvc)
-	}), nil
+	return slices.ContainsFunc(list.Items, func(pvc corev1.PersistentVolumeClaim) bool { return r.waitsForVolume(&pvc) }), nil
 }
 
 // SetupWithManager watches this node's volumes and claims: a claim that binds or goes away may

@@ -189,7 +189,7 @@ func buildContainerPorts(ts *tarsv1beta1.TServer) []corev1.ContainerPort {
 func buildAffinity(ts *tarsv1beta1.TServer) *corev1.Affinity {
 	k := &ts.Spec.K8S
 	nodeRequirements := slices.Clone(k.NodeSelector)
-	if slices.ContainsFunc(k.Mounts, func(m tarsv1beta1.TK8SMount) bool { return m.Source.TLocalVolume != nil }) {
+	if hasTLocalVolume(ts) {
 		nodeRequirements = append(nodeRequirements,
 			corev1.NodeSelectorRequirement{Key: tarsv1beta1.LabelSupportLocalVolume, Operator: corev1.NodeSelectorOpExists},
 			corev1.NodeSelectorRequirement{Key: tarsv1beta1.LabelSupportLocalVolume, Operator: corev1.NodeSelectorOpNotIn,
@@ -236,6 +236,11 @@ func buildTopologySpread(ts *tarsv1beta1.TServer) []corev1.TopologySpreadConstra
 			{Key: tarsv1beta1.LabelServerApp, Operator: metav1.LabelSelectorOpExists},
 		}},
 	}}
+}
+
+// hasTLocalVolume says whether the server mounts a tLocalVolume.
+func hasTLocalVolume(ts *tarsv1beta1.TServer) bool {
+	return slices.ContainsFunc(ts.Spec.K8S.Mounts, func(m tarsv1beta1.TK8SMount) bool { return m.Source.TLocalVolume != nil })
 }
 
 // localClaimTemplateNames names the server's node-local claim templates: its tLocalVolume

@@ -269,7 +269,7 @@ func appServer(ts *tarsv1beta1.TServer) string { return ts.Spec.App + "." + ts.S
 // the same server in other namespaces: node-local claims select volumes by app, server and
 // volume name (as TarsK8S's do), so the two could bind each other's volumes.
 func (r *TServerReconciler) warnOfSameServerElsewhere(ctx context.Context, ts *tarsv1beta1.TServer) {
-	if !slices.ContainsFunc(ts.Spec.K8S.Mounts, func(m tarsv1beta1.TK8SMount) bool { return m.Source.TLocalVolume != nil }) {
+	if !hasTLocalVolume(ts) {
 		return
 	}
 	list := &tarsv1beta1.TServerList{}
