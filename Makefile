@@ -68,7 +68,7 @@ test-unit: manifests generate fmt vet kube-binaries ## Run unit tests, fuzz seed
 	KUBEBUILDER_ASSETS="$(KUBE_BIN_DIR)" go test $$(go list ./... | grep -v /test/) -coverprofile cover.out
 
 .PHONY: test-deploy
-test-deploy: manifests kustomize install-helm kube-binaries ## Render config/default and the Helm chart; a real API server must accept every object (dry run); check the agent's privileges.
+test-deploy: manifests kustomize install-helm kube-binaries check-chart ## Render config/default and the Helm chart; a real API server must accept every object (dry run); check the agent's privileges.
 	mkdir -p .local/deploy
 	"$(KUSTOMIZE)" build config/default > .local/deploy/kustomize.yaml
 	"$(HELM)" template $(HELM_RELEASE) $(HELM_CHART_DIR) --namespace $(HELM_NAMESPACE) > .local/deploy/helm.yaml
@@ -290,6 +290,17 @@ helm-chart: manifests kustomize $(KUBEBUILDER) ## Regenerate dist/chart from con
 	mkdir -p .local/helm
 	"$(KUSTOMIZE)" build config/helm > .local/helm/install.yaml
 	"$(KUBEBUILDER)" edit --plugins=helm/v2-alpha --manifests .local/helm/install.yaml --output-dir dist
+
+.PHONY: check-chart
+check-chart: manifests kustomize $(KUBEBUILDER) ## Fail if dist/chart is not what helm-chart generates from config/ (templates/agent and values.yaml are hand-kept).
+	rm -rf .local/chart-check && mkdir -p .local/chart-check
+	"$(KUSTOMIZE)" build config/helm > .local/chart-check/install.yaml
+	# The plugin records its paths in PROJECT: keep the ones helm-chart uses.
+	cp PROJECT .local/chart-check/PROJECT; \
+	"$(KUBEBUILDER)" edit --plugins=helm/v2-alpha --manifests .local/chart-check/install.yaml --output-dir .local/chart-check > /dev/null; \
+	status=$$?; cp .local/chart-check/PROJECT PROJECT; exit $$status
+	diff -r --exclude=values.yaml --exclude=agent .local/chart-check/chart $(HELM_CHART_DIR) || \
+		{ echo "$(HELM_CHART_DIR) is not what config/ generates: run make helm-chart"; exit 1; }
 
 .PHONY: helm-deploy
 helm-deploy: install-helm ## Deploy the manager and agents to the K8s cluster via Helm. Specify an image with IMG.
