@@ -260,6 +260,15 @@ var _ = Describe("The node agent", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect([]any{uid, gid, mode}).To(Equal([]any{uint32(1000), uint32(0), os.FileMode(0o755)}))
 
+		By("marking the volume Bound, a step of the binding the PV controller then skips, and leaving the claim's side to it")
+		Eventually(func() (corev1.PersistentVolumePhase, error) {
+			pv, err := getPV(pv.Name)()
+			return pv.Status.Phase, err
+		}, timeout, interval).Should(Equal(corev1.VolumeBound))
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(pvc), pvc)).To(Succeed())
+		Expect(pvc.Spec.VolumeName).To(BeEmpty())
+		Expect(pvc.Status.Phase).NotTo(Equal(corev1.ClaimBound))
+
 		By("labelling the claim with its node, through the admission policy")
 		Expect(pvc.Labels).To(HaveKeyWithValue(tarsv1beta1.LabelSelectedNode, "node-a"))
 		By("making no volume on the other nodes")

@@ -134,6 +134,7 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 			"Node %s cannot create PersistentVolume %s: %v", r.NodeName, name, err)
 		return err
 	}
+	r.markBound(ctx, pv)
 	how := "created"
 	if !res.Created {
 		how = "adopted the existing directory"
@@ -144,6 +145,20 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 	log.Info("Provisioned PersistentVolume", "pv", name, "path", pv.Spec.Local.Path, "directory", how,
 		"ownership", own.String())
 	return nil
+}
+
+// markBound sets the phase of a volume the agent has just made, bound to its claim (a claimRef
+// with the claim's uid), to Bound. That is the second of the PV controller's four steps of a
+// binding (the volume's claimRef, its phase, the claim's volumeName, the claim's phase), which it
+// skips for a volume already Bound; it binds one claim at a time, so the write is better made
+// here, on every node at once. The claim's side stays the PV controller's. The update carries
+// the create's resourceVersion: a volume changed meanwhile (the PV controller got there first,
+// say) is left as it is, and a failure only leaves the write to the PV controller.
+func (r *ClaimReconciler) markBound(ctx context.Context, pv *corev1.PersistentVolume) {
+	pv.Status.Phase = corev1.VolumeBound
+	if err := r.Status().Update(ctx, pv); err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+		logf.FromContext(ctx).Error(err, "Failed to mark a new PersistentVolume Bound; the PV controller will", "pv", pv.Name)
+	}
 }
 
 // useExisting handles a volume that already has the name the claim's group gets on this node: it

@@ -152,6 +152,8 @@ func TestAgentLeastPrivilege(t *testing.T) {
 		// patch: to hand a claim its node cannot serve back to the scheduler (selected-node).
 		{APIGroups: []string{""}, Resources: []string{"persistentvolumeclaims"}, Verbs: []string{"get", "list", "patch", "watch"}},
 		{APIGroups: []string{""}, Resources: []string{"persistentvolumes"}, Verbs: []string{"create", "delete", "get", "list", "patch", "watch"}},
+		// update: to mark a volume it has just made for a claim Bound, a step of the binding.
+		{APIGroups: []string{""}, Resources: []string{"persistentvolumes/status"}, Verbs: []string{"update"}},
 		{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 		{APIGroups: []string{"storage.k8s.io"}, Resources: []string{"storageclasses"}, Verbs: []string{"get", "list", "watch"}},
 	}
