@@ -1264,8 +1264,6 @@ func setNamespaceSelectors(ctx context.Context, c client.Client, selector *metav
 const webhooksOff = "bench.tserver-operator/webhooks-off"
 
 // admissionResults are the p50 and p99 of creates with and without the webhooks, and the p99
-// overhead; the steady run's is the one with a target.
-// admissionResults are the p50 and p99 of creates with and without the webhooks, and the p99
 // overhead, last.
 func admissionResults(what string, with, without []time.Duration) []result {
 	slices.Sort(with)
@@ -1326,8 +1324,6 @@ func (b *bench) webhookCalls(ctx context.Context) map[string]webhookCall {
 	return out
 }
 
-// timeCreates creates n TServers in a new namespace ns, one after another, each starting at its
-// slot of a steady rate (back to back for rate 0), and returns their latencies.
 // timeCreates times n TServer creates with the webhooks and n without, alternating between a
 // namespace the webhooks serve and one they skip (which of the two goes first alternates too),
 // at rate creates per second in all, or back to back when rate is 0.
