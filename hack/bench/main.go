@@ -81,6 +81,9 @@ type options struct {
 	// byHand applies the controller's StatefulSets and Services in the measured runs too, instead
 	// of TServers: what the agents cost, without the TServers and the controller's work.
 	byHand bool
+	// tracePV has kube-controller-manager's PV controller log every step, and the bench print how
+	// it spent each run.
+	tracePV bool
 }
 
 const (
@@ -124,6 +127,8 @@ func main() {
 	flag.DurationVar(&o.profileFor, "profile-for", 15*time.Second, "How long the profiles of --profile-dir last.")
 	flag.BoolVar(&o.byHand, "statefulsets-by-hand", false, "Apply the controller's StatefulSets by hand in the measured runs "+
 		"too, not TServers: the agents' share of scenario 1 alone (a diagnosis; the target counts TServers).")
+	flag.BoolVar(&o.tracePV, "trace-pv-controller", false, "Have kube-controller-manager's PV controller log every step "+
+		"(a large log) and print, for each run of scenario 1, how long its writes took (a diagnosis).")
 	flag.StringVar(&o.jsonOut, "json", ".local/bench/results.json", "Where to write the results as JSON.")
 	scenarios := flag.String("scenarios", "all", "Which scenarios to run: all, bound (1 to 3, which measure the same runs) or admission (4).")
 	flag.Parse()
@@ -182,14 +187,18 @@ func run(ctx context.Context, o options) ([]result, error) {
 		}})
 	}
 	fmt.Printf("Starting a local cluster with %d nodes (kube-controller-manager QPS %d)...\n", o.nodes, localcluster.ControllerManagerQPS)
-	cluster, err := localcluster.Start(ctx, localcluster.Options{
+	opts := localcluster.Options{
 		BinaryDir:    o.binDir,
 		StateDir:     o.stateDir,
 		CRDPaths:     []string{"config/crd/bases"},
 		WebhookPaths: []string{"config/webhook/manifests.yaml"},
 		Manifests:    []string{"config/storageclass"},
 		Nodes:        nodes,
-	})
+	}
+	if o.tracePV {
+		opts.ControllerManagerFlags = []string{pvControllerVerbosity}
+	}
+	cluster, err := localcluster.Start(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -311,6 +320,15 @@ func (b *bench) bound(ctx context.Context) ([]result, error) {
 			ours.Seconds(), lower.Seconds(), "s", 1.10)
 		pair.Target, pair.Met = "", nil // the median pair below is the figure
 		fmt.Printf("  pair %d: %.2f s / %.2f s = %.2f\n", i, ours.Seconds(), lower.Seconds(), pair.Ratio)
+		if o.tracePV {
+			for _, run := range []string{lowerRun, oursRun} {
+				trace, err := pvControllerTrace(filepath.Join(cluster.LogDir, "kube-controller-manager.log"), run)
+				if err != nil {
+					trace = err.Error()
+				}
+				fmt.Printf("    %s: %s\n", run, trace)
+			}
+		}
 		pairs = append(pairs, pair)
 	}
 	median := slices.SortedFunc(slices.Values(pairs), func(a, b result) int { return cmp.Compare(a.Ratio, b.Ratio) })[(len(pairs)-1)/2]

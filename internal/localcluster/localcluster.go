@@ -59,6 +59,9 @@ type Options struct {
 	// Nodes are simulated nodes. With any, kube-controller-manager, kube-scheduler and kwok run
 	// too, so that StatefulSets get pods and claims get bound as in a real cluster.
 	Nodes []Node
+	// ControllerManagerFlags are further flags of kube-controller-manager (the bench's
+	// --trace-pv-controller turns up its PV controller's log with one).
+	ControllerManagerFlags []string
 }
 
 // Cluster is a running local cluster.
@@ -163,7 +166,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, errors.Join(fmt.Errorf("writing the admin kubeconfig: %w", err), c.Stop())
 	}
 	if len(opts.Nodes) > 0 {
-		if err := c.startNodes(ctx, opts.BinaryDir, opts.Nodes); err != nil {
+		if err := c.startNodes(ctx, opts.BinaryDir, opts.Nodes, opts.ControllerManagerFlags); err != nil {
 			return nil, errors.Join(err, c.Stop())
 		}
 	}

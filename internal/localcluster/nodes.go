@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -59,8 +60,8 @@ func (c *Cluster) HostRoot(node string) string {
 }
 
 // startNodes starts kube-controller-manager (every controller: StatefulSet, PV binder, garbage
-// collector...), kube-scheduler and kwok, and registers the simulated nodes.
-func (c *Cluster) startNodes(ctx context.Context, binDir string, nodes []Node) error {
+// collector...) with kcmFlags added, kube-scheduler and kwok, and registers the simulated nodes.
+func (c *Cluster) startNodes(ctx context.Context, binDir string, nodes []Node, kcmFlags []string) error {
 	caFile := filepath.Join(c.StateDir, "pki", "ca.crt")
 	if err := os.WriteFile(caFile, c.Config.CAData, 0o600); err != nil {
 		return err
@@ -76,14 +77,15 @@ func (c *Cluster) startNodes(ctx context.Context, binDir string, nodes []Node) e
 	kubeconfig := "--kubeconfig=" + c.KubeconfigPath
 	common := []string{kubeconfig, "--authentication-kubeconfig=" + c.KubeconfigPath,
 		"--authorization-kubeconfig=" + c.KubeconfigPath, "--leader-elect=false", "--bind-address=127.0.0.1"}
-	if _, err := c.StartProcess("kube-controller-manager", filepath.Join(binDir, "kube-controller-manager"), append(common,
-		"--secure-port="+strconv.Itoa(kcmPort),
+	kcmArgs := slices.Concat(common, []string{
+		"--secure-port=" + strconv.Itoa(kcmPort),
 		"--controllers=*",
-		"--root-ca-file="+caFile,
-		"--service-account-private-key-file="+filepath.Join(c.StateDir, "pki", "sa-signer.key"),
+		"--root-ca-file=" + caFile,
+		"--service-account-private-key-file=" + filepath.Join(c.StateDir, "pki", "sa-signer.key"),
 		"--use-service-account-credentials=false",
-		"--kube-api-qps="+strconv.Itoa(ControllerManagerQPS), "--kube-api-burst="+strconv.Itoa(2*ControllerManagerQPS),
-	), nil, nil); err != nil {
+		"--kube-api-qps=" + strconv.Itoa(ControllerManagerQPS), "--kube-api-burst=" + strconv.Itoa(2*ControllerManagerQPS),
+	}, kcmFlags)
+	if _, err := c.StartProcess("kube-controller-manager", filepath.Join(binDir, "kube-controller-manager"), kcmArgs, nil, nil); err != nil {
 		return err
 	}
 	if _, err := c.StartProcess("kube-scheduler", filepath.Join(binDir, "kube-scheduler"), append(common,
