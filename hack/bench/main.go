@@ -76,8 +76,8 @@ type options struct {
 	jsonOut, profileDir         string
 	profileFor                  time.Duration
 	// timeToBound runs scenarios 1 to 3 (leftovers and footprint are those of scenario 1's
-	// runs), admission scenario 4.
-	timeToBound, admission bool
+	// runs), admission scenario 4, writeCost scenario 5.
+	timeToBound, admission, writeCost bool
 	// byHand applies the controller's StatefulSets and Services in the measured runs too, instead
 	// of TServers: what the agents cost, without the TServers and the controller's work.
 	byHand bool
@@ -130,17 +130,20 @@ func main() {
 	flag.BoolVar(&o.tracePV, "trace-pv-controller", false, "Have kube-controller-manager's PV controller log every step "+
 		"(a large log) and print, for each run of scenario 1, how long its writes took (a diagnosis).")
 	flag.StringVar(&o.jsonOut, "json", ".local/bench/results.json", "Where to write the results as JSON.")
-	scenarios := flag.String("scenarios", "all", "Which scenarios to run: all, bound (1 to 3, which measure the same runs) or admission (4).")
+	scenarios := flag.String("scenarios", "all", "Which scenarios to run: all, bound (1 to 3, which measure the same runs), "+
+		"admission (4) or writes (5, the CPU cost of a TServer status write).")
 	flag.Parse()
 	switch *scenarios {
 	case "all":
-		o.timeToBound, o.admission = true, true
+		o.timeToBound, o.admission, o.writeCost = true, true, true
 	case "bound":
 		o.timeToBound = true
 	case "admission":
 		o.admission = true
+	case "writes":
+		o.writeCost = true
 	default:
-		fmt.Fprintf(os.Stderr, "--scenarios must be all, bound or admission, not %q\n", *scenarios)
+		fmt.Fprintf(os.Stderr, "--scenarios must be all, bound, admission or writes, not %q\n", *scenarios)
 		os.Exit(2)
 	}
 	switch {
@@ -223,6 +226,13 @@ func run(ctx context.Context, o options) ([]result, error) {
 	var results []result
 	if o.timeToBound {
 		if results, err = b.bound(ctx); err != nil {
+			return results, err
+		}
+	}
+	if o.writeCost {
+		fmt.Println("Scenario 5: CPU cost of a TServer status write...")
+		costs, err := b.writeCost(ctx)
+		if results = append(results, costs...); err != nil {
 			return results, err
 		}
 	}
@@ -605,7 +615,7 @@ func (b *bench) profile(ctx context.Context, run string) (waitForProfiles func()
 		fmt.Printf("    profiles: %v\n", err)
 		return wg.Wait
 	}
-	before, err := requestCounts(ctx, apiServer, b.cluster.Config.Host)
+	before, beforeSeconds, err := requestStats(ctx, apiServer, b.cluster.Config.Host)
 	if err != nil {
 		fmt.Printf("    profiles: %v\n", err)
 	}
@@ -615,7 +625,7 @@ func (b *bench) profile(ctx context.Context, run string) (waitForProfiles func()
 			return
 		case <-time.After(b.o.profileFor):
 		}
-		after, err := requestCounts(ctx, apiServer, b.cluster.Config.Host)
+		after, afterSeconds, err := requestStats(ctx, apiServer, b.cluster.Config.Host)
 		if err != nil {
 			fmt.Printf("    profiles: %v\n", err)
 			return
@@ -623,7 +633,8 @@ func (b *bench) profile(ctx context.Context, run string) (waitForProfiles func()
 		var lines []string
 		for k, n := range after {
 			if d := n - before[k]; d > 0 {
-				lines = append(lines, fmt.Sprintf("%8.0f %s", d, k))
+				mean := 1000 * (afterSeconds[k] - beforeSeconds[k]) / d
+				lines = append(lines, fmt.Sprintf("%8.0f %8.1f ms %s", d, mean, k))
 			}
 		}
 		slices.Sort(lines)
@@ -674,9 +685,16 @@ func running(p *localcluster.Process) bool {
 	}
 }
 
-// requestCounts reads the API server's apiserver_request_total counters, keyed by their labels.
-func requestCounts(ctx context.Context, c *http.Client, host string) (map[string]float64, error) {
-	return apiServerMetric(ctx, c, host, "apiserver_request_total", "verb", "resource", "subresource", "group")
+// requestStats reads the API server's request counters and the time it spent on those requests
+// (apiserver_request_duration_seconds_sum: from receiving a request to responding, watches
+// excepted), keyed by verb, group, resource and subresource.
+func requestStats(ctx context.Context, c *http.Client, host string) (counts, seconds map[string]float64, err error) {
+	by := []string{"verb", "resource", "subresource", "group"}
+	if counts, err = apiServerMetric(ctx, c, host, "apiserver_request_total", by...); err != nil {
+		return nil, nil, err
+	}
+	seconds, err = apiServerMetric(ctx, c, host, "apiserver_request_duration_seconds_sum", by...)
+	return counts, seconds, err
 }
 
 // apiServerMetric sums the API server's samples of metric by the given labels.

@@ -100,6 +100,8 @@ var _ = BeforeSuite(func() {
 		Scheme:    mgr.GetScheme(),
 		Recorder:  mgr.GetEventRecorder("tserver-controller"),
 		APIReader: mgr.GetAPIReader(),
+
+		ProgressInterval: progressInterval,
 	}
 	Expect(reconciler.SetupWithManager(mgr)).To(Succeed())
 	Expect((&ClaimLabelReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)).To(Succeed())

@@ -78,6 +78,12 @@ type TServerReconciler struct {
 	// APIReader reads what the controller needs too rarely to cache (the server's pods, while a
 	// removed volume's claims wait for them).
 	APIReader client.Reader
+	// ProgressInterval is the least time between two status writes of a TServer that only
+	// report progress (onlyProgress); any other change of its status is written at once. Zero
+	// writes every change at once.
+	ProgressInterval time.Duration
+
+	statusWrites statusWrites
 }
 
 // +kubebuilder:rbac:groups=k8s.tars.io,resources=tservers,verbs=get;list;watch
@@ -95,6 +101,9 @@ type TServerReconciler struct {
 func (r *TServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	ts := &tarsv1beta1.TServer{}
 	if err := r.Get(ctx, req.NamespacedName, ts); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.statusWrites.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !ts.DeletionTimestamp.IsZero() {
@@ -120,15 +129,18 @@ func (r *TServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	// Having just made the StatefulSet or Service, the status would only say that nothing is
 	// ready yet; their creation brings a reconcile within statusBatchPeriod, which writes it.
 	// A custom resource's status write is costly, and a rollout of many servers makes many.
+	var result ctrl.Result
 	if len(o.created) == 0 {
-		if err := r.updateStatus(ctx, ts, o); err != nil {
+		held, err := r.updateStatus(ctx, ts, o)
+		if err != nil {
 			return ctrl.Result{}, err
 		}
+		result.RequeueAfter = held
 	}
-	if o.waiting {
-		return ctrl.Result{RequeueAfter: waitInterval}, nil
+	if o.waiting && (result.RequeueAfter == 0 || result.RequeueAfter > waitInterval) {
+		result.RequeueAfter = waitInterval
 	}
-	return ctrl.Result{}, nil
+	return result, nil
 }
 
 // observed is what one reconcile saw and did, for the status.
@@ -428,17 +440,27 @@ func (r *TServerReconciler) deleteUnusedClaims(ctx context.Context, ts *tarsv1be
 	return nil
 }
 
-// updateStatus writes the status computed from what this reconcile observed, if it changed.
-func (r *TServerReconciler) updateStatus(ctx context.Context, ts *tarsv1beta1.TServer, o *observed) error {
+// updateStatus writes the status computed from what this reconcile observed, if it changed;
+// a change that only reports progress is held back until ProgressInterval after the last write,
+// and held says how long that is.
+func (r *TServerReconciler) updateStatus(ctx context.Context, ts *tarsv1beta1.TServer, o *observed) (held time.Duration, err error) {
 	status := computeStatus(ts, o)
 	if equality.Semantic.DeepEqual(status, ts.Status) {
-		return nil
+		return 0, nil
+	}
+	now := time.Now()
+	if held := r.statusWrites.delay(ts, &status, r.ProgressInterval, now); held > 0 {
+		return held, nil
 	}
 	// A merge patch, not an update: the controller is the status' only writer, and a TServer
 	// read from the cache may be a version behind.
 	patch := client.MergeFrom(ts.DeepCopy())
 	ts.Status = status
-	return r.Status().Patch(ctx, ts, patch)
+	if err := r.Status().Patch(ctx, ts, patch); err != nil {
+		return 0, err
+	}
+	r.statusWrites.wrote(client.ObjectKeyFromObject(ts), now)
+	return 0, nil
 }
 
 // Condition types of a TServer.

@@ -47,6 +47,9 @@ import (
 const (
 	timeout  = 10 * time.Second
 	interval = 100 * time.Millisecond
+	// progressInterval is the suite's TServerReconciler.ProgressInterval: long enough that a new
+	// TServer's first status (progress only) is held back past its first reconcile.
+	progressInterval = 4 * time.Second
 )
 
 // newNamespace creates a namespace for one test.
@@ -206,6 +209,13 @@ var _ = Describe("TServer controller", func() {
 		Expect(got.Status.Selector).To(Equal("tars.io/ServerApp=tars,tars.io/ServerName=tarslog"))
 		Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
 		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement("Created"))
+
+		By("holding that first status, which only reports progress, until ProgressInterval after creation")
+		// The reconcile that follows the StatefulSet's creation comes statusBatchPeriod later;
+		// nothing else happens to this server in envtest, so the write is the held one.
+		// Condition times are whole seconds.
+		written := meta.FindStatusCondition(got.Status.Conditions, ConditionReady).LastTransitionTime.Time
+		Expect(written).To(BeTemporally(">=", got.CreationTimestamp.Add(progressInterval-time.Second)))
 	})
 
 	It("writes nothing when nothing changed", func() {

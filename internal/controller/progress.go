@@ -1,0 +1,103 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controller
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+)
+
+// DefaultProgressInterval is the least time between two status writes of a TServer that only
+// report a rollout's progress. A TServer's status write costs the API server about 9 ms of CPU,
+// four times a ConfigMap's (docs/performance.md); a rollout of many servers would otherwise
+// write each one's status every statusBatchPeriod while its replicas come up one by one.
+const DefaultProgressInterval = 10 * time.Second
+
+// progressConditions are the reasons of conditions that say a rollout is under way and nothing
+// is wrong: replicas and claims that are not there yet.
+var progressConditions = map[string][]string{
+	ConditionReady:        {"Progressing", "ReplicasNotReady"},
+	ConditionVolumesBound: {"ClaimsPending"},
+}
+
+// inProgress says whether c is false for one of the reasons of progressConditions.
+func inProgress(c *metav1.Condition) bool {
+	return c.Status == metav1.ConditionFalse && slices.Contains(progressConditions[c.Type], c.Reason)
+}
+
+// onlyProgress says whether status differs from old only by a rollout's progress: replica
+// counts, messages, and conditions that were and stay in progress (first set, or moving between
+// progress reasons or generations). A condition becoming true, a problem, or a ready server
+// losing replicas is news.
+func onlyProgress(old, status *tarsv1beta1.TServerStatus) bool {
+	for i := range status.Conditions {
+		c := &status.Conditions[i]
+		was := meta.FindStatusCondition(old.Conditions, c.Type)
+		unchanged := was != nil && was.Status == c.Status && was.Reason == c.Reason &&
+			was.ObservedGeneration == c.ObservedGeneration
+		if !unchanged && (!inProgress(c) || was != nil && !inProgress(was)) {
+			return false
+		}
+	}
+	return true
+}
+
+// statusWrites remembers when each TServer's status was last written, to space out the writes
+// that only report progress. A manager that starts afresh counts from each TServer's creation.
+type statusWrites struct {
+	mu   sync.Mutex
+	last map[types.NamespacedName]time.Time
+}
+
+// delay is how long to hold back writing status over old for the TServer ts: zero to write now.
+func (w *statusWrites) delay(ts *tarsv1beta1.TServer, status *tarsv1beta1.TServerStatus, interval time.Duration,
+	now time.Time) time.Duration {
+	if interval <= 0 || !onlyProgress(&ts.Status, status) {
+		return 0
+	}
+	w.mu.Lock()
+	last, ok := w.last[types.NamespacedName{Namespace: ts.Namespace, Name: ts.Name}]
+	w.mu.Unlock()
+	if !ok {
+		last = ts.CreationTimestamp.Time
+	}
+	return max(0, last.Add(interval).Sub(now))
+}
+
+// wrote records a status write of the TServer key at now.
+func (w *statusWrites) wrote(key types.NamespacedName, now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.last == nil {
+		w.last = map[types.NamespacedName]time.Time{}
+	}
+	w.last[key] = now
+}
+
+// forget drops what is remembered of the TServer key, once it is gone.
+func (w *statusWrites) forget(key types.NamespacedName) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.last, key)
+}

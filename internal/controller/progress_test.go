@@ -1,0 +1,110 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controller
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+)
+
+// status is a TServer status with conditions Ready and VolumesBound of the given status and
+// reason ("True"/"False" first), observed at generation 1.
+func status(ready, readyReason, bound, boundReason string, readyReplicas int32) tarsv1beta1.TServerStatus {
+	return tarsv1beta1.TServerStatus{ReadyReplicas: readyReplicas, ObservedGeneration: 1, Conditions: []metav1.Condition{
+		{Type: ConditionReady, Status: metav1.ConditionStatus(ready), Reason: readyReason, ObservedGeneration: 1},
+		{Type: ConditionVolumesBound, Status: metav1.ConditionStatus(bound), Reason: boundReason, ObservedGeneration: 1},
+	}}
+}
+
+func TestOnlyProgress(t *testing.T) {
+	rolling := status("False", "ReplicasNotReady", "False", "ClaimsPending", 0)
+	moreReady := status("False", "ReplicasNotReady", "False", "ClaimsPending", 2)
+	moreReady.Conditions[0].Message = "2 of 3 replicas ready"
+	ready := status("True", "AllReplicasReady", "True", "AllClaimsBound", 3)
+	newGeneration := func(s tarsv1beta1.TServerStatus) tarsv1beta1.TServerStatus {
+		s.ObservedGeneration = 2
+		s.Conditions = append([]metav1.Condition(nil), s.Conditions...)
+		for i := range s.Conditions {
+			s.Conditions[i].ObservedGeneration = 2
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name     string
+		old, new tarsv1beta1.TServerStatus
+		want     bool
+	}{
+		{"first status of a rollout", tarsv1beta1.TServerStatus{}, rolling, true},
+		{"more replicas ready, new messages", rolling, moreReady, true},
+		{"StatefulSet seen: Progressing to ReplicasNotReady", status("False", "Progressing", "False", "ClaimsPending", 0), rolling, true},
+		{"a spec change observed during a rollout", rolling, newGeneration(rolling), true},
+		{"claims all bound", rolling, status("False", "ReplicasNotReady", "True", "AllClaimsBound", 1), false},
+		{"server ready", status("False", "ReplicasNotReady", "True", "AllClaimsBound", 2), ready, false},
+		{"first status already ready", tarsv1beta1.TServerStatus{}, ready, false},
+		{"ready server losing a replica", ready, status("False", "ReplicasNotReady", "True", "AllClaimsBound", 2), false},
+		{"ready server's spec change observed", ready, newGeneration(ready), false},
+		{"a conflict", rolling, status("False", "Conflict", "False", "ClaimsPending", 0), false},
+		{"a storage class that provisions nothing", rolling, status("False", "ReplicasNotReady", "False", "StorageClassNotProvisioning", 0), false},
+		{"a claim pending again", ready, status("True", "AllReplicasReady", "False", "ClaimsPending", 3), false},
+	} {
+		if got := onlyProgress(&tc.old, &tc.new); got != tc.want {
+			t.Errorf("%s: onlyProgress() = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestStatusWritesDelay(t *testing.T) {
+	created := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	ts := &tarsv1beta1.TServer{ObjectMeta: metav1.ObjectMeta{
+		Namespace: "default", Name: "tars-tarslog", CreationTimestamp: metav1.NewTime(created),
+	}}
+	key := types.NamespacedName{Namespace: ts.Namespace, Name: ts.Name}
+	rolling := status("False", "ReplicasNotReady", "False", "ClaimsPending", 0)
+	const interval = 10 * time.Second
+	var w statusWrites
+
+	if got := w.delay(ts, &rolling, interval, created.Add(2*time.Second)); got != 8*time.Second {
+		t.Errorf("first progress 2s after creation: delay %s, want 8s (counted from creation)", got)
+	}
+	if got := w.delay(ts, &rolling, interval, created.Add(12*time.Second)); got != 0 {
+		t.Errorf("first progress 12s after creation: delay %s, want 0", got)
+	}
+	if got := w.delay(ts, &rolling, 0, created.Add(time.Second)); got != 0 {
+		t.Errorf("interval 0: delay %s, want 0", got)
+	}
+
+	w.wrote(key, created.Add(12*time.Second))
+	ts.Status = rolling
+	moreReady := status("False", "ReplicasNotReady", "False", "ClaimsPending", 2)
+	if got := w.delay(ts, &moreReady, interval, created.Add(15*time.Second)); got != 7*time.Second {
+		t.Errorf("progress 3s after the last write: delay %s, want 7s", got)
+	}
+	bound := status("False", "ReplicasNotReady", "True", "AllClaimsBound", 2)
+	if got := w.delay(ts, &bound, interval, created.Add(15*time.Second)); got != 0 {
+		t.Errorf("claims bound 3s after the last write: delay %s, want 0 (news)", got)
+	}
+
+	w.forget(key)
+	if got := w.delay(ts, &moreReady, interval, created.Add(15*time.Second)); got != 0 {
+		t.Errorf("after forget, 15s after creation: delay %s, want 0", got)
+	}
+}
