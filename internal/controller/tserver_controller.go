@@ -127,8 +127,9 @@ func (r *TServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		return ctrl.Result{}, err
 	}
 	// Having just made the StatefulSet or Service, the status would only say that nothing is
-	// ready yet; their creation brings a reconcile within statusBatchPeriod, which writes it.
-	// A custom resource's status write is costly, and a rollout of many servers makes many.
+	// ready yet; their creation brings a reconcile within statusBatchPeriod, which writes it
+	// (or holds it back, if it only reports progress). A custom resource's status write is
+	// costly, and a rollout of many servers makes many.
 	var result ctrl.Result
 	if len(o.created) == 0 {
 		held, err := r.updateStatus(ctx, ts, o)
@@ -449,8 +450,8 @@ func (r *TServerReconciler) updateStatus(ctx context.Context, ts *tarsv1beta1.TS
 		return 0, nil
 	}
 	now := time.Now()
-	if held := r.statusWrites.delay(ts, &status, r.ProgressInterval, now); held > 0 {
-		return held, nil
+	if wait := r.statusWrites.delay(ts, &status, r.ProgressInterval, now); wait > 0 {
+		return wait, nil
 	}
 	// A merge patch, not an update: the controller is the status' only writer, and a TServer
 	// read from the cache may be a version behind.
