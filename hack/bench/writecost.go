@@ -41,10 +41,10 @@ const (
 
 // writeCost measures the CPU one status write of a TServer costs the cluster (API server, etcd,
 // and every process watching TServers), against one merge patch of a ConfigMap (the results'
-// lower bound): the reason the
-// controller spaces out status writes that only report progress. Each kind is written
-// writeCostWrites times in a row, twice, alternating, on a quiet cluster; the patches are the
-// controller's kind of progress report (ready replicas and the Ready condition's message).
+// lower bound): the reason the controller spaces out status writes that only report progress.
+// Each kind is written writeCostWrites times in a row, twice, alternating, on a quiet cluster;
+// the patches are the controller's kind of progress report (ready replicas and the Ready
+// condition's message).
 func (b *bench) writeCost(ctx context.Context) ([]result, error) {
 	const ns = "writecost"
 	if err := b.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
@@ -55,8 +55,10 @@ func (b *bench) writeCost(ctx context.Context) ([]result, error) {
 			fmt.Printf("  cleaning up %s: %v\n", ns, err)
 		}
 	}()
+	names := make([]string, 0, writeCostObjects) // of each TServer and its ConfigMap
 	for i := range writeCostObjects {
 		ts := b.tserver(ns, ns, i)
+		names = append(names, ts.Name)
 		ts.Spec.K8S.Replicas = 0 // the TServer as the bench's, without pods to run
 		if err := b.c.Create(ctx, ts); err != nil {
 			return nil, err
@@ -89,14 +91,14 @@ func (b *bench) writeCost(ctx context.Context) ([]result, error) {
 
 	write := map[string]func(i int) error{
 		"TServer status": func(i int) error {
-			ts := &tarsv1beta1.TServer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: b.tserver(ns, ns, i%writeCostObjects).Name}}
+			ts := &tarsv1beta1.TServer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: names[i%writeCostObjects]}}
 			patch := fmt.Sprintf(`{"status":{"readyReplicas":%d,"conditions":[{"type":%q,"status":"False","reason":"ReplicasNotReady",`+
 				`"message":"%d of %d replicas ready","lastTransitionTime":"2026-12-03T00:00:00Z","observedGeneration":1}]}}`,
 				i, controller.ConditionReady, i, i+1)
 			return b.c.Status().Patch(ctx, ts, client.RawPatch(types.MergePatchType, []byte(patch)))
 		},
 		"ConfigMap": func(i int) error {
-			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: b.tserver(ns, ns, i%writeCostObjects).Name}}
+			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: names[i%writeCostObjects]}}
 			return b.c.Patch(ctx, cm, client.RawPatch(types.MergePatchType, []byte(fmt.Sprintf(`{"data":{"n":"%d"}}`, i))))
 		},
 	}

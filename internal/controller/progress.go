@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 )
@@ -78,7 +79,7 @@ func (w *statusWrites) delay(ts *tarsv1beta1.TServer, status *tarsv1beta1.TServe
 		return 0
 	}
 	w.mu.Lock()
-	last, ok := w.last[types.NamespacedName{Namespace: ts.Namespace, Name: ts.Name}]
+	last, ok := w.last[client.ObjectKeyFromObject(ts)]
 	w.mu.Unlock()
 	if !ok {
 		last = ts.CreationTimestamp.Time
