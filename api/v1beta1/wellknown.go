@@ -63,6 +63,15 @@ const (
 	// its node. It stores nothing, so no mount may take its name.
 	DelayBindVolumeName = "delay-bind"
 
+	// AnnotationVolumeProblem is set by the node agent on a claim whose bound volume it cannot
+	// keep (its directory is missing: a data disk not mounted, or replaced); the value says what
+	// and on which node. The agent removes it once the volume is sound again; the controller
+	// reports it in the TServer's VolumesHealthy condition, naming the replica.
+	AnnotationVolumeProblem = "tars.io/VolumeProblem"
+
+	// DefaultHostRoot is the host directory node-local volumes live under, as TarsK8S put them.
+	DefaultHostRoot = "/usr/local/app/tars/host-mount"
+
 	// DefaultLocalVolumeUID is the uid of a tLocalVolume that gives none.
 	DefaultLocalVolumeUID = "0"
 	// DefaultLocalVolumeGID is the gid of a tLocalVolume that gives none.

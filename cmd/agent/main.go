@@ -68,13 +68,12 @@ func runAgent(args []string) int {
 		metricsAddr, probeAddr   string
 		pprofAddr                string
 		zapOpts                  = zap.Options{}
-		defaultHostRoot          = "/usr/local/app/tars/host-mount"
 		defaultNodeName, nodeSet = os.LookupEnv("NODE_NAME")
 	)
 	fs := flag.CommandLine
 	fs.StringVar(&cfg.NodeName, "node-name", defaultNodeName,
 		"The node this agent serves (default $NODE_NAME).")
-	fs.StringVar(&cfg.HostRoot, "host-root", defaultHostRoot,
+	fs.StringVar(&cfg.HostRoot, "host-root", tarsv1beta1.DefaultHostRoot,
 		"The host directory volumes live under, as written into PersistentVolumes.")
 	fs.StringVar(&hostRootMount, "host-root-mount", "",
 		"Where --host-root is reachable from this process, e.g. its hostPath mount in the agent's pod "+

@@ -22,10 +22,12 @@ import (
 	"io"
 	"strconv"
 	"time"
+
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 )
 
 // ProductionHostRoot is the host root agents write into volumes, as on a real node.
-const ProductionHostRoot = "/usr/local/app/tars/host-mount"
+const ProductionHostRoot = tarsv1beta1.DefaultHostRoot
 
 // StartManager runs the operator binary's manager role against the cluster, serving the
 // webhooks the API server calls, and waits until it is ready.
