@@ -32,6 +32,7 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -53,6 +54,7 @@ import (
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Config is what one agent needs to know about its node.
@@ -97,12 +99,13 @@ func SetupWithManager(mgr ctrl.Manager, cfg Config) error {
 }
 
 // NewScheme holds the kinds the agent reads and writes, and no others: claims, volumes, nodes
-// (core) and StorageClasses. Registering every built-in group, as the manager does, costs each
+// (core), StorageClasses and StatefulSets (read, uncached, to check a delay-bind claim). Registering every built-in group, as the manager does, costs each
 // agent memory for types it never sees.
 func NewScheme() *runtime.Scheme {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(corev1.AddToScheme(scheme))
 	utilruntime.Must(storagev1.AddToScheme(scheme))
+	utilruntime.Must(appsv1.AddToScheme(scheme)) // a delay-bind claim's StatefulSet, read uncached
 	return scheme
 }
 
@@ -252,12 +255,9 @@ func reclaimPolicyOf(sc *storagev1.StorageClass) corev1.PersistentVolumeReclaimP
 	return *sc.ReclaimPolicy
 }
 
-// mayProvision says whether this node may hold a volume of group g: delay-bind volumes hold no
-// data and may live anywhere; real ones only on nodes labelled tars.io/SupportLocalVolume.
-func mayProvision(node *corev1.Node, g group) bool {
-	if g.volume == tarsv1beta1.DelayBindVolumeName {
-		return true
-	}
+// supportsLocalVolumes says whether a node may hold data volumes: labelled
+// tars.io/SupportLocalVolume, with any value but "false".
+func supportsLocalVolumes(node *corev1.Node) bool {
 	v, ok := node.Labels[tarsv1beta1.LabelSupportLocalVolume]
 	return ok && v != "false"
 }

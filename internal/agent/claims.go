@@ -23,7 +23,10 @@ import (
 	"maps"
 	"path"
 	"slices"
+	"strconv"
+	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -92,8 +95,17 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 	if err != nil {
 		return err
 	}
-	if !mayProvision(node, g) {
-		return r.reschedule(ctx, pvc, fmt.Sprintf("the node is not labelled %s", tarsv1beta1.LabelSupportLocalVolume))
+	if !supportsLocalVolumes(node) {
+		// delay-bind volumes hold no data and may live anywhere; but only those of a TServer's
+		// own template, or any claim with that label could store data on such a node.
+		why, err := r.notDelayBind(ctx, pvc, g)
+		if err != nil {
+			return err
+		}
+		if why != "" {
+			return r.reschedule(ctx, pvc, fmt.Sprintf("the node is not labelled %s, and %s",
+				tarsv1beta1.LabelSupportLocalVolume, why))
+		}
 	}
 	own, err := ownershipOf(pvc)
 	if err != nil {
@@ -119,7 +131,13 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 			"Node %s cannot prepare directory %s: %v", r.NodeName, path.Join(r.HostRoot, g.dir()), err)
 		return err
 	}
-	pv := r.Volume(pvc, reclaimPolicyOf(sc))
+	reclaim := reclaimPolicyOf(sc)
+	if res.HeldData && reclaim == corev1.PersistentVolumeReclaimDelete && g.volume != tarsv1beta1.DelayBindVolumeName {
+		// Data kept from an earlier volume of the group (retained, or left by TarsK8S): the class's
+		// Delete would erase it with the next deletion of this claim.
+		reclaim = corev1.PersistentVolumeReclaimRetain
+	}
+	pv := r.Volume(pvc, reclaim)
 	if err := r.Create(ctx, pv); err != nil {
 		if apierrors.IsAlreadyExists(err) {
 			// Not in this node's cache yet: made by an earlier attempt, or a volume of that name
@@ -138,6 +156,12 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 	how := "created"
 	if !res.Created {
 		how = "adopted the existing directory"
+	}
+	if reclaim != reclaimPolicyOf(sc) {
+		r.Recorder.Eventf(pvc, pv, corev1.EventTypeNormal, "AdoptedExistingData", "Provision",
+			"Node %s gave this claim the directory %s, which already held data (of an earlier volume of this server); "+
+				"volume %s keeps it with reclaim policy Retain, so deleting the claim never erases it",
+			r.NodeName, pv.Spec.Local.Path, pv.Name)
 	}
 	// No event: it would cost an API write per volume and say nothing the volume does not.
 	// Failures are events.
@@ -177,8 +201,11 @@ func (r *ClaimReconciler) useExisting(ctx context.Context, pvc *corev1.Persisten
 			"(path %v, labels %v); it is left alone", pv.Name, localPath(pv), pv.Labels))
 	case pv.Status.Phase == corev1.VolumeReleased && pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete:
 		agentErrors.WithLabelValues(reasonRetained).Inc()
-		return r.reschedule(ctx, pvc, fmt.Sprintf("volume %s keeps the retained data of an earlier claim; "+
-			"delete that volume to provision a new one here", pv.Name))
+		return r.reschedule(ctx, pvc, fmt.Sprintf("volume %s keeps the retained data of an earlier claim in %s. "+
+			"To give that data to this claim, make the volume available again "+
+			"(kubectl patch pv %s --type=json -p '[{\"op\":\"remove\",\"path\":\"/spec/claimRef\"}]'): "+
+			"it is then bound to the next claim of its server scheduled here, and keeps reclaim policy Retain",
+			pv.Name, localPath(pv), pv.Name))
 	case ref != nil && ref.UID == pvc.UID:
 		return nil // made for this claim already; the PV controller binds them
 	case ref == nil && pv.DeletionTimestamp.IsZero() &&
@@ -203,13 +230,29 @@ func (r *ClaimReconciler) bindExisting(ctx context.Context, pvc *corev1.Persiste
 	if err != nil {
 		return err
 	}
+	held, err := r.Root.HoldsData(r.relativePath(pv))
+	if err != nil {
+		return err
+	}
+	retain := held && bound.Spec.PersistentVolumeReclaimPolicy == corev1.PersistentVolumeReclaimDelete &&
+		pv.Labels[tarsv1beta1.LabelLocalVolume] != tarsv1beta1.DelayBindVolumeName
+	if retain {
+		// Whatever the volume says, data found in its directory is not the claim's to erase.
+		bound.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimRetain
+	}
 	if err := r.Patch(ctx, bound, client.MergeFromWithOptions(pv, client.MergeFromWithOptimisticLock{})); err != nil {
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 			return nil // changed meanwhile: its update brings the claim back
 		}
 		return err
 	}
-	logf.FromContext(ctx).Info("Bound existing PersistentVolume to claim", "pv", pv.Name, "claim", client.ObjectKeyFromObject(pvc))
+	logf.FromContext(ctx).Info("Bound existing PersistentVolume to claim", "pv", pv.Name, "claim", client.ObjectKeyFromObject(pvc),
+		"retain", retain)
+	if retain {
+		r.Recorder.Eventf(pvc, pv, corev1.EventTypeNormal, "AdoptedExistingData", "Provision",
+			"Node %s gave this claim volume %s, whose directory %s already held data; its reclaim policy is now Retain, "+
+				"so deleting the claim never erases it", r.NodeName, pv.Name, localPath(pv))
+	}
 	return nil
 }
 
@@ -278,7 +321,8 @@ func (c *Config) Volume(pvc *corev1.PersistentVolumeClaim, reclaim corev1.Persis
 }
 
 // keep sets the directory of a bound volume of this node to its claim's ownership, and looks
-// again after ResyncPeriod: nothing reports a chmod behind the agent's back.
+// again after ResyncPeriod: nothing reports a chmod behind the agent's back. A data volume's
+// directory is never made anew: missing, it is reported (missingDirectory) until it is back.
 func (r *ClaimReconciler) keep(ctx context.Context, pvc *corev1.PersistentVolumeClaim) (ctrl.Result, error) {
 	pv := &corev1.PersistentVolume{}
 	if err := r.Get(ctx, client.ObjectKey{Name: pvc.Spec.VolumeName}, pv); err != nil {
@@ -303,7 +347,16 @@ func (r *ClaimReconciler) keep(ctx context.Context, pvc *corev1.PersistentVolume
 				"namespaces, and claims match volumes by app, server and volume name; give them different names",
 			pv.Name, g.namespace, localPath(pv))
 	}
-	res, err := r.Root.Ensure(rel, own)
+	delayBind := pvc.Labels[tarsv1beta1.LabelLocalVolume] == tarsv1beta1.DelayBindVolumeName
+	var res hostfs.Result
+	if delayBind {
+		res, err = r.Root.Ensure(rel, own) // holds nothing: made anew if need be
+	} else {
+		res, err = r.Root.Repair(rel, own)
+	}
+	if errors.Is(err, hostfs.ErrMissing) {
+		return ctrl.Result{RequeueAfter: r.ResyncPeriod}, r.missingDirectory(ctx, pvc, pv)
+	}
 	if err != nil {
 		reason := reasonDirectory
 		if !errors.Is(err, hostfs.ErrNeedsRoot) && !errors.Is(err, hostfs.ErrNotDirectory) {
@@ -314,11 +367,14 @@ func (r *ClaimReconciler) keep(ctx context.Context, pvc *corev1.PersistentVolume
 			"Node %s cannot set %s on %s: %v", r.NodeName, own, localPath(pv), err)
 		return ctrl.Result{}, err
 	}
+	if err := r.directoryBack(ctx, pvc, pv); err != nil {
+		return ctrl.Result{}, err
+	}
 	switch {
 	case res.Created:
-		r.Recorder.Eventf(pvc, pv, corev1.EventTypeWarning, "DirectoryRecreated", "Repair",
-			"The directory %s of bound volume %s on node %s was missing; recreated it empty with %s",
-			localPath(pv), pv.Name, r.NodeName, own)
+		r.Recorder.Eventf(pvc, pv, corev1.EventTypeNormal, "DirectoryRecreated", "Repair",
+			"The directory %s of delay-bind volume %s on node %s was missing; made it anew (it holds no data)",
+			localPath(pv), pv.Name, r.NodeName)
 	case res.Repaired:
 		ownershipRepairs.Inc()
 		logf.FromContext(ctx).Info("Repaired directory ownership", "pv", pv.Name, "was", res.Was.String(), "now", own.String())
@@ -326,6 +382,81 @@ func (r *ClaimReconciler) keep(ctx context.Context, pvc *corev1.PersistentVolume
 			"Set directory %s on node %s from %s to %s", localPath(pv), r.NodeName, res.Was, own)
 	}
 	return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil
+}
+
+// missingDirectory reports a bound data volume whose directory is gone, as the kubelet refuses to
+// mount a local volume whose path does not exist: an empty directory in its place would let the
+// service start without its data, and hide the data once the disk is back. It says so on the
+// claim (annotation tars.io/VolumeProblem, which the controller shows on the TServer), in Warning
+// events on the claim and the volume, and in a metric; the directory is left to the administrator
+// (mount the disk) or the loss to be accepted (delete the claim: the replica gets a new volume).
+func (r *ClaimReconciler) missingDirectory(ctx context.Context, pvc *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume) error {
+	volumeDirectoryMissing.WithLabelValues(pv.Name, pvc.Namespace, pvc.Name).Set(1)
+	msg := fmt.Sprintf("directory %s of volume %s is missing on node %s (a data disk not mounted, or replaced?); "+
+		"it is not recreated empty. Mount the disk, or delete the claim to accept the loss (the replica then gets a new volume)",
+		localPath(pv), pv.Name, r.NodeName)
+	if pvc.Annotations[tarsv1beta1.AnnotationVolumeProblem] == msg {
+		return nil // reported already
+	}
+	agentErrors.WithLabelValues(reasonMissingDirectory).Inc()
+	logf.FromContext(ctx).Info("Directory of a bound PersistentVolume is missing; not recreating it", "pv", pv.Name, "path", localPath(pv))
+	r.Recorder.Eventf(pvc, pv, corev1.EventTypeWarning, "VolumeDirectoryMissing", "Repair", "%s", msg)
+	r.Recorder.Eventf(pv, pvc, corev1.EventTypeWarning, "VolumeDirectoryMissing", "Repair", "%s", msg)
+	patch := client.MergeFrom(pvc.DeepCopy())
+	if pvc.Annotations == nil {
+		pvc.Annotations = map[string]string{}
+	}
+	pvc.Annotations[tarsv1beta1.AnnotationVolumeProblem] = msg
+	return client.IgnoreNotFound(r.Patch(ctx, pvc, patch))
+}
+
+// directoryBack clears what missingDirectory reported once the directory is there again.
+func (r *ClaimReconciler) directoryBack(ctx context.Context, pvc *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume) error {
+	volumeDirectoryMissing.DeleteLabelValues(pv.Name, pvc.Namespace, pvc.Name)
+	if _, reported := pvc.Annotations[tarsv1beta1.AnnotationVolumeProblem]; !reported {
+		return nil
+	}
+	patch := client.MergeFrom(pvc.DeepCopy())
+	delete(pvc.Annotations, tarsv1beta1.AnnotationVolumeProblem)
+	if err := r.Patch(ctx, pvc, patch); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	logf.FromContext(ctx).Info("Directory of a bound PersistentVolume is back", "pv", pv.Name, "path", localPath(pv))
+	r.Recorder.Eventf(pvc, pv, corev1.EventTypeNormal, "VolumeDirectoryRestored", "Repair",
+		"Directory %s of volume %s is present again on node %s", localPath(pv), pv.Name, r.NodeName)
+	return nil
+}
+
+// notDelayBind says why a claim labelled as a delay-bind claim is not one a TServer's own
+// delay-bind template made, or "" when it is: named delay-bind-<server>-<ordinal>, with the
+// StatefulSet <server> of its namespace, controlled by a TServer, having a delay-bind template
+// of the claim's labels. All read from the API server.
+func (r *ClaimReconciler) notDelayBind(ctx context.Context, pvc *corev1.PersistentVolumeClaim, g group) (string, error) {
+	if g.volume != tarsv1beta1.DelayBindVolumeName {
+		return "the claim is not a delay-bind claim", nil
+	}
+	server := tarsv1beta1.ResourceName(g.app, g.server)
+	ordinal, ok := strings.CutPrefix(pvc.Name, tarsv1beta1.DelayBindVolumeName+"-"+server+"-")
+	if _, err := strconv.ParseUint(ordinal, 10, 31); !ok || err != nil {
+		return fmt.Sprintf("claim %s is not one a StatefulSet %s makes from its delay-bind template", pvc.Name, server), nil
+	}
+	sts := &appsv1.StatefulSet{}
+	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: pvc.Namespace, Name: server}, sts)
+	if apierrors.IsNotFound(err) {
+		return fmt.Sprintf("there is no StatefulSet %s of a TServer for it", server), nil
+	}
+	if err != nil {
+		return "", err
+	}
+	owner := metav1.GetControllerOf(sts)
+	fromTServer := owner != nil && owner.Kind == "TServer" && strings.HasPrefix(owner.APIVersion, tarsv1beta1.GroupVersion.Group+"/")
+	if !fromTServer || !slices.ContainsFunc(sts.Spec.VolumeClaimTemplates, func(t corev1.PersistentVolumeClaim) bool {
+		_, sameGroup := groupOf(pvc.Namespace, t.Labels)
+		return t.Name == tarsv1beta1.DelayBindVolumeName && sameGroup && maps.Equal(t.Labels, g.labels())
+	}) {
+		return fmt.Sprintf("StatefulSet %s is not a TServer's with a delay-bind claim template", server), nil
+	}
+	return "", nil
 }
 
 // maxConcurrentClaims is how many claims an agent handles at once.

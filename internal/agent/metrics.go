@@ -30,6 +30,7 @@ const (
 	reasonCleanup            = "cleanup"
 	reasonRetained           = "retained_volume_in_the_way"
 	reasonUnsafePath         = "unsafe_path"
+	reasonMissingDirectory   = "missing_directory"
 )
 
 var (
@@ -45,6 +46,15 @@ var (
 		Name: "tserver_agent_volumes_garbage_collected_total",
 		Help: "Unbound PersistentVolumes this agent deleted after the grace period because no claim waited for them.",
 	})
+	cleanupsRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tserver_agent_cleanups_refused_total",
+		Help: "Times the directory of a released volume was kept because the agent could not prove it unused and its own.",
+	})
+	volumeDirectoryMissing = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tserver_agent_volume_directory_missing",
+		Help: "1 for each bound volume of this node whose directory is missing (a data disk not mounted, say); " +
+			"the agent does not recreate it empty.",
+	}, []string{"persistentvolume", "namespace", "persistentvolumeclaim"})
 	ownershipRepairs = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tserver_agent_ownership_repairs_total",
 		Help: "Times the owner, group or mode of a bound volume's directory was set back to its claim's.",
@@ -52,10 +62,11 @@ var (
 	agentErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tserver_agent_errors_total",
 		Help: "Errors by reason: name_collision, invalid_annotations, directory, create_volume, cleanup, " +
-			"retained_volume_in_the_way, unsafe_path.",
+			"retained_volume_in_the_way, unsafe_path, missing_directory.",
 	}, []string{"reason"})
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(volumesProvisioned, volumesDeleted, volumesGarbageCollected, ownershipRepairs, agentErrors)
+	ctrlmetrics.Registry.MustRegister(volumesProvisioned, volumesDeleted, volumesGarbageCollected, cleanupsRefused,
+		volumeDirectoryMissing, ownershipRepairs, agentErrors)
 }

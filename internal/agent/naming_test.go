@@ -64,24 +64,69 @@ func TestOwnershipOf(t *testing.T) {
 	}
 }
 
-func TestMayProvision(t *testing.T) {
-	node := func(labels map[string]string) *corev1.Node {
-		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Labels: labels}}
-	}
-	data, delayBind := group{volume: "data"}, group{volume: tarsv1beta1.DelayBindVolumeName}
+func TestSupportsLocalVolumes(t *testing.T) {
 	for _, tt := range []struct {
 		labels map[string]string
-		g      group
 		want   bool
 	}{
-		{map[string]string{tarsv1beta1.LabelSupportLocalVolume: "true"}, data, true},
-		{map[string]string{tarsv1beta1.LabelSupportLocalVolume: ""}, data, true},
-		{map[string]string{tarsv1beta1.LabelSupportLocalVolume: "false"}, data, false},
-		{nil, data, false},
-		{nil, delayBind, true},
+		{map[string]string{tarsv1beta1.LabelSupportLocalVolume: "true"}, true},
+		{map[string]string{tarsv1beta1.LabelSupportLocalVolume: ""}, true},
+		{map[string]string{tarsv1beta1.LabelSupportLocalVolume: "false"}, false},
+		{nil, false},
 	} {
-		if got := mayProvision(node(tt.labels), tt.g); got != tt.want {
-			t.Errorf("mayProvision(%v, %s) = %v", tt.labels, tt.g.volume, got)
+		if got := supportsLocalVolumes(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Labels: tt.labels}}); got != tt.want {
+			t.Errorf("supportsLocalVolumes(%v) = %v", tt.labels, got)
+		}
+	}
+}
+
+func TestWithin(t *testing.T) {
+	for _, tt := range []struct {
+		p, dir string
+		want   bool
+	}{
+		{"/r/ns/a.b/v", "/r/ns/a.b/v", true},
+		{"/r/ns/a.b/v/sub", "/r/ns/a.b/v", true},
+		{"/r/ns/a.b/v", "/r/ns", true},
+		{"/r/ns/a.b/v", "/", true},
+		{"/r/ns/a.b/vx", "/r/ns/a.b/v", false},
+		{"/r/ns/a.b", "/r/ns/a.b/v", false},
+		{"/r/ns2/a.b/v", "/r/ns", false},
+	} {
+		if got := within(tt.p, tt.dir); got != tt.want {
+			t.Errorf("within(%q, %q) = %v", tt.p, tt.dir, got)
+		}
+	}
+}
+
+func TestMayBeOnThisNode(t *testing.T) {
+	r := &VolumeReconciler{Agent: &Agent{Config: Config{Hostname: "host-a"}}}
+	affinity := func(terms ...[]string) *corev1.VolumeNodeAffinity {
+		sel := &corev1.NodeSelector{}
+		for _, hosts := range terms {
+			sel.NodeSelectorTerms = append(sel.NodeSelectorTerms, corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{
+				Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: hosts,
+			}}})
+		}
+		return &corev1.VolumeNodeAffinity{Required: sel}
+	}
+	for _, tt := range []struct {
+		name     string
+		labels   map[string]string
+		affinity *corev1.VolumeNodeAffinity
+		want     bool
+	}{
+		{"hostname label of this node", map[string]string{corev1.LabelHostname: "host-a"}, nil, true},
+		{"hostname label of another", map[string]string{corev1.LabelHostname: "host-b"}, affinity([]string{"host-a"}), false},
+		{"no label, no affinity: may be anywhere", nil, nil, true},
+		{"affinity to this node", nil, affinity([]string{"host-b", "host-a"}), true},
+		{"affinity to another", nil, affinity([]string{"host-b"}), false},
+		{"one term of two may be this node", nil, affinity([]string{"host-b"}, []string{"host-a"}), true},
+	} {
+		pv := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Labels: tt.labels}}
+		pv.Spec.NodeAffinity = tt.affinity
+		if got := r.mayBeOnThisNode(pv); got != tt.want {
+			t.Errorf("%s: mayBeOnThisNode = %v", tt.name, got)
 		}
 	}
 }

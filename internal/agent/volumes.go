@@ -18,7 +18,10 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"path"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -28,6 +31,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 )
 
 // VolumeReconciler cleans up this node's volumes: a released one with reclaim policy Delete
@@ -48,73 +53,211 @@ func (r *VolumeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	}
 	switch pv.Status.Phase {
 	case corev1.VolumeReleased:
-		return ctrl.Result{}, r.reclaim(ctx, pv)
+		return r.reclaim(ctx, pv)
 	case corev1.VolumeAvailable:
 		return r.collect(ctx, pv)
+	case corev1.VolumeBound:
+		return r.watchClaim(ctx, pv)
 	}
 	return ctrl.Result{}, nil
 }
 
 // reclaim removes the directory of a released volume whose reclaim policy is Delete, then the
-// volume. With Retain, nothing is touched: the data is the administrator's to keep.
-func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVolume) error {
+// volume. With Retain, nothing is touched: the data is the administrator's to keep. The phase
+// alone proves nothing (anyone allowed to write a volume's status can set it): the directory goes
+// only once cleanupRefusal, reading the API server, finds no reason to keep it.
+func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVolume) (ctrl.Result, error) {
 	if pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete {
-		return nil
-	}
-	rel := r.relativePath(pv)
-	// Never the directory of a volume still in use, even one that shares the path by mistake.
-	sharing, err := r.pathInUse(ctx, pv)
-	if err != nil || sharing != "" {
-		if sharing != "" {
-			agentErrors.WithLabelValues(reasonUnsafePath).Inc()
-			r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupRefused", "Delete",
-				"Node %s keeps %s: volume %s uses the same directory", r.NodeName, localPath(pv), sharing)
-		}
-		return err
+		return ctrl.Result{}, nil
 	}
 	// The cache may lag: an administrator may just have cleared the claim to reuse the volume.
 	// Only the directory of a volume that is still this released one goes.
 	fresh := &corev1.PersistentVolume{}
 	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(pv), fresh); err != nil {
-		return client.IgnoreNotFound(err)
+		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if fresh.ResourceVersion != pv.ResourceVersion {
-		return nil // its update brings us back
+		return ctrl.Result{}, nil // its update brings us back
 	}
+	why, err := r.cleanupRefusal(ctx, fresh)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if why != "" {
+		cleanupsRefused.Inc()
+		logf.FromContext(ctx).Info("Refused to remove the directory of a released PersistentVolume", "pv", pv.Name,
+			"path", localPath(pv), "reason", why)
+		r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupRefused", "Delete",
+			"Node %s keeps directory %s and volume %s: %s", r.NodeName, localPath(pv), pv.Name, why)
+		// Nothing that would change the verdict need be a change of this volume.
+		return ctrl.Result{RequeueAfter: r.GCGracePeriod}, nil
+	}
+	rel := r.relativePath(pv)
 	if err := r.Root.RemoveAll(rel); err != nil {
 		agentErrors.WithLabelValues(reasonCleanup).Inc()
 		r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "Delete",
 			"Node %s cannot remove %s: %v", r.NodeName, localPath(pv), err)
-		return err
+		return ctrl.Result{}, err
 	}
+	volumeDirectoryMissing.DeletePartialMatch(map[string]string{"persistentvolume": pv.Name})
 	// The preconditions make sure it is still the released volume whose directory went.
 	err = r.Delete(ctx, pv, client.Preconditions{UID: &pv.UID, ResourceVersion: &pv.ResourceVersion})
 	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-		return nil // changed meanwhile; its update brings us back
+		return ctrl.Result{}, nil // changed meanwhile; its update brings us back
 	}
 	if err != nil {
-		return err
+		return ctrl.Result{}, err
 	}
 	volumesDeleted.Inc()
 	logf.FromContext(ctx).Info("Deleted released PersistentVolume and its directory", "pv", pv.Name, "path", localPath(pv))
 	r.Recorder.Eventf(pv, nil, corev1.EventTypeNormal, "CleanedUp", "Delete",
 		"Node %s removed directory %s and volume %s, released with reclaim policy Delete", r.NodeName, localPath(pv), pv.Name)
-	return nil
+	return ctrl.Result{}, nil
 }
 
-// pathInUse names another volume of this node, not released, with the same directory.
-func (r *VolumeReconciler) pathInUse(ctx context.Context, pv *corev1.PersistentVolume) (string, error) {
-	list := &corev1.PersistentVolumeList{}
-	if err := r.List(ctx, list); err != nil {
+// cleanupRefusal says why the directory of released volume pv, as just read from the API server,
+// must be kept, or "" when it may go: the volume is one this agent makes for a claim group (its
+// name is the group's on this node and its path exactly the group's directory), the claim it was
+// released from is gone (not found, or another of that name), and no other volume that may be on
+// this node, in any phase, has a path at, below or above it. Everything is read from the API
+// server: a cache that lags must not turn a doubt into a deletion.
+func (r *VolumeReconciler) cleanupRefusal(ctx context.Context, pv *corev1.PersistentVolume) (string, error) {
+	g, ok := r.groupOfVolume(pv)
+	switch {
+	case !ok || !r.isOurVolume(pv):
+		return fmt.Sprintf("it is not a volume this node's agent makes (for its labels it would be named %s)",
+			r.volumeName(g)), nil
+	case r.relativePath(pv) != g.dir():
+		return fmt.Sprintf("its path is not its group's directory %s", path.Join(r.HostRoot, g.dir())), nil
+	case pv.Spec.ClaimRef == nil || pv.Spec.ClaimRef.UID == "":
+		return "it names no claim it was released from", nil
+	}
+	ref := pv.Spec.ClaimRef
+	pvc := &corev1.PersistentVolumeClaim{}
+	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, pvc)
+	switch {
+	case err == nil && pvc.UID == ref.UID:
+		return fmt.Sprintf("its claim %s/%s still exists (a status set to Released by mistake?)", ref.Namespace, ref.Name), nil
+	case err != nil && !apierrors.IsNotFound(err):
 		return "", err
 	}
-	for _, other := range list.Items {
-		if other.Name != pv.Name && other.Status.Phase != corev1.VolumeReleased && r.relativePath(&other) == r.relativePath(pv) {
+	other, err := r.overlappingVolume(ctx, pv)
+	if err != nil || other == "" {
+		return "", err
+	}
+	return fmt.Sprintf("volume %s uses the same directory, or one above or below it", other), nil
+}
+
+// overlappingVolume names a volume other than pv, read from the API server, that may be on this
+// node and whose local or host path is pv's, or above or below it; "" when there is none. A
+// volume whose node is not certain counts as this node's.
+func (r *VolumeReconciler) overlappingVolume(ctx context.Context, pv *corev1.PersistentVolume) (string, error) {
+	mine := path.Clean(localPath(pv))
+	list := &corev1.PersistentVolumeList{}
+	// Every volume of the cluster, not this node's cache: a volume made by hand need not carry
+	// the labels that cache selects.
+	if err := r.APIReader.List(ctx, list); err != nil {
+		return "", err
+	}
+	for i := range list.Items {
+		other := &list.Items[i]
+		p := hostPathOf(other)
+		if other.UID == pv.UID || p == "" || !r.mayBeOnThisNode(other) {
+			continue
+		}
+		if p = path.Clean(p); within(mine, p) || within(p, mine) {
 			return other.Name, nil
 		}
 	}
 	return "", nil
 }
+
+// hostPathOf is the host directory a volume mounts, or "" for one that is not a host directory.
+func hostPathOf(pv *corev1.PersistentVolume) string {
+	switch {
+	case pv.Spec.Local != nil:
+		return pv.Spec.Local.Path
+	case pv.Spec.HostPath != nil:
+		return pv.Spec.HostPath.Path
+	}
+	return ""
+}
+
+// within says whether the clean absolute path p is dir or below it.
+func within(p, dir string) bool {
+	return p == dir || dir == "/" || strings.HasPrefix(p, dir+"/")
+}
+
+// mayBeOnThisNode says whether a volume may live on this node: unless its hostname label or every
+// term of its node affinity names another host, it may.
+func (r *VolumeReconciler) mayBeOnThisNode(pv *corev1.PersistentVolume) bool {
+	if h, ok := pv.Labels[corev1.LabelHostname]; ok {
+		return h == r.Hostname
+	}
+	if pv.Spec.NodeAffinity == nil || pv.Spec.NodeAffinity.Required == nil {
+		return true
+	}
+	for _, term := range pv.Spec.NodeAffinity.Required.NodeSelectorTerms {
+		if !namesOtherHost(term, r.Hostname) {
+			return true
+		}
+	}
+	return false
+}
+
+// namesOtherHost says whether a node selector term requires a kubernetes.io/hostname other than
+// hostname.
+func namesOtherHost(term corev1.NodeSelectorTerm, hostname string) bool {
+	for _, req := range term.MatchExpressions {
+		if req.Key == corev1.LabelHostname && req.Operator == corev1.NodeSelectorOpIn && !slices.Contains(req.Values, hostname) {
+			return true
+		}
+	}
+	return false
+}
+
+// watchClaim brings the claim of a bound volume of this node into the agent's cache, so that its
+// directory is kept like that of a volume the agent provisioned. A claim that Kubernetes bound to
+// a volume made beforehand (by TarsK8S's agents, or an administrator) never got the scheduler's
+// selected-node, and so not the label tars.io/SelectedNode that the cache selects: the agent of
+// the volume's node gives it that label. The claim is read from the API server and labelled only
+// if it is the one the volume names and is bound to it.
+func (r *VolumeReconciler) watchClaim(ctx context.Context, pv *corev1.PersistentVolume) (ctrl.Result, error) {
+	ref := pv.Spec.ClaimRef
+	label := tarsv1beta1.SelectedNodeLabelValue(r.NodeName)
+	if ref == nil || label == "" { // without a label value, the cache holds every tars claim
+		return ctrl.Result{}, nil
+	}
+	key := client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}
+	pvc := &corev1.PersistentVolumeClaim{}
+	if err := r.Get(ctx, key, pvc); err == nil && pvc.UID == ref.UID {
+		return ctrl.Result{}, nil // in the cache already
+	}
+	if err := r.APIReader.Get(ctx, key, pvc); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	switch {
+	case pvc.UID != ref.UID || !r.isOurClaim(pvc) || pvc.Labels[tarsv1beta1.LabelSelectedNode] == label:
+		return ctrl.Result{}, nil
+	case pvc.Spec.VolumeName != pv.Name:
+		// The PV controller completes the claim's side of the binding after the volume's; that
+		// write does not reach this agent's cache.
+		return ctrl.Result{RequeueAfter: claimBindingWait}, nil
+	}
+	patch := client.MergeFromWithOptions(pvc.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	pvc.Labels[tarsv1beta1.LabelSelectedNode] = label
+	if err := r.Patch(ctx, pvc, patch); err != nil {
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{Requeue: true}, nil
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	logf.FromContext(ctx).Info("Labelled claim bound to a volume of this node", "claim", key, "pv", pv.Name)
+	return ctrl.Result{}, nil
+}
+
+// claimBindingWait is how soon to look again at a bound volume whose claim is not bound to it yet.
+const claimBindingWait = 2 * time.Second
 
 // collect deletes an unbound volume (the agent makes every volume bound to its claim: these are
 // volumes made beforehand, by TarsK8S's agents say) once no claim of its group has waited for
@@ -126,8 +269,8 @@ func (r *VolumeReconciler) collect(ctx context.Context, pv *corev1.PersistentVol
 		return ctrl.Result{}, nil // being bound
 	}
 	g, ok := r.groupOfVolume(pv)
-	if !ok {
-		return ctrl.Result{}, nil
+	if !ok || r.relativePath(pv) != g.dir() {
+		return ctrl.Result{}, nil // not a volume this agent makes: someone else's to remove
 	}
 	idle := pv.CreationTimestamp.Time
 	if t := pv.Status.LastPhaseTransitionTime; t != nil && t.After(idle) {

@@ -67,13 +67,20 @@ func (r *ClaimLabelReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 }
 
 // selectedNodeLabel is the tars.io/SelectedNode label a node-local claim should have ("" for
-// none), and whether it has it.
+// none), and whether it has it. A bound claim without the scheduler's selected-node keeps the
+// label it has.
 func selectedNodeLabel(pvc *corev1.PersistentVolumeClaim) (want string, ok bool) {
 	if _, local := pvc.Labels[tarsv1beta1.LabelLocalVolume]; !local {
 		return "", true // not a node-local claim
 	}
-	want = tarsv1beta1.SelectedNodeLabelValue(pvc.Annotations[volumehelpers.AnnSelectedNode])
+	node := pvc.Annotations[volumehelpers.AnnSelectedNode]
 	have, labelled := pvc.Labels[tarsv1beta1.LabelSelectedNode]
+	if node == "" && pvc.Spec.VolumeName != "" {
+		// Bound without the scheduler's mark (to a volume made beforehand): the agent of the
+		// volume's node labels it, to keep its directory.
+		return have, true
+	}
+	want = tarsv1beta1.SelectedNodeLabelValue(node)
 	return want, want == have && (want != "" || !labelled)
 }
 

@@ -514,24 +514,28 @@ func TestSelectedNodeLabel(t *testing.T) {
 	for _, tt := range []struct {
 		name                string
 		labels, annotations map[string]string
+		volumeName          string
 		want                string
 		ok                  bool
 	}{
-		{"not node-local", map[string]string{"tars.io/ServerApp": "tars"}, map[string]string{"volume.kubernetes.io/selected-node": "node-1"}, "", true},
-		{"not scheduled", map[string]string{"tars.io/LocalVolume": "data"}, nil, "", true},
+		{"not node-local", map[string]string{"tars.io/ServerApp": "tars"}, map[string]string{"volume.kubernetes.io/selected-node": "node-1"}, "", "", true},
+		{"not scheduled", map[string]string{"tars.io/LocalVolume": "data"}, nil, "", "", true},
 		{"scheduled, unlabelled", map[string]string{"tars.io/LocalVolume": "data"},
-			map[string]string{"volume.kubernetes.io/selected-node": "node-1"}, "node-1", false},
+			map[string]string{"volume.kubernetes.io/selected-node": "node-1"}, "", "node-1", false},
 		{"scheduled, labelled", map[string]string{"tars.io/LocalVolume": "data", "tars.io/SelectedNode": "node-1"},
-			map[string]string{"volume.kubernetes.io/selected-node": "node-1"}, "node-1", true},
+			map[string]string{"volume.kubernetes.io/selected-node": "node-1"}, "", "node-1", true},
 		{"rescheduled elsewhere", map[string]string{"tars.io/LocalVolume": "data", "tars.io/SelectedNode": "node-1"},
-			map[string]string{"volume.kubernetes.io/selected-node": "node-2"}, "node-2", false},
-		{"handed back to the scheduler", map[string]string{"tars.io/LocalVolume": "data", "tars.io/SelectedNode": "node-1"}, nil, "", false},
+			map[string]string{"volume.kubernetes.io/selected-node": "node-2"}, "", "node-2", false},
+		{"handed back to the scheduler", map[string]string{"tars.io/LocalVolume": "data", "tars.io/SelectedNode": "node-1"}, nil, "", "", false},
 		{"a node name that is no label value", map[string]string{"tars.io/LocalVolume": "data"},
-			map[string]string{"volume.kubernetes.io/selected-node": long}, "", true},
-		{"an empty label", map[string]string{"tars.io/LocalVolume": "data", "tars.io/SelectedNode": ""}, nil, "", false},
+			map[string]string{"volume.kubernetes.io/selected-node": long}, "", "", true},
+		{"an empty label", map[string]string{"tars.io/LocalVolume": "data", "tars.io/SelectedNode": ""}, nil, "", "", false},
+		{"bound without the scheduler, labelled by its volume's agent",
+			map[string]string{"tars.io/LocalVolume": "data", "tars.io/SelectedNode": "node-1"}, nil, "pv", "node-1", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			pvc := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Labels: tt.labels, Annotations: tt.annotations}}
+			pvc.Spec.VolumeName = tt.volumeName
 			if want, ok := selectedNodeLabel(pvc); want != tt.want || ok != tt.ok {
 				t.Errorf("selectedNodeLabel() = %q, %v; want %q, %v", want, ok, tt.want, tt.ok)
 			}

@@ -23,6 +23,7 @@ package hostfs
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -96,7 +97,10 @@ func checkPath(rel string) error {
 	return nil
 }
 
-// Result says what Ensure did.
+// ErrMissing is returned by Repair when the directory does not exist.
+var ErrMissing = errors.New("directory is missing")
+
+// Result says what Ensure or Repair did.
 type Result struct {
 	// Created is true when the directory did not exist.
 	Created bool
@@ -104,18 +108,33 @@ type Result struct {
 	Repaired bool
 	// Was is what an existing directory had before.
 	Was Ownership
+	// HeldData is true when an existing directory was not empty.
+	HeldData bool
 }
 
 // Ensure makes rel a directory with ownership o. A missing directory is created (its missing
 // parents owned by this process, mode 0755); an existing one is adopted as it is, contents
 // untouched, and only its owner and mode are set.
 func (r *Root) Ensure(rel string, o Ownership) (Result, error) {
+	return r.ensure(rel, o, true)
+}
+
+// Repair sets the owner and mode of the existing directory rel to o, and never creates it: a
+// missing directory (a data disk that is not mounted, say) is ErrMissing, for the caller to
+// report rather than to replace with an empty one.
+func (r *Root) Repair(rel string, o Ownership) (Result, error) {
+	return r.ensure(rel, o, false)
+}
+
+func (r *Root) ensure(rel string, o Ownership, create bool) (Result, error) {
 	if err := checkPath(rel); err != nil {
 		return Result{}, err
 	}
 	var res Result
 	fi, err := r.root.Lstat(rel)
 	switch {
+	case errors.Is(err, fs.ErrNotExist) && !create:
+		return Result{}, fmt.Errorf("%s: %w", rel, ErrMissing)
 	case errors.Is(err, fs.ErrNotExist):
 		if parent := filepath.Dir(rel); parent != "." {
 			if err := r.root.MkdirAll(parent, 0o755); err != nil {
@@ -136,6 +155,11 @@ func (r *Root) Ensure(rel string, o Ownership) (Result, error) {
 	if !fi.IsDir() {
 		return Result{}, fmt.Errorf("%s: %w", rel, ErrNotDirectory)
 	}
+	if !res.Created {
+		if res.HeldData, err = r.hasEntries(rel); err != nil {
+			return Result{}, err
+		}
+	}
 	res.Was = ownershipOf(fi)
 	if res.Was.UID != o.UID || res.Was.GID != o.GID {
 		if err := r.root.Lchown(rel, o.UID, o.GID); err != nil {
@@ -153,6 +177,38 @@ func (r *Root) Ensure(rel string, o Ownership) (Result, error) {
 	}
 	res.Repaired = !res.Created && res.Was != o
 	return res, nil
+}
+
+// HoldsData says whether rel is a directory that holds anything; a missing one holds nothing.
+func (r *Root) HoldsData(rel string) (bool, error) {
+	if err := checkPath(rel); err != nil {
+		return false, err
+	}
+	fi, err := r.root.Lstat(rel)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if !fi.IsDir() {
+		return false, fmt.Errorf("%s: %w", rel, ErrNotDirectory)
+	}
+	return r.hasEntries(rel)
+}
+
+// hasEntries says whether the directory rel holds anything.
+func (r *Root) hasEntries(rel string) (bool, error) {
+	f, err := r.root.Open(rel)
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = f.Close() }()
+	names, err := f.Readdirnames(1)
+	if errors.Is(err, io.EOF) {
+		return false, nil
+	}
+	return len(names) > 0, err
 }
 
 // Ownership is the owner, group and mode bits rel has.

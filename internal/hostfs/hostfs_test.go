@@ -21,6 +21,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -49,6 +50,9 @@ func newRoot(t *testing.T) (*Root, string) {
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("changing a directory's owner needs root, and this test runs as uid", os.Geteuid(), "under CI")
+		}
 		t.Skip("skipped: changing a directory's owner needs root, and this test runs as uid", os.Geteuid())
 	}
 }
@@ -156,6 +160,31 @@ func TestEnsureAdoptsAndRepairs(t *testing.T) {
 	}
 }
 
+func TestRepairNeverCreates(t *testing.T) {
+	r, _ := newRoot(t)
+	me := Ownership{UID: os.Geteuid(), GID: os.Getegid(), Mode: 0o755}
+	_, err := r.Repair("ns/a.b/data", me)
+	if !errors.Is(err, ErrMissing) {
+		t.Fatalf("Repair of a missing directory = %v, want ErrMissing", err)
+	}
+	if _, err := os.Lstat(filepath.Join(r.Dir(), "ns")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Repair made something: %v", err)
+	}
+	if _, err := r.Ensure("ns/a.b/data", me); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Repair("ns/a.b/data", Ownership{UID: me.UID, GID: me.GID, Mode: 0o711})
+	if err != nil || res.Created || !res.Repaired || res.HeldData {
+		t.Fatalf("Repair of an empty directory = %+v, %v", res, err)
+	}
+	if err := os.WriteFile(filepath.Join(r.Dir(), "ns/a.b/data/f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := r.Ensure("ns/a.b/data", me); err != nil || !res.HeldData || res.Created {
+		t.Fatalf("Ensure of a directory holding data = %+v, %v; want HeldData", res, err)
+	}
+}
+
 func TestEnsureNotADirectory(t *testing.T) {
 	r, _ := newRoot(t)
 	if err := os.WriteFile(filepath.Join(r.Dir(), "file"), nil, 0o644); err != nil {
@@ -246,21 +275,41 @@ func TestNeedsRootReported(t *testing.T) {
 	}
 }
 
-// FuzzPaths checks that no path, whatever it holds, makes Ensure, RemoveIfEmpty or RemoveAll
-// touch anything outside the root, nor panic.
+// FuzzPaths checks that no path, whatever it holds, makes Ensure, Repair, RemoveIfEmpty or
+// RemoveAll touch anything outside the root, nor panic, and that the volumes beside it inside
+// the root survive: only the path itself, or what is below it, may go.
 func FuzzPaths(f *testing.F) {
-	for _, seed := range []string{"ns/app.server/vol", "../outside", "a/../../outside/keep", "/", "link/x", "..", "a\x00b", "ns//x", "./x"} {
+	for _, seed := range []string{"ns/app.server/vol", "../outside", "a/../../outside/keep", "/", "link/x", "..", "a\x00b",
+		"ns//x", "./x", "ns/app.server", "ns/app.server/vol/..", "ns/app.server/volx", "ns/app.server/vol/sub"} {
 		f.Add(seed)
 	}
+	neighbours := []string{"ns/app.server/vol", "ns/app.server/other", "ns2/x.y/vol"}
 	f.Fuzz(func(t *testing.T, rel string) {
 		r, base := newRoot(t)
 		if err := os.Symlink(filepath.Join(base, "outside"), filepath.Join(r.Dir(), "link")); err != nil {
 			t.Fatal(err)
 		}
+		for _, n := range neighbours {
+			if err := os.MkdirAll(filepath.Join(r.Dir(), n), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(r.Dir(), n, "data"), []byte("data"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
 		me := Ownership{UID: os.Geteuid(), GID: os.Getegid(), Mode: 0o700}
 		_, _ = r.Ensure(rel, me)
+		_, _ = r.Repair(rel, me)
 		_, _ = r.RemoveIfEmpty(rel)
 		_ = r.RemoveAll(rel)
 		assertOutsideIntact(t, base)
+		for _, n := range neighbours {
+			if n == rel || strings.HasPrefix(n, rel+"/") {
+				continue // the path itself, or below it: RemoveAll's to remove
+			}
+			if data, err := os.ReadFile(filepath.Join(r.Dir(), n, "data")); err != nil || string(data) != "data" {
+				t.Fatalf("operations on %q lost the data of %s: %q %v", rel, n, data, err)
+			}
+		}
 	})
 }
