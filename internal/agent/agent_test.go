@@ -17,9 +17,12 @@ limitations under the License.
 package agent
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,12 +30,14 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 )
@@ -221,6 +226,73 @@ func eventReasons(ns string) func() []string {
 	}
 }
 
+// deleteClaim deletes a claim and waits until it is gone, doing what Kubernetes' PVC protection
+// controller does for a claim no pod uses: remove its kubernetes.io/pvc-protection finalizer.
+func deleteClaim(pvc *corev1.PersistentVolumeClaim) {
+	Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, pvc))).To(Succeed())
+	Eventually(func() bool {
+		got := &corev1.PersistentVolumeClaim{}
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(pvc), got); err != nil {
+			return true
+		}
+		if len(got.Finalizers) > 0 {
+			got.Finalizers = nil
+			_ = k8sClient.Update(ctx, got)
+		}
+		return false
+	}, timeout, interval).Should(BeTrue())
+}
+
+// release does what the PV controller does once the claim of a bound volume is gone.
+func release(pvc *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume) {
+	deleteClaim(pvc)
+	setPhase(pv.Name, corev1.VolumeReleased)
+}
+
+// writeSentinel puts a file into a volume directory, as a service would, and returns its path.
+func writeSentinel(dir string) string {
+	file := filepath.Join(dir, "sentinel")
+	Expect(os.WriteFile(file, []byte("precious"), 0o644)).To(Succeed())
+	return file
+}
+
+// claimAnnotation reads an annotation of a claim afresh.
+func claimAnnotation(pvc *corev1.PersistentVolumeClaim, key string) func() string {
+	return func() string {
+		got := &corev1.PersistentVolumeClaim{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(pvc), got)).To(Succeed())
+		return got.Annotations[key]
+	}
+}
+
+// tserverStatefulSet creates the StatefulSet a TServer named tars-tarslog makes for a server with
+// host networking: controlled by the TServer, with a delay-bind claim template.
+func tserverStatefulSet(ns string) {
+	labels := map[string]string{
+		tarsv1beta1.LabelServerApp: "tars", tarsv1beta1.LabelServerName: "tarslog",
+	}
+	template := corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: tarsv1beta1.DelayBindVolumeName, Labels: map[string]string{
+		tarsv1beta1.LabelServerApp: "tars", tarsv1beta1.LabelServerName: "tarslog", tarsv1beta1.LabelLocalVolume: tarsv1beta1.DelayBindVolumeName,
+	}}, Spec: corev1.PersistentVolumeClaimSpec{
+		AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+		Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")}},
+	}}
+	sts := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "tars-tarslog", Namespace: ns, OwnerReferences: []metav1.OwnerReference{{
+			APIVersion: tarsv1beta1.GroupVersion.String(), Kind: "TServer", Name: "tars-tarslog", UID: "0000-tserver", Controller: new(true),
+		}}},
+		Spec: appsv1.StatefulSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "server", Image: "tars"}}},
+			},
+			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{template},
+		},
+	}
+	Expect(k8sClient.Create(ctx, sts)).To(Succeed())
+}
+
 var _ = Describe("The node agent", func() {
 	var ns string
 	BeforeEach(func() { ns = newNamespace() })
@@ -298,11 +370,30 @@ var _ = Describe("The node agent", func() {
 	})
 
 	It("provisions delay-bind volumes on a node without local volume support, and defaults missing annotations to 0:0 755", func() {
+		tserverStatefulSet(ns)
 		pvc := newClaim(ns, tarsv1beta1.DelayBindVolumeName, 0, nil)
 		provisioned(pvc, "node-c")
 		uid, gid, mode, err := statDir(dirOn("node-c", ns, "delay-bind"))
 		Expect(err).NotTo(HaveOccurred())
 		Expect([]any{uid, gid, mode}).To(Equal([]any{uint32(0), uint32(0), os.FileMode(0o755)}))
+	})
+
+	It("gives the delay-bind exemption only to claims of a TServer's own delay-bind template", func() {
+		By("handing back a claim labelled delay-bind that no TServer's StatefulSet makes")
+		forged := newClaim(ns, tarsv1beta1.DelayBindVolumeName, 0, nil)
+		schedule(forged, "node-c")
+		Eventually(selectedNode(forged), timeout, interval).Should(BeEmpty())
+		Expect(pvExists(volumeOn("node-c", ns, tarsv1beta1.DelayBindVolumeName))()).To(BeFalse())
+		Expect(dirOn("node-c", ns, tarsv1beta1.DelayBindVolumeName)).NotTo(BeADirectory())
+
+		By("and one named otherwise, even with the TServer's StatefulSet there")
+		tserverStatefulSet(ns)
+		odd := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "data-for-me", Namespace: ns,
+			Labels: forged.Labels}, Spec: forged.Spec}
+		Expect(k8sClient.Create(ctx, odd)).To(Succeed())
+		schedule(odd, "node-c")
+		Eventually(selectedNode(odd), timeout, interval).Should(BeEmpty())
+		Expect(pvExists(volumeOn("node-c", ns, tarsv1beta1.DelayBindVolumeName))()).To(BeFalse())
 	})
 
 	It("hands a claim back to the scheduler when its node may not hold it", func() {
@@ -369,8 +460,8 @@ var _ = Describe("The node agent", func() {
 		By("leaving both alone while they are bound")
 		Consistently(func() bool { return pvExists(deletePV.Name)() && pvExists(retainPV.Name)() }, time.Second, interval).Should(BeTrue())
 
-		setPhase(deletePV.Name, corev1.VolumeReleased)
-		setPhase(retainPV.Name, corev1.VolumeReleased)
+		release(deleted, deletePV)
+		release(retained, retainPV)
 		Eventually(pvGone(deletePV.Name), timeout, interval).Should(BeTrue())
 		Expect(dirOn("node-a", ns, "remote-log-dir")).NotTo(BeADirectory())
 		Eventually(pvEventReasons(deletePV.Name), timeout, interval).Should(ContainElement("CleanedUp"))
@@ -382,6 +473,163 @@ var _ = Describe("The node agent", func() {
 		next := newClaim(ns, "cache", 1, seedOwnership)
 		schedule(next, "node-a")
 		Eventually(selectedNode(next), timeout, interval).Should(BeEmpty())
+		Expect(filepath.Join(dirOn("node-a", ns, "cache"), "data.log")).To(BeARegularFile())
+	})
+
+	It("removes nothing on a status set to Released while its claim exists", func() {
+		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
+		pv := provisioned(pvc, "node-a")
+		bind(pvc, pv)
+		sentinel := writeSentinel(dirOn("node-a", ns, "remote-log-dir"))
+
+		setPhase(pv.Name, corev1.VolumeReleased)
+		Eventually(pvEventReasons(pv.Name), timeout, interval).Should(ContainElement("CleanupRefused"))
+		Consistently(pvExists(pv.Name), time.Second, interval).Should(BeTrue())
+		Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
+	})
+
+	It("removes nothing of a released volume whose path is not its group's own directory", func() {
+		By("a volume made by hand, with a group's labels and name, pointing at the directory of the whole server")
+		keep := newClaim(ns, "remote-log-dir", 0, seedOwnership)
+		bind(keep, provisioned(keep, "node-a"))
+		sentinel := writeSentinel(dirOn("node-a", ns, "remote-log-dir"))
+		a := agents["node-a"]
+		cfg := Config{NodeName: "node-a", Hostname: a.hostname, HostRoot: hostRoot, StorageClassName: testStorage}
+		gone := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gone", UID: "0000-gone",
+			Labels: map[string]string{
+				tarsv1beta1.LabelServerApp: "tars", tarsv1beta1.LabelServerName: "tarslog", tarsv1beta1.LabelLocalVolume: "cache",
+			}}}
+		parent := cfg.Volume(gone, corev1.PersistentVolumeReclaimDelete)
+		parent.Spec.Local.Path = hostRoot + "/" + ns + "/tars.tarslog"
+		Expect(k8sClient.Create(ctx, parent)).To(Succeed())
+		setPhase(parent.Name, corev1.VolumeReleased)
+
+		Eventually(pvEventReasons(parent.Name), timeout, interval).Should(ContainElement("CleanupRefused"))
+		Consistently(pvExists(parent.Name), time.Second, interval).Should(BeTrue())
+		Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
+	})
+
+	It("removes nothing of a released volume whose directory another volume uses", func() {
+		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
+		pv := provisioned(pvc, "node-a")
+		bind(pvc, pv)
+		sentinel := writeSentinel(dirOn("node-a", ns, "remote-log-dir"))
+		By("a volume made by hand, without any tars label, for a directory below it")
+		other := &corev1.PersistentVolume{
+			ObjectMeta: metav1.ObjectMeta{Name: ns + "-by-hand"},
+			Spec: corev1.PersistentVolumeSpec{
+				Capacity:    corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
+				AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				PersistentVolumeSource: corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{
+					Path: pv.Spec.Local.Path + "/shared",
+				}},
+				NodeAffinity:     pv.Spec.NodeAffinity,
+				StorageClassName: "manual",
+			},
+		}
+		Expect(k8sClient.Create(ctx, other)).To(Succeed())
+
+		release(pvc, pv)
+		Eventually(pvEventReasons(pv.Name), timeout, interval).Should(ContainElement("CleanupRefused"))
+		Consistently(pvExists(pv.Name), time.Second, interval).Should(BeTrue())
+		Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
+
+		By("cleaning up once that volume is gone")
+		Expect(k8sClient.Delete(ctx, other)).To(Succeed())
+		Eventually(pvGone(other.Name), timeout, interval).Should(BeTrue())
+		setPhase(pv.Name, corev1.VolumeReleased) // a change of the volume brings the agent back at once
+		Eventually(pvGone(pv.Name), timeout, interval).Should(BeTrue())
+		Expect(dirOn("node-a", ns, "remote-log-dir")).NotTo(BeADirectory())
+	})
+
+	It("never recreates the missing directory of a bound data volume empty, reports it, and clears the report once it is back", func() {
+		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
+		pv := provisioned(pvc, "node-a")
+		bind(pvc, pv)
+		dir := dirOn("node-a", ns, "remote-log-dir")
+		writeSentinel(dir)
+		By("the data disk not mounted: the directory is not there")
+		hidden := dir + ".unmounted"
+		Expect(os.Rename(dir, hidden)).To(Succeed())
+
+		Eventually(claimAnnotation(pvc, tarsv1beta1.AnnotationVolumeProblem), timeout, interval).Should(
+			And(ContainSubstring(pv.Spec.Local.Path), ContainSubstring("node-a"), ContainSubstring("delete the claim")))
+		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement("VolumeDirectoryMissing"))
+		Eventually(pvEventReasons(pv.Name), timeout, interval).Should(ContainElement("VolumeDirectoryMissing"))
+		Consistently(func() string { return dir }, 3*resync, interval).ShouldNot(BeADirectory())
+
+		By("the disk mounted again")
+		Expect(os.Rename(hidden, dir)).To(Succeed())
+		Eventually(claimAnnotation(pvc, tarsv1beta1.AnnotationVolumeProblem), timeout, interval).Should(BeEmpty())
+		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement("VolumeDirectoryRestored"))
+		Expect(os.ReadFile(filepath.Join(dir, "sentinel"))).To(Equal([]byte("precious")))
+	})
+
+	It("makes a delay-bind volume's missing directory anew: it holds no data", func() {
+		tserverStatefulSet(ns)
+		pvc := newClaim(ns, tarsv1beta1.DelayBindVolumeName, 0, nil)
+		pv := provisioned(pvc, "node-c")
+		bind(pvc, pv)
+		dir := dirOn("node-c", ns, tarsv1beta1.DelayBindVolumeName)
+		Expect(os.Remove(dir)).To(Succeed())
+		Eventually(func() string { return dir }, timeout, interval).Should(BeADirectory())
+		Expect(claimAnnotation(pvc, tarsv1beta1.AnnotationVolumeProblem)()).To(BeEmpty())
+	})
+
+	It("keeps data it finds in a claim's directory under reclaim policy Retain", func() {
+		dir := dirOn("node-b", ns, "remote-log-dir")
+		Expect(os.MkdirAll(dir, 0o755)).To(Succeed())
+		sentinel := writeSentinel(dir)
+		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
+		pv := provisioned(pvc, "node-b")
+		Expect(pv.Spec.PersistentVolumeReclaimPolicy).To(Equal(corev1.PersistentVolumeReclaimRetain))
+		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement("AdoptedExistingData"))
+		bind(pvc, pv)
+
+		By("so that deleting the claim leaves the data")
+		release(pvc, pv)
+		Consistently(pvExists(pv.Name), 2*time.Second, interval).Should(BeTrue())
+		Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
+	})
+
+	It("keeps the directory of a claim that Kubernetes bound to a volume made beforehand", func() {
+		pv := madeBeforehand("node-a", ns)
+		pvc := newClaim(ns, "remote-log-dir", 0, map[string]string{
+			tarsv1beta1.AnnotationLocalVolumeUID: "1000", tarsv1beta1.AnnotationLocalVolumeGID: "100", tarsv1beta1.AnnotationLocalVolumeMode: "711",
+		})
+		By("binding them as the scheduler and PV controller do, with no selected-node on the claim")
+		Eventually(func() error {
+			got, err := getPV(pv.Name)()
+			if err != nil {
+				return err
+			}
+			got.Spec.ClaimRef = &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1",
+				Namespace: ns, Name: pvc.Name, UID: pvc.UID}
+			return k8sClient.Update(ctx, got)
+		}, timeout, interval).Should(Succeed())
+		bound, err := getPV(pv.Name)()
+		Expect(err).NotTo(HaveOccurred())
+		bind(pvc, bound)
+
+		dir := dirOn("node-a", ns, "remote-log-dir")
+		Eventually(func() []any {
+			uid, gid, mode, _ := statDir(dir)
+			return []any{uid, gid, mode}
+		}, timeout, interval).Should(Equal([]any{uint32(1000), uint32(100), os.FileMode(0o711)}))
+		Expect(claimAnnotation(pvc, "volume.kubernetes.io/selected-node")()).To(BeEmpty())
+		got := &corev1.PersistentVolumeClaim{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(pvc), got)).To(Succeed())
+		Expect(got.Labels).To(HaveKeyWithValue(tarsv1beta1.LabelSelectedNode, "node-a"),
+			"the admission policy keeps the label the volume's agent gave")
+
+		By("following uid/gid/mode edits")
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(pvc), pvc)).To(Succeed())
+		pvc.Annotations[tarsv1beta1.AnnotationLocalVolumeMode] = "755"
+		Expect(k8sClient.Update(ctx, pvc)).To(Succeed())
+		Eventually(func() os.FileMode {
+			_, _, mode, _ := statDir(dir)
+			return mode
+		}, timeout, interval).Should(Equal(os.FileMode(0o755)))
 	})
 
 	It("gives a claim scheduled on its node the unused volume of its group made beforehand", func() {
@@ -416,6 +664,42 @@ var _ = Describe("The node agent", func() {
 		Eventually(pvEventReasons(onB.Name), timeout, interval).Should(ContainElement("GarbageCollected"))
 		Consistently(pvExists(onA.Name), gcGrace+time.Second, interval).Should(BeTrue())
 		Expect(dirOn("node-a", ns, "remote-log-dir")).To(BeADirectory())
+	})
+
+	It("never deletes an unbound volume that gets bound between the agent's read and its delete", func() {
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-d", Labels: map[string]string{
+			corev1.LabelHostname: "host-d", tarsv1beta1.LabelSupportLocalVolume: "true",
+		}}}
+		Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, node))).To(Succeed())
+		var raced atomic.Bool
+		claim := &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: ns, Name: "late", UID: "0000-late"}
+		startAgentWith("node-d", "host-d", GinkgoT().TempDir(), &interceptor.Funcs{
+			Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+				if pv, ok := obj.(*corev1.PersistentVolume); ok && strings.HasPrefix(pv.Name, ns+"-") && raced.CompareAndSwap(false, true) {
+					By("binding the volume as the scheduler would, after the agent read it and before its delete")
+					got, err := getPV(pv.Name)()
+					Expect(err).NotTo(HaveOccurred())
+					got.Spec.ClaimRef = claim
+					Expect(k8sClient.Update(ctx, got)).To(Succeed())
+				}
+				return c.Delete(ctx, obj, opts...)
+			},
+		})
+		DeferCleanup(func() {
+			a := agents["node-d"]
+			a.stop()
+			<-a.done
+		})
+		pv := madeBeforehand("node-d", ns)
+		Eventually(raced.Load, timeout, interval).Should(BeTrue())
+		Consistently(func() (*metav1.Time, error) {
+			got, err := getPV(pv.Name)()
+			return got.DeletionTimestamp, err
+		}, gcGrace+time.Second, interval).Should(BeNil())
+		got, err := getPV(pv.Name)()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(got.Spec.ClaimRef).To(Equal(claim))
+		Expect(dirOn("node-d", ns, "remote-log-dir")).To(BeADirectory())
 	})
 
 	It("keeps an unbound volume made beforehand while a claim of its group waits", func() {
@@ -472,8 +756,7 @@ var _ = Describe("The node agent", func() {
 		first := provisioned(old, "node-a")
 		bind(old, first)
 
-		Expect(k8sClient.Delete(ctx, old)).To(Succeed())
-		setPhase(first.Name, corev1.VolumeReleased)
+		release(old, first)
 		fresh := newClaim(ns, "remote-log-dir", 1, seedOwnership)
 		schedule(fresh, "node-a")
 		Eventually(func() types.UID {

@@ -92,6 +92,13 @@ func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVol
 		// Nothing that would change the verdict need be a change of this volume.
 		return ctrl.Result{RequeueAfter: r.GCGracePeriod}, nil
 	}
+	// Checking took round trips: only a volume still exactly as checked loses its directory.
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(pv), fresh); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if fresh.ResourceVersion != pv.ResourceVersion {
+		return ctrl.Result{}, nil
+	}
 	rel := r.relativePath(pv)
 	if err := r.Root.RemoveAll(rel); err != nil {
 		agentErrors.WithLabelValues(reasonCleanup).Inc()
