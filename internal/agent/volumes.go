@@ -255,7 +255,7 @@ func (r *VolumeReconciler) watchClaim(ctx context.Context, pv *corev1.Persistent
 	pvc.Labels[tarsv1beta1.LabelSelectedNode] = label
 	if err := r.Patch(ctx, pvc, patch); err != nil {
 		if apierrors.IsConflict(err) {
-			return ctrl.Result{Requeue: true}, nil
+			return ctrl.Result{RequeueAfter: claimBindingWait}, nil // the claim changed meanwhile: look again
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
