@@ -488,6 +488,24 @@ var _ = Describe("The node agent", func() {
 		Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
 	})
 
+	It("removes nothing of a released volume that a new claim asks for by name", func() {
+		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
+		pv := provisioned(pvc, "node-a")
+		bind(pvc, pv)
+		sentinel := writeSentinel(dirOn("node-a", ns, "remote-log-dir"))
+		deleteClaim(pvc)
+		By("an administrator making the claim anew to get the data back")
+		again := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: pvc.Name, Namespace: ns, Labels: pvc.Labels},
+			Spec: *pvc.Spec.DeepCopy()}
+		again.Spec.VolumeName = pv.Name
+		Expect(k8sClient.Create(ctx, again)).To(Succeed())
+		setPhase(pv.Name, corev1.VolumeReleased)
+
+		Eventually(pvEventReasons(pv.Name), timeout, interval).Should(ContainElement("CleanupRefused"))
+		Consistently(pvExists(pv.Name), time.Second, interval).Should(BeTrue())
+		Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
+	})
+
 	It("removes nothing of a released volume whose path is not its group's own directory", func() {
 		By("a volume made by hand, with a group's labels and name, pointing at the directory of the whole server")
 		keep := newClaim(ns, "remote-log-dir", 0, seedOwnership)

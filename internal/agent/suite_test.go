@@ -30,6 +30,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -106,6 +107,7 @@ var _ = BeforeSuite(func() {
 	useProvisioner(tarsv1beta1.Provisioner)
 	By("installing the admission policy that labels claims with the node of their pod")
 	createManifests(filepath.Join("..", "..", "config", "storageclass", "claim-node-label.yaml"))
+	waitForClaimLabelPolicy()
 
 	By("registering three nodes: two that support local volumes, one that does not")
 	for name, support := range map[string]bool{"node-a": true, "node-b": true, "node-c": false} {
@@ -142,6 +144,33 @@ func useProvisioner(provisioner string) {
 			VolumeBindingMode: new(storagev1.VolumeBindingWaitForFirstConsumer),
 		})
 	}, timeout, interval).Should(Succeed())
+}
+
+// waitForClaimLabelPolicy waits until the API server applies the claim-labelling policy, which it
+// loads a moment after the policy is created: until then, claims scheduled on a node would not
+// reach that node's agent.
+func waitForClaimLabelPolicy() {
+	probe := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "policy-probe", Namespace: "default",
+			Labels: map[string]string{tarsv1beta1.LabelLocalVolume: "probe"}},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")}},
+		},
+	}
+	Expect(k8sClient.Create(ctx, probe)).To(Succeed())
+	Eventually(func() (string, error) {
+		got := &corev1.PersistentVolumeClaim{}
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(probe), got); err != nil {
+			return "", err
+		}
+		got.Annotations = map[string]string{"volume.kubernetes.io/selected-node": "probe-node"}
+		if err := k8sClient.Update(ctx, got); err != nil {
+			return "", err
+		}
+		return got.Labels[tarsv1beta1.LabelSelectedNode], nil
+	}, timeout, interval).Should(Equal("probe-node"))
+	Expect(k8sClient.Delete(ctx, probe)).To(Succeed())
 }
 
 // createManifests creates the objects of a YAML file.

@@ -125,7 +125,8 @@ func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVol
 // cleanupRefusal says why the directory of released volume pv, as just read from the API server,
 // must be kept, or "" when it may go: the volume is one this agent makes for a claim group (its
 // name is the group's on this node and its path exactly the group's directory), the claim it was
-// released from is gone (not found, or another of that name), and no other volume that may be on
+// released from is gone (not found, or another of that name that does not ask for this volume by
+// name), and no other volume that may be on
 // this node, in any phase, has a path at, below or above it. Everything is read from the API
 // server: a cache that lags must not turn a doubt into a deletion.
 func (r *VolumeReconciler) cleanupRefusal(ctx context.Context, pv *corev1.PersistentVolume) (string, error) {
@@ -145,6 +146,9 @@ func (r *VolumeReconciler) cleanupRefusal(ctx context.Context, pv *corev1.Persis
 	switch {
 	case err == nil && pvc.UID == ref.UID:
 		return fmt.Sprintf("its claim %s/%s still exists (a status set to Released by mistake?)", ref.Namespace, ref.Name), nil
+	case err == nil && pvc.Spec.VolumeName == pv.Name:
+		// Made anew by someone who wants this volume's data back (spec.volumeName).
+		return fmt.Sprintf("claim %s/%s asks for this volume by name", ref.Namespace, ref.Name), nil
 	case err != nil && !apierrors.IsNotFound(err):
 		return "", err
 	}
