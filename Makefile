@@ -68,7 +68,7 @@ test-unit: manifests generate fmt vet kube-binaries ## Run unit tests, fuzz seed
 	KUBEBUILDER_ASSETS="$(KUBE_BIN_DIR)" go test $$(go list ./... | grep -v /test/) -coverprofile cover.out
 
 .PHONY: test-deploy
-test-deploy: manifests kustomize install-helm kube-binaries check-chart ## Render config/default and the Helm chart; a real API server must accept every object (dry run); check the agent's privileges.
+test-deploy: manifests kustomize install-helm kube-binaries check-chart ## Render config/default and the Helm chart; a real API server must accept every object (dry run); run an agent under its rendered role and node restriction policy: the role must grant exactly what it uses (audit log), the policy must keep it to its own node.
 	mkdir -p .local/deploy
 	"$(KUSTOMIZE)" build config/default > .local/deploy/kustomize.yaml
 	"$(HELM)" template $(HELM_RELEASE) $(HELM_CHART_DIR) --namespace $(HELM_NAMESPACE) > .local/deploy/helm.yaml

@@ -25,7 +25,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"net/http"
 	"os"
 	"runtime"
@@ -33,11 +32,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -124,7 +118,7 @@ func runAgent(args []string) int {
 	// The API server is in the same cluster: compressing every watch event and response costs
 	// both ends CPU and saves no time.
 	restCfg.DisableCompression = true
-	if cfg.Hostname, err = hostnameOf(ctx, restCfg, cfg.NodeName); err != nil {
+	if cfg.Hostname, err = agent.Hostname(ctx, restCfg, cfg.NodeName); err != nil {
 		log.Error(err, "Failed to read the node", "node", cfg.NodeName)
 		return 1
 	}
@@ -199,29 +193,3 @@ func releaseStartupPages(log logr.Logger, after string) {
 	log.Info("Released start-up pages", "after", after, "MiB", released>>20)
 }
 
-// hostnameOf waits for the node to exist and returns its kubernetes.io/hostname label, the value
-// volumes' node affinity must name; the node name when the label is missing.
-func hostnameOf(ctx context.Context, cfg *rest.Config, nodeName string) (string, error) {
-	// A typed client: controller-runtime's would first discover the API's groups for one read.
-	nodes, err := corev1client.NewForConfig(cfg)
-	if err != nil {
-		return "", err
-	}
-	var node *corev1.Node
-	err = wait.PollUntilContextTimeout(ctx, time.Second, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
-		var err error
-		if node, err = nodes.Nodes().Get(ctx, nodeName, metav1.GetOptions{}); err != nil {
-			ctrl.Log.WithName("agent").Info("Waiting for the node", "node", nodeName, "error", err.Error())
-		}
-		return err == nil, nil
-	})
-	if err != nil {
-		return "", fmt.Errorf("node %s not found: %w", nodeName, errors.Join(err, ctx.Err()))
-	}
-	if h := node.Labels[corev1.LabelHostname]; h != "" {
-		return h, nil
-	}
-	ctrl.Log.WithName("agent").Info("Node has no kubernetes.io/hostname label; volumes name the node instead",
-		"node", nodeName)
-	return nodeName, nil
-}

@@ -27,6 +27,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -35,11 +36,15 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -53,7 +58,7 @@ import (
 // +kubebuilder:rbac:groups="",resources=persistentvolumes/status,verbs=update
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
-// +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=get;list;watch
+// +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=list;watch
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -260,4 +265,31 @@ func reclaimPolicyOf(sc *storagev1.StorageClass) corev1.PersistentVolumeReclaimP
 func supportsLocalVolumes(node *corev1.Node) bool {
 	v, ok := node.Labels[tarsv1beta1.LabelSupportLocalVolume]
 	return ok && v != "false"
+}
+
+// Hostname waits for the node to exist and returns its kubernetes.io/hostname label, the value
+// volumes' node affinity must name; the node name when the label is missing.
+func Hostname(ctx context.Context, cfg *rest.Config, nodeName string) (string, error) {
+	// A typed client: controller-runtime's would first discover the API's groups for one read.
+	nodes, err := corev1client.NewForConfig(cfg)
+	if err != nil {
+		return "", err
+	}
+	var node *corev1.Node
+	err = wait.PollUntilContextTimeout(ctx, time.Second, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+		var err error
+		if node, err = nodes.Nodes().Get(ctx, nodeName, metav1.GetOptions{}); err != nil {
+			ctrl.Log.WithName("agent").Info("Waiting for the node", "node", nodeName, "error", err.Error())
+		}
+		return err == nil, nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("node %s not found: %w", nodeName, errors.Join(err, ctx.Err()))
+	}
+	if h := node.Labels[corev1.LabelHostname]; h != "" {
+		return h, nil
+	}
+	ctrl.Log.WithName("agent").Info("Node has no kubernetes.io/hostname label; volumes name the node instead",
+		"node", nodeName)
+	return nodeName, nil
 }
