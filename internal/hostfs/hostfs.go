@@ -28,6 +28,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 )
 
@@ -70,6 +71,10 @@ func ParseOwnership(uid, gid, mode string) (Ownership, error) {
 
 // Root is the directory under which every volume directory lives.
 type Root struct {
+	dir string
+	mu  sync.Mutex
+	// root is dir as it was last opened. A disk mounted on dir (or above it) after that is not
+	// what root reaches: current opens dir anew when it is another directory than root's.
 	root *os.Root
 }
 
@@ -79,14 +84,69 @@ func Open(dir string) (*Root, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Root{root: root}, nil
+	return &Root{dir: dir, root: root}, nil
 }
 
 // Close releases the root.
-func (r *Root) Close() error { return r.root.Close() }
+func (r *Root) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.root.Close()
+}
 
 // Dir is the root's path.
-func (r *Root) Dir() string { return r.root.Name() }
+func (r *Root) Dir() string { return r.dir }
+
+// current is the root as the directory at its path is now: a disk mounted there since it was
+// opened (the host's mounts reach the agent's pod with HostToContainer propagation) is reopened,
+// so that the agent sees the data, not the empty directory beneath it.
+func (r *Root) current() (*os.Root, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now, err := os.Stat(r.dir)
+	if err != nil {
+		return nil, err
+	}
+	if held, err := r.root.Stat("."); err == nil && os.SameFile(now, held) {
+		return r.root, nil
+	}
+	root, err := os.OpenRoot(r.dir)
+	if err != nil {
+		return nil, err
+	}
+	// The one replaced stays open: an operation of another goroutine may still be using it.
+	r.root = root
+	return root, nil
+}
+
+// ErrSymlink is returned when a directory on the way to a volume's path is a symbolic link.
+var ErrSymlink = errors.New("a directory on the way is a symbolic link")
+
+// open checks rel and returns the current root, refusing a path through a symbolic link: os.Root
+// follows links that stay inside it, so <ns>/<app>.<server> turned into a link to another
+// server's directory would make the agent act on that server's volumes.
+func (r *Root) open(rel string) (*os.Root, error) {
+	if err := checkPath(rel); err != nil {
+		return nil, err
+	}
+	root, err := r.current()
+	if err != nil {
+		return nil, err
+	}
+	for dir := filepath.Dir(rel); dir != "."; dir = filepath.Dir(dir) {
+		fi, err := root.Lstat(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return nil, fmt.Errorf("%s: %s: %w", rel, dir, ErrSymlink)
+		}
+	}
+	return root, nil
+}
 
 // checkPath refuses a path that is empty, absolute or climbs with "..": volume paths are built
 // from validated names, so such a path is a bug or an attack, never something to resolve.
@@ -127,26 +187,27 @@ func (r *Root) Repair(rel string, o Ownership) (Result, error) {
 }
 
 func (r *Root) ensure(rel string, o Ownership, create bool) (Result, error) {
-	if err := checkPath(rel); err != nil {
+	root, err := r.open(rel)
+	if err != nil {
 		return Result{}, err
 	}
 	var res Result
-	fi, err := r.root.Lstat(rel)
+	fi, err := root.Lstat(rel)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && !create:
 		return Result{}, fmt.Errorf("%s: %w", rel, ErrMissing)
 	case errors.Is(err, fs.ErrNotExist):
 		if parent := filepath.Dir(rel); parent != "." {
-			if err := r.root.MkdirAll(parent, 0o755); err != nil {
+			if err := root.MkdirAll(parent, 0o755); err != nil {
 				return Result{}, err
 			}
 		}
 		// Closed until its owner and mode are right.
-		if err := r.root.Mkdir(rel, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err := root.Mkdir(rel, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return Result{}, err
 		}
 		res.Created = true
-		if fi, err = r.root.Lstat(rel); err != nil {
+		if fi, err = root.Lstat(rel); err != nil {
 			return Result{}, err
 		}
 	case err != nil:
@@ -156,13 +217,13 @@ func (r *Root) ensure(rel string, o Ownership, create bool) (Result, error) {
 		return Result{}, fmt.Errorf("%s: %w", rel, ErrNotDirectory)
 	}
 	if !res.Created {
-		if res.HeldData, err = r.hasEntries(rel); err != nil {
+		if res.HeldData, err = hasEntries(root, rel); err != nil {
 			return Result{}, err
 		}
 	}
 	res.Was = ownershipOf(fi)
 	if res.Was.UID != o.UID || res.Was.GID != o.GID {
-		if err := r.root.Lchown(rel, o.UID, o.GID); err != nil {
+		if err := root.Lchown(rel, o.UID, o.GID); err != nil {
 			if errors.Is(err, fs.ErrPermission) && os.Geteuid() != 0 {
 				return res, fmt.Errorf("%s to %d:%d (the agent runs as uid %d): %w", rel, o.UID, o.GID, os.Geteuid(), ErrNeedsRoot)
 			}
@@ -171,7 +232,7 @@ func (r *Root) ensure(rel string, o Ownership, create bool) (Result, error) {
 	}
 	// Chmod after chown: chown clears the set-id bits.
 	if res.Was.Mode != o.Mode || res.Was.UID != o.UID || res.Was.GID != o.GID {
-		if err := r.root.Chmod(rel, o.Mode); err != nil {
+		if err := root.Chmod(rel, o.Mode); err != nil {
 			return res, err
 		}
 	}
@@ -181,10 +242,11 @@ func (r *Root) ensure(rel string, o Ownership, create bool) (Result, error) {
 
 // HoldsData says whether rel is a directory that holds anything; a missing one holds nothing.
 func (r *Root) HoldsData(rel string) (bool, error) {
-	if err := checkPath(rel); err != nil {
+	root, err := r.open(rel)
+	if err != nil {
 		return false, err
 	}
-	fi, err := r.root.Lstat(rel)
+	fi, err := root.Lstat(rel)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -194,12 +256,12 @@ func (r *Root) HoldsData(rel string) (bool, error) {
 	if !fi.IsDir() {
 		return false, fmt.Errorf("%s: %w", rel, ErrNotDirectory)
 	}
-	return r.hasEntries(rel)
+	return hasEntries(root, rel)
 }
 
 // hasEntries says whether the directory rel holds anything.
-func (r *Root) hasEntries(rel string) (bool, error) {
-	f, err := r.root.Open(rel)
+func hasEntries(root *os.Root, rel string) (bool, error) {
+	f, err := root.Open(rel)
 	if err != nil {
 		return false, err
 	}
@@ -213,10 +275,11 @@ func (r *Root) hasEntries(rel string) (bool, error) {
 
 // Ownership is the owner, group and mode bits rel has.
 func (r *Root) Ownership(rel string) (Ownership, error) {
-	if err := checkPath(rel); err != nil {
+	root, err := r.open(rel)
+	if err != nil {
 		return Ownership{}, err
 	}
-	fi, err := r.root.Lstat(rel)
+	fi, err := root.Lstat(rel)
 	if err != nil {
 		return Ownership{}, err
 	}
@@ -237,18 +300,35 @@ func ownershipOf(fi fs.FileInfo) Ownership {
 // RemoveAll removes rel and everything below it. Symbolic links are removed, never followed.
 // A missing rel is not an error.
 func (r *Root) RemoveAll(rel string) error {
-	if err := checkPath(rel); err != nil {
+	root, err := r.open(rel)
+	if err != nil {
 		return err
 	}
-	return r.root.RemoveAll(rel)
+	return root.RemoveAll(rel)
+}
+
+// Rename renames from to to, both below the root; to must not exist.
+func (r *Root) Rename(from, to string) error {
+	root, err := r.open(from)
+	if err != nil {
+		return err
+	}
+	if _, err := r.open(to); err != nil {
+		return err
+	}
+	if _, err := root.Lstat(to); !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("renaming %s to %s: %w", from, to, fs.ErrExist)
+	}
+	return root.Rename(from, to)
 }
 
 // RemoveIfEmpty removes rel if it is an empty directory, and says whether it did.
 func (r *Root) RemoveIfEmpty(rel string) (bool, error) {
-	if err := checkPath(rel); err != nil {
+	root, err := r.open(rel)
+	if err != nil {
 		return false, err
 	}
-	fi, err := r.root.Lstat(rel)
+	fi, err := root.Lstat(rel)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -258,7 +338,7 @@ func (r *Root) RemoveIfEmpty(rel string) (bool, error) {
 	if !fi.IsDir() {
 		return false, fmt.Errorf("%s: %w", rel, ErrNotDirectory)
 	}
-	err = r.root.Remove(rel)
+	err = root.Remove(rel)
 	if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
 		return false, nil
 	}

@@ -185,6 +185,92 @@ func TestRepairNeverCreates(t *testing.T) {
 	}
 }
 
+func TestSymlinkOnTheWayRefused(t *testing.T) {
+	r, _ := newRoot(t)
+	for _, d := range []string{"ns/other.srv/vol", "ns/app.srv"} {
+		if err := os.MkdirAll(filepath.Join(r.Dir(), d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(r.Dir(), "ns/other.srv/vol/data"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// An administrator replaces a server's directory with a link to another server's.
+	if err := os.Remove(filepath.Join(r.Dir(), "ns/app.srv")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("other.srv", filepath.Join(r.Dir(), "ns/app.srv")); err != nil {
+		t.Fatal(err)
+	}
+	me := Ownership{UID: os.Geteuid(), GID: os.Getegid(), Mode: 0o700}
+	if err := r.RemoveAll("ns/app.srv/vol"); !errors.Is(err, ErrSymlink) {
+		t.Errorf("RemoveAll through a link = %v, want ErrSymlink", err)
+	}
+	if _, err := r.Ensure("ns/app.srv/vol", me); !errors.Is(err, ErrSymlink) {
+		t.Errorf("Ensure through a link = %v, want ErrSymlink", err)
+	}
+	if _, err := r.HoldsData("ns/app.srv/vol"); !errors.Is(err, ErrSymlink) {
+		t.Errorf("HoldsData through a link = %v, want ErrSymlink", err)
+	}
+	if data, err := os.ReadFile(filepath.Join(r.Dir(), "ns/other.srv/vol/data")); err != nil || string(data) != "data" {
+		t.Fatalf("the other server's volume was touched: %q %v", data, err)
+	}
+	if o := statOf(t, filepath.Join(r.Dir(), "ns/other.srv/vol")); o.Mode != 0o755 {
+		t.Fatalf("the other server's volume changed mode: %v", o)
+	}
+}
+
+func TestDiskMountedLaterIsSeen(t *testing.T) {
+	requireRoot(t)
+	r, _ := newRoot(t)
+	if err := syscall.Mount("tmpfs", r.Dir(), "tmpfs", 0, "size=1m"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("mounting a tmpfs: %v", err)
+		}
+		t.Skip("skipped: cannot mount a tmpfs here:", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(r.Dir(), syscall.MNT_DETACH) })
+	// The disk holds a volume with data; the agent opened the root before it was mounted.
+	if err := os.MkdirAll(filepath.Join(r.Dir(), "ns/a.b/data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(r.Dir(), "ns/a.b/data/f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	held, err := r.HoldsData("ns/a.b/data")
+	if err != nil || !held {
+		t.Fatalf("HoldsData of a volume on a disk mounted after Open = %v, %v; want true", held, err)
+	}
+	if _, err := r.Repair("ns/a.b/data", Ownership{UID: os.Geteuid(), GID: os.Getegid(), Mode: 0o711}); err != nil {
+		t.Fatalf("Repair of a volume on a disk mounted after Open: %v", err)
+	}
+	if o := statOf(t, filepath.Join(r.Dir(), "ns/a.b/data")); o.Mode != 0o711 {
+		t.Errorf("the mounted volume's mode is %v: the repair went elsewhere", o)
+	}
+}
+
+func TestRename(t *testing.T) {
+	r, _ := newRoot(t)
+	me := Ownership{UID: os.Geteuid(), GID: os.Getegid(), Mode: 0o755}
+	for _, rel := range []string{"ns/a.b/v", "ns/a.b/w"} {
+		if _, err := r.Ensure(rel, me); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Rename("ns/a.b/v", "ns/a.b/w"); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("Rename onto an existing directory = %v, want ErrExist", err)
+	}
+	if err := r.Rename("ns/a.b/v", "../v"); err == nil {
+		t.Error("Rename out of the root succeeded")
+	}
+	if err := r.Rename("ns/a.b/v", "ns/a.b/v.trash"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(r.Dir(), "ns/a.b/v.trash")); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestEnsureNotADirectory(t *testing.T) {
 	r, _ := newRoot(t)
 	if err := os.WriteFile(filepath.Join(r.Dir(), "file"), nil, 0o644); err != nil {
