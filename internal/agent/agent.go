@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -87,6 +88,9 @@ type Agent struct {
 	// APIReader reads objects afresh, where the cache may lag behind.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
+	// refused holds why the cleanup of a released volume (by name) was refused, for the claims of
+	// its group that wait for it on this node to be handed back, saying why.
+	refused sync.Map
 }
 
 // SetupWithManager registers the agent's reconcilers.

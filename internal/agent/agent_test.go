@@ -126,6 +126,21 @@ func pvEventReasons(name string) func() []string {
 	}
 }
 
+// eventNotes lists the notes of the events about an object of kind and name.
+func eventNotes(kind, name string) func() []string {
+	return func() []string {
+		list := &eventsv1.EventList{}
+		Expect(k8sClient.List(ctx, list)).To(Succeed())
+		var notes []string
+		for _, e := range list.Items {
+			if e.Regarding.Kind == kind && e.Regarding.Name == name {
+				notes = append(notes, e.Note)
+			}
+		}
+		return notes
+	}
+}
+
 // dirOn is a volume directory as the agent of node sees it.
 func dirOn(node, ns, volume string) string {
 	return filepath.Join(agents[node].dir, ns, "tars.tarslog", volume)
@@ -386,8 +401,11 @@ var _ = Describe("The node agent", func() {
 		Expect(pvExists(volumeOn("node-c", ns, tarsv1beta1.DelayBindVolumeName))()).To(BeFalse())
 		Expect(dirOn("node-c", ns, tarsv1beta1.DelayBindVolumeName)).NotTo(BeADirectory())
 
-		By("and one named otherwise, even with the TServer's StatefulSet there")
+		By("and one named otherwise, or of a replica the StatefulSet does not have, even with the TServer's StatefulSet there")
 		tserverStatefulSet(ns)
+		beyond := newClaim(ns, tarsv1beta1.DelayBindVolumeName, 5, nil)
+		schedule(beyond, "node-c")
+		Eventually(selectedNode(beyond), timeout, interval).Should(BeEmpty())
 		odd := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "data-for-me", Namespace: ns,
 			Labels: forged.Labels}, Spec: forged.Spec}
 		Expect(k8sClient.Create(ctx, odd)).To(Succeed())
@@ -522,7 +540,8 @@ var _ = Describe("The node agent", func() {
 		Expect(k8sClient.Create(ctx, parent)).To(Succeed())
 		setPhase(parent.Name, corev1.VolumeReleased)
 
-		Eventually(pvEventReasons(parent.Name), timeout, interval).Should(ContainElement("CleanupRefused"))
+		Eventually(eventNotes("PersistentVolume", parent.Name), timeout, interval).Should(
+			ContainElement(ContainSubstring("its path is not its group's directory")))
 		Consistently(pvExists(parent.Name), time.Second, interval).Should(BeTrue())
 		Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
 	})
@@ -552,6 +571,13 @@ var _ = Describe("The node agent", func() {
 		Consistently(pvExists(pv.Name), time.Second, interval).Should(BeTrue())
 		Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
 
+		By("handing a new claim of its group scheduled there back to the scheduler, saying why")
+		next := newClaim(ns, "remote-log-dir", 1, seedOwnership)
+		schedule(next, "node-a")
+		Eventually(selectedNode(next), timeout, interval).Should(BeEmpty())
+		Eventually(eventNotes("PersistentVolumeClaim", next.Name), timeout, interval).Should(
+			ContainElement(ContainSubstring("cleanup was refused")))
+
 		By("cleaning up once that volume is gone")
 		Expect(k8sClient.Delete(ctx, other)).To(Succeed())
 		Eventually(pvGone(other.Name), timeout, interval).Should(BeTrue())
@@ -575,6 +601,14 @@ var _ = Describe("The node agent", func() {
 		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement("VolumeDirectoryMissing"))
 		Eventually(pvEventReasons(pv.Name), timeout, interval).Should(ContainElement("VolumeDirectoryMissing"))
 		Consistently(func() string { return dir }, 3*resync, interval).ShouldNot(BeADirectory())
+
+		By("making no new data volume on that node meanwhile: the disk may be missing")
+		other := newClaim(ns, "cache", 0, seedOwnership)
+		schedule(other, "node-a")
+		Eventually(selectedNode(other), timeout, interval).Should(BeEmpty())
+		Eventually(eventNotes("PersistentVolumeClaim", other.Name), timeout, interval).Should(
+			ContainElement(ContainSubstring("a data disk not mounted?")))
+		Expect(dirOn("node-a", ns, "cache")).NotTo(BeADirectory())
 
 		By("the disk mounted again")
 		Expect(os.Rename(hidden, dir)).To(Succeed())
@@ -663,6 +697,22 @@ var _ = Describe("The node agent", func() {
 			return got.Spec.ClaimRef.UID
 		}, timeout, interval).Should(Equal(pvc.UID))
 		Expect(filepath.Join(dirOn("node-a", ns, "remote-log-dir"), "old.log")).To(BeARegularFile())
+		By("keeping the data it found there under reclaim policy Retain")
+		got, err := getPV(pv.Name)()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(got.Spec.PersistentVolumeReclaimPolicy).To(Equal(corev1.PersistentVolumeReclaimRetain))
+	})
+
+	It("retains the data in the directory of an unbound volume made beforehand, even once it collects the volume", func() {
+		pv := madeBeforehand("node-b", ns)
+		sentinel := writeSentinel(dirOn("node-b", ns, "remote-log-dir"))
+		Eventually(func() (corev1.PersistentVolumeReclaimPolicy, error) {
+			got, err := getPV(pv.Name)()
+			return got.Spec.PersistentVolumeReclaimPolicy, err
+		}, timeout, interval).Should(Equal(corev1.PersistentVolumeReclaimRetain))
+		Expect(pvEventReasons(pv.Name)()).To(ContainElement("RetainedExistingData"))
+		Eventually(pvGone(pv.Name), timeout, interval).Should(BeTrue(), "collected after the grace period")
+		Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
 	})
 
 	It("deletes unbound volumes made beforehand after the grace period once no claim waits, never one that got bound", func() {
@@ -718,6 +768,45 @@ var _ = Describe("The node agent", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(got.Spec.ClaimRef).To(Equal(claim))
 		Expect(dirOn("node-d", ns, "remote-log-dir")).To(BeADirectory())
+	})
+
+	It("gives a released volume its directory back when the volume changes before its delete", func() {
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-e", Labels: map[string]string{
+			corev1.LabelHostname: "host-e", tarsv1beta1.LabelSupportLocalVolume: "true",
+		}}}
+		Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, node))).To(Succeed())
+		var raced atomic.Bool
+		startAgentWith("node-e", "host-e", GinkgoT().TempDir(), &interceptor.Funcs{
+			Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+				if pv, ok := obj.(*corev1.PersistentVolume); ok && strings.HasPrefix(pv.Name, ns+"-") && raced.CompareAndSwap(false, true) {
+					By("an administrator clearing the volume's claim to use it again, after the agent checked it, before its delete")
+					Eventually(func() error {
+						got, err := getPV(pv.Name)()
+						if err != nil {
+							return err
+						}
+						got.Spec.ClaimRef = nil
+						return k8sClient.Update(ctx, got)
+					}, timeout, interval).Should(Succeed())
+				}
+				return c.Delete(ctx, obj, opts...)
+			},
+		})
+		DeferCleanup(func() {
+			a := agents["node-e"]
+			a.stop()
+			<-a.done
+		})
+		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
+		pv := provisioned(pvc, "node-e")
+		bind(pvc, pv)
+		sentinel := writeSentinel(dirOn("node-e", ns, "remote-log-dir"))
+		release(pvc, pv)
+		Eventually(raced.Load, timeout, interval).Should(BeTrue())
+		Eventually(func() ([]byte, error) { return os.ReadFile(sentinel) }, timeout, interval).Should(Equal([]byte("precious")))
+		entries, err := os.ReadDir(filepath.Dir(dirOn("node-e", ns, "remote-log-dir")))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(entries).To(HaveLen(1), "nothing left aside")
 	})
 
 	It("keeps an unbound volume made beforehand while a claim of its group waits", func() {

@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"path"
 	"slices"
@@ -113,6 +114,15 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 		r.Recorder.Eventf(pvc, nil, corev1.EventTypeWarning, "ProvisioningFailed", "Provision",
 			"Node %s cannot provision a volume: invalid ownership annotation: %v", r.NodeName, err)
 		return nil // nothing changes until the claim does
+	}
+	if g.volume != tarsv1beta1.DelayBindVolumeName {
+		why, err := r.diskInDoubt(ctx, "")
+		if err != nil {
+			return err
+		}
+		if why != "" {
+			return r.reschedule(ctx, pvc, why)
+		}
 	}
 
 	name := r.volumeName(g)
@@ -211,15 +221,28 @@ func (r *ClaimReconciler) useExisting(ctx context.Context, pvc *corev1.Persisten
 	case ref == nil && pv.DeletionTimestamp.IsZero() &&
 		(pv.Status.Phase == corev1.VolumeAvailable || pv.Status.Phase == corev1.VolumePending):
 		return r.bindExisting(ctx, pvc, pv)
+	case pv.Status.Phase == corev1.VolumeReleased && r.cleanupRefused(pv.Name) != "":
+		return r.reschedule(ctx, pvc, fmt.Sprintf("released volume %s of this server is in the way, and its cleanup "+
+			"was refused: %s", pv.Name, r.cleanupRefused(pv.Name)))
 	case ref != nil && ref.Namespace == pvc.Namespace && ref.Name == pvc.Name,
 		!pv.DeletionTimestamp.IsZero(), pv.Status.Phase == corev1.VolumeReleased:
 		// The volume of an earlier claim of this name, or one on its way out: once it is cleaned
 		// up, its deletion brings the claim back.
 		return nil
+	case ref == nil:
+		return r.reschedule(ctx, pvc, fmt.Sprintf("its volume %s of this server is %s and names no claim",
+			pv.Name, pv.Status.Phase))
 	default:
 		return r.reschedule(ctx, pvc, fmt.Sprintf("its volume %s of this server already serves claim %s/%s: "+
 			"each replica of a server needs a node of its own", pv.Name, ref.Namespace, ref.Name))
 	}
+}
+
+// cleanupRefused says why the cleanup of a released volume was refused, or "".
+func (r *ClaimReconciler) cleanupRefused(pv string) string {
+	why, _ := r.refused.Load(pv)
+	s, _ := why.(string)
+	return s
 }
 
 // bindExisting gives the claim an unused volume of its group on this node (one TarsK8S made
@@ -334,12 +357,33 @@ func (r *ClaimReconciler) keep(ctx context.Context, pvc *corev1.PersistentVolume
 		pv.Status.Phase != corev1.VolumeBound || !pv.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
 	}
+	// The claim's group must be the volume's: a claim of another group (bound by hand, or
+	// labelled delay-bind) must neither give the directory its ownership nor have it made anew.
+	claimGroup, _ := groupOf(pvc.Namespace, pvc.Labels)
+	volumeGroup, _ := groupOf(pvc.Namespace, pv.Labels)
+	if claimGroup != volumeGroup {
+		r.Recorder.Eventf(pvc, pv, corev1.EventTypeWarning, "OwnershipNotApplied", "Repair",
+			"Claim is bound to volume %s of another server or volume (labels %v); its directory %s is left as it is",
+			pv.Name, pv.Labels, localPath(pv))
+		return ctrl.Result{}, nil
+	}
+	delayBind := volumeGroup.volume == tarsv1beta1.DelayBindVolumeName
+	if !delayBind {
+		// Moved aside by a cleanup that a restart interrupted before the volume's delete, which
+		// did not happen (the volume is bound): it is this volume's directory.
+		if err := r.Root.Rename(r.asideOf(pv), rel); err == nil {
+			logf.FromContext(ctx).Info("Moved back the directory of a bound volume moved aside by an interrupted cleanup", "pv", pv.Name)
+		}
+	}
 	own, err := ownershipOf(pvc)
 	if err != nil {
 		agentErrors.WithLabelValues(reasonInvalidAnnotations).Inc()
 		r.Recorder.Eventf(pvc, pv, corev1.EventTypeWarning, "OwnershipNotApplied", "Repair",
 			"Node %s cannot apply the claim's ownership: invalid annotation: %v", r.NodeName, err)
-		return ctrl.Result{}, nil
+		if _, err := r.Root.Ownership(rel); errors.Is(err, fs.ErrNotExist) && !delayBind {
+			return ctrl.Result{RequeueAfter: r.ResyncPeriod}, r.missingDirectory(ctx, pvc, pv)
+		}
+		return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil
 	}
 	if g, ok := r.groupOfVolume(pv); ok && g.namespace != pvc.Namespace {
 		r.Recorder.Eventf(pvc, pv, corev1.EventTypeWarning, "CrossNamespaceVolume", "Bind",
@@ -347,7 +391,6 @@ func (r *ClaimReconciler) keep(ctx context.Context, pvc *corev1.PersistentVolume
 				"namespaces, and claims match volumes by app, server and volume name; give them different names",
 			pv.Name, g.namespace, localPath(pv))
 	}
-	delayBind := pvc.Labels[tarsv1beta1.LabelLocalVolume] == tarsv1beta1.DelayBindVolumeName
 	var res hostfs.Result
 	if delayBind {
 		res, err = r.Root.Ensure(rel, own) // holds nothing: made anew if need be
@@ -447,6 +490,10 @@ func (r *ClaimReconciler) notDelayBind(ctx context.Context, pvc *corev1.Persiste
 	}
 	if err != nil {
 		return "", err
+	}
+	if n, _ := strconv.ParseInt(ordinal, 10, 32); sts.Spec.Replicas != nil && int32(n) >= *sts.Spec.Replicas {
+		return fmt.Sprintf("StatefulSet %s has %d replica(s), and claim %s is of replica %s", server, *sts.Spec.Replicas,
+			pvc.Name, ordinal), nil
 	}
 	owner := metav1.GetControllerOf(sts)
 	fromTServer := owner != nil && owner.Kind == "TServer" && strings.HasPrefix(owner.APIVersion, tarsv1beta1.GroupVersion.Group+"/")

@@ -117,7 +117,9 @@ func TestMayBeOnThisNode(t *testing.T) {
 		want     bool
 	}{
 		{"hostname label of this node", map[string]string{corev1.LabelHostname: "host-a"}, nil, true},
-		{"hostname label of another", map[string]string{corev1.LabelHostname: "host-b"}, affinity([]string{"host-a"}), false},
+		{"hostname label and affinity of another", map[string]string{corev1.LabelHostname: "host-b"}, affinity([]string{"host-b"}), false},
+		{"label of another, affinity to this node: may be here", map[string]string{corev1.LabelHostname: "host-b"},
+			affinity([]string{"host-a"}), true},
 		{"no label, no affinity: may be anywhere", nil, nil, true},
 		{"affinity to this node", nil, affinity([]string{"host-b", "host-a"}), true},
 		{"affinity to another", nil, affinity([]string{"host-b"}), false},

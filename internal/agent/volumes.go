@@ -18,7 +18,9 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"path"
 	"slices"
 	"strings"
@@ -83,7 +85,14 @@ func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVol
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if why == "" {
+		why, err = r.diskInDoubt(ctx, pv.Name)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	if why != "" {
+		r.refused.Store(pv.Name, why)
 		cleanupsRefused.Inc()
 		logf.FromContext(ctx).Info("Refused to remove the directory of a released PersistentVolume", "pv", pv.Name,
 			"path", localPath(pv), "reason", why)
@@ -99,21 +108,35 @@ func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVol
 	if fresh.ResourceVersion != pv.ResourceVersion {
 		return ctrl.Result{}, nil
 	}
-	rel := r.relativePath(pv)
-	if err := r.Root.RemoveAll(rel); err != nil {
+	r.refused.Delete(pv.Name)
+	// The directory is moved aside first, then the volume deleted with preconditions, and only
+	// then is the directory removed: a volume that changed meanwhile (an administrator clearing
+	// its claim to use it again) gets its directory back instead.
+	rel, aside := r.relativePath(pv), r.asideOf(pv)
+	err = r.Root.Rename(rel, aside)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) { // not there: missing, or moved aside before a restart
 		agentErrors.WithLabelValues(reasonCleanup).Inc()
 		r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "Delete",
-			"Node %s cannot remove %s: %v", r.NodeName, localPath(pv), err)
+			"Node %s cannot move %s aside to remove it: %v", r.NodeName, localPath(pv), err)
+		return ctrl.Result{}, err
+	}
+	err = r.Delete(ctx, pv, client.Preconditions{UID: &pv.UID, ResourceVersion: &pv.ResourceVersion})
+	if err != nil {
+		if err := r.Root.Rename(aside, rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			logf.FromContext(ctx).Error(err, "Failed to move a directory back after a refused delete", "pv", pv.Name, "aside", aside)
+		}
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			return ctrl.Result{}, nil // changed meanwhile; its update brings us back
+		}
 		return ctrl.Result{}, err
 	}
 	volumeDirectoryMissing.DeletePartialMatch(map[string]string{"persistentvolume": pv.Name})
-	// The preconditions make sure it is still the released volume whose directory went.
-	err = r.Delete(ctx, pv, client.Preconditions{UID: &pv.UID, ResourceVersion: &pv.ResourceVersion})
-	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-		return ctrl.Result{}, nil // changed meanwhile; its update brings us back
-	}
-	if err != nil {
-		return ctrl.Result{}, err
+	if err := r.Root.RemoveAll(aside); err != nil {
+		agentErrors.WithLabelValues(reasonCleanup).Inc()
+		r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "Delete",
+			"Node %s deleted volume %s but cannot remove its directory, moved aside to %s: %v",
+			r.NodeName, pv.Name, path.Join(r.HostRoot, aside), err)
+		return ctrl.Result{}, nil // the volume is gone: nothing brings it back
 	}
 	volumesDeleted.Inc()
 	logf.FromContext(ctx).Info("Deleted released PersistentVolume and its directory", "pv", pv.Name, "path", localPath(pv))
@@ -159,6 +182,40 @@ func (r *VolumeReconciler) cleanupRefusal(ctx context.Context, pv *corev1.Persis
 	return fmt.Sprintf("volume %s uses the same directory, or one above or below it", other), nil
 }
 
+// asideOf is where the directory of a volume being deleted is moved first: beside it, named
+// after the volume's uid (a dot is in no volume name, so it is no volume's directory).
+func (a *Agent) asideOf(pv *corev1.PersistentVolume) string {
+	return a.relativePath(pv) + ".deleting-" + string(pv.UID)
+}
+
+// diskInDoubt says why the node's volume directories cannot be trusted now, or "": another bound
+// data volume of this node has lost its directory, which is what a data disk that did not mount
+// looks like. Until it is back, nothing is removed or made there: a directory that the disk
+// would later cover, or that it should have held, is not this agent's to decide about.
+func (a *Agent) diskInDoubt(ctx context.Context, except string) (string, error) {
+	list := &corev1.PersistentVolumeList{}
+	if err := a.List(ctx, list); err != nil {
+		return "", err
+	}
+	var missing []string
+	for i := range list.Items {
+		pv := &list.Items[i]
+		if pv.Name == except || pv.Status.Phase != corev1.VolumeBound || !a.isOurVolume(pv) ||
+			pv.Labels[tarsv1beta1.LabelLocalVolume] == tarsv1beta1.DelayBindVolumeName {
+			continue
+		}
+		if _, err := a.Root.Ownership(a.relativePath(pv)); errors.Is(err, fs.ErrNotExist) {
+			missing = append(missing, pv.Name)
+		}
+	}
+	if len(missing) == 0 {
+		return "", nil
+	}
+	slices.Sort(missing)
+	return fmt.Sprintf("the directories of %d bound volume(s) of this node are missing (%s): a data disk not mounted?",
+		len(missing), strings.Join(missing[:min(3, len(missing))], ", ")), nil
+}
+
 // overlappingVolume names a volume other than pv, read from the API server, that may be on this
 // node and whose local or host path is pv's, or above or below it; "" when there is none. A
 // volume whose node is not certain counts as this node's.
@@ -199,11 +256,12 @@ func within(p, dir string) bool {
 	return p == dir || dir == "/" || strings.HasPrefix(p, dir+"/")
 }
 
-// mayBeOnThisNode says whether a volume may live on this node: unless its hostname label or every
-// term of its node affinity names another host, it may.
+// mayBeOnThisNode says whether a volume may live on this node: its hostname label names this
+// node's, or its node affinity does not rule this node out (a volume without one may be mounted
+// anywhere). A label and an affinity that disagree count as this node's.
 func (r *VolumeReconciler) mayBeOnThisNode(pv *corev1.PersistentVolume) bool {
-	if h, ok := pv.Labels[corev1.LabelHostname]; ok {
-		return h == r.Hostname
+	if pv.Labels[corev1.LabelHostname] == r.Hostname {
+		return true
 	}
 	if pv.Spec.NodeAffinity == nil || pv.Spec.NodeAffinity.Required == nil {
 		return true
@@ -283,6 +341,9 @@ func (r *VolumeReconciler) collect(ctx context.Context, pv *corev1.PersistentVol
 	if !ok || r.relativePath(pv) != g.dir() {
 		return ctrl.Result{}, nil // not a volume this agent makes: someone else's to remove
 	}
+	if retained, err := r.retainData(ctx, pv, g); err != nil || retained {
+		return ctrl.Result{}, err // the update brings it back
+	}
 	idle := pv.CreationTimestamp.Time
 	if t := pv.Status.LastPhaseTransitionTime; t != nil && t.After(idle) {
 		idle = t.Time
@@ -317,6 +378,34 @@ func (r *VolumeReconciler) collect(ctx context.Context, pv *corev1.PersistentVol
 	r.Recorder.Eventf(pv, nil, corev1.EventTypeNormal, "GarbageCollected", "Delete",
 		"Node %s deleted volume %s: no claim waited for it for %s; %s", r.NodeName, pv.Name, r.GCGracePeriod, note)
 	return ctrl.Result{}, nil
+}
+
+// retainData gives an unbound volume made beforehand whose directory holds data reclaim policy
+// Retain, and says whether it did. The scheduler binds such a volume to a claim by itself (the
+// agent never sees that claim before it is bound); with Delete, the claim's deletion would then
+// erase data that is not the claim's: TarsK8S, whose reclaim was inverted, left data in the
+// directories of Delete volumes. The update carries the volume's resourceVersion.
+func (r *VolumeReconciler) retainData(ctx context.Context, pv *corev1.PersistentVolume, g group) (bool, error) {
+	if pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete || g.volume == tarsv1beta1.DelayBindVolumeName {
+		return false, nil
+	}
+	held, err := r.Root.HoldsData(g.dir())
+	if err != nil || !held {
+		return false, err
+	}
+	patch := client.MergeFromWithOptions(pv.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	pv.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimRetain
+	if err := r.Patch(ctx, pv, patch); err != nil {
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			return true, nil // changed meanwhile: its update brings it back
+		}
+		return false, err
+	}
+	logf.FromContext(ctx).Info("Set reclaim policy Retain on a volume whose directory holds data", "pv", pv.Name, "path", localPath(pv))
+	r.Recorder.Eventf(pv, nil, corev1.EventTypeNormal, "RetainedExistingData", "Update",
+		"Node %s set reclaim policy Retain on volume %s: its directory %s already holds data, which deleting a claim "+
+			"bound to it must not erase", r.NodeName, pv.Name, localPath(pv))
+	return true, nil
 }
 
 // groupWaits says whether a claim of group g waits for a volume.
