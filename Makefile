@@ -90,8 +90,10 @@ bench: build kube-binaries ## Measure time to bound vs Kubernetes alone, leftove
 	go test ./internal/webhook/v1beta1/ -run '^$$' -bench . -benchmem
 
 .PHONY: fuzz
-fuzz: ## Fuzz the TServer validator and the agent's path handling for FUZZTIME each (default 1m).
+fuzz: ## Fuzz the TServer validator, the controller's builders and status, and the agent's path handling for FUZZTIME each (default 1m).
 	go test ./internal/webhook/v1beta1/ -run '^$$' -fuzz FuzzValidateTServer -fuzztime $(FUZZTIME)
+	go test ./internal/controller/ -run '^$$' -fuzz '^FuzzBuildStatefulSet$$' -fuzztime $(FUZZTIME)
+	go test ./internal/controller/ -run '^$$' -fuzz '^FuzzComputeStatus$$' -fuzztime $(FUZZTIME)
 	go test ./internal/hostfs/ -run '^$$' -fuzz FuzzPaths -fuzztime $(FUZZTIME)
 
 .PHONY: lint

@@ -21,6 +21,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path"
 	"time"
 
 	// Import all Kubernetes client auth plugins (e.g. Azure, GCP, OIDC, etc.)
@@ -78,6 +79,7 @@ func main() {
 	var secureMetrics bool
 	var enableHTTP2 bool
 	var progressInterval time.Duration
+	var hostRoot string
 	var tlsOpts []func(*tls.Config)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "The address the metrics endpoint binds to. "+
 		"Use :8443 for HTTPS or :8080 for HTTP, or leave as 0 to disable the metrics service.")
@@ -102,6 +104,9 @@ func main() {
 		"The least time between two writes of a TServer's status that only report a rollout's progress "+
 			"(replicas and claims coming up); a condition turning true, a problem or a lost replica is written at once. "+
 			"0 writes every change at once.")
+	flag.StringVar(&hostRoot, "host-root", k8sv1beta1.DefaultHostRoot,
+		"The host directory node-local volumes live under, as the node agents' --host-root: "+
+			"the validating webhook refuses hostPath mounts of it, under it or above it.")
 	flag.BoolVar(&enableHTTP2, "enable-http2", false,
 		"If set, HTTP/2 will be enabled for the metrics and webhook servers")
 	opts := zap.Options{
@@ -111,6 +116,10 @@ func main() {
 	flag.Parse()
 
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	if !path.IsAbs(hostRoot) {
+		setupLog.Error(fmt.Errorf("--host-root %q is not an absolute path", hostRoot), "Failed to read flags")
+		os.Exit(2)
+	}
 
 	// if the enable-http2 flag is false (the default), http/2 should be disabled
 	// due to its vulnerabilities. More specifically, disabling http/2 will
@@ -227,7 +236,8 @@ func main() {
 	}
 	// nolint:goconst
 	if os.Getenv("ENABLE_WEBHOOKS") != "false" {
-		if err := webhookv1beta1.SetupTServerWebhookWithManager(mgr); err != nil {
+		opts := webhookv1beta1.ValidationOptions{HostRoot: hostRoot}
+		if err := webhookv1beta1.SetupTServerWebhookWithManager(mgr, opts); err != nil {
 			setupLog.Error(err, "Failed to create webhook", "webhook", "TServer")
 			os.Exit(1)
 		}

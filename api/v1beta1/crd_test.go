@@ -78,4 +78,7 @@ func TestCRDSchemaMatchesGo(t *testing.T) {
 			t.Errorf("%v: schema default %v, Go %s", tt.path, s.Default, tt.defaultJSON)
 		}
 	}
+	if replicas := walk(spec, "k8s", "replicas"); replicas.Maximum == nil || *replicas.Maximum != MaxReplicas {
+		t.Errorf("spec.k8s.replicas: schema maximum %v, Go %d", replicas.Maximum, MaxReplicas)
+	}
 }

@@ -184,7 +184,13 @@ type TServerRelease struct {
 // TServerK8S says how a server runs on Kubernetes.
 type TServerK8S struct {
 	// Replicas is the number of pods. Zero stops the server; with no release there are no pods.
+	// At most 5000, the most nodes a Kubernetes cluster is meant to have: each replica of a
+	// server with node-local volumes or host networking needs a node of its own, and the cap
+	// keeps a mistyped `kubectl scale` (which bypasses the admission webhook, not this schema)
+	// from asking for billions of pods. A TServer stored with more before the cap keeps its
+	// count through updates that leave it unchanged.
 	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=5000
 	// +kubebuilder:default=1
 	// +optional
 	Replicas int32 `json:"replicas"`
@@ -409,7 +415,8 @@ type TServerStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready (all replicas ready) and VolumesBound (every claim bound).
+	// Conditions: Ready (all replicas ready), VolumesBound (every claim bound) and
+	// VolumesHealthy (no node agent reports a bound volume's directory missing).
 	// +listType=map
 	// +listMapKey=type
 	// +optional

@@ -72,6 +72,11 @@ const (
 	// DefaultHostRoot is the host directory node-local volumes live under, as TarsK8S put them.
 	DefaultHostRoot = "/usr/local/app/tars/host-mount"
 
+	// MaxReplicas is the most replicas a TServer may have (the schema's maximum of
+	// spec.k8s.replicas): the most nodes a Kubernetes cluster is meant to have, since each
+	// replica of a server with node-local volumes needs a node of its own.
+	MaxReplicas = 5000
+
 	// DefaultLocalVolumeUID is the uid of a tLocalVolume that gives none.
 	DefaultLocalVolumeUID = "0"
 	// DefaultLocalVolumeGID is the gid of a tLocalVolume that gives none.

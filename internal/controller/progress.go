@@ -47,6 +47,14 @@ func inProgress(c *metav1.Condition) bool {
 	return c.Status == metav1.ConditionFalse && slices.Contains(progressConditions[c.Type], c.Reason)
 }
 
+// watchConditions are the conditions that watch over a running server, with the reason of
+// their normal state (true). Reporting that state for the first time or for a new generation
+// is not news; a problem appearing, changing (its message names what is affected) or going
+// away is.
+var watchConditions = map[string]string{
+	ConditionVolumesHealthy: ReasonAllVolumesHealthy,
+}
+
 // onlyProgress says whether status differs from old only by a rollout's progress: replica
 // counts, messages, and conditions that were and stay in progress (first set, or moving between
 // progress reasons or generations). A condition becoming true, a problem, or a ready server
@@ -55,6 +63,14 @@ func onlyProgress(old, status *tarsv1beta1.TServerStatus) bool {
 	for i := range status.Conditions {
 		c := &status.Conditions[i]
 		was := meta.FindStatusCondition(old.Conditions, c.Type)
+		if normal, watching := watchConditions[c.Type]; watching {
+			if was == nil && (c.Status != metav1.ConditionTrue || c.Reason != normal) ||
+				was != nil && (was.Status != c.Status || was.Reason != c.Reason ||
+					c.Status != metav1.ConditionTrue && was.Message != c.Message) {
+				return false
+			}
+			continue
+		}
 		unchanged := was != nil && was.Status == c.Status && was.Reason == c.Reason &&
 			was.ObservedGeneration == c.ObservedGeneration
 		if !unchanged && (!inProgress(c) || was != nil && !inProgress(was)) {

@@ -17,6 +17,7 @@ limitations under the License.
 package controller
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -35,6 +36,13 @@ func status(ready, readyReason, bound, boundReason string, readyReplicas int32) 
 	}}
 }
 
+// withVolumesHealthy is s with a VolumesHealthy condition of the given status, reason and message.
+func withVolumesHealthy(s tarsv1beta1.TServerStatus, healthy, reason, message string) tarsv1beta1.TServerStatus {
+	s.Conditions = append(slices.Clone(s.Conditions), metav1.Condition{Type: ConditionVolumesHealthy,
+		Status: metav1.ConditionStatus(healthy), Reason: reason, Message: message, ObservedGeneration: s.ObservedGeneration})
+	return s
+}
+
 func TestOnlyProgress(t *testing.T) {
 	rolling := status("False", "ReplicasNotReady", "False", "ClaimsPending", 0)
 	moreReady := status("False", "ReplicasNotReady", "False", "ClaimsPending", 2)
@@ -47,6 +55,12 @@ func TestOnlyProgress(t *testing.T) {
 			s.Conditions[i].ObservedGeneration = 2
 		}
 		return s
+	}
+	healthy := func(s tarsv1beta1.TServerStatus) tarsv1beta1.TServerStatus {
+		return withVolumesHealthy(s, "True", ReasonAllVolumesHealthy, "")
+	}
+	missing := func(s tarsv1beta1.TServerStatus, message string) tarsv1beta1.TServerStatus {
+		return withVolumesHealthy(s, "False", ReasonVolumeDirectoryMissing, message)
 	}
 	for _, tc := range []struct {
 		name     string
@@ -65,6 +79,15 @@ func TestOnlyProgress(t *testing.T) {
 		{"a conflict", rolling, status("False", "Conflict", "False", "ClaimsPending", 0), false},
 		{"a storage class that provisions nothing", rolling, status("False", "ReplicasNotReady", "False", "StorageClassNotProvisioning", 0), false},
 		{"a claim pending again", ready, status("True", "AllReplicasReady", "False", "ClaimsPending", 3), false},
+		{"first status of a rollout, volumes healthy", tarsv1beta1.TServerStatus{}, healthy(rolling), true},
+		{"a spec change observed during a rollout, volumes healthy", healthy(rolling), newGeneration(healthy(rolling)), true},
+		{"more replicas ready, volumes healthy", healthy(rolling), healthy(moreReady), true},
+		{"first status already with a directory missing", tarsv1beta1.TServerStatus{}, missing(rolling, "replica 0"), false},
+		{"a directory missing during a rollout", healthy(rolling), missing(rolling, "replica 0"), false},
+		{"a directory missing on a ready server", healthy(ready), missing(ready, "replica 0"), false},
+		{"another replica's directory missing", missing(rolling, "replica 0"), missing(rolling, "replicas 0 and 1"), false},
+		{"a missing directory still missing, more replicas ready", missing(rolling, "replica 0"), missing(moreReady, "replica 0"), true},
+		{"the directory back", missing(rolling, "replica 0"), healthy(rolling), false},
 	} {
 		if got := onlyProgress(&tc.old, &tc.new); got != tc.want {
 			t.Errorf("%s: onlyProgress() = %v, want %v", tc.name, got, tc.want)

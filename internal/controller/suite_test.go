@@ -21,10 +21,12 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -49,6 +51,12 @@ var (
 	k8sClient client.Client
 	// reconciler is the one the suite's manager runs; tests may also call it directly.
 	reconciler *TServerReconciler
+	// writes are the writes of the manager's client, by namespace.
+	writes = &writeLog{}
+	// managerRole is the manager's role as generated, the only one the suite's manager has;
+	// managerAPIUse records what the manager did with it.
+	managerRole   *rbacv1.ClusterRole
+	managerAPIUse = &apiUse{}
 )
 
 func TestControllers(t *testing.T) {
@@ -88,11 +96,23 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	Expect(k8sClient).NotTo(BeNil())
 
+	By("running the manager as a user that has only the manager's generated role")
+	managerRole = bindManagerRole(ctx, k8sClient)
+	user, err := testEnv.AddUser(envtest.User{Name: managerUser}, nil)
+	Expect(err).NotTo(HaveOccurred())
+	managerCfg := managerAPIUse.wrap(user.Config())
+	userClient, err := client.New(user.Config(), client.Options{Scheme: scheme.Scheme})
+	Expect(err).NotTo(HaveOccurred())
+	Eventually(func() error { // until the API server's authorizer has seen the binding
+		return userClient.List(ctx, &k8sv1beta1.TServerList{})
+	}, 10*time.Second).Should(Succeed())
+
 	By("starting the controller in a manager, with the caches narrowed as in production")
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:  scheme.Scheme,
-		Cache:   CacheOptions(),
-		Metrics: metricsserver.Options{BindAddress: "0"},
+	mgr, err := ctrl.NewManager(managerCfg, ctrl.Options{
+		Scheme:    scheme.Scheme,
+		Cache:     CacheOptions(),
+		Metrics:   metricsserver.Options{BindAddress: "0"},
+		NewClient: writes.newClient,
 	})
 	Expect(err).NotTo(HaveOccurred())
 	reconciler = &TServerReconciler{
@@ -117,6 +137,12 @@ var _ = AfterSuite(func() {
 	cancel()
 	err := testEnv.Stop()
 	Expect(err).NotTo(HaveOccurred())
+
+	if suite, _ := GinkgoConfiguration(); len(suite.FocusStrings) == 0 && len(suite.SkipStrings) == 0 && suite.LabelFilter == "" {
+		By("checking that the manager used every verb its role grants: least privilege")
+		Expect(managerAPIUse.unused(managerRole)).To(BeEmpty(),
+			"granted and never used; drop them from the +kubebuilder:rbac markers (or say in unusedOnPurpose why not)")
+	}
 })
 
 // getFirstFoundEnvTestBinaryDir locates the first binary in the specified path.

@@ -20,6 +20,7 @@ limitations under the License.
 package controller
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -30,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -86,14 +88,20 @@ type TServerReconciler struct {
 	statusWrites statusWrites
 }
 
-// +kubebuilder:rbac:groups=k8s.tars.io,resources=tservers,verbs=get;list;watch
-// +kubebuilder:rbac:groups=k8s.tars.io,resources=tservers/status,verbs=get;update;patch
+// The manager reads TServers, StatefulSets, Services, claims and t-storage-class from its cache
+// (list and watch, never get), the server's pods with one uncached list (deleteUnusedClaims),
+// and writes status with a patch. The StatefulSet controller, not this one, creates the claims.
+// tservers/finalizers: update lets it set blockOwnerDeletion on the objects it owns where the
+// OwnerReferencesPermissionEnforcement admission plugin is on. The controller suite runs the
+// manager with exactly this role and fails on a verb it grants and never uses.
+// +kubebuilder:rbac:groups=k8s.tars.io,resources=tservers,verbs=list;watch
+// +kubebuilder:rbac:groups=k8s.tars.io,resources=tservers/status,verbs=patch
 // +kubebuilder:rbac:groups=k8s.tars.io,resources=tservers/finalizers,verbs=update
-// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;delete
-// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update
-// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create;patch;delete
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
-// +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=list;watch;create;update;delete
+// +kubebuilder:rbac:groups="",resources=services,verbs=list;watch;create;update
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=list;watch;patch;delete
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list
+// +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings a TServer's Service, StatefulSet and claims in line with it, then records
@@ -400,12 +408,8 @@ func (r *TServerReconciler) reconcileClaims(ctx context.Context, ts *tarsv1beta1
 // isClaimOf says whether pvc is one the StatefulSet of ts made from its claim template volume:
 // <volume>-<ts name>-<ordinal>.
 func isClaimOf(pvc *corev1.PersistentVolumeClaim, ts *tarsv1beta1.TServer, volume string) bool {
-	ordinal, ok := strings.CutPrefix(pvc.Name, volume+"-"+ts.Name+"-")
-	if !ok {
-		return false
-	}
-	_, err := strconv.ParseUint(ordinal, 10, 32)
-	return err == nil
+	template, _, ok := claimOrdinal(pvc.Name, ts.Name)
+	return ok && template == volume
 }
 
 // deleteUnusedClaims deletes the claims no pod of the server mounts; the others are left for a
@@ -455,13 +459,26 @@ func (r *TServerReconciler) updateStatus(ctx context.Context, ts *tarsv1beta1.TS
 	}
 	// A merge patch, not an update: the controller is the status' only writer, and a TServer
 	// read from the cache may be a version behind.
-	patch := client.MergeFrom(ts.DeepCopy())
+	old := ts.DeepCopy()
+	patch := client.MergeFrom(old)
 	ts.Status = status
 	if err := r.Status().Patch(ctx, ts, patch); err != nil {
 		return 0, err
 	}
 	r.statusWrites.wrote(client.ObjectKeyFromObject(ts), now)
+	r.reportVolumeProblems(ctx, ts, &old.Status)
 	return 0, nil
+}
+
+// reportVolumeProblems sends a Warning event when the status just written says, and the one
+// before did not, that a volume's directory is missing: a replica's data is not where it was.
+func (r *TServerReconciler) reportVolumeProblems(ctx context.Context, ts *tarsv1beta1.TServer, old *tarsv1beta1.TServerStatus) {
+	c := meta.FindStatusCondition(ts.Status.Conditions, ConditionVolumesHealthy)
+	if c == nil || c.Status != metav1.ConditionFalse || meta.IsStatusConditionFalse(old.Conditions, ConditionVolumesHealthy) {
+		return
+	}
+	logf.FromContext(ctx).Info("Reported volumes whose directory is missing", "reason", c.Reason, "message", c.Message)
+	r.Recorder.Eventf(ts, nil, corev1.EventTypeWarning, c.Reason, "Reconcile", "%s", truncate(c.Message, maxEventNote))
 }
 
 // Condition types of a TServer.
@@ -470,6 +487,27 @@ const (
 	ConditionReady = "Ready"
 	// ConditionVolumesBound is true when every claim of every replica is bound to a volume.
 	ConditionVolumesBound = "VolumesBound"
+	// ConditionVolumesHealthy is false while a node agent reports that the directory of a bound
+	// volume of the server is missing (tarsv1beta1.AnnotationVolumeProblem on its claim).
+	ConditionVolumesHealthy = "VolumesHealthy"
+)
+
+// Reasons of the VolumesHealthy condition.
+const (
+	// ReasonAllVolumesHealthy: no claim of the server carries a node agent's problem report.
+	ReasonAllVolumesHealthy = "AllVolumesHealthy"
+	// ReasonVolumeDirectoryMissing: a node agent found the directory of a bound volume missing.
+	ReasonVolumeDirectoryMissing = "VolumeDirectoryMissing"
+)
+
+const (
+	// shownClaims is how many claims a condition's message names; it counts the rest.
+	shownClaims = 5
+	// maxProblemLength bounds how much of a node agent's report a condition quotes: the
+	// annotation is free text on a claim.
+	maxProblemLength = 512
+	// maxEventNote is the longest note an events.k8s.io Event may have.
+	maxEventNote = 1024
 )
 
 // computeStatus is the TServer's status given what a reconcile observed.
@@ -507,54 +545,155 @@ func computeStatus(ts *tarsv1beta1.TServer, o *observed) tarsv1beta1.TServerStat
 	}
 	meta.SetStatusCondition(&status.Conditions, ready)
 	meta.SetStatusCondition(&status.Conditions, volumesBound(ts, desiredReplicas, o.claims, o.storageClassProblem))
+	meta.SetStatusCondition(&status.Conditions, volumesHealthy(ts, o.claims))
 	return status
 }
 
 // volumesBound says whether every claim the replicas need exists and is bound, and, if not and
-// the storage class provisions nothing, why.
+// the storage class provisions nothing, why. Its work grows with the claims that exist, never
+// with replicas (which an old object may have in billions): missing claims are counted, and
+// only the first shownClaims of them are named.
 func volumesBound(ts *tarsv1beta1.TServer, replicas int32, claims []corev1.PersistentVolumeClaim,
 	storageClassProblem string) metav1.Condition {
-	phase := map[string]corev1.PersistentVolumeClaimPhase{}
+	replicas = max(replicas, 0)
+	templates := buildClaimTemplates(ts)
+	bound := make(map[string]sets.Set[int32], len(templates)) // template -> ordinals with a bound claim
+	for _, t := range templates {
+		bound[t.Name] = sets.New[int32]()
+	}
 	selected := map[string]string{} // claim -> the node whose agent is to provision it
 	for _, pvc := range claims {
-		phase[pvc.Name] = pvc.Status.Phase
+		template, ordinal, ok := claimOrdinal(pvc.Name, ts.Name)
+		if !ok || bound[template] == nil || ordinal >= replicas {
+			continue
+		}
+		if pvc.Status.Phase == corev1.ClaimBound {
+			bound[template].Insert(ordinal)
+		}
 		if _, local := pvc.Labels[tarsv1beta1.LabelLocalVolume]; local && pvc.Spec.VolumeName == "" {
 			selected[pvc.Name] = pvc.Annotations[volumehelpers.AnnSelectedNode]
 		}
 	}
-	var pending []string
-	total := 0
+	total := int64(len(templates)) * int64(replicas)
+	pending := total
+	var shown []string
 	localPending := false
-	for _, t := range buildClaimTemplates(ts) {
-		_, local := t.Labels[tarsv1beta1.LabelLocalVolume]
-		for i := range replicas {
-			total++
-			if name := fmt.Sprintf("%s-%s-%d", t.Name, ts.Name, i); phase[name] != corev1.ClaimBound {
-				if node := selected[name]; node != "" {
-					// Scheduled: a claim that stays so waits for an agent (is one running there?).
-					name += " (on node " + node + ")"
-				}
-				pending = append(pending, name)
-				localPending = localPending || local
+	for _, t := range templates {
+		ordinals := bound[t.Name]
+		pending -= int64(ordinals.Len())
+		if _, local := t.Labels[tarsv1beta1.LabelLocalVolume]; local && int64(ordinals.Len()) < int64(replicas) {
+			localPending = true
+		}
+		// At most len(ordinals) + shownClaims steps.
+		for i := int32(0); i < replicas && len(shown) < shownClaims; i++ {
+			if ordinals.Has(i) {
+				continue
 			}
+			name := fmt.Sprintf("%s-%s-%d", t.Name, ts.Name, i)
+			if node := selected[name]; node != "" {
+				// Scheduled: a claim that stays so waits for an agent (is one running there?).
+				name += " (on node " + node + ")"
+			}
+			shown = append(shown, name)
 		}
 	}
 	c := metav1.Condition{Type: ConditionVolumesBound, ObservedGeneration: ts.Generation}
-	if len(pending) == 0 {
+	if pending == 0 {
 		c.Status, c.Reason = metav1.ConditionTrue, "AllClaimsBound"
 		c.Message = fmt.Sprintf("%d claim(s) bound", total)
 		return c
 	}
-	const shown = 5
 	c.Status, c.Reason = metav1.ConditionFalse, "ClaimsPending"
-	c.Message = fmt.Sprintf("%d of %d claim(s) not bound yet: %s", len(pending), total, strings.Join(pending[:min(shown, len(pending))], ", "))
-	if len(pending) > shown {
-		c.Message += fmt.Sprintf(" and %d more", len(pending)-shown)
+	c.Message = fmt.Sprintf("%d of %d claim(s) not bound yet: %s", pending, total, strings.Join(shown, ", "))
+	if more := pending - int64(len(shown)); more > 0 {
+		c.Message += fmt.Sprintf(" and %d more", more)
 	}
 	if storageClassProblem != "" && localPending {
 		c.Reason, c.Message = "StorageClassNotProvisioning", storageClassProblem+"; "+c.Message
 	}
 	return c
+}
+
+// claimOrdinal reads a claim name the StatefulSet named server made from one of its claim
+// templates, <template>-<server>-<ordinal>, back into template and ordinal.
+func claimOrdinal(claim, server string) (template string, ordinal int32, ok bool) {
+	i := strings.LastIndex(claim, "-"+server+"-")
+	if i <= 0 {
+		return "", 0, false
+	}
+	digits := claim[i+len(server)+2:]
+	n, err := strconv.ParseInt(digits, 10, 32)
+	if err != nil || n < 0 || strconv.FormatInt(n, 10) != digits {
+		return "", 0, false
+	}
+	return claim[:i], int32(n), true
+}
+
+// volumesHealthy says whether any claim of the server carries a node agent's report that the
+// directory of its bound volume is missing, naming the replica, the claim and the report of the
+// first shownClaims of them.
+func volumesHealthy(ts *tarsv1beta1.TServer, claims []corev1.PersistentVolumeClaim) metav1.Condition {
+	type problem struct {
+		ordinal int32
+		claim   string
+		report  string
+	}
+	var problems []problem
+	for _, pvc := range claims {
+		report, ok := pvc.Annotations[tarsv1beta1.AnnotationVolumeProblem]
+		if !ok || !pvc.DeletionTimestamp.IsZero() {
+			continue
+		}
+		_, ordinal, isReplica := claimOrdinal(pvc.Name, ts.Name)
+		if !isReplica {
+			ordinal = -1 // a claim of the server's labels that no replica made: named, listed last
+		}
+		problems = append(problems, problem{ordinal: ordinal, claim: pvc.Name, report: report})
+	}
+	c := metav1.Condition{Type: ConditionVolumesHealthy, ObservedGeneration: ts.Generation}
+	if len(problems) == 0 {
+		c.Status, c.Reason = metav1.ConditionTrue, ReasonAllVolumesHealthy
+		c.Message = "no node agent reports a missing volume directory"
+		return c
+	}
+	// In a stable order, so that an unchanged report writes nothing.
+	slices.SortFunc(problems, func(a, b problem) int {
+		if (a.ordinal < 0) != (b.ordinal < 0) {
+			return cmp.Compare(b.ordinal, a.ordinal)
+		}
+		return cmp.Or(cmp.Compare(a.ordinal, b.ordinal), strings.Compare(a.claim, b.claim))
+	})
+	parts := make([]string, 0, min(len(problems), shownClaims))
+	for _, p := range problems[:min(len(problems), shownClaims)] {
+		report := strings.TrimSpace(p.report)
+		if report == "" {
+			report = "its volume's directory is missing"
+		}
+		who := "claim " + p.claim
+		if p.ordinal >= 0 {
+			who = fmt.Sprintf("replica %s-%d (claim %s)", ts.Name, p.ordinal, p.claim)
+		}
+		parts = append(parts, who+": "+truncate(report, maxProblemLength))
+	}
+	c.Status, c.Reason = metav1.ConditionFalse, ReasonVolumeDirectoryMissing
+	c.Message = fmt.Sprintf("%d claim(s) report a missing volume directory: %s", len(problems), strings.Join(parts, "; "))
+	if len(problems) > shownClaims {
+		c.Message += fmt.Sprintf(" and %d more", len(problems)-shownClaims)
+	}
+	return c
+}
+
+// truncate shortens s to at most n bytes, on a character boundary, marking the cut.
+func truncate(s string, n int) string {
+	const cut = "..."
+	if len(s) <= n {
+		return s
+	}
+	end := n - len(cut)
+	for end > 0 && !utf8.RuneStart(s[end]) {
+		end--
+	}
+	return s[:end] + cut
 }
 
 // hasLabels says whether have contains every key and value of want.

@@ -27,6 +27,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -223,19 +224,27 @@ var _ = Describe("TServer controller", func() {
 		statefulSetOf(ts)
 		Eventually(conditionOf(ts, ConditionReady), timeout, interval).ShouldNot(BeNil())
 
-		versions := func() []string {
-			sts, svc, got := &appsv1.StatefulSet{}, &corev1.Service{}, &tarsv1beta1.TServer{}
-			for _, obj := range []client.Object{sts, svc, got} {
-				Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), obj)).To(Succeed())
-			}
-			return []string{sts.ResourceVersion, svc.ResourceVersion, got.ResourceVersion}
-		}
-		before := versions()
+		By("letting it settle: no write for longer than a batch of events takes")
+		var settled []string
+		Eventually(func() []string {
+			before := writes.in(ns)
+			time.Sleep(statusBatchPeriod + time.Second)
+			settled = writes.in(ns)
+			return settled[len(before):]
+		}, 4*timeout, interval).Should(BeEmpty())
+		Expect(settled).To(ContainElements(
+			"create v1.StatefulSet tars-tarslog", "create v1.Service tars-tarslog", "patch/status v1beta1.TServer tars-tarslog",
+		), "the write log misses the controller's own writes")
+
+		By("reconciling it again, directly and through a watch event")
 		for range 3 {
 			_, err := reconciler.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(ts)})
 			Expect(err).NotTo(HaveOccurred())
 		}
-		Consistently(versions, time.Second, interval).Should(Equal(before))
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ts.Name}}
+		update(svc, func() { svc.Labels["example.com/touched"] = "true" }) // its owner is reconciled
+		Consistently(func() []string { return writes.in(ns)[len(settled):] }, 2*statusBatchPeriod, interval).
+			Should(BeEmpty(), "writes of an unchanged TServer")
 	})
 
 	It("updates the StatefulSet in place for an ordinary change", func() {
@@ -245,6 +254,7 @@ var _ = Describe("TServer controller", func() {
 		edit(ts, func(ts *tarsv1beta1.TServer) {
 			ts.Spec.K8S.Env = append(ts.Spec.K8S.Env, corev1.EnvVar{Name: "LOG_LEVEL", Value: "debug"})
 			ts.Spec.K8S.Replicas = 3
+			ts.Spec.Tars.Servants = append(ts.Spec.Tars.Servants, tarsv1beta1.TServerServant{Name: "StatObj", Port: 18994, IsTcp: true})
 		})
 		Eventually(func() []corev1.EnvVar {
 			return statefulSetOf(ts).Spec.Template.Spec.Containers[0].Env
@@ -253,6 +263,17 @@ var _ = Describe("TServer controller", func() {
 		Expect(sts.UID).To(Equal(uid))
 		Expect(*sts.Spec.Replicas).To(Equal(int32(3)))
 		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement("UpdatedStatefulSet"))
+		By("updating the Service's ports with the new servant")
+		Eventually(func() []string {
+			svc := &corev1.Service{}
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), svc)).To(Succeed())
+			names := make([]string, 0, len(svc.Spec.Ports))
+			for _, p := range svc.Spec.Ports {
+				names = append(names, p.Name)
+			}
+			return names
+		}, timeout, interval).Should(Equal([]string{"logobj", "statobj"}))
+		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement("UpdatedService"))
 
 		By("undoing a replica change made on the StatefulSet behind the TServer's back")
 		update(sts, func() { sts.Spec.Replicas = ptr.To[int32](9) })
@@ -464,6 +485,67 @@ var _ = Describe("TServer controller", func() {
 			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(other), got)).To(Succeed())
 			return got.Labels
 		}, time.Second, interval).ShouldNot(HaveKey(tarsv1beta1.LabelSelectedNode))
+	})
+
+	It("refuses a scale to two billion replicas, or reconciles it harmlessly, and keeps reconciling other servers", func() {
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		statefulSetOf(ts)
+
+		By("scaling it as `kubectl scale` does, through the scale subresource, which no webhook sees")
+		scale := &autoscalingv1.Scale{}
+		Expect(k8sClient.SubResource("scale").Get(ctx, ts, scale)).To(Succeed())
+		scale.Spec.Replicas = 2_000_000_000
+		if err := k8sClient.SubResource("scale").Update(ctx, ts, client.WithSubResourceBody(scale)); err != nil {
+			By("refused by the schema: the StatefulSet keeps its replicas")
+			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+			Expect(err.Error()).To(ContainSubstring("spec.k8s.replicas"))
+			Expect(err.Error()).To(ContainSubstring(fmt.Sprint(tarsv1beta1.MaxReplicas)))
+			Consistently(func() int32 { return *statefulSetOf(ts).Spec.Replicas }, time.Second, interval).Should(Equal(int32(2)))
+		} else {
+			By("accepted: the status counts the claims missing")
+			Eventually(conditionOf(ts, ConditionVolumesBound), timeout, interval).Should(
+				HaveField("Message", HavePrefix("2000000000 of 2000000000 claim(s) not bound yet")))
+		}
+
+		By("reconciling another server meanwhile")
+		other := tarslogIn(ns)
+		other.Spec.Server = "tarsother"
+		other.Name = tarsv1beta1.ResourceName(other.Spec.App, other.Spec.Server)
+		Expect(k8sClient.Create(ctx, other)).To(Succeed())
+		statefulSetOf(other)
+		Eventually(conditionOf(other, ConditionVolumesBound), timeout, interval).Should(
+			HaveField("Message", HavePrefix("2 of 2 claim(s) not bound yet")))
+	})
+
+	It("says on VolumesHealthy which replica's volume directory a node agent finds missing", func() {
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		statefulSetOf(ts)
+		claimOf(ts, "remote-log-dir", 0, nil)
+		pvc := claimOf(ts, "remote-log-dir", 1, nil)
+		Eventually(conditionOf(ts, ConditionVolumesHealthy), timeout, interval).Should(And(
+			Not(BeNil()), HaveField("Status", metav1.ConditionTrue), HaveField("Reason", ReasonAllVolumesHealthy)))
+
+		By("annotating a claim as the node agent does when the directory is gone")
+		report := "directory /usr/local/app/tars/host-mount/" + ns + "/tars.tarslog/remote-log-dir of volume pv-1 is missing " +
+			"on node node-1 (a data disk not mounted?); the agent does not recreate it empty"
+		update(pvc, func() {
+			if pvc.Annotations == nil {
+				pvc.Annotations = map[string]string{}
+			}
+			pvc.Annotations[tarsv1beta1.AnnotationVolumeProblem] = report
+		})
+		Eventually(conditionOf(ts, ConditionVolumesHealthy), timeout, interval).Should(And(
+			HaveField("Status", metav1.ConditionFalse),
+			HaveField("Reason", ReasonVolumeDirectoryMissing),
+			HaveField("Message", ContainSubstring("replica tars-tarslog-1 (claim remote-log-dir-tars-tarslog-1): "+report)),
+			HaveField("Message", Not(ContainSubstring("tars-tarslog-0"))),
+		))
+		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement(ReasonVolumeDirectoryMissing))
+
+		By("turning true again once the agent takes the annotation away")
+		update(pvc, func() { delete(pvc.Annotations, tarsv1beta1.AnnotationVolumeProblem) })
+		Eventually(conditionOf(ts, ConditionVolumesHealthy), timeout, interval).Should(And(
+			HaveField("Status", metav1.ConditionTrue), HaveField("Reason", ReasonAllVolumesHealthy)))
 	})
 
 	It("reports ready replicas and bound claims from the StatefulSet and claims", func() {

@@ -19,8 +19,10 @@ package v1beta1
 import (
 	"encoding/json"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
@@ -30,7 +32,8 @@ import (
 
 // FuzzValidateTServer feeds arbitrary TServer JSON through defaulting and validation. Neither may
 // panic; defaulting leaves no tLocalVolume field empty; a TServer that validates has only
-// well-formed local volumes; and an update that changes nothing is always allowed.
+// well-formed local volumes, no hostPath that reaches the host root and at most MaxReplicas;
+// and an update that changes nothing is always allowed.
 // The seed corpus is every sample, valid and invalid; `make test` runs it, `make fuzz` explores.
 func FuzzValidateTServer(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join("..", "..", "..", "config", "samples", "*.yaml"))
@@ -48,6 +51,8 @@ func FuzzValidateTServer(f *testing.F) {
 	}
 	f.Add([]byte(`{"spec":{"k8s":{"mounts":[{"source":{"tLocalVolume":{}}}]}}}`))
 	f.Add([]byte(`{"spec":{"subType":"normal","normal":{"ports":[{"name":"a","port":-1}]},"k8s":{"hostPorts":[{"nameRef":""}]}}}`))
+	f.Add([]byte(`{"metadata":{"name":"a-b"},"spec":{"app":"a","server":"b","subType":"normal","normal":{},` +
+		`"k8s":{"replicas":2000000000,"mounts":[{"name":"h","mountPath":"/h","source":{"hostPath":{"path":"/usr/local/app/tars/host-mount/../host-mount/x"}}}]}}}`))
 
 	id := regexp.MustCompile(tarsv1beta1.LocalVolumeIDPattern)
 	mode := regexp.MustCompile(tarsv1beta1.LocalVolumeModePattern)
@@ -68,6 +73,15 @@ func FuzzValidateTServer(f *testing.F) {
 				if lv != nil && (!id.MatchString(lv.UID) || !id.MatchString(lv.GID) || !mode.MatchString(lv.Mode)) {
 					t.Fatalf("accepted a malformed local volume: %+v", lv)
 				}
+				if hp := m.Source.HostPath; hp != nil {
+					if p := path.Clean(hp.Path); p == "/" || strings.HasPrefix(tarsv1beta1.DefaultHostRoot+"/", p+"/") ||
+						strings.HasPrefix(p, tarsv1beta1.DefaultHostRoot+"/") {
+						t.Fatalf("accepted a hostPath that reaches the host root: %q", hp.Path)
+					}
+				}
+			}
+			if ts.Spec.K8S.Replicas > tarsv1beta1.MaxReplicas {
+				t.Fatalf("accepted %d replicas", ts.Spec.K8S.Replicas)
 			}
 		}
 		if errs := ValidateTServerUpdate(ts, ts.DeepCopy()); len(errs) > 0 {

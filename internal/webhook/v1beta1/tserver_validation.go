@@ -46,9 +46,37 @@ var (
 	localVolumeMode = regexp.MustCompile(tarsv1beta1.LocalVolumeModePattern)
 )
 
+// ValidationOptions are the settings of the cluster that some rules depend on. The zero value
+// stands for the defaults.
+type ValidationOptions struct {
+	// HostRoot is the host directory node-local volumes live under, as the node agents are
+	// configured (their --host-root); empty means tarsv1beta1.DefaultHostRoot.
+	HostRoot string
+}
+
+// hostRoot is the cleaned host root of o.
+func (o ValidationOptions) hostRoot() string {
+	if o.HostRoot == "" {
+		return tarsv1beta1.DefaultHostRoot
+	}
+	return path.Clean(o.HostRoot)
+}
+
+// ValidateTServer checks a TServer against every rule a create must satisfy, with the default
+// ValidationOptions, and returns all violations, each with the path of the field at fault.
+func ValidateTServer(ts *tarsv1beta1.TServer) field.ErrorList {
+	return ValidationOptions{}.ValidateTServer(ts)
+}
+
+// ValidateTServerUpdate checks an update as ValidationOptions.ValidateTServerUpdate does, with
+// the default options.
+func ValidateTServerUpdate(oldTS, newTS *tarsv1beta1.TServer) field.ErrorList {
+	return ValidationOptions{}.ValidateTServerUpdate(oldTS, newTS)
+}
+
 // ValidateTServer checks a TServer against every rule a create must satisfy and returns all
 // violations, each with the path of the field at fault.
-func ValidateTServer(ts *tarsv1beta1.TServer) field.ErrorList {
+func (o ValidationOptions) ValidateTServer(ts *tarsv1beta1.TServer) field.ErrorList {
 	spec := field.NewPath("spec")
 	errs := validateIdentifier(ts.Spec.App, spec.Child("app"))
 	errs = append(errs, validateIdentifier(ts.Spec.Server, spec.Child("server"))...)
@@ -56,15 +84,15 @@ func ValidateTServer(ts *tarsv1beta1.TServer) field.ErrorList {
 	endpoints, endpointErrs := validateEndpoints(&ts.Spec, spec)
 	errs = append(errs, endpointErrs...)
 	errs = append(errs, validateRelease(ts.Spec.Release, spec.Child("release"))...)
-	errs = append(errs, validateK8S(&ts.Spec.K8S, endpoints, spec.Child("k8s"))...)
+	errs = append(errs, o.validateK8S(&ts.Spec.K8S, endpoints, spec.Child("k8s"))...)
 	return errs
 }
 
 // ValidateTServerUpdate checks an update: the new object must pass ValidateTServer, except that
 // a value that was already invalid in the old object may stay (so objects stored before a rule
 // existed can still be edited and scaled), and app, server and subType may not change.
-func ValidateTServerUpdate(oldTS, newTS *tarsv1beta1.TServer) field.ErrorList {
-	errs := withoutErrorsIn(ValidateTServer(newTS), ValidateTServer(oldTS))
+func (o ValidationOptions) ValidateTServerUpdate(oldTS, newTS *tarsv1beta1.TServer) field.ErrorList {
+	errs := withoutErrorsIn(o.ValidateTServer(newTS), o.ValidateTServer(oldTS))
 	spec := field.NewPath("spec")
 	errs = append(errs, apivalidation.ValidateImmutableField(newTS.Spec.App, oldTS.Spec.App, spec.Child("app"))...)
 	errs = append(errs, apivalidation.ValidateImmutableField(newTS.Spec.Server, oldTS.Spec.Server, spec.Child("server"))...)
@@ -189,8 +217,13 @@ func validateRelease(r *tarsv1beta1.TServerRelease, fld *field.Path) field.Error
 	return errs
 }
 
-func validateK8S(k *tarsv1beta1.TServerK8S, endpoints []tarsv1beta1.Endpoint, fld *field.Path) field.ErrorList {
+func (o ValidationOptions) validateK8S(k *tarsv1beta1.TServerK8S, endpoints []tarsv1beta1.Endpoint, fld *field.Path) field.ErrorList {
 	errs := apivalidation.ValidateNonnegativeField(int64(k.Replicas), fld.Child("replicas"))
+	if k.Replicas > tarsv1beta1.MaxReplicas {
+		errs = append(errs, field.Invalid(fld.Child("replicas"), k.Replicas, fmt.Sprintf("must be no more than %d, "+
+			"the most nodes a cluster is meant to have (a replica with node-local volumes needs a node of its own)",
+			tarsv1beta1.MaxReplicas)))
+	}
 	if k.ServiceAccount != "" {
 		errs = append(errs, dnsSubdomain(k.ServiceAccount, fld.Child("serviceAccount"))...)
 	}
@@ -213,7 +246,7 @@ func validateK8S(k *tarsv1beta1.TServerK8S, endpoints []tarsv1beta1.Endpoint, fl
 	for i, gate := range k.ReadinessGates {
 		errs = append(errs, invalidEach(fld.Child("readinessGates").Index(i), gate, validation.IsQualifiedName(gate))...)
 	}
-	errs = append(errs, validateMounts(k.Mounts, fld.Child("mounts"))...)
+	errs = append(errs, o.validateMounts(k.Mounts, fld.Child("mounts"))...)
 	return errs
 }
 
@@ -368,7 +401,7 @@ func validateResources(r *corev1.ResourceRequirements, fld *field.Path) field.Er
 	return errs
 }
 
-func validateMounts(mounts []tarsv1beta1.TK8SMount, fld *field.Path) field.ErrorList {
+func (o ValidationOptions) validateMounts(mounts []tarsv1beta1.TK8SMount, fld *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	seenNames := sets.New[string]()
 	seenPaths := sets.New[string]()
@@ -396,7 +429,7 @@ func validateMounts(mounts []tarsv1beta1.TK8SMount, fld *field.Path) field.Error
 		}
 		errs = append(errs, validateRelativePath(m.SubPath, p.Child("subPath"))...)
 		errs = append(errs, validateRelativePath(m.SubPathExpr, p.Child("subPathExpr"))...)
-		errs = append(errs, validateMountSource(&m.Source, p.Child("source"))...)
+		errs = append(errs, o.validateMountSource(&m.Source, p.Child("source"))...)
 	}
 	return errs
 }
@@ -446,7 +479,7 @@ func sourceNames(s *tarsv1beta1.TK8SMountSource) []string {
 	return names
 }
 
-func validateMountSource(s *tarsv1beta1.TK8SMountSource, fld *field.Path) field.ErrorList {
+func (o ValidationOptions) validateMountSource(s *tarsv1beta1.TK8SMountSource, fld *field.Path) field.ErrorList {
 	switch set := sourceNames(s); len(set) {
 	case 0:
 		return field.ErrorList{field.Required(fld, "exactly one volume source must be set: one of tLocalVolume, "+
@@ -461,9 +494,7 @@ func validateMountSource(s *tarsv1beta1.TK8SMountSource, fld *field.Path) field.
 	case s.TLocalVolume != nil:
 		errs = append(errs, validateLocalVolume(s.TLocalVolume, fld.Child("tLocalVolume"))...)
 	case s.HostPath != nil:
-		if !path.IsAbs(s.HostPath.Path) {
-			errs = append(errs, field.Invalid(fld.Child("hostPath", "path"), s.HostPath.Path, "must be an absolute path"))
-		}
+		errs = append(errs, o.validateHostPath(s.HostPath.Path, fld.Child("hostPath", "path"))...)
 	case s.Secret != nil:
 		if s.Secret.SecretName == "" {
 			errs = append(errs, field.Required(fld.Child("secret", "secretName"), ""))
@@ -480,6 +511,27 @@ func validateMountSource(s *tarsv1beta1.TK8SMountSource, fld *field.Path) field.
 		errs = append(errs, validateClaimTemplate(s.PersistentVolumeClaimTemplate, fld.Child("persistentVolumeClaimTemplate"))...)
 	}
 	return errs
+}
+
+// validateHostPath accepts an absolute host path that neither is nor holds nor lies under the host
+// root: mounting it would give the server the node-local volumes of every server on the node.
+// The path is compared cleaned ("//", "/./", "..", a trailing slash), as the node resolves it;
+// symbolic links on the node are beyond what admission can see.
+func (o ValidationOptions) validateHostPath(p string, fld *field.Path) field.ErrorList {
+	if !path.IsAbs(p) {
+		return field.ErrorList{field.Invalid(fld, p, "must be an absolute path")}
+	}
+	root, clean := o.hostRoot(), path.Clean(p)
+	if within(clean, root) || within(root, clean) {
+		return field.ErrorList{field.Invalid(fld, p, fmt.Sprintf("must not be the host root %s, a directory under it or "+
+			"one above it: the node-local volumes of every server on the node live there; declare a tLocalVolume instead", root))}
+	}
+	return nil
+}
+
+// within says whether the clean absolute path p is dir or lies under it.
+func within(p, dir string) bool {
+	return p == dir || dir == "/" || strings.HasPrefix(p, dir+"/")
 }
 
 func validateLocalVolume(lv *tarsv1beta1.TLocalVolume, fld *field.Path) field.ErrorList {
@@ -507,6 +559,13 @@ func validateClaimTemplate(pvc *corev1.PersistentVolumeClaim, fld *field.Path) f
 	}
 	if _, ok := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; !ok {
 		errs = append(errs, field.Required(spec.Child("resources", "requests", "storage"), "the storage size to request"))
+	}
+	// Node-local volumes match claims by labels that a template may give itself: a template of
+	// their class could bind another server's volume, and its data.
+	if sc := pvc.Spec.StorageClassName; sc != nil && *sc == tarsv1beta1.StorageClassName {
+		errs = append(errs, field.Invalid(spec.Child("storageClassName"), *sc,
+			"holds the node-local volumes of tLocalVolume mounts, which a claim template could take from other "+
+				"servers; declare the mount with tLocalVolume instead"))
 	}
 	return errs
 }

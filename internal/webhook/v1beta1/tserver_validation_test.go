@@ -81,6 +81,16 @@ func withLocalVolume(uid, gid, mode string) func(*tarsv1beta1.TServer) {
 	}
 }
 
+// withHostPath adds a mount "host" of the node's path p.
+func withHostPath(p string) func(*tarsv1beta1.TServer) {
+	return func(ts *tarsv1beta1.TServer) {
+		ts.Spec.K8S.Mounts = append(ts.Spec.K8S.Mounts, tarsv1beta1.TK8SMount{
+			Name: "host", MountPath: "/host",
+			Source: tarsv1beta1.TK8SMountSource{HostPath: &corev1.HostPathVolumeSource{Path: p}},
+		})
+	}
+}
+
 const (
 	testNamespace = "default"
 	logObj        = "LogObj"
@@ -89,6 +99,8 @@ const (
 	lvUID  = "spec.k8s.mounts[0].source.tLocalVolume.uid"
 	lvGID  = "spec.k8s.mounts[0].source.tLocalVolume.gid"
 	lvMode = "spec.k8s.mounts[0].source.tLocalVolume.mode"
+	// hostPath is the path of withHostPath's mount.
+	hostPath = "spec.k8s.mounts[1].source.hostPath.path"
 )
 
 // validationCase is a change to the seed's tarslog and the errors ValidateTServer gives for it.
@@ -183,6 +195,19 @@ func validationCases() []validationCase {
 			},
 			want: []string{invalid + "spec.k8s.mounts[0].subPathExpr"},
 		},
+		{name: "hostPath of a log directory", mutate: withHostPath("/var/log")},
+		{name: "hostPath beside the host root", mutate: withHostPath("/usr/local/app/tars/host-mount2")},
+		{name: "hostPath at the host root", mutate: withHostPath("/usr/local/app/tars/host-mount"), want: []string{invalid + hostPath}},
+		{
+			name:   "hostPath of another server's volume",
+			mutate: withHostPath("/usr/local/app/tars/host-mount/default/tars.tarsconfig/data"),
+			want:   []string{invalid + hostPath},
+		},
+		{name: "hostPath of the node's root", mutate: withHostPath("/"), want: []string{invalid + hostPath}},
+		{name: "hostPath above the host root", mutate: withHostPath("/usr/local/app"), want: []string{invalid + hostPath}},
+		{name: "hostPath at the host root, unclean", mutate: withHostPath("//usr/local/./app/tars/x/../host-mount/"), want: []string{invalid + hostPath}},
+		{name: "hostPath climbing to the root", mutate: withHostPath("/var/log/../../"), want: []string{invalid + hostPath}},
+		{name: "hostPath relative", mutate: withHostPath("usr/local/app/tars/host-mount"), want: []string{invalid + hostPath}},
 		{
 			name: "claim template without storage request",
 			mutate: func(ts *tarsv1beta1.TServer) {
@@ -191,6 +216,22 @@ func validationCases() []validationCase {
 				}}
 			},
 			want: []string{"FieldValueRequired spec.k8s.mounts[0].source.persistentVolumeClaimTemplate.spec.resources.requests.storage"},
+		},
+		{
+			name: "claim template of the node-local volumes' class",
+			mutate: func(ts *tarsv1beta1.TServer) {
+				ts.Spec.K8S.Mounts[0].Source = tarsv1beta1.TK8SMountSource{PersistentVolumeClaimTemplate: &corev1.PersistentVolumeClaim{
+					Spec: corev1.PersistentVolumeClaimSpec{
+						AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+						Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")}},
+						StorageClassName: new(tarsv1beta1.StorageClassName),
+						Selector: &metav1.LabelSelector{MatchLabels: map[string]string{
+							tarsv1beta1.LabelServerApp: "tars", tarsv1beta1.LabelServerName: "tarsconfig", tarsv1beta1.LabelLocalVolume: "data",
+						}},
+					},
+				}}
+			},
+			want: []string{"FieldValueInvalid spec.k8s.mounts[0].source.persistentVolumeClaimTemplate.spec.storageClassName"},
 		},
 		{
 			name:   "name not lower(app)-lower(server)",
@@ -321,6 +362,12 @@ func validationCases() []validationCase {
 			mutate: func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = -1 },
 			want:   []string{invalid + "spec.k8s.replicas"},
 		},
+		{name: "replicas at the cap", mutate: func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = tarsv1beta1.MaxReplicas }},
+		{
+			name:   "replicas above the cap",
+			mutate: func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = 2_000_000_000 },
+			want:   []string{invalid + "spec.k8s.replicas"},
+		},
 		{
 			name:   "env var with = in its name",
 			mutate: func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Env[0].Name = "A=B" },
@@ -396,6 +443,33 @@ func TestValidateTServer(t *testing.T) {
 	}
 }
 
+func TestValidateTServerHostRoot(t *testing.T) {
+	opts := ValidationOptions{HostRoot: "/data/tars/"}
+	for _, tc := range []struct {
+		path string
+		want []string
+	}{
+		{path: tarsv1beta1.DefaultHostRoot},
+		{path: "/data/tars", want: []string{"FieldValueInvalid " + hostPath}},
+		{path: "/data/tars/default/tars.other/data", want: []string{"FieldValueInvalid " + hostPath}},
+		{path: "/data", want: []string{"FieldValueInvalid " + hostPath}},
+		{path: "/data/tarsdb"},
+	} {
+		ts := tarslog()
+		withHostPath(tc.path)(ts)
+		if diff := cmp.Diff(tc.want, errorKeys(opts.ValidateTServer(ts)), cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("hostPath %s under host root %s (-want +got):\n%s", tc.path, opts.HostRoot, diff)
+		}
+	}
+	ts := tarslog()
+	withHostPath("/usr/local/app/tars/host-mount/")(ts)
+	want := `spec.k8s.mounts[1].source.hostPath.path: Invalid value: "/usr/local/app/tars/host-mount/": must not be the host root ` +
+		`/usr/local/app/tars/host-mount, a directory under it or one above it`
+	if err := invalid(ts, ValidateTServer(ts)); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error %v\ndoes not contain %q", err, want)
+	}
+}
+
 func TestValidateTServerMessages(t *testing.T) {
 	ts := tarslog()
 	withLocalVolume("-1", "0", "8")(ts)
@@ -447,6 +521,38 @@ func TestValidateTServerUpdate(t *testing.T) {
 			name:   "an already invalid mode may stay while the object is scaled",
 			old:    withLocalVolume("0", "0", "750"),
 			mutate: func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = 3 },
+		},
+		{
+			name:   "a hostPath to the host root stored before the rule may stay while the object is scaled",
+			old:    withHostPath("/usr/local/app/tars/host-mount"),
+			mutate: func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = 3 },
+		},
+		{
+			name:   "a hostPath to the host root may not be added",
+			mutate: withHostPath("/usr/local/app/tars/host-mount"),
+			want:   []string{"FieldValueInvalid " + hostPath},
+		},
+		{
+			name:   "a hostPath may not move from the host root to another volume's directory",
+			old:    withHostPath("/usr/local/app/tars/host-mount"),
+			mutate: func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts[1].Source.HostPath.Path += "/default/tars.other" },
+			want:   []string{"FieldValueInvalid " + hostPath},
+		},
+		{
+			name:   "replicas above the cap stored before it may stay while the image changes",
+			old:    func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = 6000 },
+			mutate: func(ts *tarsv1beta1.TServer) { ts.Spec.Release.Image = "tarscloud/tars.tarslog:v2" },
+		},
+		{
+			name:   "replicas above the cap may come down",
+			old:    func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = 6000 },
+			mutate: func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = 10 },
+		},
+		{
+			name:   "replicas above the cap may not grow",
+			old:    func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = 6000 },
+			mutate: func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = 6001 },
+			want:   []string{"FieldValueInvalid spec.k8s.replicas"},
 		},
 		{
 			name:   "an already invalid mode may not become another invalid mode",

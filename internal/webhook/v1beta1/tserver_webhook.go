@@ -29,9 +29,10 @@ import (
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 )
 
-// SetupTServerWebhookWithManager registers the TServer defaulting and validating webhooks.
-func SetupTServerWebhookWithManager(mgr ctrl.Manager) error {
-	return setupTServerWebhook(mgr, &TServerValidator{})
+// SetupTServerWebhookWithManager registers the TServer defaulting and validating webhooks; the
+// validating one checks the rules of ValidateTServer with opts.
+func SetupTServerWebhookWithManager(mgr ctrl.Manager, opts ValidationOptions) error {
+	return setupTServerWebhook(mgr, &TServerValidator{Options: opts})
 }
 
 // setupTServerWebhook registers the webhooks with validator as the validating one.
@@ -73,22 +74,26 @@ func DefaultTServer(ts *tarsv1beta1.TServer) {
 // distinct servants or ports, a release, env with valid names, tLocalVolume and emptyDir mounts
 // at distinct clean absolute paths; everything else the CRD's schema checks) is valid, and is
 // spared the round trip. A TServer that uses anything more, or breaks one of those rules, is
-// sent, and ValidateTServer reports every violation with its field path. The webhook suite
-// checks that no invalid TServer of ValidateTServer's tests is spared.
+// sent, and ValidateTServer reports every violation with its field path: a hostPath mount, which
+// might reach the host root (ValidationOptions.HostRoot), always is. The webhook suite checks
+// that no invalid TServer of ValidateTServer's tests is spared.
 // +kubebuilder:webhook:path=/validate-k8s-tars-io-v1beta1-tserver,mutating=false,failurePolicy=fail,sideEffects=None,groups=k8s.tars.io,resources=tservers,verbs=create;update,versions=v1beta1,name=vtserver-v1beta1.kb.io,admissionReviewVersions=v1,timeoutSeconds=10,patch=`{"matchConditions":[{"name":"validation-needs-the-webhook","expression":"request.operation != 'CREATE' || !(has(object.spec) && has(object.metadata.name) && has(object.spec.app) && has(object.spec.server) && has(object.spec.subType) && object.metadata.name == object.spec.app.lowerAscii() + '-' + object.spec.server.lowerAscii() && size(object.metadata.name) <= 52 && (object.spec.subType != 'tars' || (has(object.spec.tars) && !has(object.spec.normal) && (!has(object.spec.tars.servants) || object.spec.tars.servants.all(a, has(a.name) && has(a.port) && a.port >= 1 && a.port <= 65535 && object.spec.tars.servants.filter(b, has(b.name) && b.name.lowerAscii() == a.name.lowerAscii()).size() == 1 && object.spec.tars.servants.filter(b, has(b.port) && b.port == a.port).size() == 1)))) && (object.spec.subType != 'normal' || (has(object.spec.normal) && !has(object.spec.tars) && (!has(object.spec.normal.ports) || object.spec.normal.ports.all(a, has(a.name) && has(a.port) && a.port >= 1 && a.port <= 65535 && object.spec.normal.ports.filter(b, has(b.name) && b.name.lowerAscii() == a.name.lowerAscii()).size() == 1 && object.spec.normal.ports.filter(b, has(b.port) && b.port == a.port).size() == 1)))) && (!has(object.spec.release) || (has(object.spec.release.id) && object.spec.release.id != '' && has(object.spec.release.image) && object.spec.release.image.trim() != '' && (!has(object.spec.release.secret) || object.spec.release.secret == ''))) && has(object.spec.k8s) && (!has(object.spec.k8s.replicas) || object.spec.k8s.replicas >= 0) && (!has(object.spec.k8s.serviceAccount) || object.spec.k8s.serviceAccount == '') && (!has(object.spec.k8s.env) || object.spec.k8s.env.all(e, has(e.name) && e.name.matches('^[ -<>-~]+$') && !(has(e.value) && e.value != '' && has(e.valueFrom)))) && (!has(object.spec.k8s.envFrom) || size(object.spec.k8s.envFrom) == 0) && (!has(object.spec.k8s.hostPorts) || size(object.spec.k8s.hostPorts) == 0) && (!has(object.spec.k8s.nodeSelector) || size(object.spec.k8s.nodeSelector) == 0) && (!has(object.spec.k8s.readinessGates) || size(object.spec.k8s.readinessGates) == 0) && (!has(object.spec.k8s.resources) || ((!has(object.spec.k8s.resources.requests) || size(object.spec.k8s.resources.requests) == 0) && (!has(object.spec.k8s.resources.limits) || size(object.spec.k8s.resources.limits) == 0))) && (!has(object.spec.k8s.updateStrategy) || (!has(object.spec.k8s.updateStrategy.rollingUpdate) && (!has(object.spec.k8s.updateStrategy.type) || object.spec.k8s.updateStrategy.type == 'RollingUpdate'))) && (!has(object.spec.k8s.mounts) || object.spec.k8s.mounts.all(m, has(m.mountPath) && m.mountPath.matches('^(/[^/]+)+$') && !m.mountPath.split('/').exists(p, p == '.' || p == '..') && object.spec.k8s.mounts.filter(n, has(n.mountPath) && n.mountPath == m.mountPath).size() == 1 && (!has(m.subPath) || m.subPath == '') && (!has(m.subPathExpr) || m.subPathExpr == '') && has(m.source) && (has(m.source.tLocalVolume) || has(m.source.emptyDir)))))"}]}`
 
 // TServerValidator rejects TServers that break the rules of ValidateTServer and
 // ValidateTServerUpdate, reporting every violation with its field path.
-type TServerValidator struct{}
+type TServerValidator struct {
+	// Options are the cluster's settings the rules depend on; the zero value means the defaults.
+	Options ValidationOptions
+}
 
 // ValidateCreate implements admission.Validator.
 func (v *TServerValidator) ValidateCreate(_ context.Context, ts *tarsv1beta1.TServer) (admission.Warnings, error) {
-	return nil, invalid(ts, ValidateTServer(ts))
+	return nil, invalid(ts, v.Options.ValidateTServer(ts))
 }
 
 // ValidateUpdate implements admission.Validator.
 func (v *TServerValidator) ValidateUpdate(_ context.Context, oldTS, newTS *tarsv1beta1.TServer) (admission.Warnings, error) {
-	return nil, invalid(newTS, ValidateTServerUpdate(oldTS, newTS))
+	return nil, invalid(newTS, v.Options.ValidateTServerUpdate(oldTS, newTS))
 }
 
 // ValidateDelete implements admission.Validator; deletion is always allowed.

@@ -21,12 +21,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -243,5 +246,63 @@ var _ = Describe("TServer admission through the API server", func() {
 
 		Expect(k8sClient.Get(ctx, tarslogKey, ts)).To(Succeed())
 		Expect(ts.Spec.K8S.Replicas).To(Equal(int32(5)))
+
+		By("refusing more than the cap, which the scale subresource cannot bypass")
+		scale.Spec.Replicas = 2_000_000_000
+		err := k8sClient.SubResource("scale").Update(ctx, ts, client.WithSubResourceBody(scale))
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+		Expect(err.Error()).To(ContainSubstring("spec.k8s.replicas"))
+		Expect(k8sClient.Get(ctx, tarslogKey, ts)).To(Succeed())
+		Expect(ts.Spec.K8S.Replicas).To(Equal(int32(5)))
+	})
+
+	It("keeps a TServer stored with more replicas than the cap editable, and lets it come down", func() {
+		Expect(k8sClient.Create(ctx, unstructuredFrom(sampleFile("tars-tarslog.yaml")))).To(Succeed())
+		ts := &tarsv1beta1.TServer{}
+		Expect(k8sClient.Get(ctx, tarslogKey, ts)).To(Succeed())
+
+		By("scaling it to 6000 while the CRD has no cap, as before it had one")
+		setReplicasMaximum(nil)
+		DeferCleanup(setReplicasMaximum, new(int64(tarsv1beta1.MaxReplicas)))
+		scaleTo := func(replicas int32) error {
+			return k8sClient.SubResource("scale").Update(ctx, ts, client.WithSubResourceBody(&autoscalingv1.Scale{
+				ObjectMeta: metav1.ObjectMeta{Name: ts.Name, Namespace: ts.Namespace}, Spec: autoscalingv1.ScaleSpec{Replicas: replicas},
+			}))
+		}
+		// The API server takes a moment to serve a changed schema.
+		Eventually(func() error { return scaleTo(6000) }, 10*time.Second).Should(Succeed())
+		setReplicasMaximum(new(int64(tarsv1beta1.MaxReplicas)))
+		Eventually(func() bool { // a new object: an update leaving the count as it is would pass (ratcheting)
+			probe := tarslog()
+			probe.Spec.Server, probe.Name, probe.Spec.K8S.Replicas = "probe", "tars-probe", 6000
+			return apierrors.IsInvalid(k8sClient.Create(ctx, probe, client.DryRunAll))
+		}, 10*time.Second).Should(BeTrue(), "the cap is back")
+		Expect(apierrors.IsInvalid(scaleTo(6001))).To(BeTrue(), "scaled above the cap")
+
+		By("updating another field, through the webhook, with the count unchanged")
+		Expect(k8sClient.Get(ctx, tarslogKey, ts)).To(Succeed())
+		ts.Spec.Release.Image = "tarscloud/tars.tarslog:v2"
+		Expect(k8sClient.Update(ctx, ts)).To(Succeed())
+		By("writing its status, as the controller does")
+		patch := client.MergeFrom(ts.DeepCopy())
+		ts.Status.ObservedGeneration = ts.Generation
+		Expect(k8sClient.Status().Patch(ctx, ts, patch)).To(Succeed())
+		By("scaling it down under the cap")
+		Expect(scaleTo(10)).To(Succeed())
 	})
 })
+
+// setReplicasMaximum sets (or, nil, removes) the CRD schema's maximum of spec.k8s.replicas.
+func setReplicasMaximum(maximum *int64) {
+	op := `{"op":"remove","path":"` + replicasSchema + `/maximum"}`
+	if maximum != nil {
+		op = fmt.Sprintf(`{"op":"add","path":"%s/maximum","value":%d}`, replicasSchema, *maximum)
+	}
+	crd := &unstructured.Unstructured{}
+	crd.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
+	crd.SetName("tservers." + tarsv1beta1.GroupVersion.Group)
+	Expect(k8sClient.Patch(ctx, crd, client.RawPatch(types.JSONPatchType, []byte("["+op+"]")))).To(Succeed())
+}
+
+// replicasSchema is the JSON pointer of spec.k8s.replicas in the CRD's schema.
+const replicasSchema = "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/k8s/properties/replicas"
