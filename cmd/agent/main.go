@@ -192,4 +192,3 @@ func releaseStartupPages(log logr.Logger, after string) {
 	}
 	log.Info("Released start-up pages", "after", after, "MiB", released>>20)
 }
-

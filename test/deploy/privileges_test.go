@@ -117,7 +117,6 @@ func TestAgentLeastPrivilege(t *testing.T) {
 	}
 }
 
-
 // runAgentThroughItsWork runs an agent for node, in this process, until it has done each kind of
 // work it does on a cluster; the comments name the calls each step makes.
 func runAgentThroughItsWork(t *testing.T, c *agentCluster, node string) {
