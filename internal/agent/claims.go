@@ -115,15 +115,6 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 			"Node %s cannot provision a volume: invalid ownership annotation: %v", r.NodeName, err)
 		return nil // nothing changes until the claim does
 	}
-	if g.volume != tarsv1beta1.DelayBindVolumeName {
-		why, err := r.diskInDoubt(ctx, "")
-		if err != nil {
-			return err
-		}
-		if why != "" {
-			return r.reschedule(ctx, pvc, why)
-		}
-	}
 
 	name := r.volumeName(g)
 	existing := &corev1.PersistentVolume{}
@@ -133,6 +124,15 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 		return r.useExisting(ctx, pvc, existing, g)
 	case !apierrors.IsNotFound(err):
 		return err
+	}
+	if g.volume != tarsv1beta1.DelayBindVolumeName {
+		why, err := r.diskInDoubt(ctx, "")
+		if err != nil {
+			return err
+		}
+		if why != "" {
+			return r.reschedule(ctx, pvc, why)
+		}
 	}
 	res, err := r.Root.Ensure(g.dir(), own)
 	if err != nil {
@@ -253,12 +253,17 @@ func (r *ClaimReconciler) bindExisting(ctx context.Context, pvc *corev1.Persiste
 	if err != nil {
 		return err
 	}
+	dataVolume := pv.Labels[tarsv1beta1.LabelLocalVolume] != tarsv1beta1.DelayBindVolumeName
+	if _, err := r.Root.Ownership(r.relativePath(pv)); errors.Is(err, fs.ErrNotExist) && dataVolume {
+		// Its data, if any, is not where it should be (a disk not mounted?): binding it now could
+		// give the claim an empty directory, and later the data under the wrong reclaim policy.
+		return r.reschedule(ctx, pvc, fmt.Sprintf("the directory %s of its volume %s is missing", localPath(pv), pv.Name))
+	}
 	held, err := r.Root.HoldsData(r.relativePath(pv))
 	if err != nil {
 		return err
 	}
-	retain := held && bound.Spec.PersistentVolumeReclaimPolicy == corev1.PersistentVolumeReclaimDelete &&
-		pv.Labels[tarsv1beta1.LabelLocalVolume] != tarsv1beta1.DelayBindVolumeName
+	retain := held && bound.Spec.PersistentVolumeReclaimPolicy == corev1.PersistentVolumeReclaimDelete && dataVolume
 	if retain {
 		// Whatever the volume says, data found in its directory is not the claim's to erase.
 		bound.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimRetain

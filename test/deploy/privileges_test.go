@@ -233,6 +233,9 @@ func runAgentThroughItsWork(t *testing.T, c *agentCluster, node string) {
 
 	// A volume made beforehand: patch persistentvolumes (its claimRef).
 	old := madeBefore("order", "data", corev1.VolumePending, nil)
+	if err := os.MkdirAll(filepath.Join(dir, ns, app+".order", "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	claim("data-shop-order-0", "order", "data", nil)
 	until("bound a volume made beforehand", func() bool {
 		pv := volume(old.Name)
@@ -262,6 +265,18 @@ func runAgentThroughItsWork(t *testing.T, c *agentCluster, node string) {
 		return c.admin.Get(ctx, client.ObjectKeyFromObject(bound), pvc) == nil &&
 			pvc.Labels[tarsv1beta1.LabelSelectedNode] == node
 	})
+	reported := func() bool {
+		pvc := &corev1.PersistentVolumeClaim{}
+		must(t, c.admin.Get(ctx, client.ObjectKeyFromObject(bound), pvc))
+		_, ok := pvc.Annotations[tarsv1beta1.AnnotationVolumeProblem]
+		return ok
+	}
+	until("reported the missing directory of a bound volume", reported)
+	// The disk is back: the report goes (and the node may provision and clean up again).
+	if err := os.MkdirAll(filepath.Join(dir, ns, app+".user", "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	until("cleared the report of a directory that is back", func() bool { return !reported() })
 
 	// The same Warning twice about one claim: create events, then patch events (the series).
 	claim("data-shop-bad-0", "bad", "data", map[string]string{tarsv1beta1.AnnotationLocalVolumeMode: "8"})
