@@ -242,21 +242,30 @@ func (r *Root) ensure(rel string, o Ownership, create bool) (Result, error) {
 
 // HoldsData says whether rel is a directory that holds anything; a missing one holds nothing.
 func (r *Root) HoldsData(rel string) (bool, error) {
-	root, err := r.open(rel)
-	if err != nil {
+	root, fi, err := r.existingDir(rel)
+	if err != nil || fi == nil {
 		return false, err
-	}
-	fi, err := root.Lstat(rel)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	if !fi.IsDir() {
-		return false, fmt.Errorf("%s: %w", rel, ErrNotDirectory)
 	}
 	return hasEntries(root, rel)
+}
+
+// existingDir is the current root and what rel is in it: a directory, or nil when missing.
+// Anything else there is ErrNotDirectory.
+func (r *Root) existingDir(rel string) (*os.Root, fs.FileInfo, error) {
+	root, err := r.open(rel)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := root.Lstat(rel)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return root, nil, nil
+	case err != nil:
+		return nil, nil, err
+	case !fi.IsDir():
+		return nil, nil, fmt.Errorf("%s: %w", rel, ErrNotDirectory)
+	}
+	return root, fi, nil
 }
 
 // hasEntries says whether the directory rel holds anything.
@@ -275,16 +284,12 @@ func hasEntries(root *os.Root, rel string) (bool, error) {
 
 // Ownership is the owner, group and mode bits rel has.
 func (r *Root) Ownership(rel string) (Ownership, error) {
-	root, err := r.open(rel)
+	_, fi, err := r.existingDir(rel)
 	if err != nil {
 		return Ownership{}, err
 	}
-	fi, err := root.Lstat(rel)
-	if err != nil {
-		return Ownership{}, err
-	}
-	if !fi.IsDir() {
-		return Ownership{}, fmt.Errorf("%s: %w", rel, ErrNotDirectory)
+	if fi == nil {
+		return Ownership{}, fmt.Errorf("%s: %w", rel, fs.ErrNotExist)
 	}
 	return ownershipOf(fi), nil
 }
@@ -324,19 +329,9 @@ func (r *Root) Rename(from, to string) error {
 
 // RemoveIfEmpty removes rel if it is an empty directory, and says whether it did.
 func (r *Root) RemoveIfEmpty(rel string) (bool, error) {
-	root, err := r.open(rel)
-	if err != nil {
+	root, fi, err := r.existingDir(rel)
+	if err != nil || fi == nil {
 		return false, err
-	}
-	fi, err := root.Lstat(rel)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	if !fi.IsDir() {
-		return false, fmt.Errorf("%s: %w", rel, ErrNotDirectory)
 	}
 	err = root.Remove(rel)
 	if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
