@@ -264,6 +264,21 @@ func release(pvc *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume) {
 	setPhase(pv.Name, corev1.VolumeReleased)
 }
 
+// boundWithData makes the claim of replica 0 of remote-log-dir, has node's agent provision its
+// volume, binds them, and writes a sentinel file into the directory.
+func boundWithData(ns, node string) (*corev1.PersistentVolumeClaim, *corev1.PersistentVolume, string) {
+	pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
+	pv := provisioned(pvc, node)
+	bind(pvc, pv)
+	return pvc, pv, writeSentinel(dirOn(node, ns, "remote-log-dir"))
+}
+
+// expectKept checks that volume pv stays and the sentinel file keeps its data.
+func expectKept(pv, sentinel string) {
+	Consistently(pvExists(pv), time.Second, interval).Should(BeTrue())
+	Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
+}
+
 // writeSentinel puts a file into a volume directory, as a service would, and returns its path.
 func writeSentinel(dir string) string {
 	file := filepath.Join(dir, "sentinel")
@@ -495,22 +510,15 @@ var _ = Describe("The node agent", func() {
 	})
 
 	It("removes nothing on a status set to Released while its claim exists", func() {
-		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
-		pv := provisioned(pvc, "node-a")
-		bind(pvc, pv)
-		sentinel := writeSentinel(dirOn("node-a", ns, "remote-log-dir"))
+		_, pv, sentinel := boundWithData(ns, "node-a")
 
 		setPhase(pv.Name, corev1.VolumeReleased)
 		Eventually(pvEventReasons(pv.Name), timeout, interval).Should(ContainElement("CleanupRefused"))
-		Consistently(pvExists(pv.Name), time.Second, interval).Should(BeTrue())
-		Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
+		expectKept(pv.Name, sentinel)
 	})
 
 	It("removes nothing of a released volume that a new claim asks for by name", func() {
-		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
-		pv := provisioned(pvc, "node-a")
-		bind(pvc, pv)
-		sentinel := writeSentinel(dirOn("node-a", ns, "remote-log-dir"))
+		pvc, pv, sentinel := boundWithData(ns, "node-a")
 		deleteClaim(pvc)
 		By("an administrator making the claim anew to get the data back")
 		again := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: pvc.Name, Namespace: ns, Labels: pvc.Labels},
@@ -520,8 +528,7 @@ var _ = Describe("The node agent", func() {
 		setPhase(pv.Name, corev1.VolumeReleased)
 
 		Eventually(pvEventReasons(pv.Name), timeout, interval).Should(ContainElement("CleanupRefused"))
-		Consistently(pvExists(pv.Name), time.Second, interval).Should(BeTrue())
-		Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
+		expectKept(pv.Name, sentinel)
 	})
 
 	It("removes nothing of a released volume whose path is not its group's own directory", func() {
@@ -542,15 +549,11 @@ var _ = Describe("The node agent", func() {
 
 		Eventually(eventNotes("PersistentVolume", parent.Name), timeout, interval).Should(
 			ContainElement(ContainSubstring("its path is not its group's directory")))
-		Consistently(pvExists(parent.Name), time.Second, interval).Should(BeTrue())
-		Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
+		expectKept(parent.Name, sentinel)
 	})
 
 	It("removes nothing of a released volume whose directory another volume uses", func() {
-		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
-		pv := provisioned(pvc, "node-a")
-		bind(pvc, pv)
-		sentinel := writeSentinel(dirOn("node-a", ns, "remote-log-dir"))
+		pvc, pv, sentinel := boundWithData(ns, "node-a")
 		By("a volume made by hand, without any tars label, for a directory below it")
 		other := &corev1.PersistentVolume{
 			ObjectMeta: metav1.ObjectMeta{Name: ns + "-by-hand"},
@@ -568,8 +571,7 @@ var _ = Describe("The node agent", func() {
 
 		release(pvc, pv)
 		Eventually(pvEventReasons(pv.Name), timeout, interval).Should(ContainElement("CleanupRefused"))
-		Consistently(pvExists(pv.Name), time.Second, interval).Should(BeTrue())
-		Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
+		expectKept(pv.Name, sentinel)
 
 		By("handing a new claim of its group scheduled there back to the scheduler, saying why")
 		next := newClaim(ns, "remote-log-dir", 1, seedOwnership)
@@ -615,6 +617,14 @@ var _ = Describe("The node agent", func() {
 		Eventually(claimAnnotation(pvc, tarsv1beta1.AnnotationVolumeProblem), timeout, interval).Should(BeEmpty())
 		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement("VolumeDirectoryRestored"))
 		Expect(os.ReadFile(filepath.Join(dir, "sentinel"))).To(Equal([]byte("precious")))
+	})
+
+	It("moves back the directory of a bound volume that an interrupted cleanup moved aside", func() {
+		pvc, pv, sentinel := boundWithData(ns, "node-a")
+		dir := dirOn("node-a", ns, "remote-log-dir")
+		Expect(os.Rename(dir, dir+".deleting-"+string(pv.UID))).To(Succeed())
+		Eventually(func() ([]byte, error) { return os.ReadFile(sentinel) }, timeout, interval).Should(Equal([]byte("precious")))
+		Consistently(claimAnnotation(pvc, tarsv1beta1.AnnotationVolumeProblem), 2*resync, interval).Should(BeEmpty())
 	})
 
 	It("makes a delay-bind volume's missing directory anew: it holds no data", func() {

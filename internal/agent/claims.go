@@ -373,19 +373,12 @@ func (r *ClaimReconciler) keep(ctx context.Context, pvc *corev1.PersistentVolume
 		return ctrl.Result{}, nil
 	}
 	delayBind := volumeGroup.volume == tarsv1beta1.DelayBindVolumeName
-	if !delayBind {
-		// Moved aside by a cleanup that a restart interrupted before the volume's delete, which
-		// did not happen (the volume is bound): it is this volume's directory.
-		if err := r.Root.Rename(r.asideOf(pv), rel); err == nil {
-			logf.FromContext(ctx).Info("Moved back the directory of a bound volume moved aside by an interrupted cleanup", "pv", pv.Name)
-		}
-	}
 	own, err := ownershipOf(pvc)
 	if err != nil {
 		agentErrors.WithLabelValues(reasonInvalidAnnotations).Inc()
 		r.Recorder.Eventf(pvc, pv, corev1.EventTypeWarning, "OwnershipNotApplied", "Repair",
 			"Node %s cannot apply the claim's ownership: invalid annotation: %v", r.NodeName, err)
-		if _, err := r.Root.Ownership(rel); errors.Is(err, fs.ErrNotExist) && !delayBind {
+		if _, err := r.Root.Ownership(rel); errors.Is(err, fs.ErrNotExist) && !delayBind && !r.restoreAside(ctx, pv) {
 			return ctrl.Result{RequeueAfter: r.ResyncPeriod}, r.missingDirectory(ctx, pvc, pv)
 		}
 		return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil
@@ -401,6 +394,9 @@ func (r *ClaimReconciler) keep(ctx context.Context, pvc *corev1.PersistentVolume
 		res, err = r.Root.Ensure(rel, own) // holds nothing: made anew if need be
 	} else {
 		res, err = r.Root.Repair(rel, own)
+		if errors.Is(err, hostfs.ErrMissing) && r.restoreAside(ctx, pv) {
+			res, err = r.Root.Repair(rel, own)
+		}
 	}
 	if errors.Is(err, hostfs.ErrMissing) {
 		return ctrl.Result{RequeueAfter: r.ResyncPeriod}, r.missingDirectory(ctx, pvc, pv)
@@ -430,6 +426,17 @@ func (r *ClaimReconciler) keep(ctx context.Context, pvc *corev1.PersistentVolume
 			"Set directory %s on node %s from %s to %s", localPath(pv), r.NodeName, res.Was, own)
 	}
 	return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil
+}
+
+// restoreAside moves back the directory of a bound volume that a cleanup moved aside and a
+// restart interrupted before the volume's delete, which did not happen (the volume is bound):
+// it is this volume's directory. It says whether it did.
+func (r *ClaimReconciler) restoreAside(ctx context.Context, pv *corev1.PersistentVolume) bool {
+	if err := r.Root.Rename(r.asideOf(pv), r.relativePath(pv)); err != nil {
+		return false
+	}
+	logf.FromContext(ctx).Info("Moved back the directory of a bound volume moved aside by an interrupted cleanup", "pv", pv.Name)
+	return true
 }
 
 // missingDirectory reports a bound data volume whose directory is gone, as the kubelet refuses to
