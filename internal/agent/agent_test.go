@@ -807,10 +807,7 @@ var _ = Describe("The node agent", func() {
 			a.stop()
 			<-a.done
 		})
-		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
-		pv := provisioned(pvc, "node-e")
-		bind(pvc, pv)
-		sentinel := writeSentinel(dirOn("node-e", ns, "remote-log-dir"))
+		pvc, pv, sentinel := boundWithData(ns, "node-e")
 		release(pvc, pv)
 		Eventually(raced.Load, timeout, interval).Should(BeTrue())
 		Eventually(func() ([]byte, error) { return os.ReadFile(sentinel) }, timeout, interval).Should(Equal([]byte("precious")))
