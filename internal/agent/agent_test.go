@@ -187,10 +187,21 @@ func bind(pvc *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume) {
 	Expect(pv.Spec.ClaimRef).NotTo(BeNil())
 	Expect(pv.Spec.ClaimRef.UID).To(Equal(pvc.UID))
 	setPhase(pv.Name, corev1.VolumeBound)
-	pvc.Spec.VolumeName = pv.Name
-	Expect(k8sClient.Update(ctx, pvc)).To(Succeed())
-	pvc.Status.Phase = corev1.ClaimBound
-	Expect(k8sClient.Status().Update(ctx, pvc)).To(Succeed())
+	// The agent may write the claim meanwhile (a label, a report): retry on conflicts.
+	Eventually(func() error {
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(pvc), pvc); err != nil {
+			return err
+		}
+		pvc.Spec.VolumeName = pv.Name
+		return k8sClient.Update(ctx, pvc)
+	}, timeout, interval).Should(Succeed())
+	Eventually(func() error {
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(pvc), pvc); err != nil {
+			return err
+		}
+		pvc.Status.Phase = corev1.ClaimBound
+		return k8sClient.Status().Update(ctx, pvc)
+	}, timeout, interval).Should(Succeed())
 }
 
 // madeBeforehand creates the unbound, Available volume TarsK8S's agent of node made for group
@@ -625,6 +636,50 @@ var _ = Describe("The node agent", func() {
 		Expect(os.Rename(dir, dir+".deleting-"+string(pv.UID))).To(Succeed())
 		Eventually(func() ([]byte, error) { return os.ReadFile(sentinel) }, timeout, interval).Should(Equal([]byte("precious")))
 		Consistently(claimAnnotation(pvc, tarsv1beta1.AnnotationVolumeProblem), 2*resync, interval).Should(BeEmpty())
+	})
+
+	It("reports a missing directory even when the claim's ownership annotation is invalid", func() {
+		pvc, _, _ := boundWithData(ns, "node-a")
+		dir := dirOn("node-a", ns, "remote-log-dir")
+		Expect(os.Rename(dir, dir+".unmounted")).To(Succeed())
+		DeferCleanup(os.Rename, dir+".unmounted", dir) // the node's disk is in doubt until then
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(pvc), pvc)).To(Succeed())
+		pvc.Annotations[tarsv1beta1.AnnotationLocalVolumeMode] = "8"
+		Expect(k8sClient.Update(ctx, pvc)).To(Succeed())
+		Eventually(claimAnnotation(pvc, tarsv1beta1.AnnotationVolumeProblem), timeout, interval).Should(ContainSubstring("is missing"))
+		Expect(dir).NotTo(BeADirectory())
+	})
+
+	It("neither makes anew nor gives its ownership to the directory of a data volume bound to a claim of another volume", func() {
+		old, pv, _ := boundWithData(ns, "node-a")
+		dir := dirOn("node-a", ns, "remote-log-dir")
+		deleteClaim(old)
+		By("a claim labelled delay-bind, bound by hand to that data volume")
+		other := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "delay-bind-tars-tarslog-0", Namespace: ns,
+			Labels: map[string]string{
+				tarsv1beta1.LabelServerApp: "tars", tarsv1beta1.LabelServerName: "tarslog",
+				tarsv1beta1.LabelLocalVolume: tarsv1beta1.DelayBindVolumeName,
+			}}, Spec: *old.Spec.DeepCopy()}
+		other.Spec.Selector = nil
+		Expect(k8sClient.Create(ctx, other)).To(Succeed())
+		Eventually(func() error {
+			got, err := getPV(pv.Name)()
+			if err != nil {
+				return err
+			}
+			got.Spec.ClaimRef = &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1",
+				Namespace: ns, Name: other.Name, UID: other.UID}
+			return k8sClient.Update(ctx, got)
+		}, timeout, interval).Should(Succeed())
+		Expect(os.Rename(dir, dir+".unmounted")).To(Succeed())
+		DeferCleanup(os.Rename, dir+".unmounted", dir) // the node's disk is in doubt until then
+		got, err := getPV(pv.Name)()
+		Expect(err).NotTo(HaveOccurred())
+		bind(other, got)
+
+		Eventually(eventNotes("PersistentVolumeClaim", other.Name), timeout, interval).Should(
+			ContainElement(ContainSubstring("of another server or volume")))
+		Consistently(func() string { return dir }, 3*resync, interval).ShouldNot(BeADirectory())
 	})
 
 	It("makes a delay-bind volume's missing directory anew: it holds no data", func() {
