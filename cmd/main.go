@@ -78,7 +78,7 @@ func main() {
 	var probeAddr, pprofAddr string
 	var secureMetrics bool
 	var enableHTTP2 bool
-	var progressInterval time.Duration
+	var progressInterval, nodeLossGrace time.Duration
 	var hostRoot string
 	var tlsOpts []func(*tls.Config)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "The address the metrics endpoint binds to. "+
@@ -104,6 +104,11 @@ func main() {
 		"The least time between two writes of a TServer's status that only report a rollout's progress "+
 			"(replicas and claims coming up); a condition turning true, a problem or a lost replica is written at once. "+
 			"0 writes every change at once.")
+	flag.DurationVar(&nodeLossGrace, "node-loss-grace", controller.DefaultNodeLossGrace,
+		"How long the Node object of a node holding node-local volumes must have been deleted before the replicas "+
+			"held there are freed to start elsewhere with new volumes (a node that registers again within it keeps "+
+			"them). A node tainted node.kubernetes.io/out-of-service and not Ready is gone at once; a node that is "+
+			"only NotReady frees nothing.")
 	flag.StringVar(&hostRoot, "host-root", k8sv1beta1.DefaultHostRoot,
 		"The host directory node-local volumes live under, as the node agents' --host-root: "+
 			"the validating webhook refuses hostPath mounts of it, under it or above it.")
@@ -116,6 +121,10 @@ func main() {
 	flag.Parse()
 
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	if nodeLossGrace < 0 {
+		setupLog.Error(fmt.Errorf("--node-loss-grace %s is negative", nodeLossGrace), "Failed to read flags")
+		os.Exit(2)
+	}
 	if !path.IsAbs(hostRoot) {
 		setupLog.Error(fmt.Errorf("--host-root %q is not an absolute path", hostRoot), "Failed to read flags")
 		os.Exit(2)
@@ -226,6 +235,7 @@ func main() {
 		APIReader: mgr.GetAPIReader(),
 
 		ProgressInterval: progressInterval,
+		NodeLossGrace:    &nodeLossGrace,
 	}).SetupWithManager(mgr); err != nil {
 		setupLog.Error(err, "Failed to create controller", "controller", "tserver")
 		os.Exit(1)

@@ -242,6 +242,21 @@ type TServerK8S struct {
 	// +optional
 	NotStacked bool `json:"notStacked,omitempty"`
 
+	// NodeLossPolicy says what happens to a replica held by its node-local volumes to a node
+	// that is gone: its Node object deleted for longer than the manager's --node-loss-grace, or
+	// tainted node.kubernetes.io/out-of-service (non-graceful node shutdown) while not Ready.
+	// Reprovision (the default): the manager deletes the replica's volume objects and claims on
+	// that node, and its pod, so that it starts on another node with new, empty volumes; the old
+	// data stays in its directories on the lost node's disk. Wait: the replica waits for its node
+	// to come back, or for an administrator to delete its claims; choose it for a server whose
+	// data must never be replaced by empty volumes without a person deciding. A node that is
+	// only NotReady frees no replica (it may still run the old pod), and a replica held by its
+	// delay-bind claim alone (host networking, no data) is freed whatever the policy.
+	// +kubebuilder:validation:Enum=Reprovision;Wait
+	// +kubebuilder:default=Reprovision
+	// +optional
+	NodeLossPolicy NodeLossPolicy `json:"nodeLossPolicy,omitempty"`
+
 	// PodManagementPolicy is the StatefulSet's: Parallel starts and stops pods together,
 	// OrderedReady one at a time.
 	// +kubebuilder:validation:Enum=Parallel;OrderedReady
@@ -277,6 +292,18 @@ type TServerK8S struct {
 	// +optional
 	Mounts []TK8SMount `json:"mounts,omitempty"`
 }
+
+// NodeLossPolicy says whether a replica whose node is gone is started elsewhere with new, empty
+// node-local volumes (Reprovision) or waits for its node (Wait).
+type NodeLossPolicy string
+
+const (
+	// NodeLossReprovision frees a replica from a node that is gone: it starts on another node
+	// with new, empty volumes.
+	NodeLossReprovision NodeLossPolicy = "Reprovision"
+	// NodeLossWait keeps a replica waiting for its node to come back, or for an administrator.
+	NodeLossWait NodeLossPolicy = "Wait"
+)
 
 // TK8SHostPort exposes one servant or port on the node's own address.
 type TK8SHostPort struct {

@@ -69,6 +69,11 @@ const (
 	// reports it in the TServer's VolumesHealthy condition, naming the replica.
 	AnnotationVolumeProblem = "tars.io/VolumeProblem"
 
+	// AnnotationFreedFromNode is set by the manager on a node-local volume it deletes because its
+	// node is gone (its reclaim policy made Retain first): the value is the node, on whose disk
+	// the volume's directory stays.
+	AnnotationFreedFromNode = "tars.io/FreedFromNode"
+
 	// DefaultHostRoot is the host directory node-local volumes live under, as TarsK8S put them.
 	DefaultHostRoot = "/usr/local/app/tars/host-mount"
 

@@ -53,6 +53,7 @@ func inProgress(c *metav1.Condition) bool {
 // away is.
 var watchConditions = map[string]string{
 	ConditionVolumesHealthy: ReasonAllVolumesHealthy,
+	ConditionNodesAvailable: ReasonAllNodesAvailable,
 }
 
 // onlyProgress says whether status differs from old only by a rollout's progress: replica

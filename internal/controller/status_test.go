@@ -24,6 +24,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -212,7 +213,8 @@ func TestComputeStatusReportsVolumeProblems(t *testing.T) {
 	for _, c := range status.Conditions {
 		got = append(got, fmt.Sprintf("%s=%s/%s", c.Type, c.Status, c.Reason))
 	}
-	want := []string{"Ready=False/ReplicasNotReady", "VolumesBound=False/ClaimsPending", "VolumesHealthy=False/VolumeDirectoryMissing"}
+	want := []string{"Ready=False/ReplicasNotReady", "VolumesBound=False/ClaimsPending", "VolumesHealthy=False/VolumeDirectoryMissing",
+		"NodesAvailable=True/AllNodesAvailable"}
 	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("conditions (-want +got):\n%s", diff)
 	}
@@ -225,5 +227,28 @@ func TestComputeStatusReportsVolumeProblems(t *testing.T) {
 	w.wrote(client.ObjectKeyFromObject(ts), ts.CreationTimestamp.Time)
 	if d := w.delay(ts, &status, DefaultProgressInterval, ts.CreationTimestamp.Time); d != 0 {
 		t.Errorf("a status reporting a missing volume directory was held back %s", d)
+	}
+}
+
+func TestComputeStatusReportsReplicasWaitingOnANode(t *testing.T) {
+	ts := sample(t, "tars-tarslog.yaml")
+	o := &observed{statefulSet: buildStatefulSet(ts)}
+	calm := computeStatus(ts, o)
+	ts.Status = calm
+	o.nodeWaits = []nodeWait{{ordinal: 1, node: "node-2", state: nodeState{verdict: nodeWaiting, reason: ReasonNodeNotReady}}}
+	status := computeStatus(ts, o)
+	c := meta.FindStatusCondition(status.Conditions, ConditionNodesAvailable)
+	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != ReasonNodeNotReady {
+		t.Fatalf("NodesAvailable = %+v, want False %s", c, ReasonNodeNotReady)
+	}
+	// A replica held to a NotReady node is news: written at once, not held back like a rollout's progress.
+	if onlyProgress(&calm, &status) {
+		t.Error("onlyProgress() = true for a status reporting a replica waiting on a NotReady node")
+	}
+	// And so is a second replica joining it (the message changes).
+	ts.Status = status
+	o.nodeWaits = append(o.nodeWaits, nodeWait{ordinal: 0, node: "node-2", state: nodeState{verdict: nodeWaiting, reason: ReasonNodeNotReady}})
+	if more := computeStatus(ts, o); onlyProgress(&status, &more) {
+		t.Error("onlyProgress() = true for a status naming one more replica waiting on a NotReady node")
 	}
 }

@@ -29,6 +29,8 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -53,6 +55,8 @@ var (
 	reconciler *TServerReconciler
 	// writes are the writes of the manager's client, by namespace.
 	writes = &writeLog{}
+	// nodeLossClock is the reconciler's clock for node losses, which the specs step past the grace.
+	nodeLossClock = clocktesting.NewFakePassiveClock(time.Now())
 	// managerRole is the manager's role as generated, the only one the suite's manager has;
 	// managerAPIUse records what the manager did with it.
 	managerRole   *rbacv1.ClusterRole
@@ -122,6 +126,8 @@ var _ = BeforeSuite(func() {
 		APIReader: mgr.GetAPIReader(),
 
 		ProgressInterval: progressInterval,
+		NodeLossGrace:    ptr.To(nodeLossGrace),
+		Clock:            nodeLossClock,
 	}
 	Expect(reconciler.SetupWithManager(mgr)).To(Succeed())
 	Expect((&ClaimLabelReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)).To(Succeed())

@@ -30,6 +30,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -47,6 +48,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
 	volumehelpers "k8s.io/component-helpers/storage/volume"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -84,13 +86,21 @@ type TServerReconciler struct {
 	// report progress (onlyProgress); any other change of its status is written at once. Zero
 	// writes every change at once.
 	ProgressInterval time.Duration
+	// NodeLossGrace is how long a node-local volume's Node object must have been deleted before
+	// its replica is freed (nodeloss.go); nil is DefaultNodeLossGrace.
+	NodeLossGrace *time.Duration
+	// Clock tells the time of node losses; nil is the wall clock.
+	Clock clock.PassiveClock
 
 	statusWrites statusWrites
+	missedNodes  missedNodes
+	volumeNodes  sync.Map // volume name -> node name, for claims that do not name their node
 }
 
-// The manager reads TServers, StatefulSets, Services, claims and t-storage-class from its cache
-// (list and watch, never get), the server's pods with one uncached list (deleteUnusedClaims),
-// and writes status with a patch. The StatefulSet controller, not this one, creates the claims.
+// The manager reads TServers, StatefulSets, Services, claims, Nodes and t-storage-class from
+// its cache (list and watch), the server's pods with one uncached list (deleteUnusedClaims),
+// and writes status with a patch. Freeing a replica from a lost node (nodeloss.go) reads the
+// Node, claims, volumes and pod from the API server (get) before it deletes them. The StatefulSet controller, not this one, creates the claims.
 // tservers/finalizers: update lets it set blockOwnerDeletion on the objects it owns where the
 // OwnerReferencesPermissionEnforcement admission plugin is on. The controller suite runs the
 // manager with exactly this role and fails on a verb it grants and never uses.
@@ -99,8 +109,10 @@ type TServerReconciler struct {
 // +kubebuilder:rbac:groups=k8s.tars.io,resources=tservers/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=list;watch;create;update;delete
 // +kubebuilder:rbac:groups="",resources=services,verbs=list;watch;create;update
-// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=list;watch;patch;delete
-// +kubebuilder:rbac:groups="",resources=pods,verbs=list
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;patch;delete
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;delete
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=persistentvolumes,verbs=get;patch;delete
 // +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -111,6 +123,7 @@ func (r *TServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if err := r.Get(ctx, req.NamespacedName, ts); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.statusWrites.forget(req.NamespacedName)
+			replicasWaiting.set(req.NamespacedName, nil)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -134,6 +147,10 @@ func (r *TServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if err := r.reconcileClaims(ctx, ts, o); err != nil {
 		return ctrl.Result{}, err
 	}
+	if err := r.reconcileNodeLoss(ctx, ts, o); err != nil {
+		return ctrl.Result{}, err
+	}
+	replicasWaiting.set(req.NamespacedName, o.nodeWaits)
 	// Having just made the StatefulSet or Service, the status would only say that nothing is
 	// ready yet; their creation brings a reconcile within statusBatchPeriod, which writes it
 	// (or holds it back, if it only reports progress). A custom resource's status write is
@@ -146,8 +163,11 @@ func (r *TServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		}
 		result.RequeueAfter = held
 	}
-	if o.waiting && (result.RequeueAfter == 0 || result.RequeueAfter > waitInterval) {
-		result.RequeueAfter = waitInterval
+	if o.waiting {
+		o.requeueAt(waitInterval)
+	}
+	if o.requeueAfter > 0 && (result.RequeueAfter == 0 || result.RequeueAfter > o.requeueAfter) {
+		result.RequeueAfter = o.requeueAfter
 	}
 	return result, nil
 }
@@ -162,6 +182,8 @@ type observed struct {
 	waiting     bool     // something is under way that no watch will report
 	// storageClassProblem says why no volume is provisioned for the claims, if that is so.
 	storageClassProblem string
+	nodeWaits           []nodeWait    // replicas held to a node that is gone or not Ready
+	requeueAfter        time.Duration // look again within this, if not zero
 }
 
 // reconcileService creates or updates the headless Service.
@@ -466,19 +488,27 @@ func (r *TServerReconciler) updateStatus(ctx context.Context, ts *tarsv1beta1.TS
 		return 0, err
 	}
 	r.statusWrites.wrote(client.ObjectKeyFromObject(ts), now)
-	r.reportVolumeProblems(ctx, ts, &old.Status)
+	r.reportProblems(ctx, ts, &old.Status)
 	return 0, nil
 }
 
-// reportVolumeProblems sends a Warning event when the status just written says, and the one
-// before did not, that a volume's directory is missing: a replica's data is not where it was.
-func (r *TServerReconciler) reportVolumeProblems(ctx context.Context, ts *tarsv1beta1.TServer, old *tarsv1beta1.TServerStatus) {
-	c := meta.FindStatusCondition(ts.Status.Conditions, ConditionVolumesHealthy)
-	if c == nil || c.Status != metav1.ConditionFalse || meta.IsStatusConditionFalse(old.Conditions, ConditionVolumesHealthy) {
-		return
+// reportProblems sends a Warning event for each condition that watches over a running server
+// (watchConditions) that the status just written makes false, or false for another reason or
+// about other replicas than before: a replica's data is not where it was, or a replica is held to
+// a node that is gone or not Ready.
+func (r *TServerReconciler) reportProblems(ctx context.Context, ts *tarsv1beta1.TServer, old *tarsv1beta1.TServerStatus) {
+	for _, conditionType := range slices.Sorted(maps.Keys(watchConditions)) {
+		c := meta.FindStatusCondition(ts.Status.Conditions, conditionType)
+		if c == nil || c.Status != metav1.ConditionFalse {
+			continue
+		}
+		if was := meta.FindStatusCondition(old.Conditions, conditionType); was != nil &&
+			was.Status == c.Status && was.Reason == c.Reason && was.Message == c.Message {
+			continue
+		}
+		logf.FromContext(ctx).Info("Reported a problem", "condition", conditionType, "reason", c.Reason, "message", c.Message)
+		r.Recorder.Eventf(ts, nil, corev1.EventTypeWarning, c.Reason, "Reconcile", "%s", truncate(c.Message, maxEventNote))
 	}
-	logf.FromContext(ctx).Info("Reported volumes whose directory is missing", "reason", c.Reason, "message", c.Message)
-	r.Recorder.Eventf(ts, nil, corev1.EventTypeWarning, c.Reason, "Reconcile", "%s", truncate(c.Message, maxEventNote))
 }
 
 // Condition types of a TServer.
@@ -490,6 +520,9 @@ const (
 	// ConditionVolumesHealthy is false while a node agent reports that the directory of a bound
 	// volume of the server is missing (tarsv1beta1.AnnotationVolumeProblem on its claim).
 	ConditionVolumesHealthy = "VolumesHealthy"
+	// ConditionNodesAvailable is false while a replica is held by its node-local volumes to a
+	// node that is gone or not Ready (nodeloss.go).
+	ConditionNodesAvailable = "NodesAvailable"
 )
 
 // Reasons of the VolumesHealthy condition.
@@ -546,6 +579,7 @@ func computeStatus(ts *tarsv1beta1.TServer, o *observed) tarsv1beta1.TServerStat
 	meta.SetStatusCondition(&status.Conditions, ready)
 	meta.SetStatusCondition(&status.Conditions, volumesBound(ts, desiredReplicas, o.claims, o.storageClassProblem))
 	meta.SetStatusCondition(&status.Conditions, volumesHealthy(ts, o.claims))
+	meta.SetStatusCondition(&status.Conditions, nodesAvailable(ts, o.nodeWaits))
 	return status
 }
 
@@ -717,8 +751,8 @@ func mergeLabels(have, want map[string]string) map[string]string {
 }
 
 // CacheOptions narrow the manager's caches of the kinds the controller watches to the objects
-// of TServers (labelled tars.io/ServerApp) and t-storage-class, so its memory does not grow with
-// the rest of the cluster.
+// of TServers (labelled tars.io/ServerApp) and t-storage-class, and its Nodes to what node loss
+// needs (nodeOnlyLoss), so its memory does not grow with the rest of the cluster.
 func CacheOptions() cache.Options {
 	req, err := labels.NewRequirement(tarsv1beta1.LabelServerApp, selection.Exists, nil)
 	if err != nil {
@@ -730,6 +764,7 @@ func CacheOptions() cache.Options {
 		&corev1.Service{}:               ours,
 		&corev1.PersistentVolumeClaim{}: ours,
 		&storagev1.StorageClass{}:       {Field: fields.OneTermEqualSelector("metadata.name", tarsv1beta1.StorageClassName)},
+		&corev1.Node{}:                  {Transform: nodeOnlyLoss},
 	}}
 }
 
@@ -737,6 +772,15 @@ func CacheOptions() cache.Options {
 func (r *TServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &tarsv1beta1.TServer{}, appServerIndex,
 		func(obj client.Object) []string { return []string{appServer(obj.(*tarsv1beta1.TServer))} }); err != nil {
+		return err
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.PersistentVolumeClaim{}, claimNodeIndex,
+		func(obj client.Object) []string {
+			if node := claimNode(obj.(*corev1.PersistentVolumeClaim)); node != "" {
+				return []string{node}
+			}
+			return nil
+		}); err != nil {
 		return err
 	}
 	owner := handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &tarsv1beta1.TServer{}, handler.OnlyControllerOwner())
@@ -749,6 +793,7 @@ func (r *TServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&appsv1.StatefulSet{}, batched(owner, statusBatchPeriod)).
 		Watches(&corev1.Service{}, batched(owner, statusBatchPeriod)).
 		Watches(&corev1.PersistentVolumeClaim{}, batched(handler.EnqueueRequestsFromMapFunc(tserverOfLabels), statusBatchPeriod)).
+		Watches(&corev1.Node{}, r.nodeHandler(mgr.GetClient())).
 		Named("tserver").
 		// TServers are independent; a rollout of many should not queue behind one worker.
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
