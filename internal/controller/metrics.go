@@ -32,6 +32,13 @@ var (
 			"(NodeDeleted, NodeOutOfService).",
 	}, []string{"reason"})
 
+	// lostVolumesDeleted counts the volumes no claim held on a lost node that the manager deleted.
+	lostVolumesDeleted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tserver_node_loss_volumes_deleted_total",
+		Help: "Node-local volumes that no claim held (Available, Released) deleted because their node is gone; " +
+			"their directories stay on that node's disk.",
+	})
+
 	// replicasWaiting is how many replicas wait on a node that is gone or not Ready.
 	replicasWaiting = &waitingReplicas{desc: prometheus.NewDesc("tserver_node_loss_replicas_waiting",
 		"Replicas held by their node-local volumes to a node that is gone or not Ready and not freed, by reason "+
@@ -43,7 +50,7 @@ func init() {
 	for _, reason := range []string{ReasonNodeDeleted, ReasonNodeOutOfService} {
 		replicasFreed.WithLabelValues(reason)
 	}
-	metrics.Registry.MustRegister(replicasFreed, replicasWaiting)
+	metrics.Registry.MustRegister(replicasFreed, lostVolumesDeleted, replicasWaiting)
 }
 
 // waitingReplicas collects, from the last reconcile of each TServer, its replicas that wait on

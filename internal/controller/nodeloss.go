@@ -28,6 +28,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/workqueue"
 	volumehelpers "k8s.io/component-helpers/storage/volume"
@@ -76,13 +77,26 @@ const (
 // the servers a Node's change concerns.
 const claimNodeIndex = "tars.nodeName"
 
+// nodeHostnameIndex indexes Nodes by their kubernetes.io/hostname label, which node-local
+// volumes' affinity names.
+const nodeHostnameIndex = "tars.hostname"
+
+// blockedRecheck is how often a replica whose node is gone but that may not be freed is looked at
+// again, besides when a Node it may be on changes.
+const blockedRecheck = 30 * time.Second
+
 // claimNode is the node a node-local claim was scheduled to, as the scheduler wrote it (or as the
-// claim-labelling policy or an agent mirrored it), or "".
+// claim-labelling policy or an agent mirrored it), or "". Whoever may edit claims may write
+// anything there: a value that is no valid Node name names no node.
 func claimNode(pvc *corev1.PersistentVolumeClaim) string {
-	if node := pvc.Annotations[volumehelpers.AnnSelectedNode]; node != "" {
-		return node
+	node := pvc.Annotations[volumehelpers.AnnSelectedNode]
+	if node == "" {
+		node = pvc.Labels[tarsv1beta1.LabelSelectedNode]
 	}
-	return pvc.Labels[tarsv1beta1.LabelSelectedNode]
+	if len(apivalidation.NameIsDNSSubdomain(node, false)) > 0 {
+		return ""
+	}
+	return node
 }
 
 // nodeVerdict is what the manager makes of a node that replicas are held to.
@@ -105,28 +119,34 @@ type nodeState struct {
 }
 
 // judgeNode is the state of a node given its object (nil when there is none) and, for a node
-// without an object, when it was first missed.
+// without an object, when it was first missed. A Node being deleted (held by a finalizer) counts
+// as deleted from its deletion on, once it is not Ready: while Ready, its kubelet still runs pods.
 func judgeNode(node *corev1.Node, missedSince time.Time, grace time.Duration, now time.Time) nodeState {
+	var ready *corev1.NodeCondition
+	if node != nil {
+		for i := range node.Status.Conditions {
+			if node.Status.Conditions[i].Type == corev1.NodeReady {
+				ready = &node.Status.Conditions[i]
+			}
+		}
+	}
+	notReady := ready == nil || ready.Status != corev1.ConditionTrue
 	if node == nil || !node.DeletionTimestamp.IsZero() {
 		if node != nil && node.DeletionTimestamp.Time.Before(missedSince) {
 			missedSince = node.DeletionTimestamp.Time
 		}
-		if now.Sub(missedSince) >= grace {
+		switch {
+		case !notReady:
+			return nodeState{verdict: nodeWaiting, reason: ReasonNodeDeleted, since: missedSince}
+		case now.Sub(missedSince) >= grace:
 			return nodeState{verdict: nodeGone, reason: ReasonNodeDeleted, since: missedSince}
 		}
 		return nodeState{verdict: nodeWaiting, reason: ReasonNodeDeleted, since: missedSince, freeAt: missedSince.Add(grace)}
-	}
-	var ready *corev1.NodeCondition
-	for i := range node.Status.Conditions {
-		if node.Status.Conditions[i].Type == corev1.NodeReady {
-			ready = &node.Status.Conditions[i]
-		}
 	}
 	var since time.Time
 	if ready != nil {
 		since = ready.LastTransitionTime.Time
 	}
-	notReady := ready == nil || ready.Status != corev1.ConditionTrue
 	outOfService := slices.ContainsFunc(node.Spec.Taints, func(t corev1.Taint) bool { return t.Key == corev1.TaintNodeOutOfService })
 	switch {
 	case outOfService && notReady:
@@ -139,9 +159,11 @@ func judgeNode(node *corev1.Node, missedSince time.Time, grace time.Duration, no
 	return nodeState{verdict: nodeAvailable}
 }
 
-// missedNodes remembers when the manager first found each node it needs missing: the grace of a
-// deleted node counts from then. A manager that starts afresh counts from its start, which only
-// delays freeing.
+// missedNodes remembers when the manager first found each node it needs missing, by name, and
+// each hostname of a volume's affinity that no Node had (hostnameKey): the grace of a deleted
+// node counts from then. An entry is forgotten whenever a Node of that name or hostname is seen,
+// so that a node that comes back and goes again gets its whole grace again. A manager that
+// starts afresh counts from its start, which only delays freeing.
 type missedNodes struct {
 	mu    sync.Mutex
 	since map[string]time.Time
@@ -161,11 +183,29 @@ func (m *missedNodes) missed(node string, now time.Time) time.Time {
 	return now
 }
 
-// found forgets that node was missing: it exists (again).
-func (m *missedNodes) found(node string) {
+// found forgets that the nodes were missing: they exist (again).
+func (m *missedNodes) found(nodes ...string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.since, node)
+	for _, node := range nodes {
+		delete(m.since, node)
+	}
+}
+
+// hostnameKey is the missedNodes key of a kubernetes.io/hostname (no Node name holds "=").
+func hostnameKey(hostname string) string {
+	return corev1.LabelHostname + "=" + hostname
+}
+
+// seen forgets that node, whose object exists, or the hostname it has, was missing; also under
+// the hostname as a name, which stands for the node of a claim that does not name its node
+// (volumeNode).
+func (m *missedNodes) seen(node *corev1.Node) {
+	keys := []string{node.Name}
+	if h := node.Labels[corev1.LabelHostname]; h != "" {
+		keys = append(keys, h, hostnameKey(h))
+	}
+	m.found(keys...)
 }
 
 // replicaPin is a replica held to a node by its node-local claims there.
@@ -240,32 +280,36 @@ func (r *TServerReconciler) pins(ctx context.Context, ts *tarsv1beta1.TServer, r
 
 // volumeNode is the node a bound claim's volume is on, for a claim that does not say which node
 // it was scheduled to (bound directly to a volume made beforehand, before any agent labelled
-// it): the name of the node whose kubernetes.io/hostname the volume requires. Volumes' node
-// affinity is immutable, so the answer is remembered.
+// it): the name of a Node with the kubernetes.io/hostname the volume requires, preferably one
+// that is not gone, or that hostname (a kubelet's default name) when no Node has it now. The
+// hostname is remembered (volumes' node affinity is immutable), the Node looked up each time.
 func (r *TServerReconciler) volumeNode(ctx context.Context, volume string) string {
-	if node, ok := r.volumeNodes.Load(volume); ok {
-		return node.(string)
-	}
-	pv := &corev1.PersistentVolume{}
-	if err := r.APIReader.Get(ctx, client.ObjectKey{Name: volume}, pv); err != nil {
-		if !apierrors.IsNotFound(err) {
-			logf.FromContext(ctx).Error(err, "Failed to read a claim's volume to find its node", "volume", volume)
+	hostname, ok := r.volumeHostnames.Load(volume)
+	if !ok {
+		pv := &corev1.PersistentVolume{}
+		if err := r.APIReader.Get(ctx, client.ObjectKey{Name: volume}, pv); err != nil {
+			if !apierrors.IsNotFound(err) {
+				logf.FromContext(ctx).Error(err, "Failed to read a claim's volume to find its node", "volume", volume)
+			}
+			return ""
 		}
+		hostname, _ = r.volumeHostnames.LoadOrStore(volume, volumeHostname(pv))
+	}
+	h := hostname.(string)
+	if h == "" {
 		return ""
 	}
-	hostname := volumeHostname(pv)
-	node := hostname
 	nodes := &corev1.NodeList{}
-	if hostname != "" && r.List(ctx, nodes) == nil {
-		for _, n := range nodes.Items {
-			if n.Labels[corev1.LabelHostname] == hostname {
-				node = n.Name
-				break
-			}
+	if err := r.List(ctx, nodes, client.MatchingFields{nodeHostnameIndex: h}); err != nil || len(nodes.Items) == 0 {
+		return h
+	}
+	now := r.now()
+	for i := range nodes.Items {
+		if judgeNode(&nodes.Items[i], now, r.nodeLossGrace(), now).verdict != nodeGone {
+			return nodes.Items[i].Name
 		}
 	}
-	r.volumeNodes.Store(volume, node)
-	return node
+	return nodes.Items[0].Name
 }
 
 // volumeHostname is the kubernetes.io/hostname a node-local volume's node affinity requires, or "".
@@ -292,6 +336,7 @@ func (r *TServerReconciler) reconcileNodeLoss(ctx context.Context, ts *tarsv1bet
 	}
 	now := r.now()
 	states := map[string]nodeState{}
+	var policy *tarsv1beta1.NodeLossPolicy // read from the API server before data is freed
 	for _, pin := range pins {
 		state, ok := states[pin.node]
 		if !ok {
@@ -305,7 +350,7 @@ func (r *TServerReconciler) reconcileNodeLoss(ctx context.Context, ts *tarsv1bet
 			default:
 				node = cached
 			}
-			state = judgeNode(node, r.missedSince(pin.node, node, now), r.nodeLossGrace(), now)
+			state = judgeNode(node, r.missedSince(ctx, pin.node, node, now), r.nodeLossGrace(), now)
 			states[pin.node] = state
 		}
 		switch {
@@ -321,24 +366,39 @@ func (r *TServerReconciler) reconcileNodeLoss(ctx context.Context, ts *tarsv1bet
 			o.nodeWaits = append(o.nodeWaits, nodeWait{ordinal: pin.ordinal, node: pin.node, state: state, policyWait: true})
 			continue
 		}
-		blocked, err := r.freeReplica(ctx, ts, pin)
+		if pin.data && policy == nil {
+			// The cache may not have an edit to Wait made a moment ago.
+			fresh := &tarsv1beta1.TServer{}
+			if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(ts), fresh); err != nil {
+				return client.IgnoreNotFound(err)
+			}
+			if fresh.UID != ts.UID || !fresh.DeletionTimestamp.IsZero() {
+				return nil
+			}
+			policy = &fresh.Spec.K8S.NodeLossPolicy
+		}
+		if pin.data && *policy == tarsv1beta1.NodeLossWait {
+			o.nodeWaits = append(o.nodeWaits, nodeWait{ordinal: pin.ordinal, node: pin.node, state: state, policyWait: true})
+			continue
+		}
+		blocked, retry, err := r.freeReplica(ctx, ts, pin)
 		if err != nil {
 			return err
 		}
 		if blocked != "" {
 			o.nodeWaits = append(o.nodeWaits, nodeWait{ordinal: pin.ordinal, node: pin.node, state: state, blocked: blocked})
-			o.requeueAt(waitInterval)
+			o.requeueAt(cmp.Or(retry, blockedRecheck))
 		}
 	}
 	return nil
 }
 
-// freeReplica deletes, after reading from the API server that the node is gone and that each
-// volume is on no node that is not, the replica's volume objects on the node (made Retain
+// freeReplica deletes, after reading from the API server that the node is gone and that the
+// node each volume is on is gone too, the replica's volume objects on the node (made Retain
 // first, so that no agent removes their directories should the node come back), its claims
 // there, and its pod if it is on that node or waits to be scheduled. It says why, if something
-// of the replica is left on the node.
-func (r *TServerReconciler) freeReplica(ctx context.Context, ts *tarsv1beta1.TServer, pin replicaPin) (string, error) {
+// of the replica is left on the node, and when to look again (0: blockedRecheck).
+func (r *TServerReconciler) freeReplica(ctx context.Context, ts *tarsv1beta1.TServer, pin replicaPin) (string, time.Duration, error) {
 	log := logf.FromContext(ctx).WithValues("replica", pin.ordinal, "node", pin.node)
 	now := r.now()
 	var node *corev1.Node
@@ -347,56 +407,20 @@ func (r *TServerReconciler) freeReplica(ctx context.Context, ts *tarsv1beta1.TSe
 	switch {
 	case apierrors.IsNotFound(err):
 	case err != nil:
-		return "", err
+		return "", 0, err
 	default:
 		node = fresh
 	}
-	state := judgeNode(node, r.missedSince(pin.node, node, now), r.nodeLossGrace(), now)
+	state := judgeNode(node, r.missedSince(ctx, pin.node, node, now), r.nodeLossGrace(), now)
 	if state.verdict != nodeGone {
 		log.Info("Did not free a replica: the API server shows its node is not gone", "reason", state.reason)
-		return "the API server shows the node is not gone (" + state.reason + ")", nil
-	}
-	if node != nil && state.reason == ReasonNodeDeleted {
-		// Being deleted, with finalizers: the verdict holds, but the object is there.
-		node = nil
+		return "the API server shows the node is not gone (" + state.reason + ")", 0, nil
 	}
 
 	// First every check, then every deletion: a replica is freed whole or not at all.
-	type freeing struct {
-		pvc *corev1.PersistentVolumeClaim
-		pv  *corev1.PersistentVolume // nil: gone already
-	}
-	var plan []freeing
-	var blocked []string
-	for _, cached := range pin.claims {
-		pvc := &corev1.PersistentVolumeClaim{}
-		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(cached), pvc); err != nil {
-			if apierrors.IsNotFound(err) {
-				continue
-			}
-			return "", err
-		}
-		switch {
-		case pvc.UID != cached.UID || claimNode(pvc) != "" && claimNode(pvc) != pin.node:
-			blocked = append(blocked, "claim "+pvc.Name+" changed meanwhile") // look again
-		case !pvc.DeletionTimestamp.IsZero():
-			// Being deleted: the pod is what holds it.
-		case pvc.Spec.VolumeName == "":
-			plan = append(plan, freeing{pvc: pvc})
-		default:
-			pv, why, err := r.strandedVolume(ctx, pvc, pin.node, node)
-			if err != nil {
-				return "", err
-			}
-			if why != "" {
-				blocked = append(blocked, why)
-				continue
-			}
-			plan = append(plan, freeing{pvc: pvc, pv: pv})
-		}
-	}
-	if len(blocked) > 0 {
-		return strings.Join(blocked, "; "), nil
+	plan, blocked, retry, err := r.planFree(ctx, pin)
+	if err != nil || blocked != "" {
+		return blocked, retry, err
 	}
 
 	var left []string // "<volume> (<path>)" of the volumes deleted, for the event
@@ -404,27 +428,31 @@ func (r *TServerReconciler) freeReplica(ctx context.Context, ts *tarsv1beta1.TSe
 	for _, f := range plan {
 		if f.pvc.Spec.VolumeName == "" {
 			if err := r.handBack(ctx, f.pvc, pin.node); err != nil {
-				return "", err
+				return "", 0, err
 			}
 			continue
 		}
 		if f.pv != nil {
 			if err := r.deleteStrandedVolume(ctx, f.pv, pin.node); err != nil {
-				return "", err
+				return "", 0, err
 			}
 			left = append(left, fmt.Sprintf("%s (%s)", f.pv.Name, volumePath(f.pv)))
 		}
 		if err := r.Delete(ctx, f.pvc, client.Preconditions{UID: &f.pvc.UID}); err != nil && !apierrors.IsNotFound(err) {
-			return "", err
+			return "", 0, err
 		}
 		freedClaims = append(freedClaims, f.pvc)
 	}
 	podFreed, err := r.deleteStrandedPod(ctx, ts, pin, len(plan) > 0)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
-	if len(freedClaims) == 0 && !podFreed {
-		return "", nil
+	if len(plan) == 0 {
+		// The claims went in an earlier pass (which said so), or none was scheduled there.
+		if podFreed {
+			log.Info("Deleted the pod of a replica held to a lost node", "reason", state.reason)
+		}
+		return "", 0, nil
 	}
 
 	replica := fmt.Sprintf("%s-%d", ts.Name, pin.ordinal)
@@ -442,50 +470,144 @@ func (r *TServerReconciler) freeReplica(ctx context.Context, ts *tarsv1beta1.TSe
 		r.Recorder.Eventf(pvc, nil, corev1.EventTypeWarning, "FreedReplica", "Delete", "%s", truncate(note, maxEventNote))
 	}
 	replicasFreed.WithLabelValues(state.reason).Inc()
-	return "", nil
+	return "", 0, nil
+}
+
+// freeing is a claim of a replica to free, and the volume it is bound to (nil: none, or gone
+// already).
+type freeing struct {
+	pvc *corev1.PersistentVolumeClaim
+	pv  *corev1.PersistentVolume
+}
+
+// planFree reads the replica's claims on the lost node from the API server, and the volumes they
+// are bound to, and lists what to free, or says why the replica may not be freed now and when to
+// look again.
+func (r *TServerReconciler) planFree(ctx context.Context, pin replicaPin) ([]freeing, string, time.Duration, error) {
+	var plan []freeing
+	var blocked []string
+	var retry time.Duration
+	for _, cached := range pin.claims {
+		pvc := &corev1.PersistentVolumeClaim{}
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(cached), pvc); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return nil, "", 0, err
+		}
+		switch {
+		case pvc.UID != cached.UID || claimNode(pvc) != "" && claimNode(pvc) != pin.node:
+			blocked = append(blocked, "claim "+pvc.Name+" changed meanwhile") // look again
+		case !pvc.DeletionTimestamp.IsZero():
+			// Being deleted: the pod is what holds it.
+		case pvc.Spec.VolumeName == "":
+			plan = append(plan, freeing{pvc: pvc})
+		default:
+			pv, why, after, err := r.strandedVolume(ctx, pvc, pin.node)
+			if err != nil {
+				return nil, "", 0, err
+			}
+			if why != "" {
+				blocked = append(blocked, why)
+				if after > 0 && (retry == 0 || after < retry) {
+					retry = after
+				}
+				continue
+			}
+			plan = append(plan, freeing{pvc: pvc, pv: pv})
+		}
+	}
+	if len(blocked) > 0 {
+		return nil, strings.Join(blocked, "; "), retry, nil
+	}
+	return plan, "", 0, nil
 }
 
 // strandedVolume reads the volume a claim is bound to from the API server and says why it may
-// not be freed, if it may not: it must be bound to this claim and on no node that is not gone
-// (node is the lost node's fresh object, nil if it has none). A volume that no longer exists is
-// nil.
-func (r *TServerReconciler) strandedVolume(ctx context.Context, pvc *corev1.PersistentVolumeClaim, lost string,
-	node *corev1.Node) (*corev1.PersistentVolume, string, error) {
+// not be freed from the lost node, if it may not, and when to look again: it must be bound to this
+// claim, and the node it is on gone (volumeNodeState), as the cache and then the API server show.
+// A volume that no longer exists is nil.
+func (r *TServerReconciler) strandedVolume(ctx context.Context, pvc *corev1.PersistentVolumeClaim,
+	lost string) (*corev1.PersistentVolume, string, time.Duration, error) {
 	pv := &corev1.PersistentVolume{}
 	if err := r.APIReader.Get(ctx, client.ObjectKey{Name: pvc.Spec.VolumeName}, pv); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, "", nil
+			return nil, "", 0, nil
 		}
-		return nil, "", err
+		return nil, "", 0, err
 	}
-	why := ""
+	why, retry := "", time.Duration(0)
 	switch {
 	case pv.Spec.ClaimRef == nil || pv.Spec.ClaimRef.UID != pvc.UID:
 		why = "volume " + pv.Name + " is not bound to claim " + pvc.Name
-	case pv.Spec.NodeAffinity == nil || pv.Spec.NodeAffinity.Required == nil:
-		why = "volume " + pv.Name + " is not tied to a node"
-	case node != nil && volumehelpers.CheckNodeAffinity(pv, node.Labels) != nil:
-		why = "volume " + pv.Name + " is not on node " + lost
+	case volumeHostname(pv) == "":
+		why = "volume " + pv.Name + " is not tied to a node by its hostname"
 	default:
-		nodes := &corev1.NodeList{}
-		if err := r.List(ctx, nodes); err != nil {
-			return nil, "", err
-		}
-		now := r.now()
-		for i := range nodes.Items {
-			n := &nodes.Items[i]
-			if n.Name != lost && volumehelpers.CheckNodeAffinity(pv, n.Labels) == nil &&
-				judgeNode(n, now, r.nodeLossGrace(), now).verdict != nodeGone {
-				why = "volume " + pv.Name + " may also be on node " + n.Name + ", which is not gone"
-				break
-			}
+		var err error
+		if why, retry, err = r.volumeNotGone(ctx, pv); err != nil {
+			return nil, "", 0, err
 		}
 	}
 	if why != "" {
 		logf.FromContext(ctx).Info("Did not free a claim from a lost node", "claim", pvc.Name, "node", lost, "why", why)
-		return nil, why, nil
+		return nil, why, retry, nil
 	}
-	return pv, "", nil
+	return pv, "", 0, nil
+}
+
+// volumeNotGone says why the node node-local volume pv is on is not gone, if it is not, and when
+// to look again: first from the cache, then, to confirm that it is gone, from the API server.
+func (r *TServerReconciler) volumeNotGone(ctx context.Context, pv *corev1.PersistentVolume) (string, time.Duration, error) {
+	now := r.now()
+	var state nodeState
+	var other string
+	for _, reader := range []client.Reader{r.Client, r.APIReader} {
+		nodes := &corev1.NodeList{}
+		if err := reader.List(ctx, nodes); err != nil {
+			return "", 0, err
+		}
+		if state, other = r.volumeNodeState(pv, nodes.Items, now); other != "" || state.verdict != nodeGone {
+			break
+		}
+	}
+	switch {
+	case other != "":
+		return fmt.Sprintf("volume %s may be on node %s, which is not gone (%s)", pv.Name, other,
+			cmp.Or(state.reason, "Ready")), 0, nil
+	case state.verdict != nodeGone:
+		return fmt.Sprintf("no Node has had the hostname %s of volume %s since %s; it is freed at %s unless one registers",
+				volumeHostname(pv), pv.Name, state.since.UTC().Format(time.RFC3339), state.freeAt.UTC().Format(time.RFC3339)),
+			state.freeAt.Sub(now), nil
+	}
+	return "", 0, nil
+}
+
+// volumeNodeState judges the node a node-local volume is on from nodes: gone when every Node its
+// affinity matches is gone, or, when none does, once none has for the grace (counted from when
+// the manager first found none: a node renamed and then deleted gets its whole grace). other
+// names a Node it matches that is not gone, with that node's state.
+func (r *TServerReconciler) volumeNodeState(pv *corev1.PersistentVolume, nodes []corev1.Node,
+	now time.Time) (state nodeState, other string) {
+	key := hostnameKey(volumeHostname(pv))
+	matched := false
+	for i := range nodes {
+		n := &nodes[i]
+		if volumehelpers.CheckNodeAffinity(pv, n.Labels) != nil {
+			continue
+		}
+		s := judgeNode(n, now, r.nodeLossGrace(), now)
+		if s.verdict != nodeGone {
+			return s, n.Name
+		}
+		if !matched {
+			state, matched = s, true
+		}
+	}
+	if matched {
+		r.missedNodes.found(key)
+		return state, ""
+	}
+	return judgeNode(nil, r.missedNodes.missed(key, now), r.nodeLossGrace(), now), ""
 }
 
 // deleteStrandedVolume makes a volume on a lost node Retain, so that its directory is kept
@@ -572,7 +694,8 @@ func nodesAvailable(ts *tarsv1beta1.TServer, waits []nodeWait) metav1.Condition 
 		return c
 	}
 	// The most pressing reason names the condition: a replica that waits for a person first.
-	rank := []string{ReasonNodeLossPolicyWait, ReasonNodeDeleted, ReasonNodeOutOfServiceButReady, ReasonNodeNotReady}
+	rank := []string{ReasonNodeLossPolicyWait, ReasonNodeDeleted, ReasonNodeOutOfService, ReasonNodeOutOfServiceButReady,
+		ReasonNodeNotReady}
 	c.Status, c.Reason = metav1.ConditionFalse, ReasonNodeNotReady
 	for _, reason := range rank {
 		if slices.ContainsFunc(waits, func(w nodeWait) bool { return w.reason() == reason }) {
@@ -606,6 +729,9 @@ func (w nodeWait) explain() string {
 		return "the node is gone (" + w.state.reason + since + ") and nodeLossPolicy is Wait: the replica waits for the " +
 			"node to come back; to start it elsewhere with new, empty volumes, delete its claims and pod"
 	case ReasonNodeDeleted:
+		if w.state.freeAt.IsZero() {
+			return "the Node object is being deleted" + since + " but the node is Ready; nothing is freed while it is"
+		}
 		return "the Node object is deleted" + since + "; the replica is freed at " +
 			w.state.freeAt.UTC().Format(time.RFC3339) + " unless the node registers again"
 	case ReasonNodeOutOfServiceButReady:
@@ -619,12 +745,25 @@ func (w nodeWait) explain() string {
 
 // missedSince is since when the manager misses the node named name, whose object is node (nil
 // if it has none): now if it has one.
-func (r *TServerReconciler) missedSince(name string, node *corev1.Node, now time.Time) time.Time {
+func (r *TServerReconciler) missedSince(ctx context.Context, name string, node *corev1.Node, now time.Time) time.Time {
 	if node != nil {
-		r.missedNodes.found(name)
+		r.missedNodes.seen(node)
 		return now
 	}
-	return r.missedNodes.missed(name, now)
+	// A node's name is usually its hostname, which its volumes' affinity names.
+	return r.missedNode(ctx, name, name, now)
+}
+
+// missedNode records that the node named name, of hostname, is missing at now, if not already,
+// and says since when it is. The hostname is recorded too (volumeNodeState), unless another Node
+// has it.
+func (r *TServerReconciler) missedNode(ctx context.Context, name, hostname string, now time.Time) time.Time {
+	since := r.missedNodes.missed(name, now)
+	others := &corev1.NodeList{}
+	if hostname != "" && r.List(ctx, others, client.MatchingFields{nodeHostnameIndex: hostname}) == nil && len(others.Items) == 0 {
+		r.missedNodes.missed(hostnameKey(hostname), now)
+	}
+	return since
 }
 
 // nodeLossGrace is NodeLossGrace, or DefaultNodeLossGrace when unset.
@@ -690,20 +829,26 @@ func (r *TServerReconciler) nodeHandler(c client.Reader) handler.EventHandler {
 	}
 	return handler.Funcs{
 		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			r.missedNodes.found(e.Object.GetName())
+			r.missedNodes.seen(e.Object.(*corev1.Node))
 			enqueue(ctx, e.Object.GetName(), q)
 		},
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			old, nu := e.ObjectOld.(*corev1.Node), e.ObjectNew.(*corev1.Node)
+			// Also where a relist shows a Node deleted and made again as an update.
+			r.missedNodes.seen(nu)
 			if !equality.Semantic.DeepEqual(old.Spec.Taints, nu.Spec.Taints) ||
 				!equality.Semantic.DeepEqual(old.Status.Conditions, nu.Status.Conditions) ||
-				!equality.Semantic.DeepEqual(old.Labels, nu.Labels) || old.DeletionTimestamp != nu.DeletionTimestamp {
+				!equality.Semantic.DeepEqual(old.Labels, nu.Labels) || !old.DeletionTimestamp.Equal(nu.DeletionTimestamp) {
 				enqueue(ctx, nu.Name, q)
+				if judgeNode(nu, r.now(), r.nodeLossGrace(), r.now()).verdict != nodeAvailable {
+					r.nodeGone()
+				}
 			}
 		},
 		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			r.missedNodes.missed(e.Object.GetName(), r.now())
+			r.missedNode(ctx, e.Object.GetName(), e.Object.GetLabels()[corev1.LabelHostname], r.now())
 			enqueue(ctx, e.Object.GetName(), q)
+			r.nodeGone()
 		},
 	}
 }

@@ -34,7 +34,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	volumehelpers "k8s.io/component-helpers/storage/volume"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -308,8 +307,7 @@ var _ = Describe("Node loss", func() {
 	})
 
 	It("keeps a replica of a server whose nodeLossPolicy is Wait, but frees a delay-bind claim that holds no data", func() {
-		registerNode(nodeA, corev1.ConditionTrue, corev1.Taint{Key: corev1.TaintNodeOutOfService, Effect: corev1.TaintEffectNoExecute})
-		setReady(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeA}}, corev1.ConditionFalse)
+		registerNode(nodeA, corev1.ConditionFalse, corev1.Taint{Key: corev1.TaintNodeOutOfService, Effect: corev1.TaintEffectNoExecute})
 		ts.Spec.K8S.NodeLossPolicy = tarsv1beta1.NodeLossWait
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
 		statefulSetOf(ts)
@@ -361,7 +359,81 @@ var _ = Describe("Node loss", func() {
 		Expect(untouched(stray.volume)()).To(BeTrue())
 		Eventually(conditionOf(ts, ConditionNodesAvailable), timeout, interval).Should(And(
 			HaveField("Status", metav1.ConditionFalse),
-			HaveField("Message", ContainSubstring("may also be on node "+twin.Name+", which is not gone"))))
+			HaveField("Message", ContainSubstring("may be on node "+twin.Name+", which is not gone"))))
+	})
+})
+
+// unclaimedVolume makes a node-local volume on node that no claim is bound to, in phase.
+func unclaimedVolume(name, node string, phase corev1.PersistentVolumePhase) *corev1.PersistentVolume {
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
+			tarsv1beta1.LabelLocalVolume: "remote-log-dir", tarsv1beta1.LabelServerApp: "tars", tarsv1beta1.LabelServerName: "tarslog",
+		}},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
+			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			PersistentVolumeSource:        corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{Path: "/data/" + name}},
+			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimDelete,
+			StorageClassName:              tarsv1beta1.StorageClassName,
+			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{node}}},
+			}}}},
+		},
+	}
+	if phase == corev1.VolumeReleased {
+		pv.Spec.ClaimRef = &corev1.ObjectReference{Namespace: "gone", Name: "gone", UID: "0000"}
+	}
+	Expect(k8sClient.Create(ctx, pv)).To(Succeed())
+	pv.Status.Phase = phase
+	Expect(k8sClient.Status().Update(ctx, pv)).To(Succeed())
+	return pv
+}
+
+var _ = Describe("Volumes no claim holds on a lost node", func() {
+	It("are made Retain and deleted once the node is gone, and only then; volumes kept under Retain are left alone", func() {
+		ns := newNamespace()
+		living, lost := ns+"-a", ns+"-b"
+		registerNode(living, corev1.ConditionTrue)
+		node := registerNode(lost, corev1.ConditionTrue)
+		released := unclaimedVolume(ns+"-released", lost, corev1.VolumeReleased)
+		available := unclaimedVolume(ns+"-available", lost, corev1.VolumeAvailable)
+		elsewhere := unclaimedVolume(ns+"-elsewhere", living, corev1.VolumeReleased)
+		retained := unclaimedVolume(ns+"-retained", lost, corev1.VolumeReleased)
+		patch := client.MergeFrom(retained.DeepCopy())
+		retained.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimRetain
+		Expect(k8sClient.Patch(ctx, retained, patch)).To(Succeed())
+		before := testutil.ToFloat64(lostVolumesDeleted)
+
+		By("touching nothing while the node is there, nor within the grace after it is deleted")
+		_, err := reconciler.sweepLostVolumes(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(k8sClient.Delete(ctx, node)).To(Succeed())
+		Eventually(func() error { return reconciler.Get(ctx, client.ObjectKeyFromObject(node), &corev1.Node{}) }, timeout, interval).
+			Should(Satisfy(apierrors.IsNotFound))
+		next, err := reconciler.sweepLostVolumes(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(next).To(BeNumerically("~", nodeLossGrace, time.Second))
+		for _, pv := range []*corev1.PersistentVolume{released, available, elsewhere, retained} {
+			Expect(untouched(pv)()).To(BeTrue(), pv.Name)
+		}
+
+		By("deleting those on the lost node once the grace has passed")
+		nodeLossClock.SetTime(nodeLossClock.Now().Add(nodeLossGrace + time.Second))
+		_, err = reconciler.sweepLostVolumes(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		for _, pv := range []*corev1.PersistentVolume{released, available} {
+			// The manager's own sweeper, woken by other specs' nodes, may be the one that deletes it.
+			Eventually(goneOrGoing(pv), timeout, interval).Should(BeTrue(), pv.Name)
+			got := &corev1.PersistentVolume{}
+			if k8sClient.Get(ctx, client.ObjectKeyFromObject(pv), got) == nil {
+				Expect(got.Spec.PersistentVolumeReclaimPolicy).To(Equal(corev1.PersistentVolumeReclaimRetain))
+			}
+		}
+		Expect(untouched(elsewhere)()).To(BeTrue())
+		Expect(untouched(retained)()).To(BeTrue(), "a volume kept under Retain is the administrator's")
+		Eventually(func() float64 { return testutil.ToFloat64(lostVolumesDeleted) }, timeout, interval).Should(Equal(before + 2))
+		Eventually(eventNotes("default", released.Name, "DeletedLostVolume"), timeout, interval).Should(ContainElement(
+			ContainSubstring("its directory /data/" + released.Name + " stays on that node's disk")))
 	})
 })
 
@@ -377,8 +449,10 @@ func TestJudgeNode(t *testing.T) {
 		return n
 	}
 	outOfService := corev1.Taint{Key: corev1.TaintNodeOutOfService, Value: "nodeshutdown", Effect: corev1.TaintEffectNoExecute}
-	deleting := node(corev1.ConditionTrue)
-	deleting.DeletionTimestamp = ptr.To(metav1.NewTime(now.Add(-3 * time.Minute)))
+	deleting := node(corev1.ConditionFalse)
+	deleting.DeletionTimestamp = new(metav1.NewTime(now.Add(-3 * time.Minute)))
+	draining := node(corev1.ConditionTrue)
+	draining.DeletionTimestamp = deleting.DeletionTimestamp
 	for _, tc := range []struct {
 		name    string
 		node    *corev1.Node
@@ -397,14 +471,15 @@ func TestJudgeNode(t *testing.T) {
 		{"deleted just now", nil, now, nodeWaiting, ReasonNodeDeleted},
 		{"deleted within the grace", nil, now.Add(-grace + time.Second), nodeWaiting, ReasonNodeDeleted},
 		{"deleted for the grace", nil, now.Add(-grace), nodeGone, ReasonNodeDeleted},
-		{"being deleted past the grace", deleting, now, nodeGone, ReasonNodeDeleted},
+		{"being deleted past the grace, not Ready", deleting, now, nodeGone, ReasonNodeDeleted},
+		{"being deleted past the grace but Ready (a finalizer holds it while it drains)", draining, now, nodeWaiting, ReasonNodeDeleted},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := judgeNode(tc.node, tc.missed, grace, now)
 			if got.verdict != tc.verdict || got.reason != tc.reason {
 				t.Errorf("judgeNode = %v %q, want %v %q", got.verdict, got.reason, tc.verdict, tc.reason)
 			}
-			if got.verdict == nodeWaiting && tc.reason == ReasonNodeDeleted && !got.freeAt.Equal(tc.missed.Add(grace)) {
+			if got.verdict == nodeWaiting && tc.node == nil && !got.freeAt.Equal(tc.missed.Add(grace)) {
 				t.Errorf("freeAt = %v, want %v", got.freeAt, tc.missed.Add(grace))
 			}
 		})

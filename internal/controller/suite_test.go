@@ -30,7 +30,6 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -126,7 +125,7 @@ var _ = BeforeSuite(func() {
 		APIReader: mgr.GetAPIReader(),
 
 		ProgressInterval: progressInterval,
-		NodeLossGrace:    ptr.To(nodeLossGrace),
+		NodeLossGrace:    new(nodeLossGrace),
 		Clock:            nodeLossClock,
 	}
 	Expect(reconciler.SetupWithManager(mgr)).To(Succeed())

@@ -48,8 +48,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/tools/events"
-	"k8s.io/utils/clock"
 	volumehelpers "k8s.io/component-helpers/storage/volume"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -92,9 +92,10 @@ type TServerReconciler struct {
 	// Clock tells the time of node losses; nil is the wall clock.
 	Clock clock.PassiveClock
 
-	statusWrites statusWrites
-	missedNodes  missedNodes
-	volumeNodes  sync.Map // volume name -> node name, for claims that do not name their node
+	statusWrites    statusWrites
+	missedNodes     missedNodes
+	volumeHostnames sync.Map // volume name -> the hostname its affinity requires, for claims that do not name their node
+	nodeGoing       chan struct{}
 }
 
 // The manager reads TServers, StatefulSets, Services, claims, Nodes and t-storage-class from
@@ -104,7 +105,7 @@ type TServerReconciler struct {
 // tservers/finalizers: update lets it set blockOwnerDeletion on the objects it owns where the
 // OwnerReferencesPermissionEnforcement admission plugin is on. The controller suite runs the
 // manager with exactly this role and fails on a verb it grants and never uses.
-// +kubebuilder:rbac:groups=k8s.tars.io,resources=tservers,verbs=list;watch
+// +kubebuilder:rbac:groups=k8s.tars.io,resources=tservers,verbs=get;list;watch
 // +kubebuilder:rbac:groups=k8s.tars.io,resources=tservers/status,verbs=patch
 // +kubebuilder:rbac:groups=k8s.tars.io,resources=tservers/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=list;watch;create;update;delete
@@ -112,7 +113,7 @@ type TServerReconciler struct {
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;patch;delete
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;delete
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=persistentvolumes,verbs=get;patch;delete
+// +kubebuilder:rbac:groups="",resources=persistentvolumes,verbs=get;list;patch;delete
 // +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -781,6 +782,19 @@ func (r *TServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			}
 			return nil
 		}); err != nil {
+		return err
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.Node{}, nodeHostnameIndex,
+		func(obj client.Object) []string {
+			if h := obj.GetLabels()[corev1.LabelHostname]; h != "" {
+				return []string{h}
+			}
+			return nil
+		}); err != nil {
+		return err
+	}
+	r.nodeGoing = make(chan struct{}, 1)
+	if err := mgr.Add(&lostVolumeSweeper{r: r}); err != nil {
 		return err
 	}
 	owner := handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &tarsv1beta1.TServer{}, handler.OnlyControllerOwner())
