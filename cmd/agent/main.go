@@ -78,6 +78,10 @@ func runAgent(args []string) int {
 		"How long an unbound volume that no claim waits for is kept before it is deleted.")
 	fs.DurationVar(&cfg.ResyncPeriod, "resync-period", time.Minute,
 		"How often the owner and mode of bound volumes' directories are checked and repaired.")
+	fs.DurationVar(&cfg.OrphanScanInterval, "orphan-scan-interval", 10*time.Minute,
+		"How often the host root is scanned for volume directories that no PersistentVolume uses, which are "+
+			"reported (event OrphanedDirectory, metric tserver_agent_orphaned_directory) and never removed; "+
+			"0 disables the scan.")
 	fs.StringVar(&metricsAddr, "metrics-bind-address", ":8080",
 		"The address the metrics endpoint binds to; 0 disables it.")
 	fs.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the probe endpoint binds to.")
@@ -110,7 +114,8 @@ func runAgent(args []string) int {
 	defer func() { _ = root.Close() }()
 	cfg.Root = root
 	if os.Geteuid() != 0 {
-		log.Info("Running as a non-root user: directories can get only this user as owner", "uid", os.Geteuid())
+		log.Info("Running as a non-root user: directories can get only this user as owner, "+
+			"and the orphan scan reads only the directories this user may read", "uid", os.Geteuid())
 	}
 
 	ctx := ctrl.SetupSignalHandler()
@@ -173,7 +178,7 @@ func runAgent(args []string) int {
 		return 1
 	}
 	log.Info("Starting agent", "node", cfg.NodeName, "hostname", cfg.Hostname, "hostRoot", cfg.HostRoot,
-		"hostRootMount", hostRootMount, "gcGracePeriod", cfg.GCGracePeriod)
+		"hostRootMount", hostRootMount, "gcGracePeriod", cfg.GCGracePeriod, "orphanScanInterval", cfg.OrphanScanInterval)
 	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "Failed to run the agent")
 		return 1

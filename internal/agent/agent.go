@@ -45,6 +45,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	eventsv1client "k8s.io/client-go/kubernetes/typed/events/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -79,6 +80,9 @@ type Config struct {
 	GCGracePeriod time.Duration
 	// ResyncPeriod is how often a bound volume's directory is checked for drift.
 	ResyncPeriod time.Duration
+	// OrphanScanInterval is how often the host root is scanned for directories that no volume
+	// uses; 0 disables the scan.
+	OrphanScanInterval time.Duration
 }
 
 // Agent holds what the agent's reconcilers share.
@@ -88,23 +92,50 @@ type Agent struct {
 	// APIReader reads objects afresh, where the cache may lag behind.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
+	// Events writes the events that Recorder would merge into a series keeping the first one's
+	// note, while each says something new (the orphan scan's).
+	Events eventsv1client.EventsGetter
 	// refused holds why the cleanup of a released volume (by name) was refused, for the claims of
 	// its group that wait for it on this node to be handed back, saying why.
 	refused sync.Map
+	// dirChange is held for reading from where the agent makes or removes a volume's directory
+	// until it has made or deleted the volume: the two are changed one after the other. The
+	// orphan scan holds it to see directories and volumes at a moment when they agree.
+	dirChange sync.RWMutex
+	// removing holds the places below the root of the directories this agent has moved aside
+	// and not removed yet (the removal of a large one takes a while): the orphan scan leaves
+	// them out.
+	removing sync.Map
 }
 
 // SetupWithManager registers the agent's reconcilers.
 func SetupWithManager(mgr ctrl.Manager, cfg Config) error {
+	eventWriter, err := eventsv1client.NewForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient())
+	if err != nil {
+		return err
+	}
 	a := &Agent{
 		Config:    cfg,
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("tserver-agent-" + cfg.NodeName),
+		Recorder:  mgr.GetEventRecorder(reportingController(cfg.NodeName)),
+		Events:    eventWriter,
 	}
 	if err := (&ClaimReconciler{Agent: a}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	return (&VolumeReconciler{a}).SetupWithManager(mgr)
+	if err := (&VolumeReconciler{a}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if cfg.OrphanScanInterval <= 0 {
+		return nil
+	}
+	return mgr.Add(&orphanScanner{Agent: a, cache: mgr.GetCache()})
+}
+
+// reportingController is the name the agent of a node reports events under.
+func reportingController(nodeName string) string {
+	return "tserver-agent-" + nodeName
 }
 
 // NewScheme holds the kinds the agent reads and writes, and no others: claims, volumes, nodes

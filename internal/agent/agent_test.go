@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -38,6 +39,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 )
@@ -111,29 +113,35 @@ func finishDeletion(pv *corev1.PersistentVolume) {
 	}
 }
 
+// eventsAbout lists the events about an object of kind and name, of any namespace (those about
+// a cluster-scoped object are in default).
+func eventsAbout(kind, name string) []eventsv1.Event {
+	list := &eventsv1.EventList{}
+	Expect(k8sClient.List(ctx, list)).To(Succeed())
+	return slices.DeleteFunc(list.Items, func(e eventsv1.Event) bool {
+		return e.Regarding.Kind != kind || e.Regarding.Name != name
+	})
+}
+
 // pvEventReasons lists the reasons of the events about volume name.
 func pvEventReasons(name string) func() []string {
 	return func() []string {
-		list := &eventsv1.EventList{}
-		Expect(k8sClient.List(ctx, list)).To(Succeed())
-		var reasons []string
-		for _, e := range list.Items {
-			if e.Regarding.Kind == "PersistentVolume" && e.Regarding.Name == name {
-				reasons = append(reasons, e.Reason)
-			}
+		events := eventsAbout("PersistentVolume", name)
+		reasons := make([]string, 0, len(events))
+		for _, e := range events {
+			reasons = append(reasons, e.Reason)
 		}
 		return reasons
 	}
 }
 
-// eventNotes lists the notes of the events about an object of kind and name.
-func eventNotes(kind, name string) func() []string {
+// eventNotes lists the notes of the events about an object of kind and name, of the reasons
+// given, or of any reason.
+func eventNotes(kind, name string, reasons ...string) func() []string {
 	return func() []string {
-		list := &eventsv1.EventList{}
-		Expect(k8sClient.List(ctx, list)).To(Succeed())
 		var notes []string
-		for _, e := range list.Items {
-			if e.Regarding.Kind == kind && e.Regarding.Name == name {
+		for _, e := range eventsAbout(kind, name) {
+			if len(reasons) == 0 || slices.Contains(reasons, e.Reason) {
 				notes = append(notes, e.Note)
 			}
 		}
@@ -949,5 +957,181 @@ var _ = Describe("The node agent", func() {
 
 		useProvisioner(tarsv1beta1.Provisioner)
 		Eventually(pvExists(volumeOn("node-a", ns, "remote-log-dir")), timeout, interval).Should(BeTrue())
+	})
+})
+
+// hostDir is the host path of a volume directory, as volumes and the agent's reports name it.
+func hostDir(ns, volume string) string {
+	return hostRoot + "/" + ns + "/tars.tarslog/" + volume
+}
+
+// orphanSeries are the series of the metric tserver_agent_orphaned_directory, value by path.
+func orphanSeries() map[string]float64 {
+	families, err := ctrlmetrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	series := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "tserver_agent_orphaned_directory" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "path" {
+					series[l.GetValue()] = m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return series
+}
+
+// orphanReports lists the notes of the OrphanedDirectory events about node that name path.
+func orphanReports(node, path string) func() []string {
+	return func() []string {
+		return slices.DeleteFunc(eventNotes("Node", node, "OrphanedDirectory")(), func(note string) bool {
+			return !strings.Contains(note, path)
+		})
+	}
+}
+
+// byHand creates a volume as an administrator would, without any tars label, mounting the host
+// directory p (a local volume pinned to hostname, or, without one, a hostPath volume that may be
+// anywhere), and gives it phase.
+func byHand(name, p, hostname string, phase corev1.PersistentVolumePhase) {
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
+			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+			StorageClassName:              "manual",
+		},
+	}
+	if hostname == "" {
+		pv.Spec.HostPath = &corev1.HostPathVolumeSource{Path: p}
+	} else {
+		pv.Spec.Local = &corev1.LocalVolumeSource{Path: p}
+		pv.Spec.NodeAffinity = &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{
+			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{
+				Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{hostname},
+			}}}},
+		}}
+	}
+	Expect(k8sClient.Create(ctx, pv)).To(Succeed())
+	if phase != corev1.VolumePending {
+		setPhase(name, phase)
+	}
+}
+
+var _ = Describe("The node agent's report of orphaned directories", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+
+	It("reports an orphaned directory once, and leaves it and its data as they are, through scans and provisioning beside it", func() {
+		By("the directory of a volume deleted while its node was away")
+		dir := dirOn("node-b", ns, "remote-log-dir")
+		Expect(os.MkdirAll(dir, 0o755)).To(Succeed())
+		sentinel := writeSentinel(dir)
+		Expect(os.Chown(dir, 4321, 4321)).To(Succeed())
+		Expect(os.Chmod(dir, 0o750)).To(Succeed())
+		orphan := hostDir(ns, "remote-log-dir")
+
+		Eventually(orphanReports("node-b", orphan), timeout, interval).Should(ConsistOf(
+			And(HavePrefix("Node node-b holds"), ContainSubstring("no PersistentVolume uses"))))
+		Expect(orphanSeries()).To(HaveKeyWithValue(orphan, 1.0))
+
+		By("reporting it once, whatever the number of scans")
+		Consistently(orphanReports("node-b", orphan), 4*orphanScan, interval).Should(HaveLen(1))
+
+		By("provisioning another volume of the server on the node, beside it")
+		pvc := newClaim(ns, "cache", 0, seedOwnership)
+		bind(pvc, provisioned(pvc, "node-b"))
+		Consistently(orphanSeries, 3*orphanScan, interval).Should(And(
+			HaveKeyWithValue(orphan, 1.0), Not(HaveKey(hostDir(ns, "cache")))))
+		Expect(orphanReports("node-b", orphan)()).To(HaveLen(1))
+		Expect(orphanReports("node-b", hostDir(ns, "cache"))()).To(BeEmpty())
+
+		uid, gid, mode, err := statDir(dir)
+		Expect(err).NotTo(HaveOccurred())
+		Expect([]any{uid, gid, mode}).To(Equal([]any{uint32(4321), uint32(4321), os.FileMode(0o750)}))
+		Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
+	})
+
+	It("counts as used a directory that any volume that may be on its node uses, in any phase, made by hand or over a parent", func() {
+		used := map[string]string{
+			"released": "", "pending": "", "below": "", "under-parent-1": "", "under-parent-2": "",
+		}
+		for volume := range used {
+			dir := dirOn("node-b", ns, volume)
+			if strings.HasPrefix(volume, "under-parent") {
+				dir = filepath.Join(agents["node-b"].dir, ns, "hand.made", volume)
+				used[volume] = hostRoot + "/" + ns + "/hand.made/" + volume
+			} else {
+				used[volume] = hostDir(ns, volume)
+			}
+			Expect(os.MkdirAll(dir, 0o755)).To(Succeed())
+		}
+		byHand(ns+"-released", hostDir(ns, "released"), "host-b", corev1.VolumeReleased)
+		byHand(ns+"-pending", hostDir(ns, "pending"), "host-b", corev1.VolumePending)
+		byHand(ns+"-below", hostDir(ns, "below")+"/sub", "host-b", corev1.VolumeFailed)
+		byHand(ns+"-parent", hostRoot+"/"+ns+"/hand.made", "", corev1.VolumeAvailable)
+
+		By("while reporting, in the same scans, a directory no volume uses and one only another node's volume uses")
+		for _, volume := range []string{"orphan", "elsewhere"} {
+			Expect(os.MkdirAll(dirOn("node-b", ns, volume), 0o755)).To(Succeed())
+		}
+		byHand(ns+"-elsewhere", hostDir(ns, "elsewhere"), "host-a", corev1.VolumeBound)
+		Eventually(orphanSeries, timeout, interval).Should(And(
+			HaveKeyWithValue(hostDir(ns, "orphan"), 1.0), HaveKeyWithValue(hostDir(ns, "elsewhere"), 1.0)))
+		Consistently(orphanSeries, 2*orphanScan, interval).ShouldNot(Or(
+			HaveKey(used["released"]), HaveKey(used["pending"]), HaveKey(used["below"]),
+			HaveKey(used["under-parent-1"]), HaveKey(used["under-parent-2"])))
+		for volume, p := range used {
+			Expect(orphanReports("node-b", p)()).To(BeEmpty(), volume)
+		}
+	})
+
+	It("drops an orphan out of the metric when a new volume of its group adopts it, and reports it when it is orphaned again", func() {
+		dir := dirOn("node-a", ns, "remote-log-dir")
+		Expect(os.MkdirAll(dir, 0o755)).To(Succeed())
+		sentinel := writeSentinel(dir)
+		orphan := hostDir(ns, "remote-log-dir")
+		Eventually(orphanSeries, timeout, interval).Should(HaveKeyWithValue(orphan, 1.0))
+
+		By("a new claim of its group scheduled on its node")
+		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
+		pv := provisioned(pvc, "node-a")
+		Expect(pv.Spec.Local.Path).To(Equal(orphan))
+		Expect(pv.Spec.PersistentVolumeReclaimPolicy).To(Equal(corev1.PersistentVolumeReclaimRetain))
+		Eventually(orphanSeries, timeout, interval).ShouldNot(HaveKey(orphan))
+		Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
+
+		By("its claim and volume deleted, as when the node is lost")
+		deleteClaim(pvc)
+		Expect(k8sClient.Delete(ctx, pv)).To(Succeed())
+		Eventually(pvGone(pv.Name), timeout, interval).Should(BeTrue())
+		Eventually(orphanReports("node-a", orphan), timeout, interval).Should(HaveLen(2))
+		Expect(orphanSeries()).To(HaveKeyWithValue(orphan, 1.0))
+		Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
+	})
+
+	It("reports what a cleanup that did not finish left aside, once its volume is gone", func() {
+		pvc, pv, sentinel := boundWithData(ns, "node-a")
+		deleteClaim(pvc)
+		By("a cleanup that moved the directory aside: while its volume is there, it is under way or will be finished")
+		dir := dirOn("node-a", ns, "remote-log-dir")
+		Expect(os.Rename(dir, dir+".deleting-"+string(pv.UID))).To(Succeed())
+		aside := hostDir(ns, "remote-log-dir") + ".deleting-" + string(pv.UID)
+		Consistently(orphanSeries, 3*orphanScan, interval).ShouldNot(HaveKey(aside))
+
+		By("the volume deleted, and the cleanup stopped there")
+		Expect(k8sClient.Delete(ctx, pv)).To(Succeed())
+		Eventually(pvGone(pv.Name), timeout, interval).Should(BeTrue())
+		Eventually(orphanReports("node-a", aside), timeout, interval).Should(ConsistOf(
+			ContainSubstring(aside + " (moved aside by a cleanup that did not finish)")))
+		Expect(orphanSeries()).To(HaveKeyWithValue(aside, 1.0))
+		Consistently(func() ([]byte, error) {
+			return os.ReadFile(filepath.Join(dir+".deleting-"+string(pv.UID), filepath.Base(sentinel)))
+		}, 2*orphanScan, interval).Should(Equal([]byte("precious")))
 	})
 })

@@ -134,6 +134,8 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 			return r.reschedule(ctx, pvc, why)
 		}
 	}
+	r.dirChange.RLock() // until the volume is made
+	defer r.dirChange.RUnlock()
 	res, err := r.Root.Ensure(g.dir(), own)
 	if err != nil {
 		agentErrors.WithLabelValues(reasonDirectory).Inc()

@@ -31,6 +31,7 @@ const (
 	reasonRetained           = "retained_volume_in_the_way"
 	reasonUnsafePath         = "unsafe_path"
 	reasonMissingDirectory   = "missing_directory"
+	reasonOrphanScan         = "orphan_scan"
 )
 
 var (
@@ -62,11 +63,21 @@ var (
 	agentErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tserver_agent_errors_total",
 		Help: "Errors by reason: name_collision, invalid_annotations, directory, create_volume, cleanup, " +
-			"retained_volume_in_the_way, unsafe_path, missing_directory.",
+			"retained_volume_in_the_way, unsafe_path, missing_directory, orphan_scan.",
 	}, []string{"reason"})
+	orphanedDirectories = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tserver_agent_orphaned_directories",
+		Help: "Directories below this node's host root, where volume directories are, that no PersistentVolume uses; " +
+			"the agent never removes them.",
+	})
+	orphanedDirectory = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tserver_agent_orphaned_directory",
+		Help: "1 for each directory below this node's host root, by host path, that no PersistentVolume uses " +
+			"(tserver_agent_orphaned_directories counts them).",
+	}, []string{"path"})
 )
 
 func init() {
 	ctrlmetrics.Registry.MustRegister(volumesProvisioned, volumesDeleted, volumesGarbageCollected, cleanupsRefused,
-		volumeDirectoryMissing, ownershipRepairs, agentErrors)
+		volumeDirectoryMissing, ownershipRepairs, agentErrors, orphanedDirectories, orphanedDirectory)
 }

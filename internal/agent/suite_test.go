@@ -53,6 +53,7 @@ const (
 	hostRoot    = "/usr/local/app/tars/host-mount"
 	gcGrace     = 2 * time.Second
 	resync      = 500 * time.Millisecond
+	orphanScan  = 500 * time.Millisecond
 	timeout     = 15 * time.Second
 	interval    = 100 * time.Millisecond
 	testStorage = tarsv1beta1.StorageClassName
@@ -220,7 +221,7 @@ func startAgentWith(node, hostname, dir string, funcs *interceptor.Funcs) {
 	Expect(err).NotTo(HaveOccurred())
 	Expect(SetupWithManager(mgr, Config{
 		NodeName: node, Hostname: hostname, HostRoot: hostRoot, Root: root,
-		StorageClassName: testStorage, GCGracePeriod: gcGrace, ResyncPeriod: resync,
+		StorageClassName: testStorage, GCGracePeriod: gcGrace, ResyncPeriod: resync, OrphanScanInterval: orphanScan,
 	})).To(Succeed())
 	agentCtx, stop := context.WithCancel(ctx)
 	a := &testAgent{node: node, hostname: hostname, dir: dir, cache: mgr.GetCache(), stop: stop, done: make(chan struct{})}

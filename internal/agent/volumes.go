@@ -28,6 +28,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -35,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/hostfs"
 )
 
 // VolumeReconciler cleans up this node's volumes: a released one with reclaim policy Delete
@@ -109,25 +111,10 @@ func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVol
 		return ctrl.Result{}, nil
 	}
 	r.refused.Delete(pv.Name)
-	// The directory is moved aside first, then the volume deleted with preconditions, and only
-	// then is the directory removed: a volume that changed meanwhile (an administrator clearing
-	// its claim to use it again) gets its directory back instead.
-	rel, aside := r.relativePath(pv), r.asideOf(pv)
-	err = r.Root.Rename(rel, aside)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) { // not there: missing, or moved aside before a restart
-		agentErrors.WithLabelValues(reasonCleanup).Inc()
-		r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "Delete",
-			"Node %s cannot move %s aside to remove it: %v", r.NodeName, localPath(pv), err)
-		return ctrl.Result{}, err
-	}
-	err = r.Delete(ctx, pv, client.Preconditions{UID: &pv.UID, ResourceVersion: &pv.ResourceVersion})
-	if err != nil {
-		if err := r.Root.Rename(aside, rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			logf.FromContext(ctx).Error(err, "Failed to move a directory back after a refused delete", "pv", pv.Name, "aside", aside)
-		}
-		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-			return ctrl.Result{}, nil // changed meanwhile; its update brings us back
-		}
+	aside := r.asideOf(pv)
+	r.removing.Store(aside, true)
+	defer r.removing.Delete(aside)
+	if deleted, err := r.moveAsideAndDelete(ctx, pv); !deleted {
 		return ctrl.Result{}, err
 	}
 	volumeDirectoryMissing.DeletePartialMatch(map[string]string{"persistentvolume": pv.Name})
@@ -143,6 +130,34 @@ func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVol
 	r.Recorder.Eventf(pv, nil, corev1.EventTypeNormal, "CleanedUp", "Delete",
 		"Node %s removed directory %s and volume %s, released with reclaim policy Delete", r.NodeName, localPath(pv), pv.Name)
 	return ctrl.Result{}, nil
+}
+
+// moveAsideAndDelete moves the directory of released volume pv aside, then deletes the volume
+// with preconditions, and says whether it did; the caller then removes the directory. A volume
+// that changed meanwhile (an administrator clearing its claim to use it again) gets its
+// directory back instead. To the orphan scan, the two steps are one.
+func (r *VolumeReconciler) moveAsideAndDelete(ctx context.Context, pv *corev1.PersistentVolume) (bool, error) {
+	r.dirChange.RLock()
+	defer r.dirChange.RUnlock()
+	rel, aside := r.relativePath(pv), r.asideOf(pv)
+	err := r.Root.Rename(rel, aside)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) { // not there: missing, or moved aside before a restart
+		agentErrors.WithLabelValues(reasonCleanup).Inc()
+		r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "Delete",
+			"Node %s cannot move %s aside to remove it: %v", r.NodeName, localPath(pv), err)
+		return false, err
+	}
+	err = r.Delete(ctx, pv, client.Preconditions{UID: &pv.UID, ResourceVersion: &pv.ResourceVersion})
+	if err != nil {
+		if err := r.Root.Rename(aside, rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			logf.FromContext(ctx).Error(err, "Failed to move a directory back after a refused delete", "pv", pv.Name, "aside", aside)
+		}
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			return false, nil // changed meanwhile; its update brings us back
+		}
+		return false, err
+	}
+	return true, nil
 }
 
 // cleanupRefusal says why the directory of released volume pv, as just read from the API server,
@@ -183,9 +198,9 @@ func (r *VolumeReconciler) cleanupRefusal(ctx context.Context, pv *corev1.Persis
 }
 
 // asideOf is where the directory of a volume being deleted is moved first: beside it, named
-// after the volume's uid (a dot is in no volume name, so it is no volume's directory).
+// after the volume's uid.
 func (a *Agent) asideOf(pv *corev1.PersistentVolume) string {
-	return a.relativePath(pv) + ".deleting-" + string(pv.UID)
+	return hostfs.Aside(a.relativePath(pv), string(pv.UID))
 }
 
 // diskInDoubt says why the node's volume directories cannot be trusted now, or "": another bound
@@ -217,27 +232,42 @@ func (a *Agent) diskInDoubt(ctx context.Context, except string) (string, error) 
 }
 
 // overlappingVolume names a volume other than pv, read from the API server, that may be on this
-// node and whose local or host path is pv's, or above or below it; "" when there is none. A
-// volume whose node is not certain counts as this node's.
+// node and whose local or host path is pv's, or above or below it; "" when there is none.
 func (r *VolumeReconciler) overlappingVolume(ctx context.Context, pv *corev1.PersistentVolume) (string, error) {
-	mine := path.Clean(localPath(pv))
-	list := &corev1.PersistentVolumeList{}
-	// Every volume of the cluster, not this node's cache: a volume made by hand need not carry
-	// the labels that cache selects.
-	if err := r.APIReader.List(ctx, list); err != nil {
+	vols, err := r.hostDirectoryVolumes(ctx)
+	if err != nil {
 		return "", err
 	}
-	for i := range list.Items {
-		other := &list.Items[i]
-		p := hostPathOf(other)
-		if other.UID == pv.UID || p == "" || !r.mayBeOnThisNode(other) {
+	return overlapping(vols, path.Clean(localPath(pv)), pv.UID), nil
+}
+
+// hostDirectoryVolumes lists the volumes that mount a host directory and may be on this node (a
+// volume whose node is not certain counts as this node's), in any phase. They are read from the
+// API server, every volume of the cluster, not from this node's cache: a volume made by hand
+// need not carry the labels that cache selects.
+func (a *Agent) hostDirectoryVolumes(ctx context.Context) ([]corev1.PersistentVolume, error) {
+	list := &corev1.PersistentVolumeList{}
+	if err := a.APIReader.List(ctx, list); err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(list.Items, func(pv corev1.PersistentVolume) bool {
+		return hostPathOf(&pv) == "" || !a.mayBeOnThisNode(&pv)
+	}), nil
+}
+
+// overlapping names a volume of vols, other than the one whose UID is except (if not empty),
+// whose host path is the clean path p, or above or below it; "" when there is none.
+func overlapping(vols []corev1.PersistentVolume, p string, except types.UID) string {
+	for i := range vols {
+		other := &vols[i]
+		if except != "" && other.UID == except {
 			continue
 		}
-		if p = path.Clean(p); within(mine, p) || within(p, mine) {
-			return other.Name, nil
+		if q := path.Clean(hostPathOf(other)); within(p, q) || within(q, p) {
+			return other.Name
 		}
 	}
-	return "", nil
+	return ""
 }
 
 // hostPathOf is the host directory a volume mounts, or "" for one that is not a host directory.
@@ -259,15 +289,15 @@ func within(p, dir string) bool {
 // mayBeOnThisNode says whether a volume may live on this node: its hostname label names this
 // node's, or its node affinity does not rule this node out (a volume without one may be mounted
 // anywhere). A label and an affinity that disagree count as this node's.
-func (r *VolumeReconciler) mayBeOnThisNode(pv *corev1.PersistentVolume) bool {
-	if pv.Labels[corev1.LabelHostname] == r.Hostname {
+func (a *Agent) mayBeOnThisNode(pv *corev1.PersistentVolume) bool {
+	if pv.Labels[corev1.LabelHostname] == a.Hostname {
 		return true
 	}
 	if pv.Spec.NodeAffinity == nil || pv.Spec.NodeAffinity.Required == nil {
 		return true
 	}
 	for _, term := range pv.Spec.NodeAffinity.Required.NodeSelectorTerms {
-		if !namesOtherHost(term, r.Hostname) {
+		if !namesOtherHost(term, a.Hostname) {
 			return true
 		}
 	}
@@ -357,6 +387,8 @@ func (r *VolumeReconciler) collect(ctx context.Context, pv *corev1.PersistentVol
 	if err != nil || waiting {
 		return ctrl.Result{RequeueAfter: r.GCGracePeriod}, err
 	}
+	r.dirChange.RLock()
+	defer r.dirChange.RUnlock()
 	err = r.Delete(ctx, pv, client.Preconditions{UID: &pv.UID, ResourceVersion: &pv.ResourceVersion})
 	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 		return ctrl.Result{}, nil // bound or changed meanwhile: its update brings us back

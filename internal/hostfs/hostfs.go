@@ -14,10 +14,10 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package hostfs is all the node agent does to the host's filesystem: create, adopt, repair and
-// remove volume directories under one root directory. Every path is confined to that root by
-// os.Root, which refuses ".." and symbolic links that lead out of it, so no claim, volume or
-// link planted on the host can make the agent touch anything else.
+// Package hostfs is all the node agent does to the host's filesystem: create, adopt, repair,
+// remove and list volume directories under one root directory. Every path is confined to that
+// root by os.Root, which refuses ".." and symbolic links that lead out of it, so no claim, volume
+// or link planted on the host can make the agent touch anything else.
 package hostfs
 
 import (
@@ -27,7 +27,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 )
@@ -338,4 +340,137 @@ func (r *Root) RemoveIfEmpty(rel string) (bool, error) {
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// asideMarker joins a directory's path and an id in the name of the place Aside moves it to.
+const asideMarker = ".deleting-"
+
+// Aside is where rel is moved before it is removed: beside it, named after id. A dot is in no
+// volume name, so it is no volume's directory.
+func Aside(rel, id string) string {
+	return rel + asideMarker + id
+}
+
+// IsAside says whether rel is a place Aside names: what a removal that did not finish left.
+func IsAside(rel string) bool {
+	return strings.Contains(filepath.Base(rel), asideMarker)
+}
+
+// ErrTooManyEntries is returned by VolumeDirs when the directories hold more entries than it may
+// read.
+var ErrTooManyEntries = errors.New("more entries than the listing may read")
+
+// volumeDepth is how far below the root volume directories are: <namespace>/<app>.<server>/<volume>.
+const volumeDepth = 3
+
+// VolumeDirs lists, sorted, the directories exactly three levels below the root, where volume
+// directories are (<namespace>/<app>.<server>/<volume>), and the entries of that level that
+// Aside names, of any type. It only reads: it descends into directories only, never through a
+// symbolic link (a link is neither followed nor listed), and reads at most limit directory
+// entries in all. What it could not read (a directory it may not open, entries past the limit)
+// is said in the error, which comes with whatever it did find.
+func (r *Root) VolumeDirs(limit int) ([]string, error) {
+	root, err := r.current()
+	if err != nil {
+		return nil, err
+	}
+	l := &lister{budget: limit}
+	l.list(root, ".", 1)
+	slices.Sort(l.found)
+	return l.found, errors.Join(l.errs...)
+}
+
+// lister walks the levels above the volume directories for VolumeDirs, within a budget of entries.
+type lister struct {
+	budget    int
+	exhausted bool
+	found     []string
+	errs      []error
+}
+
+// list reads the directory dir, rel below the root, whose entries are depth levels below it:
+// at volumeDepth it lists them, above it descends into those that are directories.
+func (l *lister) list(dir *os.Root, rel string, depth int) {
+	entries, err := l.read(dir)
+	if err != nil {
+		l.fail(rel, err)
+	}
+	for _, e := range entries {
+		child := filepath.Join(rel, e.Name())
+		switch {
+		case depth == volumeDepth:
+			if e.IsDir() || IsAside(child) {
+				l.found = append(l.found, child)
+			}
+		case e.IsDir() && !l.exhausted: // a symbolic link is no directory here: never followed
+			sub, err := openDir(dir, e.Name())
+			if err != nil {
+				l.fail(child, err)
+				continue
+			}
+			l.list(sub, child, depth+1)
+			_ = sub.Close()
+		}
+	}
+}
+
+// readBatch is how many entries read asks for at a time.
+const readBatch = 256
+
+// read lists dir's entries, as many as the budget has left.
+func (l *lister) read(dir *os.Root) ([]fs.DirEntry, error) {
+	f, err := dir.Open(".")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	var entries []fs.DirEntry
+	for {
+		if l.budget <= 0 {
+			if more, _ := f.ReadDir(1); len(more) > 0 {
+				l.exhausted = true
+				return entries, ErrTooManyEntries
+			}
+			return entries, nil
+		}
+		batch, err := f.ReadDir(min(l.budget, readBatch))
+		l.budget -= len(batch)
+		entries = append(entries, batch...)
+		if errors.Is(err, io.EOF) {
+			return entries, nil
+		}
+		if err != nil {
+			return entries, err
+		}
+	}
+}
+
+// fail records that rel could not be read, saying why where the cause is not being root.
+func (l *lister) fail(rel string, err error) {
+	if errors.Is(err, fs.ErrPermission) && os.Geteuid() != 0 {
+		err = fmt.Errorf("%w (the agent runs as uid %d, not root)", err, os.Geteuid())
+	}
+	l.errs = append(l.errs, fmt.Errorf("listing %s: %w", rel, err))
+}
+
+// openDir opens the directory name of dir as a root of its own, only if it is the directory
+// that dir holds under that name: one replaced by a symbolic link meanwhile is refused, not
+// followed.
+func openDir(dir *os.Root, name string) (*os.Root, error) {
+	fi, err := dir.Lstat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.IsDir() {
+		return nil, ErrNotDirectory
+	}
+	sub, err := dir.OpenRoot(name)
+	if err != nil {
+		return nil, err
+	}
+	if held, err := sub.Stat("."); err != nil || !os.SameFile(fi, held) {
+		_ = sub.Close()
+		return nil, errors.New("replaced while it was being listed")
+	}
+	return sub, nil
 }

@@ -21,6 +21,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -363,7 +364,9 @@ func TestNeedsRootReported(t *testing.T) {
 
 // FuzzPaths checks that no path, whatever it holds, makes Ensure, Repair, RemoveIfEmpty or
 // RemoveAll touch anything outside the root, nor panic, and that the volumes beside it inside
-// the root survive: only the path itself, or what is below it, may go.
+// the root survive: only the path itself, or what is below it, may go. VolumeDirs, in the tree
+// Ensure leaves, lists the volume directories, the one Ensure made at that depth among them,
+// and nothing through a symbolic link.
 func FuzzPaths(f *testing.F) {
 	for _, seed := range []string{"ns/app.server/vol", "../outside", "a/../../outside/keep", "/", "link/x", "..", "a\x00b",
 		"ns//x", "./x", "ns/app.server", "ns/app.server/vol/..", "ns/app.server/volx", "ns/app.server/vol/sub"} {
@@ -384,7 +387,11 @@ func FuzzPaths(f *testing.F) {
 			}
 		}
 		me := Ownership{UID: os.Geteuid(), GID: os.Getegid(), Mode: 0o700}
-		_, _ = r.Ensure(rel, me)
+		_, ensureErr := r.Ensure(rel, me)
+		checkVolumeDirs(t, r, neighbours)
+		if ensureErr == nil && strings.Count(rel, "/") == volumeDepth-1 {
+			checkVolumeDirs(t, r, []string{rel})
+		}
 		_, _ = r.Repair(rel, me)
 		_, _ = r.RemoveIfEmpty(rel)
 		_ = r.RemoveAll(rel)
@@ -398,4 +405,103 @@ func FuzzPaths(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkVolumeDirs checks that VolumeDirs lists every directory of want, and only entries three
+// levels below the root that are directories, or left aside, reached through no symbolic link.
+func checkVolumeDirs(t *testing.T, r *Root, want []string) {
+	t.Helper()
+	got, err := r.VolumeDirs(1000)
+	if err != nil {
+		t.Fatalf("VolumeDirs: %v", err)
+	}
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			t.Errorf("VolumeDirs() = %q, missing %q", got, w)
+		}
+	}
+	for _, rel := range got {
+		if !filepath.IsLocal(rel) || filepath.Clean(rel) != rel || strings.Count(rel, "/") != volumeDepth-1 {
+			t.Errorf("VolumeDirs listed %q, not a path three levels below the root", rel)
+			continue
+		}
+		for dir := filepath.Dir(rel); dir != "."; dir = filepath.Dir(dir) {
+			if fi, err := os.Lstat(filepath.Join(r.Dir(), dir)); err != nil || !fi.IsDir() {
+				t.Errorf("VolumeDirs listed %q, through %s, which is no directory: %v", rel, dir, err)
+			}
+		}
+		if fi, err := os.Lstat(filepath.Join(r.Dir(), rel)); err != nil || !fi.IsDir() && !IsAside(rel) {
+			t.Errorf("VolumeDirs listed %q, which is neither a directory nor left aside: %v", rel, err)
+		}
+	}
+}
+
+func TestVolumeDirs(t *testing.T) {
+	r, base := newRoot(t)
+	for _, d := range []string{"ns/a.b/v1/deeper/still", "ns/a.b/v2", "ns/a.b/v1.deleting-123", "ns/c.d", "other/e.f",
+		"elsewhere/g.h/w", filepath.Join("..", "outside", "x.y", "hidden")} {
+		if err := os.MkdirAll(filepath.Join(r.Dir(), d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"top", "ns/file", "ns/a.b/file", "ns/a.b/f.deleting-9"} {
+		if err := os.WriteFile(filepath.Join(r.Dir(), f), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for link, target := range map[string]string{
+		"linked":              "elsewhere",                    // a namespace's place, linked inside the root
+		"out":                 filepath.Join(base, "outside"), // and outside it
+		"ns/x.y":              "a.b",                          // a server's place
+		"ns/a.b/lnk":          "v2",                           // a volume's place
+		"ns/a.b/l.deleting-1": filepath.Join(base, "outside"), // left aside: listed, not followed
+	} {
+		if err := os.Symlink(target, filepath.Join(r.Dir(), link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"elsewhere/g.h/w", "ns/a.b/f.deleting-9", "ns/a.b/l.deleting-1", "ns/a.b/v1", "ns/a.b/v1.deleting-123", "ns/a.b/v2"}
+	got, err := r.VolumeDirs(100)
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("VolumeDirs() = %q, %v; want %q", got, err, want)
+	}
+	assertOutsideIntact(t, base)
+
+	// The root has 6 entries, ns 4, ns/a.b 7, and the rest 3: a limit of 12 never reaches all of ns/a.b.
+	got, err = r.VolumeDirs(12)
+	if !errors.Is(err, ErrTooManyEntries) {
+		t.Errorf("VolumeDirs(12) error = %v, want ErrTooManyEntries", err)
+	}
+	for _, rel := range got {
+		if !slices.Contains(want, rel) {
+			t.Errorf("VolumeDirs(12) listed %q", rel)
+		}
+	}
+	if len(got) >= len(want) {
+		t.Errorf("VolumeDirs(12) = %q: all of it, past its limit", got)
+	}
+}
+
+func TestVolumeDirsUnreadable(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("skipped: runs only as a non-root user, who may be refused a directory")
+	}
+	r, _ := newRoot(t)
+	for _, d := range []string{"ns/locked.srv/v", "ns/open.srv/v"} {
+		if err := os.MkdirAll(filepath.Join(r.Dir(), d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	locked := filepath.Join(r.Dir(), "ns/locked.srv")
+	if err := os.Chmod(locked, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(locked, 0o755) })
+	got, err := r.VolumeDirs(100)
+	if !slices.Equal(got, []string{"ns/open.srv/v"}) {
+		t.Errorf("VolumeDirs() = %q, want what it could read", got)
+	}
+	if !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), "ns/locked.srv") || !strings.Contains(err.Error(), "not root") {
+		t.Errorf("VolumeDirs() error = %v, want the directory it may not read, and why", err)
+	}
 }
