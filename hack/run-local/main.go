@@ -108,22 +108,43 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
-	var agents []*localcluster.Process
+	ctx, cancel := context.WithCancel(ctx)
+	exited := make(chan *localcluster.Process)
+	// watch reports p on exited if it exits by itself: not when stopped, nor when its node is
+	// powered off.
+	watch := func(p *localcluster.Process) {
+		go func() {
+			<-p.Exited()
+			if !p.Stopped() {
+				select {
+				case exited <- p:
+				case <-ctx.Done():
+				}
+			}
+		}()
+	}
+	watch(manager)
 	if o.agents {
 		fmt.Printf("Starting %d node agents...\n", o.nodes)
-		if agents, err = cluster.StartAgents(ctx, o.agent, "--gc-grace-period="+o.gcGrace.String()); err != nil {
+		agents, err := cluster.StartAgents(ctx, o.agent, "--gc-grace-period="+o.gcGrace.String())
+		if err != nil {
+			cancel()
 			return err
 		}
+		for _, p := range agents {
+			watch(p)
+		}
+	}
+	stopSwitch, err := startPowerSwitch(ctx, cluster, watch)
+	defer func() {
+		cancel()
+		stopSwitch()
+	}()
+	if err != nil {
+		return err
 	}
 
 	printBanner(cluster, o.agents, time.Since(start))
-	exited := make(chan *localcluster.Process, 1+len(agents))
-	for _, p := range append([]*localcluster.Process{manager}, agents...) {
-		go func() {
-			<-p.Exited()
-			exited <- p
-		}()
-	}
 	select {
 	case <-ctx.Done():
 		return nil
@@ -163,11 +184,43 @@ Try it, in another terminal:
   ls -ln %s/nodes/*/host-mount/default/tars.tarslog/   # owned by uid 1000, mode 755
   kubectl apply -f config/samples/invalid/mode-750.yaml  # rejected at admission
 
+Lose a node and bring it back (its agent is killed, kwok stops simulating it); the manager
+frees the replicas of a node deleted, or tainted out-of-service while NotReady:
+
+%[10]s
+
 Stop with Ctrl-C.
 ================================================================================
 `, took.Round(100*time.Millisecond), len(c.Nodes), len(c.Nodes), relative(c.StateDir),
 		agentLine, relative(c.StateDir), relative(c.LogDir), relative(c.KubeconfigPath),
-		relative(c.StateDir))
+		relative(c.StateDir), powerCommands(c))
+}
+
+// powerCommands are the kubectl commands that power a node off and on, with comments aligned.
+func powerCommands(c *localcluster.Cluster) string {
+	label := "kubectl label node node-1 " + localcluster.PowerLabel
+	rows := [][2]string{
+		{label + "=" + localcluster.PoweredOff, "power off: NotReady within a minute"},
+		{"kubectl taint node node-1 node.kubernetes.io/out-of-service=nodeshutdown:NoExecute", ""},
+		{"kubectl delete node node-1", "or delete it"},
+		{label + "-", "power on again, or once deleted:"},
+		{"kubectl create -f " + relative(c.NodeManifest("node-1")), "it comes back with the same name"},
+	}
+	width := 0
+	for _, r := range rows {
+		if r[1] != "" {
+			width = max(width, len(r[0]))
+		}
+	}
+	var b strings.Builder
+	for _, r := range rows {
+		if r[1] == "" {
+			fmt.Fprintf(&b, "  %s\n", r[0])
+		} else {
+			fmt.Fprintf(&b, "  %-*s  # %s\n", width, r[0], r[1])
+		}
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // relative shortens path to one relative to the working directory, as a user would type it.

@@ -17,9 +17,11 @@ limitations under the License.
 // Package localcluster runs a Kubernetes cluster on this machine from the binaries that
 // `make kube-binaries` builds: etcd and kube-apiserver (through controller-runtime's envtest),
 // with the operator's CRDs installed and its webhook configurations registered against a webhook
-// server on localhost, so the API server really calls it. `make run` and the end-to-end tests both
-// use it; everything it keeps (kubeconfig, certificates, etcd data, logs) lives in one state
-// directory that each start cleans.
+// server on localhost, so the API server really calls it. With simulated nodes, it runs
+// kube-controller-manager, kube-scheduler and kwok too, and the operator's agent on each node
+// (StartAgents); nodes can be added (AddNodes), lost and brought back (PowerOff, PowerOn). `make run` and the end-to-end
+// tests both use it; everything it keeps (kubeconfig, certificates, etcd data, logs) lives in one
+// state directory that each start cleans.
 package localcluster
 
 import (
@@ -32,6 +34,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -60,7 +63,11 @@ type Options struct {
 	// too, so that StatefulSets get pods and claims get bound as in a real cluster.
 	Nodes []Node
 	// ControllerManagerFlags are further flags of kube-controller-manager (the bench's
-	// --trace-pv-controller turns up its PV controller's log with one).
+	// --trace-pv-controller turns up its PV controller's log with one). A node-loss test may
+	// shorten --node-monitor-grace-period (50s by default), after which a powered-off node is
+	// NotReady; as the flag's help says, it must be a few times the interval of the nodes'
+	// heartbeats, here the 10 s at which kwok renews node leases: 20s, not 10s, with which
+	// healthy nodes flap.
 	ControllerManagerFlags []string
 }
 
@@ -76,11 +83,26 @@ type Cluster struct {
 	LogDir string
 	// StateDir holds everything the cluster writes.
 	StateDir string
-	// Nodes are the simulated nodes.
+	// Nodes are the simulated nodes: those of Options.Nodes, then those AddNodes registered.
 	Nodes []Node
 
-	env       *envtest.Environment
+	env *envtest.Environment
+	// cl is an admin client, set once the nodes' components run.
+	cl client.Client
+
+	// power serialises what changes the nodes (AddNodes, StartAgents, PowerOff, PowerOn), which
+	// may take long; mu guards the fields below it, briefly.
+	power sync.Mutex
+	mu    sync.Mutex
+	// processes are those StartProcess started, oldest first; stopped is set by Stop.
 	processes []*Process
+	stopped   bool
+	// agents are the running node agents by node; off are the nodes powered off; agentBinary and
+	// agentArgs are what StartAgents was given (agentBinary is empty until it is called).
+	agents      map[string]*Process
+	off         map[string]bool
+	agentBinary string
+	agentArgs   []string
 }
 
 // WebhookServing is the address and certificate of the local webhook server.
@@ -104,7 +126,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	// What a cluster keeps in its state directory; only this is cleaned, so that another
 	// cluster's state directory may live inside it (the e2e suite's .local/e2e in make run's .local).
-	owned := []string{"kubeconfig", "logs", "etcd", "pki", "nodes"}
+	owned := []string{"kubeconfig", "logs", "etcd", "pki", "nodes", "kwok-stages"}
 	needles := make([]string, 0, len(owned))
 	for _, name := range owned {
 		needles = append(needles, filepath.Join(stateDir, name))
@@ -119,7 +141,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	c := &Cluster{
 		LogDir: filepath.Join(stateDir, "logs"), KubeconfigPath: filepath.Join(stateDir, "kubeconfig"),
-		StateDir: stateDir, Nodes: opts.Nodes,
+		StateDir: stateDir, agents: map[string]*Process{}, off: map[string]bool{},
 	}
 	for _, dir := range []string{c.LogDir, filepath.Join(stateDir, "etcd"), filepath.Join(stateDir, "pki")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -230,13 +252,17 @@ func (c *Cluster) logFile(name string) (*os.File, error) {
 	return os.OpenFile(filepath.Join(c.LogDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 }
 
-// Stop stops every process the cluster started, newest first, then kube-apiserver and etcd.
+// Stop stops every process the cluster started (agents restarted by PowerOn too), newest first,
+// then kube-apiserver and etcd. No process starts after it.
 func (c *Cluster) Stop() error {
+	c.mu.Lock()
+	processes := c.processes
+	c.processes, c.stopped = nil, true
+	c.mu.Unlock()
 	var errs []error
-	for _, p := range slices.Backward(c.processes) {
+	for _, p := range slices.Backward(processes) {
 		errs = append(errs, p.Stop())
 	}
-	c.processes = nil
 	if c.env != nil {
 		errs = append(errs, c.env.Stop())
 	}

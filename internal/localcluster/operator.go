@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"time"
 
@@ -52,35 +53,90 @@ func (c *Cluster) StartManager(ctx context.Context, binary string, echo io.Write
 	return p, c.waitProcessReady(ctx, p, probePort)
 }
 
-// StartAgents runs the agent binary once per simulated node, each writing
+// StartAgents runs the agent binary once per simulated node (but those powered off), each writing
 // volume paths under ProductionHostRoot while its directories live under HostRoot(node), the
-// way a DaemonSet pod sees its hostPath mount; and waits until they are ready.
+// way a DaemonSet pod sees its hostPath mount; and waits until they are ready. AddNodes and
+// PowerOn start further agents with the same binary and extraArgs.
 func (c *Cluster) StartAgents(ctx context.Context, binary string, extraArgs ...string) ([]*Process, error) {
-	agents := make([]*Process, 0, len(c.Nodes))
-	for _, n := range c.Nodes {
-		probePort, pprofAddr, err := operatorPorts()
+	c.power.Lock()
+	defer c.power.Unlock()
+	c.mu.Lock()
+	c.agentBinary, c.agentArgs = binary, slices.Clone(extraArgs)
+	nodes := slices.Clone(c.Nodes)
+	c.mu.Unlock()
+	agents := make([]*Process, 0, len(nodes))
+	for _, n := range nodes {
+		p, err := c.startAgent(ctx, n.Name)
 		if err != nil {
 			return nil, err
 		}
-		p, err := c.StartProcess("agent-"+n.Name, binary, append([]string{
-			"--kubeconfig=" + c.KubeconfigPath,
-			"--node-name=" + n.Name,
-			"--host-root=" + ProductionHostRoot,
-			"--host-root-mount=" + c.HostRoot(n.Name),
-			"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(probePort),
-			"--pprof-bind-address=" + pprofAddr,
-			"--metrics-bind-address=0",
-		}, extraArgs...), nil, nil)
-		if err != nil {
-			return nil, err
+		if p != nil {
+			agents = append(agents, p)
 		}
-		p.PprofAddr = pprofAddr
-		if err := c.waitProcessReady(ctx, p, probePort); err != nil {
-			return nil, err
-		}
-		agents = append(agents, p)
 	}
 	return agents, nil
+}
+
+// Agent is the agent running for node, or nil: before StartAgents, or while node is powered off.
+func (c *Cluster) Agent(node string) *Process {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.agents[node]
+}
+
+// startAgent starts node's agent as StartAgents was asked to, unless it runs already, StartAgents
+// has not run or node is powered off (then it returns nil), and waits until it is ready.
+func (c *Cluster) startAgent(ctx context.Context, node string) (*Process, error) {
+	c.mu.Lock()
+	binary, args, running, off := c.agentBinary, c.agentArgs, c.agents[node], c.off[node]
+	c.mu.Unlock()
+	if binary == "" || off {
+		return nil, nil
+	}
+	if running != nil {
+		select {
+		case <-running.Exited():
+		default:
+			return running, nil
+		}
+	}
+	probePort, pprofAddr, err := operatorPorts()
+	if err != nil {
+		return nil, err
+	}
+	p, err := c.StartProcess("agent-"+node, binary, append([]string{
+		"--kubeconfig=" + c.KubeconfigPath,
+		"--node-name=" + node,
+		"--host-root=" + ProductionHostRoot,
+		"--host-root-mount=" + c.HostRoot(node),
+		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(probePort),
+		"--pprof-bind-address=" + pprofAddr,
+		"--metrics-bind-address=0",
+	}, args...), nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	p.PprofAddr = pprofAddr
+	c.mu.Lock()
+	c.agents[node] = p
+	c.mu.Unlock()
+	if err := c.waitProcessReady(ctx, p, probePort); err != nil {
+		c.stopAgent(node)
+		return nil, err
+	}
+	return p, nil
+}
+
+// stopAgent kills node's agent, if one runs, as a power cut would.
+func (c *Cluster) stopAgent(node string) {
+	c.mu.Lock()
+	p := c.agents[node]
+	delete(c.agents, node)
+	c.processes = slices.DeleteFunc(c.processes, func(q *Process) bool { return q == p })
+	c.mu.Unlock()
+	if p != nil {
+		p.kill()
+	}
 }
 
 // operatorPorts picks the health probe port and the pprof address of an operator process.

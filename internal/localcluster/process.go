@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -39,14 +40,21 @@ type Process struct {
 	// PprofAddr is where the operator's roles serve Go's pprof endpoints (host:port).
 	PprofAddr string
 
-	cmd    *exec.Cmd
-	exited chan struct{}
-	err    error
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	err     error
+	stopped atomic.Bool
 }
 
 // StartProcess starts path with args and extra environment variables, its output going to
-// LogDir/<name>.log and, when echo is not nil, to echo as well. Cluster.Stop stops it.
+// LogDir/<name>.log (appended to, when a process of that name ran before) and, when echo is not
+// nil, to echo as well. Cluster.Stop stops it.
 func (c *Cluster) StartProcess(name, path string, args, env []string, echo io.Writer) (*Process, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return nil, fmt.Errorf("starting %s: the cluster is stopped", name)
+	}
 	log, err := c.logFile(name)
 	if err != nil {
 		return nil, err
@@ -82,8 +90,13 @@ func (p *Process) Exited() <-chan struct{} { return p.exited }
 // Err is how the process exited; valid once Exited is closed.
 func (p *Process) Err() error { return p.err }
 
+// Stopped says whether the process was asked to exit (Stop, or a node powered off), rather than
+// exiting by itself.
+func (p *Process) Stopped() bool { return p.stopped.Load() }
+
 // Stop asks the process to exit (SIGTERM), kills it if it has not after stopTimeout, and waits.
 func (p *Process) Stop() error {
+	p.stopped.Store(true)
 	select {
 	case <-p.exited:
 		return nil
@@ -99,4 +112,11 @@ func (p *Process) Stop() error {
 		<-p.exited
 	}
 	return nil
+}
+
+// kill kills the process outright (SIGKILL), as a power cut would, and waits for it.
+func (p *Process) kill() {
+	p.stopped.Store(true)
+	_ = p.cmd.Process.Kill()
+	<-p.exited
 }
