@@ -84,7 +84,7 @@ test-e2e: manifests generate kube-binaries ## Run the end-to-end suite on a loca
 	KUBEBUILDER_ASSETS="$(KUBE_BIN_DIR)" go test ./test/e2e/ -timeout 30m -v -ginkgo.v
 
 .PHONY: bench
-bench: build kube-binaries ## Measure time to bound vs Kubernetes alone, leftovers, agent footprint, admission latency (see docs/performance.md).
+bench: build kube-binaries ## Measure time to bound vs Kubernetes alone, leftovers, agent footprint, admission latency, node-loss recovery vs Kubernetes alone (see docs/performance.md).
 	go build -o "$(LOCALBIN)/bench" ./hack/bench
 	"$(LOCALBIN)/bench" --bin-dir "$(KUBE_BIN_DIR)" --operator "$(LOCALBIN)/tserver-operator" --agent "$(LOCALBIN)/tserver-agent" $(BENCH_ARGS)
 	go test ./internal/webhook/v1beta1/ -run '^$$' -bench . -benchmem

@@ -16,8 +16,9 @@ limitations under the License.
 
 // Command bench is what `make bench` runs: on one local cluster (internal/localcluster), it
 // measures, each against its lower bound, the time until every claim is bound and every pod
-// runs, the volumes left per bound claim, the agents' footprint, and admission latency; and
-// prints a table and JSON.
+// runs, the volumes left per bound claim, the agents' footprint, and admission latency; on a
+// cluster of its own, the time a replica takes to run elsewhere once its Node is deleted
+// (recovery.go); and prints a table and JSON.
 package main
 
 import (
@@ -84,6 +85,11 @@ type options struct {
 	// tracePV has kube-controller-manager's PV controller log every step, and the bench print how
 	// it spent each run.
 	tracePV bool
+	// recovery runs scenario 6 (recovery.go) on a cluster of its own, of recoveryNodes nodes, in
+	// recoveryPairs pairs, with the manager's --node-loss-grace nodeLossGrace.
+	recovery                     bool
+	recoveryNodes, recoveryPairs int
+	nodeLossGrace                time.Duration
 }
 
 const (
@@ -129,21 +135,30 @@ func main() {
 		"too, not TServers: the agents' share of scenario 1 alone (a diagnosis; the target counts TServers).")
 	flag.BoolVar(&o.tracePV, "trace-pv-controller", false, "Have kube-controller-manager's PV controller log every step "+
 		"(a large log) and print, for each run of scenario 1, how long its writes took (a diagnosis).")
+	flag.IntVar(&o.recoveryNodes, "recovery-nodes", 4, "Simulated nodes of the recovery scenario's own cluster "+
+		"(a lost node is replaced by a new one after each run).")
+	flag.IntVar(&o.recoveryPairs, "recovery-pairs", 3, "Runs of the recovery scenario with the manager and with Kubernetes alone; "+
+		"the pair with the median ratio counts.")
+	flag.DurationVar(&o.nodeLossGrace, "node-loss-grace", 10*time.Second, "The manager's --node-loss-grace in the recovery "+
+		"scenario (short for the bench; subtracted from the measured time).")
 	flag.StringVar(&o.jsonOut, "json", ".local/bench/results.json", "Where to write the results as JSON.")
 	scenarios := flag.String("scenarios", "all", "Which scenarios to run: all, bound (1 to 3, which measure the same runs), "+
-		"admission (4) or writes (5, the CPU cost of a TServer status write).")
+		"admission (4), writes (5, the CPU cost of a TServer status write) or recovery (6, a replica back on another node "+
+		"after its Node's deletion, on a cluster of its own).")
 	flag.Parse()
 	switch *scenarios {
 	case "all":
-		o.timeToBound, o.admission, o.writeCost = true, true, true
+		o.timeToBound, o.admission, o.writeCost, o.recovery = true, true, true, true
 	case "bound":
 		o.timeToBound = true
 	case "admission":
 		o.admission = true
 	case "writes":
 		o.writeCost = true
+	case "recovery":
+		o.recovery = true
 	default:
-		fmt.Fprintf(os.Stderr, "--scenarios must be all, bound, admission or writes, not %q\n", *scenarios)
+		fmt.Fprintf(os.Stderr, "--scenarios must be all, bound, admission, writes or recovery, not %q\n", *scenarios)
 		os.Exit(2)
 	}
 	switch {
@@ -155,11 +170,28 @@ func main() {
 		fmt.Fprintf(os.Stderr, "--nodes (%d) must be at least --replicas (%d): a server's replicas each need a node of their own\n",
 			o.nodes, o.replicas)
 		os.Exit(2)
-	case o.nodes < 1 || o.servers < 1 || o.replicas < 1 || o.volumes < 1 || o.creates < 1 || o.pairs < 1 || o.admissionRounds < 1:
-		fmt.Fprintln(os.Stderr, "--nodes, --servers, --replicas, --volumes, --creates, --pairs and --admission-rounds must be at least 1")
+	case o.nodes < 1 || o.servers < 1 || o.replicas < 1 || o.volumes < 1 || o.creates < 1 || o.pairs < 1 || o.admissionRounds < 1 ||
+		o.recoveryPairs < 1:
+		fmt.Fprintln(os.Stderr, "--nodes, --servers, --replicas, --volumes, --creates, --pairs, --admission-rounds and "+
+			"--recovery-pairs must be at least 1")
+		os.Exit(2)
+	case o.recoveryNodes <= recoveryReplicas:
+		fmt.Fprintf(os.Stderr, "--recovery-nodes (%d) must be more than the recovery scenario's %d replicas: the lost one needs a free node\n",
+			o.recoveryNodes, recoveryReplicas)
 		os.Exit(2)
 	}
-	results, err := run(context.Background(), o)
+	var results []result
+	var err error
+	if o.timeToBound || o.admission || o.writeCost {
+		results, err = run(context.Background(), o)
+	}
+	if err == nil && o.recovery {
+		// Last, once the other scenarios' cluster is stopped: it would share the two cores.
+		fmt.Println("Scenario 6: node-loss recovery...")
+		var rec []result
+		rec, err = recovery(context.Background(), o)
+		results = append(results, rec...)
+	}
 	printTable(o, results)
 	if data, jerr := json.MarshalIndent(results, "", "  "); jerr == nil {
 		_ = os.WriteFile(o.jsonOut, data, 0o644)
@@ -1411,8 +1443,16 @@ func (b *bench) timeCreates(ctx context.Context, ns string, rate float64, n int,
 }
 
 func printTable(o options, results []result) {
-	fmt.Printf("\nM=%d nodes, S=%d TServers x R=%d replicas x V=%d tLocalVolumes, kube-controller-manager QPS %d, "+
-		"GC grace %s\n\n", o.nodes, o.servers, o.replicas, o.volumes, localcluster.ControllerManagerQPS, o.gcGrace)
+	fmt.Println()
+	if o.timeToBound || o.admission || o.writeCost {
+		fmt.Printf("M=%d nodes, S=%d TServers x R=%d replicas x V=%d tLocalVolumes, kube-controller-manager QPS %d, "+
+			"GC grace %s\n", o.nodes, o.servers, o.replicas, o.volumes, localcluster.ControllerManagerQPS, o.gcGrace)
+	}
+	if o.recovery {
+		fmt.Printf("Recovery: %d nodes, one TServer of %d replicas x 1 tLocalVolume, node-loss grace %s, %d pairs\n",
+			o.recoveryNodes, recoveryReplicas, o.nodeLossGrace, o.recoveryPairs)
+	}
+	fmt.Println()
 	fmt.Printf("%-20s %-46s %10s %-9s %10s %7s %-16s %s\n", "scenario", "metric", "value", "unit", "bound", "ratio", "target", "met")
 	for _, r := range results {
 		met := ""
