@@ -42,6 +42,8 @@ import (
 const (
 	// gcGrace is the agents' grace period for unneeded volumes, short for the test.
 	gcGrace = 5 * time.Second
+	// nodeLossGrace is the manager's --node-loss-grace, short for the test.
+	nodeLossGrace = 5 * time.Second
 	// ineligibleNode has no tars.io/SupportLocalVolume label.
 	ineligibleNode = "node-4"
 	timeout        = 90 * time.Second
@@ -106,14 +108,17 @@ var _ = BeforeSuite(func() {
 		WebhookPaths: []string{filepath.Join(repoRoot, "config", "webhook", "manifests.yaml")},
 		Manifests:    []string{filepath.Join(repoRoot, "config", "storageclass")},
 		Nodes:        nodes,
+		// NotReady 20 s after a node is powered off, not 50 s.
+		ControllerManagerFlags: []string{"--node-monitor-grace-period=20s"},
 	})
 	Expect(err).NotTo(HaveOccurred())
 	GinkgoWriter.Printf("Cluster state and logs: %s\n", cluster.StateDir)
 	DeferCleanup(func() { GinkgoWriter.Printf("Component logs: %s\n", cluster.LogDir) })
 
-	_, err = cluster.StartManager(ctx, operator, nil)
+	_, err = cluster.StartManager(ctx, operator, nil, "--node-loss-grace="+nodeLossGrace.String())
 	Expect(err).NotTo(HaveOccurred())
-	_, err = cluster.StartAgents(ctx, agentBinary, "--gc-grace-period="+gcGrace.String(), "--resync-period=2s")
+	_, err = cluster.StartAgents(ctx, agentBinary, "--gc-grace-period="+gcGrace.String(), "--resync-period=2s",
+		"--orphan-scan-interval=10s")
 	Expect(err).NotTo(HaveOccurred())
 
 	scheme := runtime.NewScheme()

@@ -47,9 +47,10 @@ func newNamespace() string {
 	return ns.Name
 }
 
-// tarslog reads the tarslog sample into namespace ns. Its server name gets the
-// namespace's suffix: claims select volumes by app, server and volume name alone, so two
-// namespaces running the same server could bind each other's volumes (see README, "Limits").
+// tarslog reads the tarslog sample into namespace ns, away from the nodes the node-loss specs
+// lose. Its server name gets the namespace's suffix: claims select volumes by app, server and
+// volume name alone, so two namespaces running the same server could bind each other's volumes
+// (see README, "Limits").
 func tarslog(ns string) *tarsv1beta1.TServer {
 	data, err := os.ReadFile(filepath.Join(repoRoot, "config", "samples", "tars-tarslog.yaml"))
 	Expect(err).NotTo(HaveOccurred())
@@ -58,6 +59,7 @@ func tarslog(ns string) *tarsv1beta1.TServer {
 	ts.Namespace = ns
 	ts.Spec.Server += strings.TrimPrefix(ns, "e2e-")
 	ts.Name = tarsv1beta1.ResourceName(ts.Spec.App, ts.Spec.Server)
+	ts.Spec.K8S.NodeSelector = []corev1.NodeSelectorRequirement{awayFromLossPool}
 	return ts
 }
 
@@ -301,7 +303,8 @@ var _ = Describe("The seed's story on a local cluster", func() {
 					App: "demo", Server: server, SubType: tarsv1beta1.SubTypeNormal,
 					Normal:  &tarsv1beta1.TServerNormal{Ports: []tarsv1beta1.TServerPort{{Name: "http", Port: 18080, IsTcp: true}}},
 					Release: &tarsv1beta1.TServerRelease{ID: "v1", Image: "demo/" + server + ":v1"},
-					K8S:     tarsv1beta1.TServerK8S{Replicas: 1, NodeSelector: nodeSelector},
+					K8S: tarsv1beta1.TServerK8S{Replicas: 1,
+						NodeSelector: append([]corev1.NodeSelectorRequirement{awayFromLossPool}, nodeSelector...)},
 				},
 			}
 			pin(&ts.Spec.K8S)
