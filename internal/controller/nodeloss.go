@@ -30,6 +30,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/util/workqueue"
 	volumehelpers "k8s.io/component-helpers/storage/volume"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -120,7 +123,8 @@ type nodeState struct {
 
 // judgeNode is the state of a node given its object (nil when there is none) and, for a node
 // without an object, when it was first missed. A Node being deleted (held by a finalizer) counts
-// as deleted from its deletion on, once it is not Ready: while Ready, its kubelet still runs pods.
+// as deleted once it is not Ready, from the later of its deletion and its going not Ready: while
+// Ready, its kubelet still runs pods.
 func judgeNode(node *corev1.Node, missedSince time.Time, grace time.Duration, now time.Time) nodeState {
 	var ready *corev1.NodeCondition
 	if node != nil {
@@ -132,8 +136,11 @@ func judgeNode(node *corev1.Node, missedSince time.Time, grace time.Duration, no
 	}
 	notReady := ready == nil || ready.Status != corev1.ConditionTrue
 	if node == nil || !node.DeletionTimestamp.IsZero() {
-		if node != nil && node.DeletionTimestamp.Time.Before(missedSince) {
+		if node != nil {
 			missedSince = node.DeletionTimestamp.Time
+			if ready != nil && ready.LastTransitionTime.After(missedSince) {
+				missedSince = ready.LastTransitionTime.Time
+			}
 		}
 		switch {
 		case !notReady:
@@ -357,8 +364,10 @@ func (r *TServerReconciler) reconcileNodeLoss(ctx context.Context, ts *tarsv1bet
 		case state.verdict == nodeAvailable:
 			continue
 		case state.verdict == nodeWaiting:
-			o.nodeWaits = append(o.nodeWaits, nodeWait{ordinal: pin.ordinal, node: pin.node, state: state})
-			if !state.freeAt.IsZero() {
+			// A deleted node's replica that the policy keeps says so from the start.
+			keep := pin.data && !state.freeAt.IsZero() && ts.Spec.K8S.NodeLossPolicy == tarsv1beta1.NodeLossWait
+			o.nodeWaits = append(o.nodeWaits, nodeWait{ordinal: pin.ordinal, node: pin.node, state: state, policyWait: keep})
+			if !state.freeAt.IsZero() && !keep {
 				o.requeueAt(state.freeAt.Sub(now))
 			}
 			continue
@@ -418,6 +427,9 @@ func (r *TServerReconciler) freeReplica(ctx context.Context, ts *tarsv1beta1.TSe
 	}
 
 	// First every check, then every deletion: a replica is freed whole or not at all.
+	if why, err := r.podElsewhere(ctx, ts, pin); err != nil || why != "" {
+		return why, 0, err
+	}
 	plan, blocked, retry, err := r.planFree(ctx, pin)
 	if err != nil || blocked != "" {
 		return blocked, retry, err
@@ -471,6 +483,29 @@ func (r *TServerReconciler) freeReplica(ctx context.Context, ts *tarsv1beta1.TSe
 	}
 	replicasFreed.WithLabelValues(state.reason).Inc()
 	return "", 0, nil
+}
+
+// podElsewhere says why the replica's pod, read from the API server, shows that the replica is
+// not held to the lost node, if it does: it is bound to another node that is not gone (its claims'
+// node, or its volumes' hostname, was misread: a hostname label changed, say).
+func (r *TServerReconciler) podElsewhere(ctx context.Context, ts *tarsv1beta1.TServer, pin replicaPin) (string, error) {
+	pod := &corev1.Pod{}
+	name := fmt.Sprintf("%s-%d", ts.Name, pin.ordinal)
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ts.Namespace, Name: name}, pod); err != nil {
+		return "", client.IgnoreNotFound(err)
+	}
+	if pod.Spec.NodeName == "" || pod.Spec.NodeName == pin.node {
+		return "", nil
+	}
+	node := &corev1.Node{}
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Name: pod.Spec.NodeName}, node); err != nil {
+		return "", client.IgnoreNotFound(err)
+	}
+	now := r.now()
+	if judgeNode(node, now, r.nodeLossGrace(), now).verdict == nodeGone {
+		return "", nil
+	}
+	return "its pod " + name + " is on node " + pod.Spec.NodeName + ", which is not gone", nil
 }
 
 // freeing is a claim of a replica to free, and the volume it is bound to (nil: none, or gone
@@ -562,11 +597,11 @@ func (r *TServerReconciler) volumeNotGone(ctx context.Context, pv *corev1.Persis
 	var state nodeState
 	var other string
 	for _, reader := range []client.Reader{r.Client, r.APIReader} {
-		nodes := &corev1.NodeList{}
-		if err := reader.List(ctx, nodes); err != nil {
+		nodes, err := candidateNodes(ctx, reader, pv)
+		if err != nil {
 			return "", 0, err
 		}
-		if state, other = r.volumeNodeState(pv, nodes.Items, now); other != "" || state.verdict != nodeGone {
+		if state, other = r.volumeNodeState(pv, nodes, now); other != "" || state.verdict != nodeGone {
 			break
 		}
 	}
@@ -582,17 +617,65 @@ func (r *TServerReconciler) volumeNotGone(ctx context.Context, pv *corev1.Persis
 	return "", 0, nil
 }
 
+// candidateNodes reads the Nodes a node-local volume may be on: those its affinity may match and
+// those named like a hostname it requires. For a volume whose affinity requires only hostnames,
+// as the agents make them, those are the Nodes with these hostnames or names; for any other, all
+// Nodes.
+func candidateNodes(ctx context.Context, reader client.Reader, pv *corev1.PersistentVolume) ([]corev1.Node, error) {
+	hostnames := sets.New[string]()
+	simple := pv.Spec.NodeAffinity != nil && pv.Spec.NodeAffinity.Required != nil
+	if simple {
+		for _, term := range pv.Spec.NodeAffinity.Required.NodeSelectorTerms {
+			for _, req := range term.MatchExpressions {
+				if req.Key != corev1.LabelHostname || req.Operator != corev1.NodeSelectorOpIn {
+					simple = false
+				}
+				hostnames.Insert(req.Values...)
+			}
+			simple = simple && len(term.MatchFields) == 0 && len(term.MatchExpressions) > 0
+		}
+	}
+	list := &corev1.NodeList{}
+	if !simple {
+		err := reader.List(ctx, list)
+		return list.Items, err
+	}
+	selector, err := labels.NewRequirement(corev1.LabelHostname, selection.In, sets.List(hostnames))
+	if err != nil {
+		return nil, err
+	}
+	if err := reader.List(ctx, list, client.MatchingLabelsSelector{Selector: labels.NewSelector().Add(*selector)}); err != nil {
+		return nil, err
+	}
+	nodes := list.Items
+	for _, h := range sets.List(hostnames) {
+		if len(apivalidation.NameIsDNSSubdomain(h, false)) > 0 || slices.ContainsFunc(nodes, func(n corev1.Node) bool { return n.Name == h }) {
+			continue
+		}
+		node := &corev1.Node{}
+		switch err := reader.Get(ctx, client.ObjectKey{Name: h}, node); {
+		case err == nil:
+			nodes = append(nodes, *node)
+		case !apierrors.IsNotFound(err):
+			return nil, err
+		}
+	}
+	return nodes, nil
+}
+
 // volumeNodeState judges the node a node-local volume is on from nodes: gone when every Node its
-// affinity matches is gone, or, when none does, once none has for the grace (counted from when
-// the manager first found none: a node renamed and then deleted gets its whole grace). other
-// names a Node it matches that is not gone, with that node's state.
+// affinity matches, or named like its hostname (whose hostname label an administrator may have
+// changed), is gone; or, when there is none, once there has been none for the grace (counted
+// from when the manager first found none: a node renamed and then deleted gets its whole grace).
+// other names such a Node that is not gone, with that node's state.
 func (r *TServerReconciler) volumeNodeState(pv *corev1.PersistentVolume, nodes []corev1.Node,
 	now time.Time) (state nodeState, other string) {
-	key := hostnameKey(volumeHostname(pv))
+	hostname := volumeHostname(pv)
+	key := hostnameKey(hostname)
 	matched := false
 	for i := range nodes {
 		n := &nodes[i]
-		if volumehelpers.CheckNodeAffinity(pv, n.Labels) != nil {
+		if n.Name != hostname && volumehelpers.CheckNodeAffinity(pv, n.Labels) != nil {
 			continue
 		}
 		s := judgeNode(n, now, r.nodeLossGrace(), now)
@@ -726,7 +809,11 @@ func (w nodeWait) explain() string {
 	const act = "taint it " + corev1.TaintNodeOutOfService + "=nodeshutdown:NoExecute or delete its Node object"
 	switch w.reason() {
 	case ReasonNodeLossPolicyWait:
-		return "the node is gone (" + w.state.reason + since + ") and nodeLossPolicy is Wait: the replica waits for the " +
+		what := "the node is gone"
+		if w.state.verdict != nodeGone {
+			what = "the Node object is deleted"
+		}
+		return what + " (" + w.state.reason + since + ") and nodeLossPolicy is Wait: the replica waits for the " +
 			"node to come back; to start it elsewhere with new, empty volumes, delete its claims and pod"
 	case ReasonNodeDeleted:
 		if w.state.freeAt.IsZero() {

@@ -16,8 +16,9 @@ limitations under the License.
 
 package controller
 
-// Node loss in odd cases an adversarial review found: renamed nodes, hostnames that differ from
-// node names, Nodes held by finalizers, forged annotations. Each spec failed before its fix.
+// Node loss in odd cases adversarial reviews found: renamed nodes, hostnames that differ from
+// node names or change, Nodes held by finalizers, forged annotations. Each spec failed before
+// its fix.
 
 import (
 	"errors"
@@ -238,5 +239,94 @@ func TestNodesAvailableReasonOfBlockedOutOfService(t *testing.T) {
 	if c.Reason != ReasonNodeOutOfService {
 		t.Errorf("reason = %s, want %s (the node is out of service, not merely NotReady); message %q", c.Reason,
 			ReasonNodeOutOfService, c.Message)
+	}
+}
+
+var _ = Describe("Node loss, hostname labels changed", func() {
+	// A claim that does not name its node is pinned by volumeNode to the volume's hostname when no
+	// Node carries it. A living, Ready node named other than its hostname whose hostname label is
+	// removed (or changed) then counts as gone under both keys: its name is never looked up, the
+	// hostname matches no Node, and after the grace the replica's volume and claim are deleted
+	// while the node still runs the replica.
+	It("frees nothing on a Ready node whose hostname label was removed", func() {
+		ns := newNamespace()
+		ts := tarslogIn(ns)
+		name, hostname := ns+"-node", ns+"-host"
+		lossNode(name, hostname)
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		statefulSetOf(ts)
+		p := placeReplica(ts, "remote-log-dir", 0, hostname, false)
+		podOn(ts, 0, name, p)
+		reconcileOnce(ts)
+		passGrace(ts)
+		Expect(untouched(p.claim)()).To(BeTrue())
+
+		By("removing the node's hostname label; the Node stays, Ready")
+		node := &corev1.Node{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Name: name}, node)).To(Succeed())
+		patch := client.MergeFrom(node.DeepCopy())
+		delete(node.Labels, corev1.LabelHostname)
+		Expect(k8sClient.Patch(ctx, node, patch)).To(Succeed())
+		Eventually(func() error {
+			got := &corev1.Node{}
+			Expect(reconciler.Get(ctx, client.ObjectKey{Name: name}, got)).To(Succeed())
+			if got.Labels[corev1.LabelHostname] != "" {
+				return errors.New("not in the cache yet")
+			}
+			return nil
+		}, timeout, interval).Should(Succeed())
+		reconcileOnce(ts)
+		passGrace(ts)
+		passGrace(ts)
+		Consistently(untouched(p.volume), 2*time.Second, interval).Should(BeTrue(),
+			"the volume of a replica on a Ready Node was freed")
+		Expect(untouched(p.claim)()).To(BeTrue())
+	})
+
+	// The sweeper judges a volume's node by its hostname alone: a living, Ready Node whose
+	// hostname label is removed (or changed) counts as gone once the grace has passed, and the
+	// volumes no claim holds there are deleted although their node runs, and its agent with it.
+	It("sweeps no volume of a Ready node whose hostname label was removed", func() {
+		ns := newNamespace()
+		name := ns + "-node"
+		lossNode(name, name)
+		released := unclaimedVolume(ns+"-released", name, corev1.VolumeReleased)
+		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, released))).To(Succeed()) })
+		node := &corev1.Node{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Name: name}, node)).To(Succeed())
+		patch := client.MergeFrom(node.DeepCopy())
+		delete(node.Labels, corev1.LabelHostname)
+		Expect(k8sClient.Patch(ctx, node, patch)).To(Succeed())
+		Eventually(func() error {
+			got := &corev1.Node{}
+			Expect(reconciler.Get(ctx, client.ObjectKey{Name: name}, got)).To(Succeed())
+			if got.Labels[corev1.LabelHostname] != "" {
+				return errors.New("not in the cache yet")
+			}
+			return nil
+		}, timeout, interval).Should(Succeed())
+		_, err := reconciler.sweepLostVolumes(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		nodeLossClock.SetTime(nodeLossClock.Now().Add(nodeLossGrace + time.Second))
+		_, err = reconciler.sweepLostVolumes(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(untouched(released)()).To(BeTrue(), "a volume of a Ready Node was swept as lost")
+	})
+})
+
+// A Node held by a finalizer, being deleted for long while Ready (a long drain), that goes
+// NotReady (a kubelet restart, a partition) is judged gone at once: its grace is counted from the
+// deletion, while it was Ready and running its pods, not from when it was first missing.
+func TestJudgeNodeBeingDeletedCountsGraceFromNotReady(t *testing.T) {
+	now := time.Now()
+	deleted := metav1.NewTime(now.Add(-time.Hour))
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "n1", DeletionTimestamp: &deleted},
+		Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{
+			Type: corev1.NodeReady, Status: corev1.ConditionUnknown, LastTransitionTime: metav1.NewTime(now.Add(-time.Second)),
+		}}},
+	}
+	if s := judgeNode(node, now, DefaultNodeLossGrace, now); s.verdict == nodeGone {
+		t.Errorf("a Node being deleted that went NotReady a second ago is gone at once (since %s): no grace", s.since)
 	}
 }
