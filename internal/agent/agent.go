@@ -43,6 +43,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/wait"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	eventsv1client "k8s.io/client-go/kubernetes/typed/events/v1"
@@ -133,9 +134,14 @@ func SetupWithManager(mgr ctrl.Manager, cfg Config) error {
 	return mgr.Add(&orphanScanner{Agent: a, cache: mgr.GetCache()})
 }
 
-// reportingController is the name the agent of a node reports events under.
+// reportingController is the name the agent of a node reports events under: tserver-agent-<node>,
+// or tserver-agent where that is no qualified name (a node name longer than 49 characters), which
+// the API server would refuse every event of.
 func reportingController(nodeName string) string {
-	return "tserver-agent-" + nodeName
+	if name := "tserver-agent-" + nodeName; len(validation.IsQualifiedName(name)) == 0 {
+		return name
+	}
+	return "tserver-agent"
 }
 
 // NewScheme holds the kinds the agent reads and writes, and no others: claims, volumes, nodes

@@ -32,6 +32,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	eventsv1client "k8s.io/client-go/kubernetes/typed/events/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -280,5 +281,19 @@ func TestScanSeesNoDirectoryBeforeItsVolume(t *testing.T) {
 	}
 	for _, e := range events.created {
 		t.Errorf("the scan reported the directory of a volume being made: %q", e.Note)
+	}
+}
+
+// The API server refuses an event whose reporting controller is no qualified name: an agent of a
+// node with a long name (cloud providers' are often long) would write no event at all.
+func TestReportingControllerIsAQualifiedName(t *testing.T) {
+	for _, node := range []string{"node-1", strings.Repeat("n", 49), strings.Repeat("n", 50),
+		"ip-10-0-0-1.eu-central-1.compute.internal.example-cluster-with-a-long-name"} {
+		if errs := validation.IsQualifiedName(reportingController(node)); len(errs) > 0 {
+			t.Errorf("reportingController(%q) = %q: %v", node, reportingController(node), errs)
+		}
+	}
+	if got := reportingController("node-1"); got != "tserver-agent-node-1" {
+		t.Errorf("reportingController(node-1) = %q, want tserver-agent-node-1", got)
 	}
 }
