@@ -101,7 +101,9 @@ type TServerReconciler struct {
 // The manager reads TServers, StatefulSets, Services, claims, Nodes and t-storage-class from
 // its cache (list and watch), the server's pods with one uncached list (deleteUnusedClaims),
 // and writes status with a patch. Freeing a replica from a lost node (nodeloss.go) reads the
-// Node, claims, volumes and pod from the API server (get) before it deletes them. The StatefulSet controller, not this one, creates the claims.
+// Node, claims, volumes, pod and TServer from the API server (get) before it deletes them, and
+// the lost-volume sweeper lists node-local volumes. The StatefulSet controller, not this one,
+// creates the claims.
 // tservers/finalizers: update lets it set blockOwnerDeletion on the objects it owns where the
 // OwnerReferencesPermissionEnforcement admission plugin is on. The controller suite runs the
 // manager with exactly this role and fails on a verb it grants and never uses.

@@ -186,7 +186,8 @@ var _ = Describe("TServer controller", func() {
 		Expect(tpl.Spec.Selector.MatchLabels).To(Equal(tpl.Labels))
 
 		svc := &corev1.Service{}
-		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), svc)).To(Succeed())
+		// Made right after the StatefulSet, in the same reconcile.
+		Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), svc) }, timeout, interval).Should(Succeed())
 		Expect(metav1.IsControlledBy(svc, ts)).To(BeTrue())
 		Expect(svc.Spec.ClusterIP).To(Equal(corev1.ClusterIPNone))
 
@@ -266,7 +267,9 @@ var _ = Describe("TServer controller", func() {
 		By("updating the Service's ports with the new servant")
 		Eventually(func() []string {
 			svc := &corev1.Service{}
-			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), svc)).To(Succeed())
+			if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), svc); err != nil {
+				return nil
+			}
 			names := make([]string, 0, len(svc.Spec.Ports))
 			for _, p := range svc.Spec.Ports {
 				names = append(names, p.Name)
