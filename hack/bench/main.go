@@ -242,14 +242,7 @@ func run(ctx context.Context, o options) ([]result, error) {
 	if err != nil {
 		return nil, err
 	}
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	_ = tarsv1beta1.AddToScheme(scheme)
-	c, err := client.New(cluster.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		return nil, err
-	}
-	obs, err := observer(ctx, cluster.Config, scheme)
+	c, obs, err := clients(ctx, cluster.Config)
 	if err != nil {
 		return nil, err
 	}
@@ -786,6 +779,22 @@ func download(ctx context.Context, c *http.Client, url, file string) error {
 		return err
 	}
 	return os.WriteFile(file, data, 0o644)
+}
+
+// clients makes a client of the cluster at cfg, for core and TServer kinds, and an observer.
+func clients(ctx context.Context, cfg *rest.Config) (client.Client, client.Reader, error) {
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = tarsv1beta1.AddToScheme(scheme)
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, nil, err
+	}
+	obs, err := observer(ctx, cfg, scheme)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, obs, nil
 }
 
 // observer starts a cache of every claim and pod and of the tars volumes, and waits for it.

@@ -81,24 +81,19 @@ func (r *TServerReconciler) sweepLostVolumes(ctx context.Context) (time.Duration
 	if err := r.APIReader.List(ctx, pvs, client.HasLabels{tarsv1beta1.LabelLocalVolume}); err != nil {
 		return 0, err
 	}
-	nodes := &corev1.NodeList{}
-	if err := r.List(ctx, nodes); err != nil {
-		return 0, err
-	}
-	now := r.now()
 	var next time.Duration
 	for i := range pvs.Items {
 		pv := &pvs.Items[i]
 		if !sweepable(pv) {
 			continue
 		}
-		state, other := r.volumeNodeState(pv, nodes.Items, now)
-		switch {
-		case other != "":
-			continue
-		case state.verdict != nodeGone:
-			if !state.freeAt.IsZero() && (next == 0 || state.freeAt.Sub(now) < next) {
-				next = max(state.freeAt.Sub(now), time.Second)
+		why, retry, err := r.volumeNotGone(ctx, pv)
+		if err != nil {
+			return 0, err
+		}
+		if why != "" {
+			if retry > 0 && (next == 0 || retry < next) {
+				next = max(retry, time.Second)
 			}
 			continue
 		}
@@ -122,8 +117,8 @@ func sweepable(pv *corev1.PersistentVolume) bool {
 	return true
 }
 
-// deleteLostVolume deletes pv, which no claim holds, after reading it and the Nodes from the API
-// server: it is still sweepable, and its node is gone.
+// deleteLostVolume deletes pv, which no claim holds and whose node volumeNotGone has just found
+// gone, from the cache and the API server, after reading it afresh: it must still be sweepable.
 func (r *TServerReconciler) deleteLostVolume(ctx context.Context, pv *corev1.PersistentVolume) error {
 	hostname := volumeHostname(pv)
 	log := logf.FromContext(ctx).WithValues("pv", pv.Name, "hostname", hostname)
@@ -133,13 +128,6 @@ func (r *TServerReconciler) deleteLostVolume(ctx context.Context, pv *corev1.Per
 	}
 	if !sweepable(fresh) {
 		return nil
-	}
-	why, _, err := r.volumeNotGone(ctx, fresh)
-	if err != nil || why != "" {
-		if why != "" {
-			log.Info("Did not delete a volume on a lost node", "why", why)
-		}
-		return err
 	}
 	if err := r.deleteStrandedVolume(ctx, fresh, hostname); err != nil {
 		if apierrors.IsConflict(err) {

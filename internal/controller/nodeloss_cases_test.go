@@ -56,6 +56,24 @@ func deleteLossNode(name string) {
 		Should(Satisfy(apierrors.IsNotFound))
 }
 
+// removeHostnameLabel removes the kubernetes.io/hostname label of the Node named name, as a
+// confused administrator might, and waits until the manager's cache has the change.
+func removeHostnameLabel(name string) {
+	node := &corev1.Node{}
+	Expect(k8sClient.Get(ctx, client.ObjectKey{Name: name}, node)).To(Succeed())
+	patch := client.MergeFrom(node.DeepCopy())
+	delete(node.Labels, corev1.LabelHostname)
+	Expect(k8sClient.Patch(ctx, node, patch)).To(Succeed())
+	Eventually(func() error {
+		got := &corev1.Node{}
+		Expect(reconciler.Get(ctx, client.ObjectKey{Name: name}, got)).To(Succeed())
+		if got.Labels[corev1.LabelHostname] != "" {
+			return errors.New("not in the cache yet")
+		}
+		return nil
+	}, timeout, interval).Should(Succeed())
+}
+
 // reconcileOnce reconciles ts once, as the manager would.
 func reconcileOnce(ts *tarsv1beta1.TServer) {
 	Eventually(func() error {
@@ -262,19 +280,7 @@ var _ = Describe("Node loss, hostname labels changed", func() {
 		Expect(untouched(p.claim)()).To(BeTrue())
 
 		By("removing the node's hostname label; the Node stays, Ready")
-		node := &corev1.Node{}
-		Expect(k8sClient.Get(ctx, client.ObjectKey{Name: name}, node)).To(Succeed())
-		patch := client.MergeFrom(node.DeepCopy())
-		delete(node.Labels, corev1.LabelHostname)
-		Expect(k8sClient.Patch(ctx, node, patch)).To(Succeed())
-		Eventually(func() error {
-			got := &corev1.Node{}
-			Expect(reconciler.Get(ctx, client.ObjectKey{Name: name}, got)).To(Succeed())
-			if got.Labels[corev1.LabelHostname] != "" {
-				return errors.New("not in the cache yet")
-			}
-			return nil
-		}, timeout, interval).Should(Succeed())
+		removeHostnameLabel(name)
 		reconcileOnce(ts)
 		passGrace(ts)
 		passGrace(ts)
@@ -292,19 +298,7 @@ var _ = Describe("Node loss, hostname labels changed", func() {
 		lossNode(name, name)
 		released := unclaimedVolume(ns+"-released", name, corev1.VolumeReleased)
 		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, released))).To(Succeed()) })
-		node := &corev1.Node{}
-		Expect(k8sClient.Get(ctx, client.ObjectKey{Name: name}, node)).To(Succeed())
-		patch := client.MergeFrom(node.DeepCopy())
-		delete(node.Labels, corev1.LabelHostname)
-		Expect(k8sClient.Patch(ctx, node, patch)).To(Succeed())
-		Eventually(func() error {
-			got := &corev1.Node{}
-			Expect(reconciler.Get(ctx, client.ObjectKey{Name: name}, got)).To(Succeed())
-			if got.Labels[corev1.LabelHostname] != "" {
-				return errors.New("not in the cache yet")
-			}
-			return nil
-		}, timeout, interval).Should(Succeed())
+		removeHostnameLabel(name)
 		_, err := reconciler.sweepLostVolumes(ctx)
 		Expect(err).NotTo(HaveOccurred())
 		nodeLossClock.SetTime(nodeLossClock.Now().Add(nodeLossGrace + time.Second))
