@@ -93,6 +93,8 @@ func run(ctx context.Context, o options) (err error) {
 		WebhookPaths: []string{o.webhookDir},
 		Manifests:    strings.Split(o.manifests, ","),
 		Nodes:        nodes,
+		// A manager or agent that crashes is started again, and says so here.
+		Notices: os.Stdout,
 	})
 	if err != nil {
 		return err
@@ -110,8 +112,9 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	exited := make(chan *localcluster.Process)
-	// watch reports p on exited if it exits by itself: not when stopped, nor when its node is
-	// powered off.
+	// watch reports p on exited if it exits for good by itself: not when stopped, nor when its
+	// node is powered off; a crash is only a notice, since the cluster starts it again (unless
+	// even that fails).
 	watch := func(p *localcluster.Process) {
 		go func() {
 			<-p.Exited()
@@ -173,6 +176,8 @@ tserver-operator is running on a local cluster (ready in %s).
   agents          %s
                   really under %s/nodes/<node>/host-mount/...
   logs            %s/
+                  (a manager or agent that exits is started again, as the kubelet
+                  would, after 1 s, doubling to 30 s; each restart is printed here)
 
 Try it, in another terminal:
 

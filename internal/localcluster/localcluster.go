@@ -69,6 +69,9 @@ type Options struct {
 	// heartbeats, here the 10 s at which kwok renews node leases: 20s, not 10s, with which
 	// healthy nodes flap.
 	ControllerManagerFlags []string
+	// Notices, when not nil, is told of what happens to the cluster's processes by itself: a
+	// manager or agent that exited and is started again.
+	Notices io.Writer
 }
 
 // Cluster is a running local cluster.
@@ -103,6 +106,7 @@ type Cluster struct {
 	off         map[string]bool
 	agentBinary string
 	agentArgs   []string
+	notices     io.Writer
 }
 
 // WebhookServing is the address and certificate of the local webhook server.
@@ -141,7 +145,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	c := &Cluster{
 		LogDir: filepath.Join(stateDir, "logs"), KubeconfigPath: filepath.Join(stateDir, "kubeconfig"),
-		StateDir: stateDir, agents: map[string]*Process{}, off: map[string]bool{},
+		StateDir: stateDir, agents: map[string]*Process{}, off: map[string]bool{}, notices: opts.Notices,
 	}
 	for _, dir := range []string{c.LogDir, filepath.Join(stateDir, "etcd"), filepath.Join(stateDir, "pki")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -247,9 +251,19 @@ func createManifests(ctx context.Context, cfg *rest.Config, paths []string) erro
 	return nil
 }
 
-// logFile opens StateDir/logs/<name>.log for a component's output.
+// logPath is the file of a component's output: StateDir/logs/<name>.log.
+func (c *Cluster) logPath(name string) string { return filepath.Join(c.LogDir, name+".log") }
+
+// logFile opens a component's log file for appending.
 func (c *Cluster) logFile(name string) (*os.File, error) {
-	return os.OpenFile(filepath.Join(c.LogDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	return os.OpenFile(c.logPath(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+}
+
+// notify writes a notice (a component restarted, say) to Options.Notices.
+func (c *Cluster) notify(notice string) {
+	if c.notices != nil {
+		_, _ = fmt.Fprintf(c.notices, "%s %s\n", time.Now().Format(time.TimeOnly), notice)
+	}
 }
 
 // Stop stops every process the cluster started (agents restarted by PowerOn too), newest first,
@@ -267,6 +281,41 @@ func (c *Cluster) Stop() error {
 		errs = append(errs, c.env.Stop())
 	}
 	return errors.Join(errs...)
+}
+
+// Process is the newest process named name that runs and was not asked to stop (the manager,
+// kube-controller-manager, agent-<node>...), or nil.
+func (c *Cluster) Process(name string) *Process {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range slices.Backward(c.processes) {
+		if p.Name == name && !p.Stopped() {
+			select {
+			case <-p.Exited():
+			default:
+				return p
+			}
+		}
+	}
+	return nil
+}
+
+// RestartAPIServer stops kube-apiserver (SIGTERM, as an upgrade does) and starts it again with
+// the same flags, port and certificates, then waits until it is healthy; etcd keeps running.
+// Clients meanwhile see their connections refused.
+func (c *Cluster) RestartAPIServer() error {
+	c.power.Lock()
+	defer c.power.Unlock()
+	api := c.env.ControlPlane.GetAPIServer()
+	if err := api.Stop(); err != nil {
+		return fmt.Errorf("stopping kube-apiserver: %w", err)
+	}
+	c.notify("kube-apiserver stopped; starting it again")
+	if err := api.Start(); err != nil {
+		return fmt.Errorf("starting kube-apiserver again (log %s): %w", c.logPath("kube-apiserver"), err)
+	}
+	c.notify("kube-apiserver is healthy again")
+	return nil
 }
 
 // WaitForReady waits until url (a /readyz endpoint) answers 200.

@@ -102,12 +102,14 @@ func (c *Cluster) startNodes(ctx context.Context, binDir string, nodes []Node, k
 		"--use-service-account-credentials=false",
 		"--kube-api-qps=" + strconv.Itoa(ControllerManagerQPS), "--kube-api-burst=" + strconv.Itoa(2*ControllerManagerQPS),
 	}, kcmFlags)
-	if _, err := c.StartProcess("kube-controller-manager", filepath.Join(binDir, "kube-controller-manager"), kcmArgs, nil, nil); err != nil {
+	kcm, err := c.StartProcess("kube-controller-manager", filepath.Join(binDir, "kube-controller-manager"), kcmArgs, nil, nil)
+	if err != nil {
 		return err
 	}
-	if _, err := c.StartProcess("kube-scheduler", filepath.Join(binDir, "kube-scheduler"), append(common,
+	scheduler, err := c.StartProcess("kube-scheduler", filepath.Join(binDir, "kube-scheduler"), append(common,
 		"--secure-port="+strconv.Itoa(schedPort),
-	), nil, nil); err != nil {
+	), nil, nil)
+	if err != nil {
 		return err
 	}
 	// kwok watches nodes with a label selector the API server applies, so that labelling a node
@@ -127,7 +129,8 @@ func (c *Cluster) startNodes(ctx context.Context, binDir string, nodes []Node, k
 	for _, config := range configs {
 		kwokArgs = append(kwokArgs, "--config="+config)
 	}
-	if _, err := c.StartProcess("kwok", filepath.Join(binDir, "kwok"), kwokArgs, nil, nil); err != nil {
+	kwok, err := c.StartProcess("kwok", filepath.Join(binDir, "kwok"), kwokArgs, nil, nil)
+	if err != nil {
 		return err
 	}
 
@@ -140,6 +143,10 @@ func (c *Cluster) startNodes(ctx context.Context, binDir string, nodes []Node, k
 		if err := waitHealthy(waitCtx, port); err != nil {
 			return fmt.Errorf("%s did not become healthy (log in %s): %w", name, c.LogDir, err)
 		}
+	}
+	// Static pods, for a kubelet: restarted when they exit.
+	for _, p := range []*Process{kcm, scheduler, kwok} {
+		p.Supervise()
 	}
 	return c.AddNodes(ctx, nodes...)
 }

@@ -31,7 +31,8 @@ import (
 const ProductionHostRoot = tarsv1beta1.DefaultHostRoot
 
 // StartManager runs the operator binary's manager role against the cluster, serving the
-// webhooks the API server calls, and waits until it is ready.
+// webhooks the API server calls, and waits until it is ready. From then on it is supervised:
+// started again whenever it exits by itself.
 func (c *Cluster) StartManager(ctx context.Context, binary string, echo io.Writer, extraArgs ...string) (*Process, error) {
 	probePort, pprofAddr, err := operatorPorts()
 	if err != nil {
@@ -50,13 +51,18 @@ func (c *Cluster) StartManager(ctx context.Context, binary string, echo io.Write
 		return nil, err
 	}
 	p.PprofAddr = pprofAddr
-	return p, c.waitProcessReady(ctx, p, probePort)
+	if err := c.waitProcessReady(ctx, p, probePort); err != nil {
+		return nil, err
+	}
+	p.Supervise()
+	return p, nil
 }
 
 // StartAgents runs the agent binary once per simulated node (but those powered off), each writing
 // volume paths under ProductionHostRoot while its directories live under HostRoot(node), the
-// way a DaemonSet pod sees its hostPath mount; and waits until they are ready. AddNodes and
-// PowerOn start further agents with the same binary and extraArgs.
+// way a DaemonSet pod sees its hostPath mount; and waits until they are ready. Each is then
+// supervised, as the kubelet restarts a DaemonSet's pod, until its node is powered off. AddNodes
+// and PowerOn start further agents with the same binary and extraArgs.
 func (c *Cluster) StartAgents(ctx context.Context, binary string, extraArgs ...string) ([]*Process, error) {
 	c.power.Lock()
 	defer c.power.Unlock()
@@ -124,6 +130,7 @@ func (c *Cluster) startAgent(ctx context.Context, node string) (*Process, error)
 		c.stopAgent(node)
 		return nil, err
 	}
+	p.Supervise()
 	return p, nil
 }
 

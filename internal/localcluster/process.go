@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -30,8 +31,20 @@ import (
 // stopTimeout is how long a process gets to exit after SIGTERM before it is killed.
 const stopTimeout = 10 * time.Second
 
+// The back-off between restarts of a supervised process that exits by itself, as the kubelet's
+// for a crashing container (10 s doubling to 5 min), shortened for a local cluster: the first
+// restart after restartDelay, each further one after twice the last, at most maxRestartDelay;
+// a run that lasted restartResetAfter starts the back-off over.
+const (
+	restartDelay      = time.Second
+	maxRestartDelay   = 30 * time.Second
+	restartResetAfter = time.Minute
+)
+
 // Process is a program the cluster started beside its control plane (the manager, agents,
-// simulated nodes). Its output goes to a log file under the cluster's LogDir.
+// kube-controller-manager, simulated nodes). Its output goes to a log file under the cluster's
+// LogDir. Once supervised, it is started again whenever it exits without being asked to, as the
+// kubelet restarts the container of a DaemonSet or Deployment pod.
 type Process struct {
 	// Name identifies the process in logs and messages.
 	Name string
@@ -40,10 +53,23 @@ type Process struct {
 	// PprofAddr is where the operator's roles serve Go's pprof endpoints (host:port).
 	PprofAddr string
 
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	err     error
-	stopped atomic.Bool
+	c          *Cluster
+	path       string
+	args, env  []string
+	echo       io.Writer
+	supervised atomic.Bool
+	stopped    atomic.Bool
+	// stop is closed when the process is asked to exit (Stop, kill); exited when it has exited
+	// for good, err then saying how.
+	stop     chan struct{}
+	stopOnce sync.Once
+	exited   chan struct{}
+	err      error
+
+	// mu guards cmd (the current run) and restarts.
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	restarts int
 }
 
 // StartProcess starts path with args and extra environment variables, its output going to
@@ -55,36 +81,120 @@ func (c *Cluster) StartProcess(name, path string, args, env []string, echo io.Wr
 	if c.stopped {
 		return nil, fmt.Errorf("starting %s: the cluster is stopped", name)
 	}
-	log, err := c.logFile(name)
+	p := &Process{Name: name, LogPath: c.logPath(name), c: c, path: path, args: args, env: env, echo: echo,
+		stop: make(chan struct{}), exited: make(chan struct{})}
+	cmd, log, err := p.launch()
 	if err != nil {
 		return nil, err
 	}
-	var out io.Writer = log
-	if echo != nil {
-		out = io.MultiWriter(log, echo)
-	}
-	cmd := exec.Command(path, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		_ = log.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	p := &Process{Name: name, LogPath: log.Name(), cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		_ = log.Close()
-		close(p.exited)
-	}()
+	go p.supervise(cmd, log)
 	c.processes = append(c.processes, p)
 	return p, nil
 }
 
-// Pid is the process's id.
-func (p *Process) Pid() int { return p.cmd.Process.Pid }
+// launch starts a run of the process, unless it was asked to stop.
+func (p *Process) launch() (*exec.Cmd, *os.File, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped.Load() {
+		return nil, nil, fmt.Errorf("starting %s: it was stopped", p.Name)
+	}
+	log, err := os.OpenFile(p.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out io.Writer = log
+	if p.echo != nil {
+		out = io.MultiWriter(log, p.echo)
+	}
+	cmd := exec.Command(p.path, p.args...)
+	cmd.Env = append(os.Environ(), p.env...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		_ = log.Close()
+		return nil, nil, fmt.Errorf("starting %s: %w", p.Name, err)
+	}
+	p.cmd = cmd
+	return cmd, log, nil
+}
 
-// Exited is closed when the process has exited.
+// supervise waits for each run of the process to exit and, while the process is supervised and
+// not asked to stop, starts the next after the back-off, saying so in its log and the cluster's
+// Notices.
+func (p *Process) supervise(cmd *exec.Cmd, log *os.File) {
+	delay := restartDelay
+	for {
+		began := time.Now()
+		err := cmd.Wait()
+		ran := time.Since(began)
+		if p.stopped.Load() || !p.supervised.Load() {
+			_ = log.Close()
+			p.exit(err)
+			return
+		}
+		if ran >= restartResetAfter {
+			delay = restartDelay
+		}
+		p.mu.Lock()
+		p.restarts++
+		n := p.restarts
+		p.mu.Unlock()
+		notice := fmt.Sprintf("%s exited (%v) after %s; restarting it in %s (restart %d, log %s)",
+			p.Name, exitStatus(err), ran.Round(100*time.Millisecond), delay, n, p.LogPath)
+		_, _ = fmt.Fprintf(log, "localcluster: %s\n", notice)
+		_ = log.Close()
+		p.c.notify(notice)
+		select {
+		case <-p.stop:
+			p.exit(err)
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, maxRestartDelay)
+		var launchErr error
+		if cmd, log, launchErr = p.launch(); launchErr != nil {
+			p.c.notify(launchErr.Error())
+			p.exit(errors.Join(err, launchErr))
+			return
+		}
+	}
+}
+
+// exitStatus says how a run ended, for a notice.
+func exitStatus(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
+
+// exit records how the process ended for good.
+func (p *Process) exit(err error) {
+	p.err = err
+	close(p.exited)
+}
+
+// Supervise has the process started again, after a back-off, whenever it exits without being
+// asked to (Stop, a node powered off). Started processes are not supervised until they are ready,
+// so that one that cannot start fails its start instead of restarting for ever.
+func (p *Process) Supervise() { p.supervised.Store(true) }
+
+// Pid is the id of the process's current run.
+func (p *Process) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd.Process.Pid
+}
+
+// Restarts is how many times the process was started again after exiting by itself.
+func (p *Process) Restarts() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.restarts
+}
+
+// Exited is closed when the process has exited for good: asked to, or not supervised.
 func (p *Process) Exited() <-chan struct{} { return p.exited }
 
 // Err is how the process exited; valid once Exited is closed.
@@ -94,21 +204,41 @@ func (p *Process) Err() error { return p.err }
 // exiting by itself.
 func (p *Process) Stopped() bool { return p.stopped.Load() }
 
+// Crash kills the current run outright (SIGKILL), as a crash or the out-of-memory killer would;
+// a supervised process is started again after its back-off. It does not wait.
+func (p *Process) Crash() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("killing %s: %w", p.Name, err)
+	}
+	return nil
+}
+
+// markStopped records that the process is asked to exit: it is not started again.
+func (p *Process) markStopped() {
+	p.stopped.Store(true)
+	p.stopOnce.Do(func() { close(p.stop) })
+}
+
 // Stop asks the process to exit (SIGTERM), kills it if it has not after stopTimeout, and waits.
 func (p *Process) Stop() error {
-	p.stopped.Store(true)
+	p.markStopped()
 	select {
 	case <-p.exited:
 		return nil
 	default:
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	p.mu.Lock()
+	proc := p.cmd.Process
+	p.mu.Unlock()
+	if err := proc.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("stopping %s: %w", p.Name, err)
 	}
 	select {
 	case <-p.exited:
 	case <-time.After(stopTimeout):
-		_ = p.cmd.Process.Kill()
+		_ = proc.Kill()
 		<-p.exited
 	}
 	return nil
@@ -116,7 +246,10 @@ func (p *Process) Stop() error {
 
 // kill kills the process outright (SIGKILL), as a power cut would, and waits for it.
 func (p *Process) kill() {
-	p.stopped.Store(true)
-	_ = p.cmd.Process.Kill()
+	p.markStopped()
+	p.mu.Lock()
+	proc := p.cmd.Process
+	p.mu.Unlock()
+	_ = proc.Kill()
 	<-p.exited
 }
