@@ -89,6 +89,11 @@ bench: build kube-binaries ## Measure time to bound vs Kubernetes alone, leftove
 	"$(LOCALBIN)/bench" --bin-dir "$(KUBE_BIN_DIR)" --operator "$(LOCALBIN)/tserver-operator" --agent "$(LOCALBIN)/tserver-agent" $(BENCH_ARGS)
 	go test ./internal/webhook/v1beta1/ -run '^$$' -bench . -benchmem
 
+.PHONY: chaos
+chaos: build kube-binaries ## Kill agents, the manager and kube-controller-manager and restart kube-apiserver during a busy rollout; check nothing is lost (see docs/reliability.md; CHAOS_ARGS="--seed 7 --runs 5").
+	go build -o "$(LOCALBIN)/chaos" ./hack/chaos
+	"$(LOCALBIN)/chaos" --bin-dir "$(KUBE_BIN_DIR)" --operator "$(LOCALBIN)/tserver-operator" --agent "$(LOCALBIN)/tserver-agent" $(CHAOS_ARGS)
+
 .PHONY: fuzz
 fuzz: ## Fuzz the TServer validator, the controller's builders and status, and the agent's path handling for FUZZTIME each (default 1m).
 	go test ./internal/webhook/v1beta1/ -run '^$$' -fuzz FuzzValidateTServer -fuzztime $(FUZZTIME)

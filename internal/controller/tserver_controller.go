@@ -99,8 +99,8 @@ type TServerReconciler struct {
 }
 
 // The manager reads TServers, StatefulSets, Services, claims, Nodes and t-storage-class from
-// its cache (list and watch), the server's pods with one uncached list (deleteUnusedClaims),
-// and writes status with a patch. Freeing a replica from a lost node (nodeloss.go) reads the
+// its cache (list and watch), the server's pods with one uncached list (deleteUnusedClaims, and
+// replacePodsWithoutClaims while a StatefulSet rolls), and writes status with a patch. Freeing a replica from a lost node (nodeloss.go) reads the
 // Node, claims, volumes, pod and TServer from the API server (get) before it deletes them, and
 // the lost-volume sweeper lists node-local volumes. The StatefulSet controller, not this one,
 // creates the claims.
@@ -148,6 +148,9 @@ func (r *TServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		return ctrl.Result{}, err
 	}
 	if err := r.reconcileClaims(ctx, ts, o); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.replacePodsWithoutClaims(ctx, ts, o); err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := r.reconcileNodeLoss(ctx, ts, o); err != nil {

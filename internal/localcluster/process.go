@@ -205,11 +205,13 @@ func (p *Process) Err() error { return p.err }
 func (p *Process) Stopped() bool { return p.stopped.Load() }
 
 // Crash kills the current run outright (SIGKILL), as a crash or the out-of-memory killer would;
-// a supervised process is started again after its back-off. It does not wait.
+// a supervised process is started again after its back-off. It does not wait. A process not
+// running at the moment (waiting to be started again) is left alone: the error is then
+// os.ErrProcessDone.
 func (p *Process) Crash() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	if err := p.cmd.Process.Kill(); err != nil {
 		return fmt.Errorf("killing %s: %w", p.Name, err)
 	}
 	return nil
