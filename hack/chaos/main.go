@@ -254,8 +254,8 @@ func printTable(o options, runs []seedRun) {
 	for _, k := range changeKinds {
 		row("change: "+k, func(sr seedRun) string { return count(sr.Faults, func(r *chaos.Report) int { return r.Changes[k] }) })
 	}
-	row("converged without faults", func(sr seedRun) string { return converged(sr.Baseline) })
-	row("converged with faults", func(sr seedRun) string { return converged(sr.Faults) })
+	row("converged without faults (settled after the window)", func(sr seedRun) string { return converged(sr.Baseline) })
+	row("converged with faults (settled after the window)", func(sr seedRun) string { return converged(sr.Faults) })
 	row(fmt.Sprintf("with ÷ without (target ≤ %.1f)", ratioTarget), func(sr seedRun) string {
 		if sr.Ratio == 0 {
 			return "-"
@@ -306,7 +306,7 @@ func converged(r *chaos.Report) string {
 	case r.Converged == 0:
 		return "did not"
 	}
-	return r.Converged.Round(100 * time.Millisecond).String()
+	return fmt.Sprintf("%s (%s)", r.Converged.Round(100*time.Millisecond), r.Settled.Round(100*time.Millisecond))
 }
 
 // writeJSON writes the reports to file.

@@ -300,22 +300,30 @@ func (c *Cluster) Process(name string) *Process {
 	return nil
 }
 
-// RestartAPIServer stops kube-apiserver (SIGTERM, as an upgrade does) and starts it again with
-// the same flags, port and certificates, then waits until it is healthy; etcd keeps running.
-// Clients meanwhile see their connections refused.
+// RestartAPIServer stops kube-apiserver (SIGTERM, as an upgrade does; SIGKILL if it has not
+// exited after its stop timeout, as a kubelet would) and starts it again with the same flags,
+// port and certificates, then waits until it is healthy; etcd keeps running. Clients meanwhile
+// see their connections refused.
 func (c *Cluster) RestartAPIServer() error {
 	c.power.Lock()
 	defer c.power.Unlock()
 	api := c.env.ControlPlane.GetAPIServer()
 	if err := api.Stop(); err != nil {
-		return fmt.Errorf("stopping kube-apiserver: %w", err)
+		c.notify(fmt.Sprintf("kube-apiserver did not stop in time and was killed: %v", err))
+	} else {
+		c.notify("kube-apiserver stopped; starting it again")
 	}
-	c.notify("kube-apiserver stopped; starting it again")
-	if err := api.Start(); err != nil {
-		return fmt.Errorf("starting kube-apiserver again (log %s): %w", c.logPath("kube-apiserver"), err)
+	var err error
+	for attempt := range 5 {
+		if attempt > 0 {
+			time.Sleep(time.Second) // for a killed one to free its port
+		}
+		if err = api.Start(); err == nil {
+			c.notify("kube-apiserver is healthy again")
+			return nil
+		}
 	}
-	c.notify("kube-apiserver is healthy again")
-	return nil
+	return fmt.Errorf("starting kube-apiserver again (log %s): %w", c.logPath("kube-apiserver"), err)
 }
 
 // WaitForReady waits until url (a /readyz endpoint) answers 200.

@@ -59,6 +59,7 @@ type Process struct {
 	echo       io.Writer
 	supervised atomic.Bool
 	stopped    atomic.Bool
+	running    atomic.Bool
 	// stop is closed when the process is asked to exit (Stop, kill); exited when it has exited
 	// for good, err then saying how.
 	stop     chan struct{}
@@ -116,6 +117,7 @@ func (p *Process) launch() (*exec.Cmd, *os.File, error) {
 		return nil, nil, fmt.Errorf("starting %s: %w", p.Name, err)
 	}
 	p.cmd = cmd
+	p.running.Store(true)
 	return cmd, log, nil
 }
 
@@ -127,6 +129,7 @@ func (p *Process) supervise(cmd *exec.Cmd, log *os.File) {
 	for {
 		began := time.Now()
 		err := cmd.Wait()
+		p.running.Store(false)
 		ran := time.Since(began)
 		if p.stopped.Load() || !p.supervised.Load() {
 			_ = log.Close()
@@ -193,6 +196,9 @@ func (p *Process) Restarts() int {
 	defer p.mu.Unlock()
 	return p.restarts
 }
+
+// Running says whether a run of the process is under way (not exited, nor waiting to restart).
+func (p *Process) Running() bool { return p.running.Load() }
 
 // Exited is closed when the process has exited for good: asked to, or not supervised.
 func (p *Process) Exited() <-chan struct{} { return p.exited }

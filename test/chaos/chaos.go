@@ -105,8 +105,9 @@ type Report struct {
 	// Changes counts the users' changes made by kind.
 	Changes map[string]int
 	// Converged is the time from the first create until every TServer had converged (zero if
-	// it did not within the timeout).
-	Converged time.Duration
+	// it did not within the timeout); Settled the part of it after the last change was made and
+	// the last fault was over.
+	Converged, Settled time.Duration
 	// Checks counts, per invariant, how many times it was checked (objects × samples);
 	// Violations how many times it did not hold (each object once); Details says which.
 	Checks, Violations map[string]int
@@ -195,11 +196,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	faults.Wait()
 	if err == nil {
-		r.logf("every change made and fault injected; waiting for the workload to converge")
+		r.logf("every change made and fault over; waiting for the workload to converge")
+		calm := time.Now()
 		var took time.Duration
-		if took, err = r.check.waitConverged(ctx, start, cfg.Timeout); err == nil {
-			r.report.Converged = took
-			r.logf("converged %s after the first create", took.Round(100*time.Millisecond))
+		if took, err = r.check.waitConverged(ctx, start, cfg.Timeout); err == nil && took > 0 {
+			r.report.Converged, r.report.Settled = took, time.Since(calm)
+			r.logf("converged %s after the first create, %s after the last change or fault",
+				took.Round(100*time.Millisecond), r.report.Settled.Round(100*time.Millisecond))
 		}
 	}
 	stopChecks()
@@ -252,7 +255,8 @@ func (r *run) tserver(i int) *tarsv1beta1.TServer {
 		ObjectMeta: metav1.ObjectMeta{Namespace: r.cfg.Namespace, Name: tarsv1beta1.ResourceName(App, server)},
 		Spec: tarsv1beta1.TServerSpec{
 			App: App, Server: server, SubType: tarsv1beta1.SubTypeNormal,
-			Normal:  &tarsv1beta1.TServerNormal{Ports: []tarsv1beta1.TServerPort{{Name: "http", Port: 8080, IsTcp: true}}},
+			// A port of its own: with host networking, servers on one node must not share one.
+			Normal:  &tarsv1beta1.TServerNormal{Ports: []tarsv1beta1.TServerPort{{Name: "http", Port: int32(10000 + i), IsTcp: true}}},
 			Release: &tarsv1beta1.TServerRelease{ID: "v1", Image: "chaos/" + server + ":v1"},
 			K8S:     tarsv1beta1.TServerK8S{Replicas: int32(r.cfg.Replicas)},
 		},

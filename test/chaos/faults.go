@@ -83,15 +83,19 @@ func (r *run) inject(ctx context.Context, kind string) {
 	r.count(r.report.Faults, what)
 }
 
-// agentTarget picks the node whose agent to kill: preferably one that a claim waits on to
-// provision, else one with a released volume to clean up, else any; and says which.
+// agentTarget picks the node whose running agent to kill: preferably one that a claim waits on
+// to provision, else one with a released volume to clean up, else any; and says which.
 func (r *run) agentTarget(ctx context.Context) (node, why string) {
+	up := func(node string) bool {
+		p := r.cfg.Cluster.Agent(node)
+		return slices.Contains(r.cfg.Nodes, node) && p != nil && p.Running()
+	}
 	var claims corev1.PersistentVolumeClaimList
 	if err := r.cfg.Client.List(ctx, &claims, client.InNamespace(r.cfg.Namespace)); err == nil {
 		var waiting []string
 		for _, pvc := range claims.Items {
 			n := pvc.Annotations[volumehelpers.AnnSelectedNode]
-			if pvc.Spec.VolumeName == "" && slices.Contains(r.cfg.Nodes, n) {
+			if pvc.Spec.VolumeName == "" && up(n) {
 				waiting = append(waiting, n)
 			}
 		}
@@ -105,7 +109,7 @@ func (r *run) agentTarget(ctx context.Context) (node, why string) {
 		for _, pv := range pvs.Items {
 			n := pv.Labels[corev1.LabelHostname]
 			if pv.Status.Phase == corev1.VolumeReleased && pv.Spec.ClaimRef != nil &&
-				pv.Spec.ClaimRef.Namespace == r.cfg.Namespace && slices.Contains(r.cfg.Nodes, n) {
+				pv.Spec.ClaimRef.Namespace == r.cfg.Namespace && up(n) {
 				releasing = append(releasing, n)
 			}
 		}
@@ -113,5 +117,9 @@ func (r *run) agentTarget(ctx context.Context) (node, why string) {
 			return releasing[r.pickFault(len(releasing))], whileCleaningUp
 		}
 	}
-	return r.cfg.Nodes[r.pickFault(len(r.cfg.Nodes))], ""
+	nodes := slices.DeleteFunc(slices.Clone(r.cfg.Nodes), func(n string) bool { return !up(n) })
+	if len(nodes) == 0 {
+		return r.cfg.Nodes[r.pickFault(len(r.cfg.Nodes))], ""
+	}
+	return nodes[r.pickFault(len(nodes))], ""
 }

@@ -1,0 +1,61 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/test/chaos"
+)
+
+// The short version of `make chaos`: a few servers changed by users while every kind of fault
+// hits, at times and targets drawn from Ginkgo's seed (rerun one with --ginkgo.seed).
+var _ = Describe("Faults during a rollout", func() {
+	It("converges after agents, the manager and kube-controller-manager are killed and kube-apiserver restarts, losing nothing", func() {
+		seed := uint64(GinkgoRandomSeed())
+		report, err := chaos.Run(ctx, chaos.Config{
+			Cluster: cluster, Client: k8sClient, Namespace: fmt.Sprintf("chaos-e2e-%d", seed),
+			Nodes:   eligibleNodes, Servers: 3, Replicas: 2, Volumes: 1, Changes: 8, Window: 30 * time.Second, Seed: seed,
+			Faults:  chaos.Faults{AgentKills: 3, ManagerKills: 2, ControllerManagerKills: 1, APIServerRestarts: 1},
+			GCGrace: gcGrace, Timeout: 3 * time.Minute,
+			Customize: func(ts *tarsv1beta1.TServer) {
+				ts.Spec.K8S.NodeSelector = append(ts.Spec.K8S.NodeSelector, awayFromLossPool)
+			},
+			Log: GinkgoWriter,
+		})
+		Expect(err).NotTo(HaveOccurred())
+		GinkgoWriter.Printf("seed %d: faults %v, changes %v, converged in %s (%s after the window), checks %v\n",
+			seed, report.Faults, report.Changes, report.Converged, report.Settled, report.Checks)
+		Expect(report.Details).To(BeEmpty(), "invariants violated (seed %d)", seed)
+		Expect(report.ViolationCount()).To(BeZero())
+		Expect(report.Converged).NotTo(BeZero())
+		for _, invariant := range chaos.Invariants {
+			Expect(report.Checks).To(HaveKeyWithValue(invariant, BeNumerically(">", 0)), "never checked: %s", invariant)
+		}
+		for kind, n := range report.Faults {
+			Expect(strings.HasSuffix(kind, " failed")).To(BeFalse(), "%d faults failed: %s", n, kind)
+		}
+		Expect(report.Faults).To(HaveKeyWithValue("kube-apiserver restart", 1))
+		Expect(report.Faults).To(HaveKeyWithValue("kube-controller-manager SIGKILL", 1))
+	})
+})
