@@ -321,6 +321,66 @@ var _ = Describe("TServer controller", func() {
 		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement("RecreatingStatefulSet"))
 	})
 
+	It("replaces the adopted pods that lack an added claim template's volume: lowest ordinal first, one at a time while the others are ready", func() {
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		old := statefulSetOf(ts)
+		edit(ts, func(ts *tarsv1beta1.TServer) {
+			ts.Spec.K8S.Mounts = append(ts.Spec.K8S.Mounts, tarsv1beta1.TK8SMount{
+				Name: "data", MountPath: "/data", Source: tarsv1beta1.TK8SMountSource{TLocalVolume: &tarsv1beta1.TLocalVolume{}},
+			})
+		})
+		Eventually(func() *metav1.Time { return statefulSetOf(ts).DeletionTimestamp }, timeout, interval).ShouldNot(BeNil())
+		update(old, func() { old.Finalizers = nil }) // what the garbage collector does after orphaning
+		sts := &appsv1.StatefulSet{}
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), sts)).To(Succeed())
+			g.Expect(sts.UID).NotTo(Equal(old.UID))
+		}, timeout, interval).Should(Succeed())
+
+		By("the new StatefulSet adopting the old pods, which mount only remote-log-dir, all ready")
+		pod := func(ordinal int, ready bool, volumes ...string) *corev1.Pod {
+			p := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("%s-%d", sts.Name, ordinal), Labels: podLabels(ts),
+					OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(sts, appsv1.SchemeGroupVersion.WithKind("StatefulSet"))}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "c"}}},
+			}
+			for _, v := range volumes {
+				p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: v, VolumeSource: corev1.VolumeSource{
+					PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: fmt.Sprintf("%s-%s-%d", v, sts.Name, ordinal)}}})
+			}
+			Expect(k8sClient.Create(ctx, p)).To(Succeed())
+			status := corev1.ConditionFalse
+			if ready {
+				status = corev1.ConditionTrue
+			}
+			p.Status = corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: status}}}
+			Expect(k8sClient.Status().Update(ctx, p)).To(Succeed())
+			return p
+		}
+		exists := func(p *corev1.Pod) func() bool {
+			return func() bool { return k8sClient.Get(ctx, client.ObjectKeyFromObject(p), &corev1.Pod{}) == nil }
+		}
+		pod0, pod1 := pod(0, true, "remote-log-dir"), pod(1, true, "remote-log-dir")
+		update(sts, func() {
+			sts.Status = appsv1.StatefulSetStatus{ObservedGeneration: sts.Generation, Replicas: 2, ReadyReplicas: 2}
+		})
+		Eventually(exists(pod0), timeout, interval).Should(BeFalse())
+		Consistently(exists(pod1), 2*waitInterval, interval).Should(BeTrue(), "replaced while replica 0 is down")
+		Expect(eventReasons(ns)()).To(ContainElement("ReplacingPod"))
+
+		By("replica 0 back with both volumes, not ready yet: replica 1 waits; ready: it goes")
+		pod0 = pod(0, false, "remote-log-dir", "data")
+		Consistently(exists(pod1), 2*waitInterval, interval).Should(BeTrue(), "replaced while replica 0 is not ready")
+		pod0.Status.Conditions[0].Status = corev1.ConditionTrue
+		Expect(k8sClient.Status().Update(ctx, pod0)).To(Succeed())
+		Eventually(exists(pod1), timeout, interval).Should(BeFalse())
+
+		By("a pod without the volume that is not ready goes at once; one with every volume stays")
+		pod1 = pod(1, false, "remote-log-dir")
+		Eventually(exists(pod1), timeout, interval).Should(BeFalse())
+		Expect(exists(pod0)()).To(BeTrue())
+	})
+
 	It("recreates the StatefulSet with a delay-bind claim when host networking is turned on", func() {
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
 		statefulSetOf(ts)

@@ -35,7 +35,7 @@ var _ = Describe("Faults during a rollout", func() {
 		seed := uint64(GinkgoRandomSeed())
 		report, err := chaos.Run(ctx, chaos.Config{
 			Cluster: cluster, Client: k8sClient, Namespace: fmt.Sprintf("chaos-e2e-%d", seed),
-			Nodes:   eligibleNodes, Servers: 3, Replicas: 2, Volumes: 1, Changes: 8, Window: 30 * time.Second, Seed: seed,
+			Nodes: eligibleNodes, Servers: 3, Replicas: 2, Volumes: 1, Changes: 8, Window: 30 * time.Second, Seed: seed,
 			Faults:  chaos.Faults{AgentKills: 3, ManagerKills: 2, ControllerManagerKills: 1, APIServerRestarts: 1},
 			GCGrace: gcGrace, Timeout: 3 * time.Minute,
 			Customize: func(ts *tarsv1beta1.TServer) {
