@@ -138,6 +138,17 @@ func waitRunning(ts *tarsv1beta1.TServer, replicas int, volumes ...string) []str
 	return nodes
 }
 
+// readyReplicas counts the ready pods among the first n replicas of ts.
+func readyReplicas(ts *tarsv1beta1.TServer, n int) int {
+	ready := 0
+	for i := range n {
+		if podReady(getPod(ts.Namespace, fmt.Sprintf("%s-%d", ts.Name, i))) {
+			ready++
+		}
+	}
+	return ready
+}
+
 // volumeOf is the volume a claim is bound to.
 func volumeOf(ns, claim string) *corev1.PersistentVolume {
 	pvc := getClaim(ns, claim)
@@ -377,13 +388,7 @@ var _ = Describe("The seed's story on a local cluster", func() {
 		edit(ts, func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts = ts.Spec.K8S.Mounts[:1] })
 		minReady := 2
 		Eventually(func(g Gomega) {
-			ready := 0
-			for i := range 2 {
-				if podReady(getPod(ns, fmt.Sprintf("%s-%d", ts.Name, i))) {
-					ready++
-				}
-			}
-			minReady = min(minReady, ready)
+			minReady = min(minReady, readyReplicas(ts, 2))
 			sts := &appsv1.StatefulSet{}
 			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), sts)).To(Succeed())
 			g.Expect(sts.UID).NotTo(Equal(oldSts.UID))
@@ -423,13 +428,7 @@ var _ = Describe("The seed's story on a local cluster", func() {
 		})
 		minReady := 2
 		Eventually(func(g Gomega) {
-			ready := 0
-			for i := range 2 {
-				if podReady(getPod(ns, fmt.Sprintf("%s-%d", ts.Name, i))) {
-					ready++
-				}
-			}
-			minReady = min(minReady, ready)
+			minReady = min(minReady, readyReplicas(ts, 2))
 			for i := range 2 {
 				pvc := getClaim(ns, claimName("cache", ts, i))
 				g.Expect(pvc).NotTo(BeNil())
