@@ -40,37 +40,48 @@ import (
 // server refuses (a pod's volumes are immutable), and goes no further. So the controller deletes
 // them as a rolling update would, one at a time: a pod that is not ready at once, a ready one
 // only while every other pod is ready and none is going; the StatefulSet controller then makes
-// each again, with every claim. Pods are read from the API server, and only while the
-// StatefulSet reports replicas not yet updated.
+// each again, with every claim. Readiness counts the replicas the StatefulSet keeps (not those
+// a scale-down condemns, which it removes only once it gets past the stale pods) and pods it has
+// yet to adopt. Pods are read from the API server, and only while the StatefulSet reports
+// replicas not yet updated or a claim of its templates is not bound (an added template can leave
+// the pod template, and so the revision, unchanged).
 func (r *TServerReconciler) replacePodsWithoutClaims(ctx context.Context, ts *tarsv1beta1.TServer, o *observed) error {
 	sts := o.statefulSet
 	if sts == nil || sts.UID == "" || len(sts.Spec.VolumeClaimTemplates) == 0 ||
-		sts.Status.ObservedGeneration == sts.Generation && sts.Status.UpdatedReplicas >= sts.Status.Replicas {
+		sts.Status.ObservedGeneration == sts.Generation && sts.Status.UpdatedReplicas >= sts.Status.Replicas &&
+			!slices.ContainsFunc(o.claims, func(pvc corev1.PersistentVolumeClaim) bool {
+				return pvc.Status.Phase != corev1.ClaimBound && slices.Contains(claimTemplateNames(sts), pvc.Labels[tarsv1beta1.LabelLocalVolume])
+			}) {
 		return nil
 	}
 	pods := &corev1.PodList{}
 	if err := r.APIReader.List(ctx, pods, client.InNamespace(ts.Namespace), client.MatchingLabels(podLabels(ts))); err != nil {
 		return err
 	}
+	replicas := int(*sts.Spec.Replicas)
 	var stale, unready []*corev1.Pod
-	ready := map[int]bool{} // by ordinal, of the pods that are not going
+	ready := map[int]bool{} // by ordinal, of the replicas kept that are not going
 	going := false
 	for i := range pods.Items {
 		pod := &pods.Items[i]
 		ordinal, ok := podOrdinal(pod.Name, sts.Name)
-		if !ok || !metav1.IsControlledBy(pod, sts) {
+		owner := metav1.GetControllerOf(pod)
+		if !ok || owner != nil && owner.UID != sts.UID {
 			continue
 		}
+		kept := ordinal < replicas
 		if !pod.DeletionTimestamp.IsZero() {
-			going = true
+			going = going || kept
 			continue
 		}
-		ready[ordinal] = podIsReady(pod)
-		if len(missingClaims(sts, pod, ordinal)) == 0 {
-			continue
+		if kept {
+			ready[ordinal] = podIsReady(pod)
+		}
+		if owner == nil || len(missingClaims(sts, pod, ordinal)) == 0 {
+			continue // not adopted yet, or with every claim
 		}
 		stale = append(stale, pod)
-		if !ready[ordinal] {
+		if !podIsReady(pod) {
 			unready = append(unready, pod)
 		}
 	}
@@ -141,7 +152,7 @@ func podOrdinal(pod, set string) (int, bool) {
 }
 
 // readyBelow says whether there is a ready pod for every ordinal below first, and every pod
-// that exists is ready.
+// counted is ready.
 func readyBelow(ready map[int]bool, first int) bool {
 	for ordinal := range first {
 		if !ready[ordinal] {

@@ -45,6 +45,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/tools/events"
@@ -203,8 +204,12 @@ func (r *TServerReconciler) reconcileService(ctx context.Context, ts *tarsv1beta
 	case err != nil:
 		return err
 	case !metav1.IsControlledBy(existing, ts):
-		r.conflict(ts, existing, "Service", o)
-		return nil
+		if adopted, err := r.adoptFromGoneOwner(ctx, ts, existing, "Service"); err != nil || !adopted {
+			if err == nil {
+				r.conflict(ts, existing, "Service", o)
+			}
+			return err
+		}
 	}
 	if equality.Semantic.DeepEqual(existing.Spec.Ports, desired.Spec.Ports) &&
 		equality.Semantic.DeepEqual(existing.Spec.Selector, desired.Spec.Selector) &&
@@ -244,8 +249,12 @@ func (r *TServerReconciler) reconcileStatefulSet(ctx context.Context, ts *tarsv1
 	case err != nil:
 		return err
 	case !metav1.IsControlledBy(existing, ts):
-		r.conflict(ts, existing, "StatefulSet", o)
-		return nil
+		if adopted, err := r.adoptFromGoneOwner(ctx, ts, existing, "StatefulSet"); err != nil || !adopted {
+			if err == nil {
+				r.conflict(ts, existing, "StatefulSet", o)
+			}
+			return err
+		}
 	}
 
 	if !existing.DeletionTimestamp.IsZero() {
@@ -358,6 +367,50 @@ func (r *TServerReconciler) create(ctx context.Context, ts *tarsv1beta1.TServer,
 	logf.FromContext(ctx).Info("Created "+kind, "name", obj.GetName())
 	o.created = append(o.created, kind+" "+obj.GetName())
 	return nil
+}
+
+// adoptFromGoneOwner makes obj the TServer's own when its controller is an earlier TServer of
+// the same name that no longer exists (a TServer deleted and created again), and says whether
+// it did. The garbage collector should have removed such an object, but can miss the owner's
+// deletion for good: an owner deleted and made again under its name while the collector's watch
+// was down (kube-apiserver or kube-controller-manager restarting) reaches it as an update, and
+// the object would stay in the TServer's way for ever (a chaos run found this). Taking it over
+// keeps its pods running; the reconcile then updates or re-creates it as for any change. The
+// API server must confirm that the TServer of that name is ts (so the owner, of another uid, is
+// gone: names are unique in a namespace and uids for ever), and the update carries the
+// object's resourceVersion. An object being deleted is left to its deletion.
+func (r *TServerReconciler) adoptFromGoneOwner(ctx context.Context, ts *tarsv1beta1.TServer, obj client.Object,
+	kind string) (bool, error) {
+	ref := metav1.GetControllerOf(obj)
+	if ref == nil || ref.Kind != "TServer" || ref.Name != ts.Name || ref.UID == ts.UID ||
+		!obj.GetDeletionTimestamp().IsZero() {
+		return false, nil
+	}
+	if gv, err := schema.ParseGroupVersion(ref.APIVersion); err != nil || gv.Group != tarsv1beta1.GroupVersion.Group {
+		return false, nil
+	}
+	now := &tarsv1beta1.TServer{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(ts), now); err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	if now.UID != ts.UID {
+		return false, nil // the cache is behind; a later reconcile sees the TServer as it is
+	}
+	obj.SetOwnerReferences(slices.DeleteFunc(obj.GetOwnerReferences(), func(o metav1.OwnerReference) bool {
+		return o.UID == ref.UID
+	}))
+	if err := controllerutil.SetControllerReference(ts, obj, r.Scheme); err != nil {
+		return false, err
+	}
+	if err := r.Update(ctx, obj); err != nil {
+		return false, err // a conflict or a deletion meanwhile: the next reconcile sees it as it is
+	}
+	logf.FromContext(ctx).Info("Adopted the "+kind+" of an earlier TServer of this name", "name", obj.GetName(),
+		"formerOwnerUID", ref.UID)
+	r.Recorder.Eventf(ts, obj, corev1.EventTypeNormal, "Adopted"+kind, "Adopt",
+		"Adopted %s %s, left behind by an earlier TServer of this name (uid %s) that the garbage collector has not removed",
+		kind, obj.GetName(), ref.UID)
+	return true, nil
 }
 
 // conflict reports an object that has a TServer's name but is not the TServer's: it is never

@@ -119,6 +119,56 @@ func claimOf(ts *tarsv1beta1.TServer, volume string, ordinal int, annotations ma
 	return pvc
 }
 
+// recreatedWithData creates ts, adds a tLocalVolume mount "data" and plays the garbage
+// collector's part in the StatefulSet's re-creation; it returns the new StatefulSet.
+func recreatedWithData(ts *tarsv1beta1.TServer) *appsv1.StatefulSet {
+	Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+	old := statefulSetOf(ts)
+	edit(ts, func(ts *tarsv1beta1.TServer) {
+		ts.Spec.K8S.Mounts = append(ts.Spec.K8S.Mounts, tarsv1beta1.TK8SMount{
+			Name: "data", MountPath: "/data", Source: tarsv1beta1.TK8SMountSource{TLocalVolume: &tarsv1beta1.TLocalVolume{}},
+		})
+	})
+	Eventually(func() *metav1.Time { return statefulSetOf(ts).DeletionTimestamp }, timeout, interval).ShouldNot(BeNil())
+	update(old, func() { old.Finalizers = nil }) // what the garbage collector does after orphaning
+	sts := &appsv1.StatefulSet{}
+	Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), sts)).To(Succeed())
+		g.Expect(sts.UID).NotTo(Equal(old.UID))
+	}, timeout, interval).Should(Succeed())
+	return sts
+}
+
+// podOf creates the pod of sts with that ordinal (envtest runs no StatefulSet controller),
+// mounting the claims of volumes, controlled by sts when owned, Running, and Ready or not.
+func podOf(sts *appsv1.StatefulSet, ordinal int, ready, owned bool, volumes ...string) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: sts.Namespace, Name: fmt.Sprintf("%s-%d", sts.Name, ordinal),
+			Labels: sts.Spec.Selector.MatchLabels},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "c"}}},
+	}
+	if owned {
+		p.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(sts, appsv1.SchemeGroupVersion.WithKind("StatefulSet"))}
+	}
+	for _, v := range volumes {
+		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: v, VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: fmt.Sprintf("%s-%s-%d", v, sts.Name, ordinal)}}})
+	}
+	Expect(k8sClient.Create(ctx, p)).To(Succeed())
+	status := corev1.ConditionFalse
+	if ready {
+		status = corev1.ConditionTrue
+	}
+	p.Status = corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: status}}}
+	Expect(k8sClient.Status().Update(ctx, p)).To(Succeed())
+	return p
+}
+
+// podExists says whether the pod is still there.
+func podExists(p *corev1.Pod) func() bool {
+	return func() bool { return k8sClient.Get(ctx, client.ObjectKeyFromObject(p), &corev1.Pod{}) == nil }
+}
+
 // useStorageClass makes t-storage-class anew with provisioner (a class's provisioner is
 // immutable).
 func useStorageClass(provisioner string) {
@@ -322,63 +372,46 @@ var _ = Describe("TServer controller", func() {
 	})
 
 	It("replaces the adopted pods that lack an added claim template's volume: lowest ordinal first, one at a time while the others are ready", func() {
-		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
-		old := statefulSetOf(ts)
-		edit(ts, func(ts *tarsv1beta1.TServer) {
-			ts.Spec.K8S.Mounts = append(ts.Spec.K8S.Mounts, tarsv1beta1.TK8SMount{
-				Name: "data", MountPath: "/data", Source: tarsv1beta1.TK8SMountSource{TLocalVolume: &tarsv1beta1.TLocalVolume{}},
-			})
-		})
-		Eventually(func() *metav1.Time { return statefulSetOf(ts).DeletionTimestamp }, timeout, interval).ShouldNot(BeNil())
-		update(old, func() { old.Finalizers = nil }) // what the garbage collector does after orphaning
-		sts := &appsv1.StatefulSet{}
-		Eventually(func(g Gomega) {
-			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), sts)).To(Succeed())
-			g.Expect(sts.UID).NotTo(Equal(old.UID))
-		}, timeout, interval).Should(Succeed())
-
+		sts := recreatedWithData(ts)
 		By("the new StatefulSet adopting the old pods, which mount only remote-log-dir, all ready")
-		pod := func(ordinal int, ready bool, volumes ...string) *corev1.Pod {
-			p := &corev1.Pod{
-				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("%s-%d", sts.Name, ordinal), Labels: podLabels(ts),
-					OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(sts, appsv1.SchemeGroupVersion.WithKind("StatefulSet"))}},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "c"}}},
-			}
-			for _, v := range volumes {
-				p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: v, VolumeSource: corev1.VolumeSource{
-					PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: fmt.Sprintf("%s-%s-%d", v, sts.Name, ordinal)}}})
-			}
-			Expect(k8sClient.Create(ctx, p)).To(Succeed())
-			status := corev1.ConditionFalse
-			if ready {
-				status = corev1.ConditionTrue
-			}
-			p.Status = corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: status}}}
-			Expect(k8sClient.Status().Update(ctx, p)).To(Succeed())
-			return p
-		}
-		exists := func(p *corev1.Pod) func() bool {
-			return func() bool { return k8sClient.Get(ctx, client.ObjectKeyFromObject(p), &corev1.Pod{}) == nil }
-		}
-		pod0, pod1 := pod(0, true, "remote-log-dir"), pod(1, true, "remote-log-dir")
+		pod0, pod1 := podOf(sts, 0, true, true, "remote-log-dir"), podOf(sts, 1, true, true, "remote-log-dir")
 		update(sts, func() {
 			sts.Status = appsv1.StatefulSetStatus{ObservedGeneration: sts.Generation, Replicas: 2, ReadyReplicas: 2}
 		})
-		Eventually(exists(pod0), timeout, interval).Should(BeFalse())
-		Consistently(exists(pod1), 2*waitInterval, interval).Should(BeTrue(), "replaced while replica 0 is down")
+		Eventually(podExists(pod0), timeout, interval).Should(BeFalse())
+		Consistently(podExists(pod1), 2*waitInterval, interval).Should(BeTrue(), "replaced while replica 0 is down")
 		Expect(eventReasons(ns)()).To(ContainElement("ReplacingPod"))
 
 		By("replica 0 back with both volumes, not ready yet: replica 1 waits; ready: it goes")
-		pod0 = pod(0, false, "remote-log-dir", "data")
-		Consistently(exists(pod1), 2*waitInterval, interval).Should(BeTrue(), "replaced while replica 0 is not ready")
+		pod0 = podOf(sts, 0, false, true, "remote-log-dir", "data")
+		Consistently(podExists(pod1), 2*waitInterval, interval).Should(BeTrue(), "replaced while replica 0 is not ready")
 		pod0.Status.Conditions[0].Status = corev1.ConditionTrue
 		Expect(k8sClient.Status().Update(ctx, pod0)).To(Succeed())
-		Eventually(exists(pod1), timeout, interval).Should(BeFalse())
+		Eventually(podExists(pod1), timeout, interval).Should(BeFalse())
 
 		By("a pod without the volume that is not ready goes at once; one with every volume stays")
-		pod1 = pod(1, false, "remote-log-dir")
-		Eventually(exists(pod1), timeout, interval).Should(BeFalse())
-		Expect(exists(pod0)()).To(BeTrue())
+		pod1 = podOf(sts, 1, false, true, "remote-log-dir")
+		Eventually(podExists(pod1), timeout, interval).Should(BeFalse())
+		Expect(podExists(pod0)()).To(BeTrue())
+	})
+
+	It("waits for a replica not adopted yet, but not for one a scale-down removes, before replacing a pod without an added claim", func() {
+		sts := recreatedWithData(ts)
+		By("replica 1 not ready and not adopted yet: replica 0 stays")
+		pod0 := podOf(sts, 0, true, true, "remote-log-dir")
+		pod1 := podOf(sts, 1, false, false, "remote-log-dir")
+		update(sts, func() {
+			sts.Status = appsv1.StatefulSetStatus{ObservedGeneration: sts.Generation, Replicas: 2, ReadyReplicas: 1}
+		})
+		Consistently(podExists(pod0), 2*waitInterval, interval).Should(BeTrue(), "replaced while replica 1 is not ready")
+		Expect(podExists(pod1)()).To(BeTrue(), "deleted a pod the StatefulSet does not control")
+
+		By("replica 1 replaced and ready, replica 2 left by a scale-up that was undone, not ready: replica 0 goes")
+		Expect(k8sClient.Delete(ctx, pod1)).To(Succeed())
+		podOf(sts, 1, true, true, "remote-log-dir", "data")
+		pod2 := podOf(sts, 2, false, true, "remote-log-dir", "data")
+		Eventually(podExists(pod0), timeout, interval).Should(BeFalse())
+		Expect(podExists(pod2)()).To(BeTrue())
 	})
 
 	It("recreates the StatefulSet with a delay-bind claim when host networking is turned on", func() {
@@ -484,6 +517,50 @@ var _ = Describe("TServer controller", func() {
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(foreign), got)).To(Succeed())
 		Expect(got.ResourceVersion).To(Equal(foreign.ResourceVersion))
 		Expect(got.OwnerReferences).To(BeEmpty())
+	})
+
+	It("adopts the StatefulSet and Service that a deleted TServer of the same name left behind; not those of a TServer of another name", func() {
+		// envtest runs no garbage collector: as when it missed the deletion of the first TServer.
+		Expect(k8sClient.Create(ctx, ts.DeepCopy())).To(Succeed())
+		first := &tarsv1beta1.TServer{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), first)).To(Succeed())
+		sts := statefulSetOf(ts)
+		svc := &corev1.Service{}
+		Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), svc) }, timeout, interval).Should(Succeed())
+		Expect(k8sClient.Delete(ctx, first)).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), &tarsv1beta1.TServer{}))
+		}, timeout, interval).Should(BeTrue())
+
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		Expect(ts.UID).NotTo(Equal(first.UID))
+		for _, obj := range []client.Object{&appsv1.StatefulSet{}, &corev1.Service{}} {
+			Eventually(func(g Gomega) {
+				g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), obj)).To(Succeed())
+				g.Expect(metav1.GetControllerOf(obj)).To(HaveField("UID", ts.UID))
+			}, timeout, interval).Should(Succeed())
+		}
+		adopted := &appsv1.StatefulSet{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), adopted)).To(Succeed())
+		Expect(adopted.UID).To(Equal(sts.UID), "made anew, not adopted")
+		Expect(adopted.OwnerReferences).To(HaveLen(1))
+		Eventually(eventReasons(ns), timeout, interval).Should(ContainElements("AdoptedStatefulSet", "AdoptedService"))
+		Eventually(conditionOf(ts, ConditionReady), timeout, interval).ShouldNot(HaveField("Reason", "Conflict"))
+
+		By("a StatefulSet controlled by a TServer of another name stays someone else's")
+		other := tarslogIn(newNamespace())
+		other.Name, other.Spec.Server = "tars-other", "other"
+		Expect(k8sClient.Create(ctx, other)).To(Succeed())
+		foreign := statefulSetOf(other).DeepCopy()
+		foreign.ObjectMeta = metav1.ObjectMeta{Namespace: other.Namespace, Name: "tars-stolen",
+			OwnerReferences: foreign.OwnerReferences}
+		Expect(k8sClient.Create(ctx, foreign)).To(Succeed())
+		stolen := tarslogIn(other.Namespace)
+		stolen.Name, stolen.Spec.Server = "tars-stolen", "stolen"
+		Expect(k8sClient.Create(ctx, stolen)).To(Succeed())
+		Eventually(conditionOf(stolen, ConditionReady), timeout, interval).Should(HaveField("Reason", "Conflict"))
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(foreign), foreign)).To(Succeed())
+		Expect(metav1.GetControllerOf(foreign)).To(HaveField("Name", "tars-other"))
 	})
 
 	It("says on VolumesBound why a storage class provisions nothing", func() {

@@ -109,16 +109,31 @@ func (r *run) change(ctx context.Context, e event) error {
 		claim := fmt.Sprintf("%s-%s-%d", ts.Spec.K8S.Mounts[r.pick(len(ts.Spec.K8S.Mounts))].Name, ts.Name, ordinal)
 		pod := fmt.Sprintf("%s-%d", ts.Name, ordinal)
 		r.logf("%s: claim %s and pod %s deleted", ts.Name, claim, pod)
-		for _, obj := range []client.Object{
-			&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ts.Namespace, Name: claim}},
-			&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ts.Namespace, Name: pod}},
-		} {
-			if err := retry(ctx, func() error { return client.IgnoreNotFound(r.cfg.Client.Delete(ctx, obj)) }); err != nil {
-				return fmt.Errorf("deleting %s: %w", obj.GetName(), err)
-			}
-		}
-		return nil
+		return r.deleteClaim(ctx, client.ObjectKey{Namespace: ts.Namespace, Name: claim}, pod)
 	}
+}
+
+// deleteClaim deletes a claim, noting first that a user deleted it (the checker then accepts
+// that its data goes), and then its pod, as a user who gives up a replica's data does.
+func (r *run) deleteClaim(ctx context.Context, key client.ObjectKey, pod string) error {
+	pvc := &corev1.PersistentVolumeClaim{}
+	err := retry(ctx, func() error { return r.cfg.Client.Get(ctx, key, pvc) })
+	if err == nil {
+		r.mu.Lock()
+		r.userDeleted[pvc.UID] = true
+		r.mu.Unlock()
+		err = retry(ctx, func() error {
+			return client.IgnoreNotFound(r.cfg.Client.Delete(ctx, pvc, client.Preconditions{UID: &pvc.UID}))
+		})
+	}
+	if client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("deleting claim %s: %w", key.Name, err)
+	}
+	podObj := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: pod}}
+	if err := retry(ctx, func() error { return client.IgnoreNotFound(r.cfg.Client.Delete(ctx, podObj)) }); err != nil {
+		return fmt.Errorf("deleting pod %s: %w", pod, err)
+	}
+	return nil
 }
 
 // pick draws an index below n for a change; pickFault one for a fault.

@@ -37,6 +37,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
@@ -117,6 +118,7 @@ type Report struct {
 // Invariants, the keys of Report.Checks and Report.Violations.
 const (
 	SentinelKept        = "sentinel file kept while its claim exists"
+	ClaimsKept          = "no claim deleted but by a user or for a mount removed"
 	BoundDirectoryKept  = "directory of a Bound volume never removed"
 	OneVolumePerClaim   = "never two volumes for one claim"
 	NoVolumeAfterGrace  = "no volume without a claim after the grace"
@@ -125,7 +127,7 @@ const (
 )
 
 // Invariants lists them in the order a report prints them.
-var Invariants = []string{SentinelKept, BoundDirectoryKept, OneVolumePerClaim, NoVolumeAfterGrace, EveryServerConverge, NoPanic}
+var Invariants = []string{SentinelKept, ClaimsKept, BoundDirectoryKept, OneVolumePerClaim, NoVolumeAfterGrace, EveryServerConverge, NoPanic}
 
 // ViolationCount is the sum of a report's violations.
 func (r *Report) ViolationCount() int {
@@ -152,7 +154,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	// Two sources, so that the changes are the same with faults as without.
 	r := &run{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x7a5)), faultRng: rand.New(rand.NewPCG(cfg.Seed, 0xfa17)),
-		want: map[string]*tarsv1beta1.TServer{},
+		want: map[string]*tarsv1beta1.TServer{}, userDeleted: map[types.UID]bool{},
 		report: &Report{Seed: cfg.Seed, Faults: map[string]int{}, Changes: map[string]int{},
 			Checks: map[string]int{}, Violations: map[string]int{}}}
 	r.check = newChecker(r)
@@ -231,8 +233,26 @@ type run struct {
 	// mu guards want (each TServer as the users last applied it), report's counts and logs.
 	mu   sync.Mutex
 	want map[string]*tarsv1beta1.TServer
-	// extraMounts numbers the mounts users add.
+	// extraMounts numbers the mounts users add; userDeleted are the claims users deleted.
 	extraMounts int
+	userDeleted map[types.UID]bool
+}
+
+// deletedByUser says whether a user of the run deleted the claim of that uid.
+func (r *run) deletedByUser(uid types.UID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.userDeleted[uid]
+}
+
+// hasMount says whether server, as users last applied it, has the tLocalVolume mount.
+func (r *run) hasMount(server, mount string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ts := r.want[tarsv1beta1.ResourceName(App, server)]
+	return ts != nil && slices.ContainsFunc(ts.Spec.K8S.Mounts, func(m tarsv1beta1.TK8SMount) bool {
+		return m.Name == mount && m.Source.TLocalVolume != nil
+	})
 }
 
 func (r *run) logf(format string, args ...any) {

@@ -19,10 +19,8 @@ package chaos
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -68,10 +66,12 @@ type checker struct {
 	logOffsets map[string]int64
 }
 
-// sentinel is a file written into a bound volume's directory for its claim.
+// sentinel is a file written into a bound volume's directory for its claim, a claim of mount
+// of server.
 type sentinel struct {
-	claim types.NamespacedName
-	file  string
+	claim         types.NamespacedName
+	server, mount string
+	file          string
 }
 
 func newChecker(r *run) *checker {
@@ -191,23 +191,29 @@ func (k *checker) writeSentinels(s *state) {
 		if err := os.WriteFile(file, []byte(pvc.Namespace+"/"+pvc.Name+"\n"), 0o644); err != nil {
 			continue // the directory is checked on its own
 		}
-		k.sentinels[pvc.UID] = sentinel{claim: types.NamespacedName{Namespace: pvc.Namespace, Name: pvc.Name}, file: file}
+		k.sentinels[pvc.UID] = sentinel{claim: types.NamespacedName{Namespace: pvc.Namespace, Name: pvc.Name},
+			server: pvc.Labels[tarsv1beta1.LabelServerName], mount: pvc.Labels[tarsv1beta1.LabelLocalVolume], file: file}
 	}
 }
 
-// checkSentinels checks that every sentinel is there while its claim exists.
+// checkSentinels checks that every sentinel is there while its claim exists, and that a claim
+// whose sentinel was written goes only when a user deleted it or its server lost the mount.
 func (k *checker) checkSentinels(ctx context.Context) {
 	k.checked(SentinelKept, len(k.sentinels))
+	k.checked(ClaimsKept, len(k.sentinels))
 	for uid, s := range k.sentinels {
-		_, err := os.Stat(s.file)
-		if !errors.Is(err, fs.ErrNotExist) {
-			continue
+		if _, err := os.Stat(s.file); err == nil {
+			continue // (a directory replaced by a file fails with another error than not-exist)
 		}
 		pvc := &corev1.PersistentVolumeClaim{}
-		err = k.r.cfg.Client.Get(ctx, s.claim, pvc)
+		err := k.r.cfg.Client.Get(ctx, s.claim, pvc)
 		switch {
 		case apierrors.IsNotFound(err) || err == nil && pvc.UID != uid:
 			delete(k.sentinels, uid) // the claim is gone, and its data may go
+			if !k.r.deletedByUser(uid) && k.r.hasMount(s.server, s.mount) {
+				k.violation(ClaimsKept, string(uid), fmt.Sprintf("claim %s (uid %s) of mount %s is gone with its data, "+
+					"though no user deleted it and server %s still has the mount", s.claim, uid, s.mount, s.server))
+			}
 		case err == nil:
 			k.violation(SentinelKept, string(uid), fmt.Sprintf("claim %s (uid %s, %s) exists but its sentinel %s is gone",
 				s.claim, uid, pvc.Status.Phase, s.file))
@@ -223,11 +229,11 @@ func (k *checker) checkBoundDirectories(ctx context.Context, s *state) {
 			continue
 		}
 		k.checked(BoundDirectoryKept, 1)
-		if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
 			continue
 		}
 		now := &corev1.PersistentVolume{}
-		if err := k.r.cfg.Client.Get(ctx, client.ObjectKeyFromObject(pv), now); err != nil ||
+		if err := k.r.cfg.Client.Get(ctx, client.ObjectKeyFromObject(pv), now); err != nil || now.UID != pv.UID ||
 			now.Status.Phase != corev1.VolumeBound || now.Spec.ClaimRef == nil {
 			continue
 		}
@@ -237,7 +243,7 @@ func (k *checker) checkBoundDirectories(ctx context.Context, s *state) {
 			pvc.UID != ref.UID {
 			continue
 		}
-		k.violation(BoundDirectoryKept, pv.Name, fmt.Sprintf("volume %s is Bound to claim %s/%s, but its directory %s is gone",
+		k.violation(BoundDirectoryKept, pv.Name, fmt.Sprintf("volume %s is Bound to claim %s/%s, but its directory %s is not there",
 			pv.Name, ref.Namespace, ref.Name, dir))
 	}
 }

@@ -53,9 +53,12 @@ func newFixture(t *testing.T, objs ...client.Object) *fixture {
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).Build()
 	r := &run{cfg: Config{Cluster: &localcluster.Cluster{StateDir: t.TempDir(), LogDir: t.TempDir()}, Client: c,
 		Namespace: ns, GCGrace: time.Second, Log: testLog{t}},
-		want:   map[string]*tarsv1beta1.TServer{},
+		want:   map[string]*tarsv1beta1.TServer{}, userDeleted: map[types.UID]bool{},
 		report: &Report{Faults: map[string]int{}, Changes: map[string]int{}, Checks: map[string]int{}, Violations: map[string]int{}}}
 	r.check = newChecker(r)
+	r.cfg.Replicas, r.cfg.Volumes = 1, 1
+	s0 := r.tserver(0) // with mount data0
+	r.want[s0.Name] = s0
 	return &fixture{t: t, c: c, run: r, k: r.check}
 }
 
@@ -70,7 +73,7 @@ func (f *fixture) bound(name string, uid types.UID) string {
 	pvName := "pv-" + name
 	pvc := &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: uid,
-			Labels: map[string]string{tarsv1beta1.LabelLocalVolume: "data0"}},
+			Labels: map[string]string{tarsv1beta1.LabelLocalVolume: "data0", tarsv1beta1.LabelServerName: "s0"}},
 		Spec:   corev1.PersistentVolumeClaimSpec{VolumeName: pvName},
 		Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound},
 	}
@@ -150,6 +153,43 @@ func TestCheckerCountsWhatIsLost(t *testing.T) {
 	if f.run.report.Checks[SentinelKept] == 0 || f.run.report.Checks[BoundDirectoryKept] == 0 {
 		t.Fatalf("checks not counted: %v", f.run.report.Checks)
 	}
+}
+
+// TestCheckerCountsClaimsLost deletes claims with their data: by a user, for a mount the server
+// lost, and by no one who may (a claim made again empty under the same name): only the last is
+// a violation. A directory replaced by a file is gone too.
+func TestCheckerCountsClaimsLost(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	dirs := map[string]string{}
+	for _, name := range []string{"by-user", "mount-removed", "by-no-one", "file"} {
+		dirs[name] = f.bound(name, types.UID("u-"+name))
+	}
+	f.k.sample(ctx, claimlessSlack)
+
+	f.run.userDeleted["u-by-user"] = true
+	for _, name := range []string{"by-user", "by-no-one", "mount-removed"} {
+		if name == "mount-removed" {
+			f.run.want[tarsv1beta1.ResourceName(App, "s0")].Spec.K8S.Mounts = nil
+		}
+		if err := f.c.Delete(ctx, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(dirs[name]); err != nil {
+			t.Fatal(err)
+		}
+		f.k.sample(ctx, claimlessSlack)
+	}
+	if err := os.RemoveAll(dirs["file"]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dirs["file"], nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.k.sample(ctx, claimlessSlack)
+	f.expectViolations(ClaimsKept, 1)
+	f.expectViolations(BoundDirectoryKept, 1)
+	f.expectViolations(SentinelKept, 1) // the file's
 }
 
 // TestCheckerCountsVolumesOfNoClaim finds two volumes of one claim, and a volume that outlives
