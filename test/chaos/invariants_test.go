@@ -53,7 +53,7 @@ func newFixture(t *testing.T, objs ...client.Object) *fixture {
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).Build()
 	r := &run{cfg: Config{Cluster: &localcluster.Cluster{StateDir: t.TempDir(), LogDir: t.TempDir()}, Client: c,
 		Namespace: ns, GCGrace: time.Second, Log: testLog{t}},
-		want:   map[string]*tarsv1beta1.TServer{}, userDeleted: map[types.UID]bool{},
+		want: map[string]*tarsv1beta1.TServer{}, userDeleted: map[types.UID]bool{},
 		report: &Report{Faults: map[string]int{}, Changes: map[string]int{}, Checks: map[string]int{}, Violations: map[string]int{}}}
 	r.check = newChecker(r)
 	r.cfg.Replicas, r.cfg.Volumes = 1, 1
