@@ -222,17 +222,19 @@ func printTable(o options, runs []seedRun) {
 	fmt.Printf("\nChaos: %d nodes, %d TServers × %d replicas × %d tLocalVolume mounts, %d changes over %s, per seed\n\n",
 		o.nodes, o.cfg.Servers, o.cfg.Replicas, o.cfg.Volumes, o.cfg.Changes, o.cfg.Window)
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	header := "\t"
+	var header strings.Builder
+	header.WriteString("\t")
 	for _, sr := range runs {
-		header += fmt.Sprintf("seed %d\t", sr.Seed)
+		fmt.Fprintf(&header, "seed %d\t", sr.Seed)
 	}
-	fmt.Fprintln(w, header)
+	_, _ = fmt.Fprintln(w, header.String())
 	row := func(name string, cell func(seedRun) string) {
-		line := name + "\t"
+		var line strings.Builder
+		line.WriteString(name + "\t")
 		for _, sr := range runs {
-			line += cell(sr) + "\t"
+			line.WriteString(cell(sr) + "\t")
 		}
-		fmt.Fprintln(w, line)
+		_, _ = fmt.Fprintln(w, line.String())
 	}
 	var faultKinds, changeKinds []string
 	for _, sr := range runs {

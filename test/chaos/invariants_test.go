@@ -46,11 +46,11 @@ type fixture struct {
 	k   *checker
 }
 
-func newFixture(t *testing.T, objs ...client.Object) *fixture {
+func newFixture(t *testing.T) *fixture {
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
 	_ = tarsv1beta1.AddToScheme(scheme)
-	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).Build()
+	c := fake.NewClientBuilder().WithScheme(scheme).Build()
 	r := &run{cfg: Config{Cluster: &localcluster.Cluster{StateDir: t.TempDir(), LogDir: t.TempDir()}, Client: c,
 		Namespace: ns, GCGrace: time.Second, Log: testLog{t}},
 		want: map[string]*tarsv1beta1.TServer{}, userDeleted: map[types.UID]bool{},
