@@ -26,6 +26,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	volumehelpers "k8s.io/component-helpers/storage/volume"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
@@ -121,7 +122,16 @@ func (r *run) deleteClaim(ctx context.Context, key client.ObjectKey, pod string)
 	if err == nil {
 		r.mu.Lock()
 		r.userDeleted[pvc.UID] = true
+		kill := r.cleanupKills > 0 && pvc.Spec.VolumeName != ""
+		if kill {
+			r.cleanupKills--
+		}
 		r.mu.Unlock()
+		if kill {
+			if node := pvc.Annotations[volumehelpers.AnnSelectedNode]; node != "" {
+				r.faults.Go(func() { r.killAtRelease(ctx, pvc.Spec.VolumeName, node) })
+			}
+		}
 		err = retry(ctx, func() error {
 			return client.IgnoreNotFound(r.cfg.Client.Delete(ctx, pvc, client.Preconditions{UID: &pvc.UID}))
 		})

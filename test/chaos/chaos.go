@@ -175,7 +175,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.logf("creating %d TServers (%d replicas, %d tLocalVolume mounts each) in %s", cfg.Servers, cfg.Replicas,
 		cfg.Volumes, cfg.Namespace)
 	err := r.createAll(ctx)
-	var faults sync.WaitGroup
 	for _, e := range events {
 		if err != nil {
 			break
@@ -191,12 +190,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if e.fault != "" {
 			// Faults do not wait for each other nor hold the changes up (a restart of the API
 			// server takes seconds).
-			faults.Go(func() { r.inject(ctx, e.fault) })
+			r.faults.Go(func() { r.inject(ctx, e.fault) })
 			continue
 		}
 		err = r.change(ctx, e)
 	}
-	faults.Wait()
+	r.faults.Wait()
 	if err == nil {
 		r.logf("every change made and fault over; waiting for the workload to converge")
 		calm := time.Now()
@@ -236,6 +235,10 @@ type run struct {
 	// extraMounts numbers the mounts users add; userDeleted are the claims users deleted.
 	extraMounts int
 	userDeleted map[types.UID]bool
+	// cleanupKills is how many agent kills are kept for the cleanup of a claim a user deletes.
+	cleanupKills int
+	// faults are the faults under way.
+	faults sync.WaitGroup
 }
 
 // deletedByUser says whether a user of the run deleted the claim of that uid.
@@ -396,7 +399,11 @@ func (r *run) schedule() []event {
 		}
 	}
 	f := r.cfg.Faults
-	add(faultAgent, f.AgentKills, true)
+	if f.AgentKills >= 2 {
+		// One kill lands amid a cleanup: as a user's deletion of a claim releases its volume.
+		r.cleanupKills = 1
+	}
+	add(faultAgent, f.AgentKills-r.cleanupKills, true)
 	add(faultManager, f.ManagerKills, true)
 	add(faultControllerManager, f.ControllerManagerKills, false)
 	add(faultAPIServer, f.APIServerRestarts, false)

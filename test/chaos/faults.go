@@ -21,8 +21,10 @@ import (
 	"errors"
 	"os"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	volumehelpers "k8s.io/component-helpers/storage/volume"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -39,6 +41,9 @@ const (
 
 	whileProvisioning = " while provisioning"
 	whileCleaningUp   = " while cleaning up"
+
+	// restartWait is how long a kill waits for its target to run again.
+	restartWait = 30 * time.Second
 )
 
 // inject injects a fault of kind; a process that is down already (waiting for its restart) is
@@ -64,10 +69,19 @@ func (r *run) inject(ctx context.Context, kind string) {
 	case faultControllerManager:
 		p = r.cfg.Cluster.Process("kube-controller-manager")
 	}
+	r.crash(ctx, p, kind, what)
+}
+
+// crash kills p as a fault of kind (counted as what); one waiting to be started again after
+// an earlier kill is killed once it runs again (within restartWait), so that every fault lands.
+func (r *run) crash(ctx context.Context, p *localcluster.Process, kind, what string) {
 	if p == nil {
 		r.logf("fault: %s skipped: not running", what)
 		r.count(r.report.Faults, kind+" skipped")
 		return
+	}
+	for deadline := time.Now().Add(restartWait); !p.Running() && time.Now().Before(deadline) && ctx.Err() == nil; {
+		time.Sleep(100 * time.Millisecond)
 	}
 	r.logf("fault: %s (%s, pid %d)", what, p.Name, p.Pid())
 	if err := p.Crash(); err != nil {
@@ -81,6 +95,21 @@ func (r *run) inject(ctx context.Context, kind string) {
 		return
 	}
 	r.count(r.report.Faults, what)
+}
+
+// killAtRelease kills the agent of node as the volume, whose claim a user just deleted, is
+// released: amid its cleanup.
+func (r *run) killAtRelease(ctx context.Context, pvName, node string) {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		pv := &corev1.PersistentVolume{}
+		err := r.cfg.Client.Get(ctx, client.ObjectKey{Name: pvName}, pv)
+		if apierrors.IsNotFound(err) || err == nil && (pv.Status.Phase == corev1.VolumeReleased || pv.DeletionTimestamp != nil) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.crash(ctx, r.cfg.Cluster.Agent(node), faultAgent, faultAgent+whileCleaningUp)
 }
 
 // agentTarget picks the node whose running agent to kill: preferably one that a claim waits on
