@@ -50,7 +50,7 @@ func (r *TServerReconciler) replacePodsWithoutClaims(ctx context.Context, ts *ta
 	if sts == nil || sts.UID == "" || len(sts.Spec.VolumeClaimTemplates) == 0 ||
 		sts.Status.ObservedGeneration == sts.Generation && sts.Status.UpdatedReplicas >= sts.Status.Replicas &&
 			!slices.ContainsFunc(o.claims, func(pvc corev1.PersistentVolumeClaim) bool {
-				return pvc.Status.Phase != corev1.ClaimBound && slices.Contains(claimTemplateNames(sts), pvc.Labels[tarsv1beta1.LabelLocalVolume])
+				return pvc.Status.Phase != corev1.ClaimBound && keptReplicaClaim(sts, pvc.Name)
 			}) {
 		return nil
 	}
@@ -121,6 +121,13 @@ func (r *TServerReconciler) replacePodsWithoutClaims(ctx context.Context, ts *ta
 			pod.Name, strings.Join(missing, ", "), sts.Name)
 	}
 	return nil
+}
+
+// keptReplicaClaim says whether claim is one of the StatefulSet's templates for a replica it
+// keeps (a scaled-down replica's claim may stay Pending for good).
+func keptReplicaClaim(sts *appsv1.StatefulSet, claim string) bool {
+	template, ordinal, ok := claimOrdinal(claim, sts.Name)
+	return ok && ordinal < *sts.Spec.Replicas && slices.Contains(claimTemplateNames(sts), template)
 }
 
 // missingClaims are the claims of the StatefulSet's templates that the pod of that ordinal does

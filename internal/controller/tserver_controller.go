@@ -204,8 +204,9 @@ func (r *TServerReconciler) reconcileService(ctx context.Context, ts *tarsv1beta
 	case err != nil:
 		return err
 	case !metav1.IsControlledBy(existing, ts):
-		if adopted, err := r.adoptFromGoneOwner(ctx, ts, existing, "Service"); err != nil || !adopted {
-			if err == nil {
+		// Every field of a Service the controller sets may change: it can be adopted whatever it is.
+		if how, err := r.takeOverFromGoneOwner(ctx, ts, existing, "Service", true); err != nil || how != adopted {
+			if how == foreign {
 				r.conflict(ts, existing, "Service", o)
 			}
 			return err
@@ -249,11 +250,20 @@ func (r *TServerReconciler) reconcileStatefulSet(ctx context.Context, ts *tarsv1
 	case err != nil:
 		return err
 	case !metav1.IsControlledBy(existing, ts):
-		if adopted, err := r.adoptFromGoneOwner(ctx, ts, existing, "StatefulSet"); err != nil || !adopted {
-			if err == nil {
-				r.conflict(ts, existing, "StatefulSet", o)
-			}
+		// A StatefulSet's selector and service name never change: one of a server of another
+		// app or name cannot become this one's.
+		adoptable := equality.Semantic.DeepEqual(existing.Spec.Selector, desired.Spec.Selector) &&
+			existing.Spec.ServiceName == desired.Spec.ServiceName
+		how, err := r.takeOverFromGoneOwner(ctx, ts, existing, "StatefulSet", adoptable)
+		switch {
+		case err != nil:
 			return err
+		case how == foreign:
+			r.conflict(ts, existing, "StatefulSet", o)
+			return nil
+		case how == going:
+			o.recreating = true // its deletion brings us back
+			return nil
 		}
 	}
 
@@ -369,48 +379,81 @@ func (r *TServerReconciler) create(ctx context.Context, ts *tarsv1beta1.TServer,
 	return nil
 }
 
-// adoptFromGoneOwner makes obj the TServer's own when its controller is an earlier TServer of
-// the same name that no longer exists (a TServer deleted and created again), and says whether
-// it did. The garbage collector should have removed such an object, but can miss the owner's
-// deletion for good: an owner deleted and made again under its name while the collector's watch
-// was down (kube-apiserver or kube-controller-manager restarting) reaches it as an update, and
-// the object would stay in the TServer's way for ever (a chaos run found this). Taking it over
-// keeps its pods running; the reconcile then updates or re-creates it as for any change. The
-// API server must confirm that the TServer of that name is ts (so the owner, of another uid, is
-// gone: names are unique in a namespace and uids for ever), and the update carries the
-// object's resourceVersion. An object being deleted is left to its deletion.
-func (r *TServerReconciler) adoptFromGoneOwner(ctx context.Context, ts *tarsv1beta1.TServer, obj client.Object,
-	kind string) (bool, error) {
+// takeover is what takeOverFromGoneOwner made of an object of a TServer's name that the
+// TServer does not control.
+type takeover int
+
+const (
+	// foreign: someone else's, left alone.
+	foreign takeover = iota
+	// adopted: the TServer's own now.
+	adopted
+	// going: being deleted, or deleted now; the TServer makes its own once it is gone.
+	going
+)
+
+// takeOverFromGoneOwner takes over obj when its controller is an earlier TServer of the same
+// name that no longer exists (a TServer deleted and created again). The garbage collector
+// should have removed such an object, but can miss the owner's deletion for good: an owner
+// deleted and made again under its name while the collector's watch was down (kube-apiserver or
+// kube-controller-manager restarting) reaches it as an update, and the object would stay in the
+// TServer's way for ever (a chaos run found this). An adoptable object is adopted, its pods
+// kept running; the reconcile then updates or re-creates it as for any change. One that cannot
+// become the TServer's (a StatefulSet of another app or server: its selector never changes) is
+// deleted as the collector would have, in the background, with UID and resourceVersion
+// preconditions. Either needs the API server to confirm that the TServer of that name is ts and
+// is not being deleted (so the owner, of another uid, is gone: names are unique in a namespace
+// and uids for ever); while the cache is behind, it returns an error to be tried again.
+func (r *TServerReconciler) takeOverFromGoneOwner(ctx context.Context, ts *tarsv1beta1.TServer, obj client.Object,
+	kind string, adoptable bool) (takeover, error) {
 	ref := metav1.GetControllerOf(obj)
-	if ref == nil || ref.Kind != "TServer" || ref.Name != ts.Name || ref.UID == ts.UID ||
-		!obj.GetDeletionTimestamp().IsZero() {
-		return false, nil
+	if ref == nil || ref.Kind != "TServer" || ref.Name != ts.Name || ref.UID == ts.UID {
+		return foreign, nil
 	}
 	if gv, err := schema.ParseGroupVersion(ref.APIVersion); err != nil || gv.Group != tarsv1beta1.GroupVersion.Group {
-		return false, nil
+		return foreign, nil
+	}
+	if !obj.GetDeletionTimestamp().IsZero() {
+		return going, nil
 	}
 	now := &tarsv1beta1.TServer{}
 	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(ts), now); err != nil {
-		return false, client.IgnoreNotFound(err)
+		return going, client.IgnoreNotFound(err) // not found: this TServer is gone too
 	}
-	if now.UID != ts.UID {
-		return false, nil // the cache is behind; a later reconcile sees the TServer as it is
+	if now.UID != ts.UID || !now.DeletionTimestamp.IsZero() {
+		return going, fmt.Errorf("%s %s names TServer uid %s as its controller; the cache has uid %s and the API server uid %s "+
+			"(deleting: %t), so the cache is behind: trying again", kind, obj.GetName(), ref.UID, ts.UID, now.UID,
+			!now.DeletionTimestamp.IsZero())
+	}
+	log := logf.FromContext(ctx)
+	if !adoptable {
+		rv, uid := obj.GetResourceVersion(), obj.GetUID()
+		err := r.Delete(ctx, obj, client.PropagationPolicy(metav1.DeletePropagationBackground),
+			client.Preconditions{UID: &uid, ResourceVersion: &rv})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return going, err // a conflict: the next reconcile sees it as it is
+		}
+		log.Info("Deleted the "+kind+" of an earlier TServer of this name, which cannot become this one's", "name",
+			obj.GetName(), "formerOwnerUID", ref.UID)
+		r.Recorder.Eventf(ts, obj, corev1.EventTypeNormal, "Deleted"+kind, "Delete",
+			"Deleted %s %s, left behind by an earlier TServer of this name (uid %s) that the garbage collector has not "+
+				"removed, and made for another server; this TServer makes its own", kind, obj.GetName(), ref.UID)
+		return going, nil
 	}
 	obj.SetOwnerReferences(slices.DeleteFunc(obj.GetOwnerReferences(), func(o metav1.OwnerReference) bool {
 		return o.UID == ref.UID
 	}))
 	if err := controllerutil.SetControllerReference(ts, obj, r.Scheme); err != nil {
-		return false, err
+		return going, err
 	}
 	if err := r.Update(ctx, obj); err != nil {
-		return false, err // a conflict or a deletion meanwhile: the next reconcile sees it as it is
+		return going, err // a conflict or a deletion meanwhile: the next reconcile sees it as it is
 	}
-	logf.FromContext(ctx).Info("Adopted the "+kind+" of an earlier TServer of this name", "name", obj.GetName(),
-		"formerOwnerUID", ref.UID)
+	log.Info("Adopted the "+kind+" of an earlier TServer of this name", "name", obj.GetName(), "formerOwnerUID", ref.UID)
 	r.Recorder.Eventf(ts, obj, corev1.EventTypeNormal, "Adopted"+kind, "Adopt",
 		"Adopted %s %s, left behind by an earlier TServer of this name (uid %s) that the garbage collector has not removed",
 		kind, obj.GetName(), ref.UID)
-	return true, nil
+	return adopted, nil
 }
 
 // conflict reports an object that has a TServer's name but is not the TServer's: it is never

@@ -547,6 +547,23 @@ var _ = Describe("TServer controller", func() {
 		Eventually(eventReasons(ns), timeout, interval).Should(ContainElements("AdoptedStatefulSet", "AdoptedService"))
 		Eventually(conditionOf(ts, ConditionReady), timeout, interval).ShouldNot(HaveField("Reason", "Conflict"))
 
+		By("made again for server TarsLog, whose selector the StatefulSet cannot take: deleted, as the collector would, and made anew")
+		Expect(k8sClient.Delete(ctx, ts)).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), &tarsv1beta1.TServer{}))
+		}, timeout, interval).Should(BeTrue())
+		renamed := tarslogIn(ns)
+		renamed.Spec.Server = "TarsLog" // the same TServer name, lower(app)-lower(server)
+		Expect(k8sClient.Create(ctx, renamed)).To(Succeed())
+		Eventually(func(g Gomega) {
+			got := &appsv1.StatefulSet{}
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(renamed), got)).To(Succeed())
+			g.Expect(got.UID).NotTo(Equal(sts.UID))
+			g.Expect(metav1.GetControllerOf(got)).To(HaveField("UID", renamed.UID))
+			g.Expect(got.Spec.Selector.MatchLabels).To(HaveKeyWithValue(tarsv1beta1.LabelServerName, "TarsLog"))
+		}, timeout, interval).Should(Succeed())
+		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement("DeletedStatefulSet"))
+
 		By("a StatefulSet controlled by a TServer of another name stays someone else's")
 		other := tarslogIn(newNamespace())
 		other.Name, other.Spec.Server = "tars-other", "other"
