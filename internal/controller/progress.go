@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -81,37 +82,66 @@ func onlyProgress(old, status *tarsv1beta1.TServerStatus) bool {
 	return true
 }
 
-// statusWrites remembers when each TServer's status was last written, to space out the writes
-// that only report progress. A manager that starts afresh counts from each TServer's creation.
+// statusWrites remembers, for each TServer, when its status was last written (to space out the
+// writes that only report progress) and what was written: until the cache shows that write, the
+// controller computes and compares against it, not against the cache's older status. Otherwise a
+// status computed equal to the cache's (a replica lost and back while the TServer's watch was
+// down, as when kube-apiserver restarts) would not be written over the one last stored, and a
+// status change is no event that reconciles a TServer: its status would stay wrong for good (a
+// chaos run found a server at "2 of 3 replicas ready" ten minutes after all three were). A manager
+// that starts afresh counts from each TServer's creation and trusts the cache.
 type statusWrites struct {
 	mu   sync.Mutex
-	last map[types.NamespacedName]time.Time
+	last map[types.NamespacedName]statusWrite
 }
 
-// delay is how long to hold back writing status over the one the TServer ts has: zero to write
-// now.
-func (w *statusWrites) delay(ts *tarsv1beta1.TServer, status *tarsv1beta1.TServerStatus, interval time.Duration,
+// statusWrite is a status written: when, over which object (uid) and resourceVersion it left.
+type statusWrite struct {
+	at     time.Time
+	uid    types.UID
+	rv     string
+	status *tarsv1beta1.TServerStatus
+}
+
+// stored is the status the TServer ts has in the API server as far as the controller knows:
+// its last write, when the cache still shows another status at another resourceVersion (it has
+// not seen the write yet); else the cache's.
+func (w *statusWrites) stored(ts *tarsv1beta1.TServer) tarsv1beta1.TServerStatus {
+	w.mu.Lock()
+	last, ok := w.last[client.ObjectKeyFromObject(ts)]
+	w.mu.Unlock()
+	if ok && last.status != nil && last.uid == ts.UID && last.rv != ts.ResourceVersion &&
+		!equality.Semantic.DeepEqual(*last.status, ts.Status) {
+		return *last.status.DeepCopy()
+	}
+	return *ts.Status.DeepCopy()
+}
+
+// delay is how long to hold back writing status over stored, the one the TServer ts has: zero
+// to write now.
+func (w *statusWrites) delay(ts *tarsv1beta1.TServer, stored, status *tarsv1beta1.TServerStatus, interval time.Duration,
 	now time.Time) time.Duration {
-	if interval <= 0 || !onlyProgress(&ts.Status, status) {
+	if interval <= 0 || !onlyProgress(stored, status) {
 		return 0
 	}
 	w.mu.Lock()
 	last, ok := w.last[client.ObjectKeyFromObject(ts)]
 	w.mu.Unlock()
+	at := last.at
 	if !ok {
-		last = ts.CreationTimestamp.Time
+		at = ts.CreationTimestamp.Time
 	}
-	return max(0, last.Add(interval).Sub(now))
+	return max(0, at.Add(interval).Sub(now))
 }
 
-// wrote records a status write of the TServer key at now.
-func (w *statusWrites) wrote(key types.NamespacedName, now time.Time) {
+// wrote records a status write at now: ts as the API server returned it.
+func (w *statusWrites) wrote(ts *tarsv1beta1.TServer, now time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.last == nil {
-		w.last = map[types.NamespacedName]time.Time{}
+		w.last = map[types.NamespacedName]statusWrite{}
 	}
-	w.last[key] = now
+	w.last[client.ObjectKeyFromObject(ts)] = statusWrite{at: now, uid: ts.UID, rv: ts.ResourceVersion, status: ts.Status.DeepCopy()}
 }
 
 // forget drops what is remembered of the TServer key, once it is gone.

@@ -17,12 +17,21 @@ limitations under the License.
 package controller
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 )
@@ -105,29 +114,93 @@ func TestStatusWritesDelay(t *testing.T) {
 	const interval = 10 * time.Second
 	var w statusWrites
 
-	if got := w.delay(ts, &rolling, interval, created.Add(2*time.Second)); got != 8*time.Second {
+	if got := w.delay(ts, &ts.Status, &rolling, interval, created.Add(2*time.Second)); got != 8*time.Second {
 		t.Errorf("first progress 2s after creation: delay %s, want 8s (counted from creation)", got)
 	}
-	if got := w.delay(ts, &rolling, interval, created.Add(12*time.Second)); got != 0 {
+	if got := w.delay(ts, &ts.Status, &rolling, interval, created.Add(12*time.Second)); got != 0 {
 		t.Errorf("first progress 12s after creation: delay %s, want 0", got)
 	}
-	if got := w.delay(ts, &rolling, 0, created.Add(time.Second)); got != 0 {
+	if got := w.delay(ts, &ts.Status, &rolling, 0, created.Add(time.Second)); got != 0 {
 		t.Errorf("interval 0: delay %s, want 0", got)
 	}
 
-	w.wrote(key, created.Add(12*time.Second))
 	ts.Status = rolling
+	w.wrote(ts, created.Add(12*time.Second))
 	moreReady := status("False", "ReplicasNotReady", "False", "ClaimsPending", 2)
-	if got := w.delay(ts, &moreReady, interval, created.Add(15*time.Second)); got != 7*time.Second {
+	if got := w.delay(ts, &ts.Status, &moreReady, interval, created.Add(15*time.Second)); got != 7*time.Second {
 		t.Errorf("progress 3s after the last write: delay %s, want 7s", got)
 	}
 	bound := status("False", "ReplicasNotReady", "True", "AllClaimsBound", 2)
-	if got := w.delay(ts, &bound, interval, created.Add(15*time.Second)); got != 0 {
+	if got := w.delay(ts, &ts.Status, &bound, interval, created.Add(15*time.Second)); got != 0 {
 		t.Errorf("claims bound 3s after the last write: delay %s, want 0 (news)", got)
 	}
 
 	w.forget(key)
-	if got := w.delay(ts, &moreReady, interval, created.Add(15*time.Second)); got != 0 {
+	if got := w.delay(ts, &ts.Status, &moreReady, interval, created.Add(15*time.Second)); got != 0 {
 		t.Errorf("after forget, 15s after creation: delay %s, want 0", got)
+	}
+}
+
+// TestStatusWrittenOverAStaleCache has the cache miss the controller's last status write (a
+// replica lost), then the replica come back: the status computed equals the cache's but not the
+// one stored, and is written.
+func TestStatusWrittenOverAStaleCache(t *testing.T) {
+	ctx := context.Background()
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = tarsv1beta1.AddToScheme(scheme)
+	ts := sample(t, "tars-tarslog.yaml")
+	ts.Namespace, ts.UID = "default", "uid-1"
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(ts).WithStatusSubresource(ts).Build()
+	r := &TServerReconciler{Client: c, Scheme: scheme, Recorder: events.NewFakeRecorder(100)}
+	withReady := func(n int32) *observed {
+		sts := buildStatefulSet(ts)
+		sts.Status = appsv1.StatefulSetStatus{ObservedGeneration: sts.Generation, Replicas: 2, ReadyReplicas: n,
+			CurrentReplicas: 2, UpdatedReplicas: 2}
+		return &observed{statefulSet: sts}
+	}
+	read := func() *tarsv1beta1.TServer {
+		got := &tarsv1beta1.TServer{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(ts), got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	ready := func(ts *tarsv1beta1.TServer) metav1.ConditionStatus {
+		return meta.FindStatusCondition(ts.Status.Conditions, ConditionReady).Status
+	}
+
+	if _, err := r.updateStatus(ctx, read(), withReady(2)); err != nil {
+		t.Fatal(err)
+	}
+	stale := read() // all ready: what the cache keeps showing
+	if ready(stale) != metav1.ConditionTrue {
+		t.Fatalf("Ready = %s with both replicas ready", ready(stale))
+	}
+	if _, err := r.updateStatus(ctx, read(), withReady(1)); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); ready(got) != metav1.ConditionFalse || got.Status.ReadyReplicas != 1 {
+		t.Fatalf("after a replica was lost: Ready %s, %d ready", ready(got), got.Status.ReadyReplicas)
+	}
+	if _, err := r.updateStatus(ctx, stale.DeepCopy(), withReady(2)); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); ready(got) != metav1.ConditionTrue || got.Status.ReadyReplicas != 2 {
+		t.Fatalf("the replica back, computed over a cache that missed its loss: stored Ready %s, %d ready",
+			ready(got), got.Status.ReadyReplicas)
+	}
+
+	// A TServer made again under the name starts from its own status.
+	var w statusWrites
+	written := read()
+	w.wrote(written, time.Now())
+	if got := w.stored(stale); !equality.Semantic.DeepEqual(got, written.Status) {
+		t.Error("a stale cache: stored() is not the status written")
+	}
+	again := stale.DeepCopy()
+	again.UID = "uid-2"
+	if got := w.stored(again); !equality.Semantic.DeepEqual(got, again.Status) {
+		t.Error("another TServer of the name: stored() is not its own status")
 	}
 }

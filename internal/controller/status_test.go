@@ -26,7 +26,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 )
@@ -224,8 +223,8 @@ func TestComputeStatusReportsVolumeProblems(t *testing.T) {
 		t.Error("onlyProgress() = true for a status reporting a missing volume directory")
 	}
 	var w statusWrites
-	w.wrote(client.ObjectKeyFromObject(ts), ts.CreationTimestamp.Time)
-	if d := w.delay(ts, &status, DefaultProgressInterval, ts.CreationTimestamp.Time); d != 0 {
+	w.wrote(ts, ts.CreationTimestamp.Time)
+	if d := w.delay(ts, &ts.Status, &status, DefaultProgressInterval, ts.CreationTimestamp.Time); d != 0 {
 		t.Errorf("a status reporting a missing volume directory was held back %s", d)
 	}
 }

@@ -573,23 +573,26 @@ func (r *TServerReconciler) deleteUnusedClaims(ctx context.Context, ts *tarsv1be
 // a change that only reports progress is held back until ProgressInterval after the last write,
 // and held says how long that is.
 func (r *TServerReconciler) updateStatus(ctx context.Context, ts *tarsv1beta1.TServer, o *observed) (held time.Duration, err error) {
-	status := computeStatus(ts, o)
-	if equality.Semantic.DeepEqual(status, ts.Status) {
+	// What the API server has: the cache's status, or the last one written if the cache has not
+	// seen it yet.
+	old := ts.DeepCopy()
+	old.Status = r.statusWrites.stored(ts)
+	status := computeStatus(old, o)
+	if equality.Semantic.DeepEqual(status, old.Status) {
 		return 0, nil
 	}
 	now := time.Now()
-	if wait := r.statusWrites.delay(ts, &status, r.ProgressInterval, now); wait > 0 {
+	if wait := r.statusWrites.delay(ts, &old.Status, &status, r.ProgressInterval, now); wait > 0 {
 		return wait, nil
 	}
-	// A merge patch, not an update: the controller is the status' only writer, and a TServer
-	// read from the cache may be a version behind.
-	old := ts.DeepCopy()
+	// A merge patch from the stored status, not an update: the controller is the status' only
+	// writer, and a TServer read from the cache may be a version behind.
 	patch := client.MergeFrom(old)
 	ts.Status = status
 	if err := r.Status().Patch(ctx, ts, patch); err != nil {
 		return 0, err
 	}
-	r.statusWrites.wrote(client.ObjectKeyFromObject(ts), now)
+	r.statusWrites.wrote(ts, now)
 	r.reportProblems(ctx, ts, &old.Status)
 	return 0, nil
 }

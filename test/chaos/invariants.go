@@ -29,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -364,7 +365,8 @@ func (k *checker) waitConverged(ctx context.Context, start time.Time, timeout ti
 				return 0, fmt.Errorf("reading the TServers: %w", err)
 			}
 			for name, why := range problems {
-				k.violation(EveryServerConverge, name, fmt.Sprintf("TServer %s did not converge within %s: %s", name, timeout, why))
+				k.violation(EveryServerConverge, name, fmt.Sprintf("TServer %s did not converge within %s: %s (%s)", name,
+					timeout, why, k.diagnose(ctx, name)))
 			}
 			return 0, nil
 		}
@@ -374,6 +376,32 @@ func (k *checker) waitConverged(ctx context.Context, start time.Time, timeout ti
 		case <-time.After(sampleInterval):
 		}
 	}
+}
+
+// diagnose says what the StatefulSet of the TServer name and its pods report, to tell a status
+// that is behind from a replica that is not there.
+func (k *checker) diagnose(ctx context.Context, name string) string {
+	key := client.ObjectKey{Namespace: k.r.cfg.Namespace, Name: name}
+	var b strings.Builder
+	sts := &appsv1.StatefulSet{}
+	if err := k.r.cfg.Client.Get(ctx, key, sts); err != nil {
+		fmt.Fprintf(&b, "StatefulSet: %v", err)
+	} else {
+		st := sts.Status
+		fmt.Fprintf(&b, "StatefulSet uid %s generation %d observed %d, replicas %d/%d ready %d updated %d, revisions %s/%s",
+			sts.UID, sts.Generation, st.ObservedGeneration, st.Replicas, *sts.Spec.Replicas, st.ReadyReplicas,
+			st.UpdatedReplicas, st.CurrentRevision, st.UpdateRevision)
+	}
+	var pods corev1.PodList
+	if err := k.r.cfg.Client.List(ctx, &pods, client.InNamespace(key.Namespace)); err == nil {
+		for _, pod := range pods.Items {
+			if strings.HasPrefix(pod.Name, name+"-") {
+				fmt.Fprintf(&b, "; pod %s %s ready %t on %q, deleting %t, revision %s", pod.Name, pod.Status.Phase,
+					podReady(&pod), pod.Spec.NodeName, pod.DeletionTimestamp != nil, pod.Labels[appsv1.ControllerRevisionHashLabelKey])
+			}
+		}
+	}
+	return b.String()
 }
 
 // problems says, for each TServer that has not converged, the first thing that is not as it
