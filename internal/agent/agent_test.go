@@ -783,7 +783,8 @@ var _ = Describe("The node agent", func() {
 			got, err := getPV(pv.Name)()
 			return got.Spec.PersistentVolumeReclaimPolicy, err
 		}, timeout, interval).Should(Equal(corev1.PersistentVolumeReclaimRetain))
-		Expect(pvEventReasons(pv.Name)()).To(ContainElement("RetainedExistingData"))
+		// Events are sent in the background: the policy can be seen before its event.
+		Eventually(pvEventReasons(pv.Name), timeout, interval).Should(ContainElement("RetainedExistingData"))
 		Eventually(pvGone(pv.Name), timeout, interval).Should(BeTrue(), "collected after the grace period")
 		Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
 	})
