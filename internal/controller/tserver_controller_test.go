@@ -380,7 +380,7 @@ var _ = Describe("TServer controller", func() {
 		})
 		Eventually(podExists(pod0), timeout, interval).Should(BeFalse())
 		Consistently(podExists(pod1), 2*waitInterval, interval).Should(BeTrue(), "replaced while replica 0 is down")
-		Expect(eventReasons(ns)()).To(ContainElement("ReplacingPod"))
+		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement("ReplacingPod"))
 
 		By("replica 0 back with both volumes, not ready yet: replica 1 waits; ready: it goes")
 		pod0 = podOf(sts, 0, false, true, "remote-log-dir", "data")
