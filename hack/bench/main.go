@@ -215,12 +215,7 @@ type bench struct {
 }
 
 func run(ctx context.Context, o options) ([]result, error) {
-	nodes := make([]localcluster.Node, 0, o.nodes)
-	for i := range o.nodes {
-		nodes = append(nodes, localcluster.Node{Name: fmt.Sprintf("node-%d", i+1), Labels: map[string]string{
-			"tars.io/node": "true", tarsv1beta1.LabelSupportLocalVolume: "true",
-		}})
-	}
+	nodes := localcluster.TarsNodes(o.nodes)
 	fmt.Printf("Starting a local cluster with %d nodes (kube-controller-manager QPS %d)...\n", o.nodes, localcluster.ControllerManagerQPS)
 	opts := localcluster.Options{
 		BinaryDir:    o.binDir,

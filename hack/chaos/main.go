@@ -117,13 +117,9 @@ func main() {
 // run starts the cluster, the manager and the agents, and runs each seed.
 func run(ctx context.Context, o options) ([]seedRun, error) {
 	logPath := filepath.Join(o.stateDir, "chaos.log")
-	nodes := make([]localcluster.Node, 0, o.nodes)
-	for i := range o.nodes {
-		name := fmt.Sprintf("node-%d", i+1)
-		o.cfg.Nodes = append(o.cfg.Nodes, name)
-		nodes = append(nodes, localcluster.Node{Name: name, Labels: map[string]string{
-			"tars.io/node": "true", tarsv1beta1.LabelSupportLocalVolume: "true",
-		}})
+	nodes := localcluster.TarsNodes(o.nodes)
+	for _, n := range nodes {
+		o.cfg.Nodes = append(o.cfg.Nodes, n.Name)
 	}
 	fmt.Printf("Starting a local cluster with %d nodes, the manager and %d agents (state in %s)...\n", o.nodes, o.nodes, o.stateDir)
 	cluster, err := localcluster.Start(ctx, localcluster.Options{

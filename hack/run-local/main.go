@@ -31,7 +31,6 @@ import (
 	"syscall"
 	"time"
 
-	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 	"github.com/tserver-operator/tserver-operator/internal/localcluster"
 )
 
@@ -78,12 +77,7 @@ func main() {
 
 func run(ctx context.Context, o options) (err error) {
 	start := time.Now()
-	nodes := make([]localcluster.Node, 0, o.nodes)
-	for i := range o.nodes {
-		nodes = append(nodes, localcluster.Node{Name: fmt.Sprintf("node-%d", i+1), Labels: map[string]string{
-			"tars.io/node": "true", tarsv1beta1.LabelSupportLocalVolume: "true",
-		}})
-	}
+	nodes := localcluster.TarsNodes(o.nodes)
 	fmt.Printf("Starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and %d simulated nodes...\n",
 		o.nodes)
 	cluster, err := localcluster.Start(ctx, localcluster.Options{

@@ -37,6 +37,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
+
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 )
 
 // kwokNodeAnnotation marks the nodes kwok simulates.
@@ -62,6 +64,19 @@ type Node struct {
 	Name string
 	// Labels are further labels.
 	Labels map[string]string
+}
+
+// TarsNodes are n simulated nodes, node-1 to node-n, labelled tars.io/node (where the agent
+// DaemonSet runs) and tars.io/SupportLocalVolume (where data volumes may live), as `make run`,
+// the bench and the chaos runs have them.
+func TarsNodes(n int) []Node {
+	nodes := make([]Node, 0, n)
+	for i := range n {
+		nodes = append(nodes, Node{Name: fmt.Sprintf("node-%d", i+1), Labels: map[string]string{
+			"tars.io/node": "true", tarsv1beta1.LabelSupportLocalVolume: "true",
+		}})
+	}
+	return nodes
 }
 
 // HostRoot is where the host root of node lives on this machine: StateDir/nodes/<node>/host-mount.
