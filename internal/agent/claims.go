@@ -73,6 +73,11 @@ func (r *ClaimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 // provision makes the directory, then the volume, of a pending claim whose pod the scheduler
 // put on this node (volume.kubernetes.io/selected-node). The volume is bound to the claim from
 // the start, as external provisioners do; the PV controller completes the binding.
+//
+// The node is judged for the pod, not the claim alone: a volume made for one claim pins the pod
+// to this node, so none is made while another node-local claim of the pod could not have its
+// volume here (its server's volume of this node serving another replica, say); the scheduler
+// then looks for a node for the whole pod again.
 func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentVolumeClaim) error {
 	if pvc.Annotations[volumehelpers.AnnSelectedNode] != r.NodeName {
 		return nil // not scheduled yet, or on another node
@@ -92,22 +97,6 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 		log.Info("StorageClass is not the operator's: not provisioning", "storageClass", sc.Name, "provisioner", sc.Provisioner)
 		return nil
 	}
-	node, err := r.node(ctx)
-	if err != nil {
-		return err
-	}
-	if !supportsLocalVolumes(node) {
-		// delay-bind volumes hold no data and may live anywhere; but only those of a TServer's
-		// own template, or any claim with that label could store data on such a node.
-		why, err := r.notDelayBind(ctx, pvc, g)
-		if err != nil {
-			return err
-		}
-		if why != "" {
-			return r.reschedule(ctx, pvc, fmt.Sprintf("the node is not labelled %s, and %s",
-				tarsv1beta1.LabelSupportLocalVolume, why))
-		}
-	}
 	own, err := ownershipOf(pvc)
 	if err != nil {
 		agentErrors.WithLabelValues(reasonInvalidAnnotations).Inc()
@@ -115,25 +104,25 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 			"Node %s cannot provision a volume: invalid ownership annotation: %v", r.NodeName, err)
 		return nil // nothing changes until the claim does
 	}
-
-	name := r.volumeName(g)
-	existing := &corev1.PersistentVolume{}
-	err = r.Get(ctx, client.ObjectKey{Name: name}, existing)
-	switch {
-	case err == nil:
-		return r.useExisting(ctx, pvc, existing, g)
-	case !apierrors.IsNotFound(err):
+	v, err := r.assess(ctx, pvc)
+	if err != nil {
 		return err
 	}
-	if g.volume != tarsv1beta1.DelayBindVolumeName {
-		why, err := r.diskInDoubt(ctx, "")
-		if err != nil {
+	if v.refuse == nil {
+		if v.refuse, err = r.podRefused(ctx, pvc); err != nil {
 			return err
 		}
-		if why != "" {
-			return r.reschedule(ctx, pvc, why)
-		}
 	}
+	if v.refuse != nil {
+		return r.reschedule(ctx, pvc, *v.refuse)
+	}
+	switch {
+	case v.bind:
+		return r.bindExisting(ctx, pvc, v.existing)
+	case v.existing != nil:
+		return nil // made for this claim already, or on its way out: its change brings the claim back
+	}
+
 	r.dirChange.RLock() // until the volume is made
 	defer r.dirChange.RUnlock()
 	res, err := r.Root.Ensure(g.dir(), own)
@@ -154,14 +143,21 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 		if apierrors.IsAlreadyExists(err) {
 			// Not in this node's cache yet: made by an earlier attempt, or a volume of that name
 			// for another node, class or group.
-			if err := r.APIReader.Get(ctx, client.ObjectKey{Name: name}, existing); err != nil {
+			existing := &corev1.PersistentVolume{}
+			if err := r.APIReader.Get(ctx, client.ObjectKey{Name: pv.Name}, existing); err != nil {
 				return client.IgnoreNotFound(err)
 			}
-			return r.useExisting(ctx, pvc, existing, g)
+			switch v := r.judgeExisting(pvc, existing, g); {
+			case v.refuse != nil:
+				return r.reschedule(ctx, pvc, *v.refuse)
+			case v.bind:
+				return r.bindExisting(ctx, pvc, existing)
+			}
+			return nil
 		}
 		agentErrors.WithLabelValues(reasonCreateVolume).Inc()
 		r.Recorder.Eventf(pvc, nil, corev1.EventTypeWarning, "ProvisioningFailed", "Provision",
-			"Node %s cannot create PersistentVolume %s: %v", r.NodeName, name, err)
+			"Node %s cannot create PersistentVolume %s: %v", r.NodeName, pv.Name, err)
 		return err
 	}
 	r.markBound(ctx, pv)
@@ -178,9 +174,180 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 	// No event: it would cost an API write per volume and say nothing the volume does not.
 	// Failures are events.
 	volumesProvisioned.Inc()
-	log.Info("Provisioned PersistentVolume", "pv", name, "path", pv.Spec.Local.Path, "directory", how,
+	log.Info("Provisioned PersistentVolume", "pv", pv.Name, "path", pv.Spec.Local.Path, "directory", how,
 		"ownership", own.String())
 	return nil
+}
+
+// refusal is why this node cannot give a claim a volume, with the reason it counts under in
+// tserver_agent_errors_total ("" for none).
+type refusal struct {
+	why, reason string
+}
+
+func refuse(reason, format string, args ...any) *refusal {
+	return &refusal{why: fmt.Sprintf(format, args...), reason: reason}
+}
+
+// verdict is what this node can do for a pending claim scheduled on it: refuse it, bind it the
+// volume of its group that exists here, wait for that volume (made for the claim already, or on
+// its way out), or, with no volume of its group here, make one.
+type verdict struct {
+	refuse   *refusal
+	existing *corev1.PersistentVolume
+	bind     bool
+}
+
+// assess judges whether this node can give pending claim pvc a volume. It changes nothing, so it
+// serves for the other claims of pvc's pod as well as for pvc.
+func (r *ClaimReconciler) assess(ctx context.Context, pvc *corev1.PersistentVolumeClaim) (verdict, error) {
+	g, _ := groupOf(pvc.Namespace, pvc.Labels)
+	node, err := r.node(ctx)
+	if err != nil {
+		return verdict{}, err
+	}
+	if !supportsLocalVolumes(node) {
+		// delay-bind volumes hold no data and may live anywhere; but only those of a TServer's
+		// own template, or any claim with that label could store data on such a node.
+		why, err := r.notDelayBind(ctx, pvc, g)
+		if err != nil {
+			return verdict{}, err
+		}
+		if why != "" {
+			return verdict{refuse: refuse("", "the node is not labelled %s, and %s", tarsv1beta1.LabelSupportLocalVolume, why)}, nil
+		}
+	}
+	existing := &corev1.PersistentVolume{}
+	err = r.Get(ctx, client.ObjectKey{Name: r.volumeName(g)}, existing)
+	switch {
+	case err == nil:
+		return r.judgeExisting(pvc, existing, g), nil
+	case !apierrors.IsNotFound(err):
+		return verdict{}, err
+	}
+	if g.volume != tarsv1beta1.DelayBindVolumeName {
+		why, err := r.diskInDoubt(ctx, "")
+		if err != nil {
+			return verdict{}, err
+		}
+		if why != "" {
+			return verdict{refuse: refuse("", "%s", why)}, nil
+		}
+	}
+	return verdict{}, nil
+}
+
+// judgeExisting judges a volume that already has the name the claim's group gets on this node:
+// it must become the claim's. An unused one of its group is bound to it; one that this node
+// cannot give the claim refuses it.
+func (r *ClaimReconciler) judgeExisting(pvc *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume, g group) verdict {
+	other, _ := groupOf(pvc.Namespace, pv.Labels)
+	sameGroup := other == g && pv.Spec.StorageClassName == r.StorageClassName &&
+		pv.Labels[corev1.LabelHostname] == r.Hostname && r.relativePath(pv) == g.dir()
+	ref := pv.Spec.ClaimRef
+	v := verdict{existing: pv}
+	switch {
+	case !sameGroup:
+		v.refuse = refuse(reasonCollision, "PersistentVolume %s already exists for something else "+
+			"(path %v, labels %v); it is left alone", pv.Name, localPath(pv), pv.Labels)
+	case pv.Status.Phase == corev1.VolumeReleased && pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete:
+		v.refuse = refuse(reasonRetained, "volume %s keeps the retained data of an earlier claim in %s. "+
+			"To give that data to this claim, make the volume available again "+
+			"(kubectl patch pv %s --type=json -p '[{\"op\":\"remove\",\"path\":\"/spec/claimRef\"}]'): "+
+			"it is then bound to the next claim of its server scheduled here, and keeps reclaim policy Retain",
+			pv.Name, localPath(pv), pv.Name)
+	case ref != nil && ref.UID == pvc.UID:
+		// made for this claim already; the PV controller binds them
+	case ref == nil && pv.DeletionTimestamp.IsZero() &&
+		(pv.Status.Phase == corev1.VolumeAvailable || pv.Status.Phase == corev1.VolumePending):
+		_, err := r.Root.Ownership(r.relativePath(pv))
+		if errors.Is(err, fs.ErrNotExist) && pv.Labels[tarsv1beta1.LabelLocalVolume] != tarsv1beta1.DelayBindVolumeName {
+			// Its data, if any, is not where it should be (a disk not mounted?): binding it now could
+			// give the claim an empty directory, and later the data under the wrong reclaim policy.
+			v.refuse = refuse("", "the directory %s of its volume %s is missing", localPath(pv), pv.Name)
+		}
+		v.bind = v.refuse == nil
+	case pv.Status.Phase == corev1.VolumeReleased && r.cleanupRefused(pv.Name) != "":
+		v.refuse = refuse("", "released volume %s of this server is in the way, and its cleanup was refused: %s",
+			pv.Name, r.cleanupRefused(pv.Name))
+	case ref != nil && ref.Namespace == pvc.Namespace && ref.Name == pvc.Name,
+		!pv.DeletionTimestamp.IsZero(), pv.Status.Phase == corev1.VolumeReleased:
+		// The volume of an earlier claim of this name, or one on its way out: once it is cleaned
+		// up, its deletion brings the claim back.
+	case ref == nil:
+		v.refuse = refuse("", "its volume %s of this server is %s and names no claim", pv.Name, pv.Status.Phase)
+	default:
+		v.refuse = refuse("", "its volume %s of this server already serves claim %s/%s: "+
+			"each replica of a server needs a node of its own", pv.Name, ref.Namespace, ref.Name)
+	}
+	return v
+}
+
+// podRefused judges this node for the other pending node-local claims of pvc's pod: the reason
+// the first of them that it cannot serve gives, or nil. A claim of no pod (made by hand; its pod
+// gone) is judged alone. The pod is read from the API server: the agent caches no pods, and the
+// scheduler writes the claims' selected node one after the other, so a claim of the pod may not
+// name this node yet.
+func (r *ClaimReconciler) podRefused(ctx context.Context, pvc *corev1.PersistentVolumeClaim) (*refusal, error) {
+	g, _ := groupOf(pvc.Namespace, pvc.Labels)
+	podName, ok := strings.CutPrefix(pvc.Name, g.volume+"-") // a StatefulSet's claim: <template>-<pod>
+	if !ok {
+		return nil, nil
+	}
+	pod := &corev1.Pod{}
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: pvc.Namespace, Name: podName}, pod); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	claims := podClaims(pod)
+	if !slices.Contains(claims, pvc.Name) || (pod.Spec.NodeName != "" && pod.Spec.NodeName != r.NodeName) {
+		return nil, nil // not the pod of this claim, or one bound elsewhere: the scheduler decides
+	}
+	for _, name := range claims {
+		if name == pvc.Name {
+			continue
+		}
+		other, err := r.claim(ctx, client.ObjectKey{Namespace: pvc.Namespace, Name: name})
+		if apierrors.IsNotFound(err) {
+			continue // the StatefulSet controller makes it before the pod can be scheduled
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !r.waitsForVolume(other) {
+			continue // bound already: the scheduler chose the node for it
+		}
+		v, err := r.assess(ctx, other)
+		if err != nil {
+			return nil, err
+		}
+		if v.refuse != nil {
+			return refuse(v.refuse.reason, "claim %s of the same pod %s cannot have its volume on this node: %s",
+				name, pod.Name, v.refuse.why), nil
+		}
+	}
+	return nil, nil
+}
+
+// podClaims lists the claims a pod's volumes name.
+func podClaims(pod *corev1.Pod) []string {
+	var claims []string
+	for _, vol := range pod.Spec.Volumes {
+		if vol.PersistentVolumeClaim != nil {
+			claims = append(claims, vol.PersistentVolumeClaim.ClaimName)
+		}
+	}
+	return claims
+}
+
+// claim reads a claim from the cache, or from the API server when the cache does not hold it
+// (one not scheduled on this node).
+func (r *ClaimReconciler) claim(ctx context.Context, key client.ObjectKey) (*corev1.PersistentVolumeClaim, error) {
+	pvc := &corev1.PersistentVolumeClaim{}
+	err := r.Get(ctx, key, pvc)
+	if apierrors.IsNotFound(err) {
+		err = r.APIReader.Get(ctx, key, pvc)
+	}
+	return pvc, err
 }
 
 // markBound sets the phase of a volume the agent has just made, bound to its claim (a claimRef
@@ -194,49 +361,6 @@ func (r *ClaimReconciler) markBound(ctx context.Context, pv *corev1.PersistentVo
 	pv.Status.Phase = corev1.VolumeBound
 	if err := r.Status().Update(ctx, pv); err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
 		logf.FromContext(ctx).Error(err, "Failed to mark a new PersistentVolume Bound; the PV controller will", "pv", pv.Name)
-	}
-}
-
-// useExisting handles a volume that already has the name the claim's group gets on this node: it
-// must become the claim's. An unused one of its group is bound to it; one that this node cannot
-// give the claim hands the claim back to the scheduler.
-func (r *ClaimReconciler) useExisting(ctx context.Context, pvc *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume,
-	g group) error {
-	other, _ := groupOf(pvc.Namespace, pv.Labels)
-	sameGroup := other == g && pv.Spec.StorageClassName == r.StorageClassName &&
-		pv.Labels[corev1.LabelHostname] == r.Hostname && r.relativePath(pv) == g.dir()
-	ref := pv.Spec.ClaimRef
-	switch {
-	case !sameGroup:
-		agentErrors.WithLabelValues(reasonCollision).Inc()
-		return r.reschedule(ctx, pvc, fmt.Sprintf("PersistentVolume %s already exists for something else "+
-			"(path %v, labels %v); it is left alone", pv.Name, localPath(pv), pv.Labels))
-	case pv.Status.Phase == corev1.VolumeReleased && pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete:
-		agentErrors.WithLabelValues(reasonRetained).Inc()
-		return r.reschedule(ctx, pvc, fmt.Sprintf("volume %s keeps the retained data of an earlier claim in %s. "+
-			"To give that data to this claim, make the volume available again "+
-			"(kubectl patch pv %s --type=json -p '[{\"op\":\"remove\",\"path\":\"/spec/claimRef\"}]'): "+
-			"it is then bound to the next claim of its server scheduled here, and keeps reclaim policy Retain",
-			pv.Name, localPath(pv), pv.Name))
-	case ref != nil && ref.UID == pvc.UID:
-		return nil // made for this claim already; the PV controller binds them
-	case ref == nil && pv.DeletionTimestamp.IsZero() &&
-		(pv.Status.Phase == corev1.VolumeAvailable || pv.Status.Phase == corev1.VolumePending):
-		return r.bindExisting(ctx, pvc, pv)
-	case pv.Status.Phase == corev1.VolumeReleased && r.cleanupRefused(pv.Name) != "":
-		return r.reschedule(ctx, pvc, fmt.Sprintf("released volume %s of this server is in the way, and its cleanup "+
-			"was refused: %s", pv.Name, r.cleanupRefused(pv.Name)))
-	case ref != nil && ref.Namespace == pvc.Namespace && ref.Name == pvc.Name,
-		!pv.DeletionTimestamp.IsZero(), pv.Status.Phase == corev1.VolumeReleased:
-		// The volume of an earlier claim of this name, or one on its way out: once it is cleaned
-		// up, its deletion brings the claim back.
-		return nil
-	case ref == nil:
-		return r.reschedule(ctx, pvc, fmt.Sprintf("its volume %s of this server is %s and names no claim",
-			pv.Name, pv.Status.Phase))
-	default:
-		return r.reschedule(ctx, pvc, fmt.Sprintf("its volume %s of this server already serves claim %s/%s: "+
-			"each replica of a server needs a node of its own", pv.Name, ref.Namespace, ref.Name))
 	}
 }
 
@@ -256,11 +380,6 @@ func (r *ClaimReconciler) bindExisting(ctx context.Context, pvc *corev1.Persiste
 		return err
 	}
 	dataVolume := pv.Labels[tarsv1beta1.LabelLocalVolume] != tarsv1beta1.DelayBindVolumeName
-	if _, err := r.Root.Ownership(r.relativePath(pv)); errors.Is(err, fs.ErrNotExist) && dataVolume {
-		// Its data, if any, is not where it should be (a disk not mounted?): binding it now could
-		// give the claim an empty directory, and later the data under the wrong reclaim policy.
-		return r.reschedule(ctx, pvc, fmt.Sprintf("the directory %s of its volume %s is missing", localPath(pv), pv.Name))
-	}
 	held, err := r.Root.HoldsData(r.relativePath(pv))
 	if err != nil {
 		return err
@@ -289,7 +408,11 @@ func (r *ClaimReconciler) bindExisting(ctx context.Context, pvc *corev1.Persiste
 // reschedule hands a claim whose pod was scheduled on this node back to the scheduler, as
 // external provisioners do: without the selected-node annotation, the scheduler looks for a node
 // for the pod again.
-func (r *ClaimReconciler) reschedule(ctx context.Context, pvc *corev1.PersistentVolumeClaim, why string) error {
+func (r *ClaimReconciler) reschedule(ctx context.Context, pvc *corev1.PersistentVolumeClaim, refused refusal) error {
+	if refused.reason != "" {
+		agentErrors.WithLabelValues(refused.reason).Inc()
+	}
+	why := refused.why
 	r.Recorder.Eventf(pvc, nil, corev1.EventTypeWarning, "ProvisioningFailed", "Provision",
 		"Node %s cannot provision a volume for this claim: %s; its pod is scheduled again", r.NodeName, why)
 	patch := client.MergeFromWithOptions(pvc.DeepCopy(), client.MergeFromWithOptimisticLock{})

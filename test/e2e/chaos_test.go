@@ -28,18 +28,11 @@ import (
 	"github.com/tserver-operator/tserver-operator/test/chaos"
 )
 
-// chaosSeed draws the short version's changes and faults. A fixed one, so that a failure is a
-// regression of the code, not another draw: seed 1796558895 (Ginkgo's, once) leaves a server
-// stuck, a known defect (a re-created server's new replica can get one claim provisioned on a
-// node whose volume of its other claim serves another replica, and is pinned there); `make
-// chaos` draws many more.
-const chaosSeed = 1
-
 // The short version of `make chaos`: a few servers changed by users while every kind of fault
-// hits, at times and targets drawn from chaosSeed.
+// hits, at times and targets drawn from Ginkgo's seed (rerun one with --ginkgo.seed).
 var _ = Describe("Faults during a rollout", func() {
 	It("converges after agents, the manager and kube-controller-manager are killed and kube-apiserver restarts, losing nothing", func() {
-		seed := uint64(chaosSeed)
+		seed := uint64(GinkgoRandomSeed())
 		report, err := chaos.Run(ctx, chaos.Config{
 			Cluster: cluster, Client: k8sClient, Namespace: fmt.Sprintf("chaos-e2e-%d", seed),
 			Nodes: eligibleNodes, Servers: 3, Replicas: 2, Volumes: 1, Changes: 8, Window: 30 * time.Second, Seed: seed,
