@@ -342,17 +342,6 @@ func tserverStatefulSet(ns string) {
 	Expect(k8sClient.Create(ctx, sts)).To(Succeed())
 }
 
-// podOf creates the pod of a StatefulSet that mounts claims, not scheduled yet.
-func podOf(ns, name string, claims ...*corev1.PersistentVolumeClaim) {
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "server", Image: "tars"}}}}
-	for _, pvc := range claims {
-		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: pvc.Labels[tarsv1beta1.LabelLocalVolume],
-			VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: pvc.Name}}})
-	}
-	Expect(k8sClient.Create(ctx, pod)).To(Succeed())
-}
-
 var _ = Describe("The node agent", func() {
 	var ns string
 	BeforeEach(func() { ns = newNamespace() })
@@ -481,11 +470,11 @@ var _ = Describe("The node agent", func() {
 	It("provisions none of a pod's claims on a node that cannot serve them all, whichever the scheduler names first", func() {
 		tserverStatefulSet(ns)
 		first := newClaim(ns, "remote-log-dir", 1, seedOwnership)
-		bind(first, provisioned(first, "node-a"))
-		By("a new replica scheduled on the node of replica 1's volume: its delay-bind claim named first")
+		firstPV := provisioned(first, "node-a")
+		bind(first, firstPV)
+		By("a new replica scheduled on the node of replica 1's volume, its delay-bind claim named first (its pod gone since)")
 		delayBind := newClaim(ns, tarsv1beta1.DelayBindVolumeName, 2, nil)
 		data := newClaim(ns, "remote-log-dir", 2, seedOwnership)
-		podOf(ns, "tars-tarslog-2", delayBind, data)
 		schedule(delayBind, "node-a")
 		Eventually(selectedNode(delayBind), timeout, interval).Should(BeEmpty())
 		Expect(eventNotes("PersistentVolumeClaim", delayBind.Name, "ProvisioningFailed")()).To(ContainElement(
@@ -494,9 +483,18 @@ var _ = Describe("The node agent", func() {
 		Eventually(selectedNode(data), timeout, interval).Should(BeEmpty())
 		Consistently(pvExists(volumeOn("node-a", ns, tarsv1beta1.DelayBindVolumeName)), time.Second, interval).Should(BeFalse())
 
-		By("and both made on a node that can serve them")
-		provisioned(data, "node-b")
-		provisioned(delayBind, "node-b")
+		By("nor while replica 1's volume is being deleted: it stays while its claim is used")
+		Expect(k8sClient.Delete(ctx, firstPV)).To(Succeed())
+		schedule(delayBind, "node-a")
+		Eventually(selectedNode(delayBind), timeout, interval).Should(BeEmpty())
+		Consistently(pvExists(volumeOn("node-a", ns, tarsv1beta1.DelayBindVolumeName)), time.Second, interval).Should(BeFalse())
+
+		By("and both made on a node that can serve them; the first made is not handed back when the node changes")
+		delayBindPV := provisioned(delayBind, "node-b")
+		other := newClaim(ns, "remote-log-dir", 0, seedOwnership)
+		bind(other, provisioned(other, "node-b"))
+		setPhase(delayBindPV.Name, corev1.VolumeAvailable) // any change of the volume brings its claim back
+		Consistently(selectedNode(delayBind), time.Second, interval).Should(Equal("node-b"))
 	})
 
 	It("repairs a bound volume's directory changed behind its back, and applies new annotations", func() {

@@ -97,6 +97,13 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 		log.Info("StorageClass is not the operator's: not provisioning", "storageClass", sc.Name, "provisioner", sc.Provisioner)
 		return nil
 	}
+	v, err := r.assess(ctx, pvc)
+	if err != nil {
+		return err
+	}
+	if v.refuse != nil {
+		return r.reschedule(ctx, pvc, *v.refuse)
+	}
 	own, err := ownershipOf(pvc)
 	if err != nil {
 		agentErrors.WithLabelValues(reasonInvalidAnnotations).Inc()
@@ -104,23 +111,21 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 			"Node %s cannot provision a volume: invalid ownership annotation: %v", r.NodeName, err)
 		return nil // nothing changes until the claim does
 	}
-	v, err := r.assess(ctx, pvc)
+	if v.mine {
+		return nil // made for this claim already; the PV controller binds them
+	}
+	refused, err := r.podRefused(ctx, pvc)
 	if err != nil {
 		return err
 	}
-	if v.refuse == nil {
-		if v.refuse, err = r.podRefused(ctx, pvc); err != nil {
-			return err
-		}
-	}
-	if v.refuse != nil {
-		return r.reschedule(ctx, pvc, *v.refuse)
+	if refused != nil {
+		return r.reschedule(ctx, pvc, *refused)
 	}
 	switch {
 	case v.bind:
 		return r.bindExisting(ctx, pvc, v.existing)
 	case v.existing != nil:
-		return nil // made for this claim already, or on its way out: its change brings the claim back
+		return nil // on its way out: its deletion brings the claim back
 	}
 
 	r.dirChange.RLock() // until the volume is made
@@ -190,12 +195,14 @@ func refuse(reason, format string, args ...any) *refusal {
 }
 
 // verdict is what this node can do for a pending claim scheduled on it: refuse it, bind it the
-// volume of its group that exists here, wait for that volume (made for the claim already, or on
-// its way out), or, with no volume of its group here, make one.
+// volume of its group that exists here, leave it to the PV controller (the volume is made for it
+// already), wait for that volume to go (it will, by itself: released for its cleanup, say), or,
+// with no volume of its group here, make one.
 type verdict struct {
 	refuse   *refusal
 	existing *corev1.PersistentVolume
 	bind     bool
+	mine     bool
 }
 
 // assess judges whether this node can give pending claim pvc a volume. It changes nothing, so it
@@ -245,35 +252,36 @@ func (r *ClaimReconciler) judgeExisting(pvc *corev1.PersistentVolumeClaim, pv *c
 	sameGroup := other == g && pv.Spec.StorageClassName == r.StorageClassName &&
 		pv.Labels[corev1.LabelHostname] == r.Hostname && r.relativePath(pv) == g.dir()
 	ref := pv.Spec.ClaimRef
+	released := pv.Status.Phase == corev1.VolumeReleased
+	// A volume still naming an earlier claim of this name (gone: the name is this claim's) is
+	// released as soon as the PV controller sees it.
+	earlier := ref != nil && ref.UID != pvc.UID && ref.Namespace == pvc.Namespace && ref.Name == pvc.Name
 	v := verdict{existing: pv}
 	switch {
 	case !sameGroup:
 		v.refuse = refuse(reasonCollision, "PersistentVolume %s already exists for something else "+
 			"(path %v, labels %v); it is left alone", pv.Name, localPath(pv), pv.Labels)
-	case pv.Status.Phase == corev1.VolumeReleased && pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete:
+	case (released || earlier) && pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete:
 		v.refuse = refuse(reasonRetained, "volume %s keeps the retained data of an earlier claim in %s. "+
 			"To give that data to this claim, make the volume available again "+
 			"(kubectl patch pv %s --type=json -p '[{\"op\":\"remove\",\"path\":\"/spec/claimRef\"}]'): "+
 			"it is then bound to the next claim of its server scheduled here, and keeps reclaim policy Retain",
 			pv.Name, localPath(pv), pv.Name)
 	case ref != nil && ref.UID == pvc.UID:
-		// made for this claim already; the PV controller binds them
+		v.mine = true
 	case ref == nil && pv.DeletionTimestamp.IsZero() &&
 		(pv.Status.Phase == corev1.VolumeAvailable || pv.Status.Phase == corev1.VolumePending):
-		_, err := r.Root.Ownership(r.relativePath(pv))
-		if errors.Is(err, fs.ErrNotExist) && pv.Labels[tarsv1beta1.LabelLocalVolume] != tarsv1beta1.DelayBindVolumeName {
-			// Its data, if any, is not where it should be (a disk not mounted?): binding it now could
-			// give the claim an empty directory, and later the data under the wrong reclaim policy.
+		if r.dataDirectoryMissing(pv) {
 			v.refuse = refuse("", "the directory %s of its volume %s is missing", localPath(pv), pv.Name)
 		}
 		v.bind = v.refuse == nil
-	case pv.Status.Phase == corev1.VolumeReleased && r.cleanupRefused(pv.Name) != "":
+	case released && r.cleanupRefused(pv.Name) != "":
 		v.refuse = refuse("", "released volume %s of this server is in the way, and its cleanup was refused: %s",
 			pv.Name, r.cleanupRefused(pv.Name))
-	case ref != nil && ref.Namespace == pvc.Namespace && ref.Name == pvc.Name,
-		!pv.DeletionTimestamp.IsZero(), pv.Status.Phase == corev1.VolumeReleased:
-		// The volume of an earlier claim of this name, or one on its way out: once it is cleaned
-		// up, its deletion brings the claim back.
+	case released, earlier, ref == nil && !pv.DeletionTimestamp.IsZero():
+		// On its way out by itself: cleaned up (reclaim policy Delete), or deleted unbound. Its
+		// deletion brings the claim back. A volume being deleted that another claim still holds
+		// is not: it stays while that claim's pod uses it.
 	case ref == nil:
 		v.refuse = refuse("", "its volume %s of this server is %s and names no claim", pv.Name, pv.Status.Phase)
 	default:
@@ -283,71 +291,49 @@ func (r *ClaimReconciler) judgeExisting(pvc *corev1.PersistentVolumeClaim, pv *c
 	return v
 }
 
-// podRefused judges this node for the other pending node-local claims of pvc's pod: the reason
-// the first of them that it cannot serve gives, or nil. A claim of no pod (made by hand; its pod
-// gone) is judged alone. The pod is read from the API server: the agent caches no pods, and the
-// scheduler writes the claims' selected node one after the other, so a claim of the pod may not
-// name this node yet.
+// dataDirectoryMissing says whether the directory of data volume pv is missing: its data, if any,
+// is not where it should be (a disk not mounted?), and binding the volume now could give a claim
+// an empty directory, and later the data under the wrong reclaim policy.
+func (a *Agent) dataDirectoryMissing(pv *corev1.PersistentVolume) bool {
+	_, err := a.Root.Ownership(a.relativePath(pv))
+	return errors.Is(err, fs.ErrNotExist) && pv.Labels[tarsv1beta1.LabelLocalVolume] != tarsv1beta1.DelayBindVolumeName
+}
+
+// podRefused judges this node for the other pending node-local claims of pvc's pod, whether or
+// not they name this node yet (the scheduler writes them one after the other) and whether or not
+// the pod still exists (it comes back with the same claims): the refusal the first of them that
+// this node cannot serve gets, or nil. The pod's claims are those of the same server named
+// <their volume>-<pod>, as a StatefulSet names them, listed from the API server: the cache holds
+// only the claims that name this node. A claim of no StatefulSet's naming is judged alone.
 func (r *ClaimReconciler) podRefused(ctx context.Context, pvc *corev1.PersistentVolumeClaim) (*refusal, error) {
 	g, _ := groupOf(pvc.Namespace, pvc.Labels)
-	podName, ok := strings.CutPrefix(pvc.Name, g.volume+"-") // a StatefulSet's claim: <template>-<pod>
+	pod, ok := strings.CutPrefix(pvc.Name, g.volume+"-")
 	if !ok {
 		return nil, nil
 	}
-	pod := &corev1.Pod{}
-	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: pvc.Namespace, Name: podName}, pod); err != nil {
-		return nil, client.IgnoreNotFound(err)
+	list := &corev1.PersistentVolumeClaimList{}
+	if err := r.APIReader.List(ctx, list, client.InNamespace(pvc.Namespace), client.MatchingLabels{
+		tarsv1beta1.LabelServerApp: g.app, tarsv1beta1.LabelServerName: g.server,
+	}); err != nil {
+		return nil, err
 	}
-	claims := podClaims(pod)
-	if !slices.Contains(claims, pvc.Name) || (pod.Spec.NodeName != "" && pod.Spec.NodeName != r.NodeName) {
-		return nil, nil // not the pod of this claim, or one bound elsewhere: the scheduler decides
-	}
-	for _, name := range claims {
-		if name == pvc.Name {
-			continue
-		}
-		other, err := r.claim(ctx, client.ObjectKey{Namespace: pvc.Namespace, Name: name})
-		if apierrors.IsNotFound(err) {
-			continue // the StatefulSet controller makes it before the pod can be scheduled
-		}
-		if err != nil {
-			return nil, err
-		}
-		if !r.waitsForVolume(other) {
-			continue // bound already: the scheduler chose the node for it
+	for i := range list.Items {
+		other := &list.Items[i]
+		og, _ := groupOf(other.Namespace, other.Labels)
+		if other.UID == pvc.UID || other.Name != og.volume+"-"+pod || !r.waitsForVolume(other) {
+			continue // not of the pod; bound already (the scheduler chose the node for it), or going
 		}
 		v, err := r.assess(ctx, other)
 		if err != nil {
 			return nil, err
 		}
 		if v.refuse != nil {
-			return refuse(v.refuse.reason, "claim %s of the same pod %s cannot have its volume on this node: %s",
-				name, pod.Name, v.refuse.why), nil
+			// Counted once, under its own claim.
+			return refuse("", "claim %s of the same pod %s cannot have its volume on this node: %s",
+				other.Name, pod, v.refuse.why), nil
 		}
 	}
 	return nil, nil
-}
-
-// podClaims lists the claims a pod's volumes name.
-func podClaims(pod *corev1.Pod) []string {
-	var claims []string
-	for _, vol := range pod.Spec.Volumes {
-		if vol.PersistentVolumeClaim != nil {
-			claims = append(claims, vol.PersistentVolumeClaim.ClaimName)
-		}
-	}
-	return claims
-}
-
-// claim reads a claim from the cache, or from the API server when the cache does not hold it
-// (one not scheduled on this node).
-func (r *ClaimReconciler) claim(ctx context.Context, key client.ObjectKey) (*corev1.PersistentVolumeClaim, error) {
-	pvc := &corev1.PersistentVolumeClaim{}
-	err := r.Get(ctx, key, pvc)
-	if apierrors.IsNotFound(err) {
-		err = r.APIReader.Get(ctx, key, pvc)
-	}
-	return pvc, err
 }
 
 // markBound sets the phase of a volume the agent has just made, bound to its claim (a claimRef
@@ -378,6 +364,9 @@ func (r *ClaimReconciler) bindExisting(ctx context.Context, pvc *corev1.Persiste
 	bound, _, err := volumehelpers.GetBindVolumeToClaim(pv, pvc)
 	if err != nil {
 		return err
+	}
+	if r.dataDirectoryMissing(pv) { // again: the disk may have gone since the verdict
+		return r.reschedule(ctx, pvc, refusal{why: fmt.Sprintf("the directory %s of its volume %s is missing", localPath(pv), pv.Name)})
 	}
 	dataVolume := pv.Labels[tarsv1beta1.LabelLocalVolume] != tarsv1beta1.DelayBindVolumeName
 	held, err := r.Root.HoldsData(r.relativePath(pv))

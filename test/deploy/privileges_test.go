@@ -222,9 +222,9 @@ func runAgentThroughItsWork(t *testing.T, c *agentCluster, node string) {
 		}
 	}
 
-	// Provisioning: get pods (uncached: the claim's pod, whose other claims must fit the node
-	// too), create persistentvolumes, then update persistentvolumes/status (Bound). Informers
-	// list and watch claims, volumes, the node and the StorageClass.
+	// Provisioning: create persistentvolumes, then update persistentvolumes/status (Bound).
+	// Informers list and watch claims, volumes, the node and the StorageClass; the claims of
+	// the claim's pod are listed from the API server (list persistentvolumeclaims).
 	provisioned := claim("data-shop-cart-0", "cart", "data", nil)
 	pvName := tarsv1beta1.LocalVolumeName(ns, "data", app, "cart", node, sc)
 	until("provisioned a Bound volume", func() bool {
