@@ -28,7 +28,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
-	"github.com/tserver-operator/tserver-operator/internal/controller"
 )
 
 const scenarioWriteCost = "5 status write cost"
@@ -94,7 +93,7 @@ func (b *bench) writeCost(ctx context.Context) ([]result, error) {
 			ts := &tarsv1beta1.TServer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: names[i%writeCostObjects]}}
 			patch := fmt.Sprintf(`{"status":{"readyReplicas":%d,"conditions":[{"type":%q,"status":"False","reason":"ReplicasNotReady",`+
 				`"message":"%d of %d replicas ready","lastTransitionTime":"2026-12-03T00:00:00Z","observedGeneration":1}]}}`,
-				i, controller.ConditionReady, i, i+1)
+				i, tarsv1beta1.ConditionReady, i, i+1)
 			return b.c.Status().Patch(ctx, ts, client.RawPatch(types.MergePatchType, []byte(patch)))
 		},
 		"ConfigMap": func(i int) error {

@@ -22,6 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 )
 
 var (
@@ -47,7 +49,7 @@ var (
 )
 
 func init() {
-	for _, reason := range []string{ReasonNodeDeleted, ReasonNodeOutOfService} {
+	for _, reason := range []string{tarsv1beta1.ReasonNodeDeleted, tarsv1beta1.ReasonNodeOutOfService} {
 		replicasFreed.WithLabelValues(reason)
 	}
 	metrics.Registry.MustRegister(replicasFreed, lostVolumesDeleted, replicasWaiting)
@@ -85,7 +87,7 @@ func (w *waitingReplicas) Describe(ch chan<- *prometheus.Desc) { ch <- w.desc }
 // Collect implements prometheus.Collector.
 func (w *waitingReplicas) Collect(ch chan<- prometheus.Metric) {
 	w.mu.Lock()
-	totals := map[string]int{ReasonNodeNotReady: 0, ReasonNodeOutOfServiceButReady: 0, ReasonNodeDeleted: 0, ReasonNodeLossPolicyWait: 0}
+	totals := map[string]int{tarsv1beta1.ReasonNodeNotReady: 0, tarsv1beta1.ReasonNodeOutOfServiceButReady: 0, tarsv1beta1.ReasonNodeDeleted: 0, tarsv1beta1.ReasonNodeLossPolicyWait: 0}
 	for _, counts := range w.byServer {
 		for reason, n := range counts {
 			totals[reason] += n

@@ -57,25 +57,6 @@ import (
 // replica is freed.
 const DefaultNodeLossGrace = 2 * time.Minute
 
-// Reasons of the NodesAvailable condition, also the reason label of the node-loss metrics.
-const (
-	// ReasonAllNodesAvailable: no replica is held to a node that is gone or not Ready.
-	ReasonAllNodesAvailable = "AllNodesAvailable"
-	// ReasonNodeNotReady: a replica is held to a node that is not Ready; nothing is freed.
-	ReasonNodeNotReady = "NodeNotReady"
-	// ReasonNodeOutOfServiceButReady: a replica's node is tainted out-of-service but Ready, which
-	// contradicts the taint; nothing is freed while it is Ready.
-	ReasonNodeOutOfServiceButReady = "NodeOutOfServiceButReady"
-	// ReasonNodeDeleted: a replica's Node object is deleted; it is freed once NodeLossGrace has
-	// passed.
-	ReasonNodeDeleted = "NodeDeleted"
-	// ReasonNodeLossPolicyWait: a replica's node is gone, and the server's nodeLossPolicy is
-	// Wait.
-	ReasonNodeLossPolicyWait = "NodeLossPolicyWait"
-	// ReasonNodeOutOfService: a replica was freed from a node tainted out-of-service.
-	ReasonNodeOutOfService = "NodeOutOfService"
-)
-
 // claimNodeIndex indexes node-local claims by the node the scheduler picked for them, to find
 // the servers a Node's change concerns.
 const claimNodeIndex = "tars.nodeName"
@@ -116,7 +97,7 @@ const (
 // nodeState is a node's verdict, why, and since when.
 type nodeState struct {
 	verdict nodeVerdict
-	reason  string    // a NodesAvailable reason; for nodeGone, ReasonNodeDeleted or ReasonNodeOutOfService
+	reason  string    // a NodesAvailable reason; for nodeGone, tarsv1beta1.ReasonNodeDeleted or tarsv1beta1.ReasonNodeOutOfService
 	since   time.Time // when the node went not Ready, or was first missed; zero if unknown
 	freeAt  time.Time // for a deleted node within the grace: when its replicas are freed
 }
@@ -144,11 +125,11 @@ func judgeNode(node *corev1.Node, missedSince time.Time, grace time.Duration, no
 		}
 		switch {
 		case !notReady:
-			return nodeState{verdict: nodeWaiting, reason: ReasonNodeDeleted, since: missedSince}
+			return nodeState{verdict: nodeWaiting, reason: tarsv1beta1.ReasonNodeDeleted, since: missedSince}
 		case now.Sub(missedSince) >= grace:
-			return nodeState{verdict: nodeGone, reason: ReasonNodeDeleted, since: missedSince}
+			return nodeState{verdict: nodeGone, reason: tarsv1beta1.ReasonNodeDeleted, since: missedSince}
 		}
-		return nodeState{verdict: nodeWaiting, reason: ReasonNodeDeleted, since: missedSince, freeAt: missedSince.Add(grace)}
+		return nodeState{verdict: nodeWaiting, reason: tarsv1beta1.ReasonNodeDeleted, since: missedSince, freeAt: missedSince.Add(grace)}
 	}
 	var since time.Time
 	if ready != nil {
@@ -157,11 +138,11 @@ func judgeNode(node *corev1.Node, missedSince time.Time, grace time.Duration, no
 	outOfService := slices.ContainsFunc(node.Spec.Taints, func(t corev1.Taint) bool { return t.Key == corev1.TaintNodeOutOfService })
 	switch {
 	case outOfService && notReady:
-		return nodeState{verdict: nodeGone, reason: ReasonNodeOutOfService, since: since}
+		return nodeState{verdict: nodeGone, reason: tarsv1beta1.ReasonNodeOutOfService, since: since}
 	case outOfService:
-		return nodeState{verdict: nodeWaiting, reason: ReasonNodeOutOfServiceButReady, since: since}
+		return nodeState{verdict: nodeWaiting, reason: tarsv1beta1.ReasonNodeOutOfServiceButReady, since: since}
 	case notReady:
-		return nodeState{verdict: nodeWaiting, reason: ReasonNodeNotReady, since: since}
+		return nodeState{verdict: nodeWaiting, reason: tarsv1beta1.ReasonNodeNotReady, since: since}
 	}
 	return nodeState{verdict: nodeAvailable}
 }
@@ -237,7 +218,7 @@ type nodeWait struct {
 // reason is the NodesAvailable reason of the wait.
 func (w nodeWait) reason() string {
 	if w.policyWait {
-		return ReasonNodeLossPolicyWait
+		return tarsv1beta1.ReasonNodeLossPolicyWait
 	}
 	return w.state.reason
 }
@@ -469,7 +450,7 @@ func (r *TServerReconciler) freeReplica(ctx context.Context, ts *tarsv1beta1.TSe
 
 	replica := fmt.Sprintf("%s-%d", ts.Name, pin.ordinal)
 	why := fmt.Sprintf("node %s is gone (its Node object was deleted %s ago)", pin.node, now.Sub(state.since).Round(time.Second))
-	if state.reason == ReasonNodeOutOfService {
+	if state.reason == tarsv1beta1.ReasonNodeOutOfService {
 		why = fmt.Sprintf("node %s is tainted %s and not Ready", pin.node, corev1.TaintNodeOutOfService)
 	}
 	note := fmt.Sprintf("Freed replica %s: %s; it starts on another node with new, empty volumes", replica, why)
@@ -767,36 +748,6 @@ func volumePath(pv *corev1.PersistentVolume) string {
 	return "?"
 }
 
-// nodesAvailable says whether any replica waits on a node that is gone or not Ready, which, since
-// when, and what an administrator can do.
-func nodesAvailable(ts *tarsv1beta1.TServer, waits []nodeWait) metav1.Condition {
-	c := metav1.Condition{Type: ConditionNodesAvailable, ObservedGeneration: ts.Generation}
-	if len(waits) == 0 {
-		c.Status, c.Reason = metav1.ConditionTrue, ReasonAllNodesAvailable
-		c.Message = "no replica is held to a node that is gone or not Ready"
-		return c
-	}
-	// The most pressing reason names the condition: a replica that waits for a person first.
-	rank := []string{ReasonNodeLossPolicyWait, ReasonNodeDeleted, ReasonNodeOutOfService, ReasonNodeOutOfServiceButReady,
-		ReasonNodeNotReady}
-	c.Status, c.Reason = metav1.ConditionFalse, ReasonNodeNotReady
-	for _, reason := range rank {
-		if slices.ContainsFunc(waits, func(w nodeWait) bool { return w.reason() == reason }) {
-			c.Reason = reason
-			break
-		}
-	}
-	parts := make([]string, 0, min(len(waits), shownClaims))
-	for _, w := range waits[:min(len(waits), shownClaims)] {
-		parts = append(parts, fmt.Sprintf("replica %s-%d on node %s: %s", ts.Name, w.ordinal, w.node, w.explain()))
-	}
-	c.Message = fmt.Sprintf("%d replica(s) held to a node that is gone or not Ready: %s", len(waits), strings.Join(parts, "; "))
-	if len(waits) > shownClaims {
-		c.Message += fmt.Sprintf(" and %d more", len(waits)-shownClaims)
-	}
-	return c
-}
-
 // explain says what a wait is and what an administrator can do about it.
 func (w nodeWait) explain() string {
 	since := ""
@@ -808,23 +759,23 @@ func (w nodeWait) explain() string {
 	}
 	const act = "taint it " + corev1.TaintNodeOutOfService + "=nodeshutdown:NoExecute or delete its Node object"
 	switch w.reason() {
-	case ReasonNodeLossPolicyWait:
+	case tarsv1beta1.ReasonNodeLossPolicyWait:
 		what := "the node is gone"
 		if w.state.verdict != nodeGone {
 			what = "the Node object is deleted"
 		}
 		return what + " (" + w.state.reason + since + ") and nodeLossPolicy is Wait: the replica waits for the " +
 			"node to come back; to start it elsewhere with new, empty volumes, delete its claims and pod"
-	case ReasonNodeDeleted:
+	case tarsv1beta1.ReasonNodeDeleted:
 		if w.state.freeAt.IsZero() {
 			return "the Node object is being deleted" + since + " but the node is Ready; nothing is freed while it is"
 		}
 		return "the Node object is deleted" + since + "; the replica is freed at " +
 			w.state.freeAt.UTC().Format(time.RFC3339) + " unless the node registers again"
-	case ReasonNodeOutOfServiceButReady:
+	case tarsv1beta1.ReasonNodeOutOfServiceButReady:
 		return "the node is tainted " + corev1.TaintNodeOutOfService + " but Ready" + since +
 			"; nothing is freed while it is Ready"
-	case ReasonNodeOutOfService:
+	case tarsv1beta1.ReasonNodeOutOfService:
 		return "the node is out of service; its replica is being freed"
 	}
 	return "the node is not Ready" + since + " and may still run the replica, so nothing is moved; if the node is down, " + act

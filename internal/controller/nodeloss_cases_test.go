@@ -169,7 +169,7 @@ var _ = Describe("Node loss, odd cases", func() {
 		passGrace(ts)
 		Expect(untouched(p.claim)()).To(BeTrue())
 		time.Sleep(time.Second)
-		whileReady := conditionOf(ts, ConditionNodesAvailable)()
+		whileReady := conditionOf(ts, tarsv1beta1.ConditionNodesAvailable)()
 
 		By("deleting the Node: the grace starts now")
 		deleteLossNode(name)
@@ -252,11 +252,11 @@ var _ = Describe("Node loss, forged inputs", func() {
 func TestNodesAvailableReasonOfBlockedOutOfService(t *testing.T) {
 	ts := &tarsv1beta1.TServer{ObjectMeta: metav1.ObjectMeta{Name: "tars-tarslog"}}
 	c := nodesAvailable(ts, []nodeWait{{ordinal: 0, node: "n1",
-		state:   nodeState{verdict: nodeGone, reason: ReasonNodeOutOfService},
+		state:   nodeState{verdict: nodeGone, reason: tarsv1beta1.ReasonNodeOutOfService},
 		blocked: "volume v may also be on node n2, which is not gone"}})
-	if c.Reason != ReasonNodeOutOfService {
+	if c.Reason != tarsv1beta1.ReasonNodeOutOfService {
 		t.Errorf("reason = %s, want %s (the node is out of service, not merely NotReady); message %q", c.Reason,
-			ReasonNodeOutOfService, c.Message)
+			tarsv1beta1.ReasonNodeOutOfService, c.Message)
 	}
 }
 

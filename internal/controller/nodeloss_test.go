@@ -203,7 +203,7 @@ var _ = Describe("Node loss", func() {
 	})
 
 	It("frees a replica from a deleted Node once the grace has passed, and leaves the others alone", func() {
-		freedBefore := testutil.ToFloat64(replicasFreed.WithLabelValues(ReasonNodeDeleted))
+		freedBefore := testutil.ToFloat64(replicasFreed.WithLabelValues(tarsv1beta1.ReasonNodeDeleted))
 		registerNode(nodeA, corev1.ConditionTrue)
 		lost := registerNode(nodeB, corev1.ConditionTrue)
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
@@ -212,17 +212,17 @@ var _ = Describe("Node loss", func() {
 		keptPod := podOn(ts, 0, nodeA, kept)
 		freed := placeReplica(ts, "remote-log-dir", 1, nodeB, true)
 		freedPod := podOn(ts, 1, nodeB, freed)
-		Eventually(conditionOf(ts, ConditionNodesAvailable), timeout, interval).Should(And(Not(BeNil()),
-			HaveField("Status", metav1.ConditionTrue), HaveField("Reason", ReasonAllNodesAvailable)))
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionNodesAvailable), timeout, interval).Should(And(Not(BeNil()),
+			HaveField("Status", metav1.ConditionTrue), HaveField("Reason", tarsv1beta1.ReasonAllNodesAvailable)))
 
 		By("waiting out the grace after the Node is deleted, and saying so")
 		Expect(k8sClient.Delete(ctx, lost)).To(Succeed())
-		Eventually(conditionOf(ts, ConditionNodesAvailable), timeout, interval).Should(And(
-			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", ReasonNodeDeleted),
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionNodesAvailable), timeout, interval).Should(And(
+			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", tarsv1beta1.ReasonNodeDeleted),
 			HaveField("Message", ContainSubstring("replica tars-tarslog-1 on node "+nodeB)),
 			HaveField("Message", ContainSubstring("unless the node registers again")),
 			HaveField("Message", Not(ContainSubstring("tars-tarslog-0")))))
-		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement(ReasonNodeDeleted))
+		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement(tarsv1beta1.ReasonNodeDeleted))
 		Consistently(untouched(freed.claim), time.Second, interval).Should(BeTrue())
 		Expect(untouched(freed.volume)()).To(BeTrue())
 		Expect(untouched(freedPod)()).To(BeTrue())
@@ -246,13 +246,13 @@ var _ = Describe("Node loss", func() {
 		Eventually(eventNotes(ns, ts.Name, "FreedReplica"), timeout, interval).Should(ContainElement(And(
 			ContainSubstring("Freed replica tars-tarslog-1: node "+nodeB+" is gone"), ContainSubstring(where))))
 		Expect(eventNotes(ns, freed.claim.Name, "FreedReplica")()).To(ContainElement(ContainSubstring(where)))
-		Expect(testutil.ToFloat64(replicasFreed.WithLabelValues(ReasonNodeDeleted))).To(Equal(freedBefore + 1))
-		Eventually(conditionOf(ts, ConditionNodesAvailable), timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
+		Expect(testutil.ToFloat64(replicasFreed.WithLabelValues(tarsv1beta1.ReasonNodeDeleted))).To(Equal(freedBefore + 1))
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionNodesAvailable), timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
 
 		By("freeing nothing more, nor saying it again, on later reconciles")
 		passGrace(ts)
 		Expect(eventNotes(ns, ts.Name, "FreedReplica")()).To(HaveLen(1))
-		Expect(testutil.ToFloat64(replicasFreed.WithLabelValues(ReasonNodeDeleted))).To(Equal(freedBefore + 1))
+		Expect(testutil.ToFloat64(replicasFreed.WithLabelValues(tarsv1beta1.ReasonNodeDeleted))).To(Equal(freedBefore + 1))
 	})
 
 	It("frees nothing on a node that is only NotReady, and says which replica waits there since when", func() {
@@ -264,11 +264,11 @@ var _ = Describe("Node loss", func() {
 
 		setReady(node, corev1.ConditionUnknown)
 		since := node.Status.Conditions[0].LastTransitionTime.UTC().Format(time.RFC3339)
-		Eventually(conditionOf(ts, ConditionNodesAvailable), timeout, interval).Should(And(
-			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", ReasonNodeNotReady),
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionNodesAvailable), timeout, interval).Should(And(
+			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", tarsv1beta1.ReasonNodeNotReady),
 			HaveField("Message", ContainSubstring("replica tars-tarslog-0 on node "+nodeA+": the node is not Ready since "+since)),
 			HaveField("Message", ContainSubstring("taint it node.kubernetes.io/out-of-service=nodeshutdown:NoExecute or delete its Node"))))
-		Eventually(eventNotes(ns, ts.Name, ReasonNodeNotReady), timeout, interval).Should(ContainElement(ContainSubstring(nodeA)))
+		Eventually(eventNotes(ns, ts.Name, tarsv1beta1.ReasonNodeNotReady), timeout, interval).Should(ContainElement(ContainSubstring(nodeA)))
 
 		passGrace(ts)
 		passGrace(ts)
@@ -278,11 +278,11 @@ var _ = Describe("Node loss", func() {
 
 		By("turning true when the node is Ready again")
 		setReady(node, corev1.ConditionTrue)
-		Eventually(conditionOf(ts, ConditionNodesAvailable), timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionNodesAvailable), timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
 	})
 
 	It("frees at once on the out-of-service taint of a node that is not Ready, never while it is Ready", func() {
-		freedBefore := testutil.ToFloat64(replicasFreed.WithLabelValues(ReasonNodeOutOfService))
+		freedBefore := testutil.ToFloat64(replicasFreed.WithLabelValues(tarsv1beta1.ReasonNodeOutOfService))
 		node := registerNode(nodeA, corev1.ConditionTrue, corev1.Taint{
 			Key: corev1.TaintNodeOutOfService, Value: "nodeshutdown", Effect: corev1.TaintEffectNoExecute,
 		})
@@ -292,8 +292,8 @@ var _ = Describe("Node loss", func() {
 		pod := podOn(ts, 0, nodeA, p)
 
 		By("refusing while the tainted node is Ready")
-		Eventually(conditionOf(ts, ConditionNodesAvailable), timeout, interval).Should(And(
-			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", ReasonNodeOutOfServiceButReady)))
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionNodesAvailable), timeout, interval).Should(And(
+			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", tarsv1beta1.ReasonNodeOutOfServiceButReady)))
 		Consistently(untouched(p.claim), time.Second, interval).Should(BeTrue())
 
 		By("freeing without a grace once it is not Ready")
@@ -303,7 +303,7 @@ var _ = Describe("Node loss", func() {
 		Eventually(goneOrGoing(pod), timeout, interval).Should(BeTrue())
 		Eventually(eventNotes(ns, ts.Name, "FreedReplica"), timeout, interval).Should(ContainElement(
 			ContainSubstring("node " + nodeA + " is tainted node.kubernetes.io/out-of-service and not Ready")))
-		Expect(testutil.ToFloat64(replicasFreed.WithLabelValues(ReasonNodeOutOfService))).To(Equal(freedBefore + 1))
+		Expect(testutil.ToFloat64(replicasFreed.WithLabelValues(tarsv1beta1.ReasonNodeOutOfService))).To(Equal(freedBefore + 1))
 	})
 
 	It("keeps a replica of a server whose nodeLossPolicy is Wait, but frees a delay-bind claim that holds no data", func() {
@@ -322,13 +322,13 @@ var _ = Describe("Node loss", func() {
 		statefulSetOf(hostNet)
 		pinning := placeReplica(hostNet, tarsv1beta1.DelayBindVolumeName, 0, nodeA, true)
 
-		Eventually(conditionOf(ts, ConditionNodesAvailable), timeout, interval).Should(And(
-			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", ReasonNodeLossPolicyWait),
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionNodesAvailable), timeout, interval).Should(And(
+			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", tarsv1beta1.ReasonNodeLossPolicyWait),
 			HaveField("Message", ContainSubstring("nodeLossPolicy is Wait"))))
 		Eventually(goneOrGoing(pinning.claim), timeout, interval).Should(BeTrue())
 		Expect(untouched(waiting.claim)()).To(BeTrue())
 		Expect(untouched(waiting.volume)()).To(BeTrue())
-		Eventually(conditionOf(hostNet, ConditionNodesAvailable), timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
+		Eventually(conditionOf(hostNet, tarsv1beta1.ConditionNodesAvailable), timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
 	})
 
 	It("frees no replica whose volume a living node may hold, and finds the node of a claim that does not name it", func() {
@@ -357,7 +357,7 @@ var _ = Describe("Node loss", func() {
 		Eventually(goneOrGoing(found.volume), timeout, interval).Should(BeTrue())
 		Consistently(untouched(stray.claim), time.Second, interval).Should(BeTrue())
 		Expect(untouched(stray.volume)()).To(BeTrue())
-		Eventually(conditionOf(ts, ConditionNodesAvailable), timeout, interval).Should(And(
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionNodesAvailable), timeout, interval).Should(And(
 			HaveField("Status", metav1.ConditionFalse),
 			HaveField("Message", ContainSubstring("may be on node "+twin.Name+", which is not gone"))))
 	})
@@ -461,18 +461,18 @@ func TestJudgeNode(t *testing.T) {
 		reason  string
 	}{
 		{"Ready", node(corev1.ConditionTrue), now, nodeAvailable, ""},
-		{"NotReady", node(corev1.ConditionFalse), now, nodeWaiting, ReasonNodeNotReady},
-		{"Unknown", node(corev1.ConditionUnknown), now, nodeWaiting, ReasonNodeNotReady},
-		{"no Ready condition yet", node(""), now, nodeWaiting, ReasonNodeNotReady},
-		{"a taint of another key", node(corev1.ConditionFalse, corev1.Taint{Key: corev1.TaintNodeUnreachable}), now, nodeWaiting, ReasonNodeNotReady},
-		{"out-of-service but Ready", node(corev1.ConditionTrue, outOfService), now, nodeWaiting, ReasonNodeOutOfServiceButReady},
-		{"out-of-service and NotReady", node(corev1.ConditionFalse, outOfService), now, nodeGone, ReasonNodeOutOfService},
-		{"out-of-service and Unknown", node(corev1.ConditionUnknown, outOfService), now, nodeGone, ReasonNodeOutOfService},
-		{"deleted just now", nil, now, nodeWaiting, ReasonNodeDeleted},
-		{"deleted within the grace", nil, now.Add(-grace + time.Second), nodeWaiting, ReasonNodeDeleted},
-		{"deleted for the grace", nil, now.Add(-grace), nodeGone, ReasonNodeDeleted},
-		{"being deleted past the grace, not Ready", deleting, now, nodeGone, ReasonNodeDeleted},
-		{"being deleted past the grace but Ready (a finalizer holds it while it drains)", draining, now, nodeWaiting, ReasonNodeDeleted},
+		{"NotReady", node(corev1.ConditionFalse), now, nodeWaiting, tarsv1beta1.ReasonNodeNotReady},
+		{"Unknown", node(corev1.ConditionUnknown), now, nodeWaiting, tarsv1beta1.ReasonNodeNotReady},
+		{"no Ready condition yet", node(""), now, nodeWaiting, tarsv1beta1.ReasonNodeNotReady},
+		{"a taint of another key", node(corev1.ConditionFalse, corev1.Taint{Key: corev1.TaintNodeUnreachable}), now, nodeWaiting, tarsv1beta1.ReasonNodeNotReady},
+		{"out-of-service but Ready", node(corev1.ConditionTrue, outOfService), now, nodeWaiting, tarsv1beta1.ReasonNodeOutOfServiceButReady},
+		{"out-of-service and NotReady", node(corev1.ConditionFalse, outOfService), now, nodeGone, tarsv1beta1.ReasonNodeOutOfService},
+		{"out-of-service and Unknown", node(corev1.ConditionUnknown, outOfService), now, nodeGone, tarsv1beta1.ReasonNodeOutOfService},
+		{"deleted just now", nil, now, nodeWaiting, tarsv1beta1.ReasonNodeDeleted},
+		{"deleted within the grace", nil, now.Add(-grace + time.Second), nodeWaiting, tarsv1beta1.ReasonNodeDeleted},
+		{"deleted for the grace", nil, now.Add(-grace), nodeGone, tarsv1beta1.ReasonNodeDeleted},
+		{"being deleted past the grace, not Ready", deleting, now, nodeGone, tarsv1beta1.ReasonNodeDeleted},
+		{"being deleted past the grace but Ready (a finalizer holds it while it drains)", draining, now, nodeWaiting, tarsv1beta1.ReasonNodeDeleted},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := judgeNode(tc.node, tc.missed, grace, now)
@@ -490,14 +490,14 @@ func TestNodesAvailableNamesTheMostPressingReason(t *testing.T) {
 	ts := &tarsv1beta1.TServer{ObjectMeta: metav1.ObjectMeta{Name: "tars-tarslog", Generation: 3}}
 	since := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
 	waits := []nodeWait{
-		{ordinal: 0, node: "n1", state: nodeState{verdict: nodeWaiting, reason: ReasonNodeNotReady, since: since}},
-		{ordinal: 1, node: "n2", state: nodeState{verdict: nodeGone, reason: ReasonNodeDeleted, since: since}, policyWait: true},
-		{ordinal: 2, node: "n3", state: nodeState{verdict: nodeWaiting, reason: ReasonNodeDeleted, since: since,
+		{ordinal: 0, node: "n1", state: nodeState{verdict: nodeWaiting, reason: tarsv1beta1.ReasonNodeNotReady, since: since}},
+		{ordinal: 1, node: "n2", state: nodeState{verdict: nodeGone, reason: tarsv1beta1.ReasonNodeDeleted, since: since}, policyWait: true},
+		{ordinal: 2, node: "n3", state: nodeState{verdict: nodeWaiting, reason: tarsv1beta1.ReasonNodeDeleted, since: since,
 			freeAt: since.Add(time.Minute)}},
 	}
 	c := nodesAvailable(ts, waits)
-	if c.Status != metav1.ConditionFalse || c.Reason != ReasonNodeLossPolicyWait || c.ObservedGeneration != 3 {
-		t.Errorf("condition = %s %s (generation %d), want False %s", c.Status, c.Reason, c.ObservedGeneration, ReasonNodeLossPolicyWait)
+	if c.Status != metav1.ConditionFalse || c.Reason != tarsv1beta1.ReasonNodeLossPolicyWait || c.ObservedGeneration != 3 {
+		t.Errorf("condition = %s %s (generation %d), want False %s", c.Status, c.Reason, c.ObservedGeneration, tarsv1beta1.ReasonNodeLossPolicyWait)
 	}
 	for _, want := range []string{
 		"3 replica(s)",
@@ -509,7 +509,7 @@ func TestNodesAvailableNamesTheMostPressingReason(t *testing.T) {
 			t.Errorf("message %q lacks %q", c.Message, want)
 		}
 	}
-	if c := nodesAvailable(ts, nil); c.Status != metav1.ConditionTrue || c.Reason != ReasonAllNodesAvailable {
-		t.Errorf("without waits: %s %s, want True %s", c.Status, c.Reason, ReasonAllNodesAvailable)
+	if c := nodesAvailable(ts, nil); c.Status != metav1.ConditionTrue || c.Reason != tarsv1beta1.ReasonAllNodesAvailable {
+		t.Errorf("without waits: %s %s, want True %s", c.Status, c.Reason, tarsv1beta1.ReasonAllNodesAvailable)
 	}
 }

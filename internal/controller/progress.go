@@ -17,15 +17,19 @@ limitations under the License.
 package controller
 
 import (
+	"context"
+	"maps"
 	"slices"
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 )
@@ -39,8 +43,8 @@ const DefaultProgressInterval = 10 * time.Second
 // progressConditions are the reasons of conditions that say a rollout is under way and nothing
 // is wrong: replicas and claims that are not there yet.
 var progressConditions = map[string][]string{
-	ConditionReady:        {"Progressing", "ReplicasNotReady"},
-	ConditionVolumesBound: {"ClaimsPending"},
+	tarsv1beta1.ConditionReady:        {tarsv1beta1.ReasonProgressing, tarsv1beta1.ReasonReplicasNotReady},
+	tarsv1beta1.ConditionVolumesBound: {tarsv1beta1.ReasonClaimsPending},
 }
 
 // inProgress says whether c is false for one of the reasons of progressConditions.
@@ -53,8 +57,8 @@ func inProgress(c *metav1.Condition) bool {
 // is not news; a problem appearing, changing (its message names what is affected) or going
 // away is.
 var watchConditions = map[string]string{
-	ConditionVolumesHealthy: ReasonAllVolumesHealthy,
-	ConditionNodesAvailable: ReasonAllNodesAvailable,
+	tarsv1beta1.ConditionVolumesHealthy: tarsv1beta1.ReasonAllVolumesHealthy,
+	tarsv1beta1.ConditionNodesAvailable: tarsv1beta1.ReasonAllNodesAvailable,
 }
 
 // onlyProgress says whether status differs from old only by a rollout's progress: replica
@@ -149,4 +153,51 @@ func (w *statusWrites) forget(key types.NamespacedName) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	delete(w.last, key)
+}
+
+// updateStatus writes the status computed from what this reconcile observed, if it changed;
+// a change that only reports progress is held back until ProgressInterval after the last write,
+// and held says how long that is.
+func (r *TServerReconciler) updateStatus(ctx context.Context, ts *tarsv1beta1.TServer, o *observed) (held time.Duration, err error) {
+	// What the API server has: the cache's status, or the last one written if the cache has not
+	// seen it yet.
+	old := ts.DeepCopy()
+	old.Status = r.statusWrites.stored(ts)
+	status := computeStatus(old, o)
+	if equality.Semantic.DeepEqual(status, old.Status) {
+		return 0, nil
+	}
+	now := r.now()
+	if wait := r.statusWrites.delay(ts, &old.Status, &status, r.ProgressInterval, now); wait > 0 {
+		return wait, nil
+	}
+	// A merge patch from the stored status, not an update: the controller is the status' only
+	// writer, and a TServer read from the cache may be a version behind.
+	patch := client.MergeFrom(old)
+	ts.Status = status
+	if err := r.Status().Patch(ctx, ts, patch); err != nil {
+		return 0, err
+	}
+	r.statusWrites.wrote(ts, now)
+	r.reportProblems(ctx, ts, &old.Status)
+	return 0, nil
+}
+
+// reportProblems sends a Warning event for each condition that watches over a running server
+// (watchConditions) that the status just written makes false, or false for another reason or
+// about other replicas than before: a replica's data is not where it was, or a replica is held to
+// a node that is gone or not Ready.
+func (r *TServerReconciler) reportProblems(ctx context.Context, ts *tarsv1beta1.TServer, old *tarsv1beta1.TServerStatus) {
+	for _, conditionType := range slices.Sorted(maps.Keys(watchConditions)) {
+		c := meta.FindStatusCondition(ts.Status.Conditions, conditionType)
+		if c == nil || c.Status != metav1.ConditionFalse {
+			continue
+		}
+		if was := meta.FindStatusCondition(old.Conditions, conditionType); was != nil &&
+			was.Status == c.Status && was.Reason == c.Reason && was.Message == c.Message {
+			continue
+		}
+		logf.FromContext(ctx).Info("Reported a problem", "condition", conditionType, "reason", c.Reason, "message", c.Message)
+		r.Recorder.Eventf(ts, nil, corev1.EventTypeWarning, c.Reason, "Reconcile", "%s", truncate(c.Message, maxEventNote))
+	}
 }

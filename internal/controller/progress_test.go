@@ -30,6 +30,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
@@ -40,14 +41,14 @@ import (
 // reason ("True"/"False" first), observed at generation 1.
 func status(ready, readyReason, bound, boundReason string, readyReplicas int32) tarsv1beta1.TServerStatus {
 	return tarsv1beta1.TServerStatus{ReadyReplicas: readyReplicas, ObservedGeneration: 1, Conditions: []metav1.Condition{
-		{Type: ConditionReady, Status: metav1.ConditionStatus(ready), Reason: readyReason, ObservedGeneration: 1},
-		{Type: ConditionVolumesBound, Status: metav1.ConditionStatus(bound), Reason: boundReason, ObservedGeneration: 1},
+		{Type: tarsv1beta1.ConditionReady, Status: metav1.ConditionStatus(ready), Reason: readyReason, ObservedGeneration: 1},
+		{Type: tarsv1beta1.ConditionVolumesBound, Status: metav1.ConditionStatus(bound), Reason: boundReason, ObservedGeneration: 1},
 	}}
 }
 
 // withVolumesHealthy is s with a VolumesHealthy condition of the given status, reason and message.
 func withVolumesHealthy(s tarsv1beta1.TServerStatus, healthy, reason, message string) tarsv1beta1.TServerStatus {
-	s.Conditions = append(slices.Clone(s.Conditions), metav1.Condition{Type: ConditionVolumesHealthy,
+	s.Conditions = append(slices.Clone(s.Conditions), metav1.Condition{Type: tarsv1beta1.ConditionVolumesHealthy,
 		Status: metav1.ConditionStatus(healthy), Reason: reason, Message: message, ObservedGeneration: s.ObservedGeneration})
 	return s
 }
@@ -66,10 +67,10 @@ func TestOnlyProgress(t *testing.T) {
 		return s
 	}
 	healthy := func(s tarsv1beta1.TServerStatus) tarsv1beta1.TServerStatus {
-		return withVolumesHealthy(s, "True", ReasonAllVolumesHealthy, "")
+		return withVolumesHealthy(s, "True", tarsv1beta1.ReasonAllVolumesHealthy, "")
 	}
 	missing := func(s tarsv1beta1.TServerStatus, message string) tarsv1beta1.TServerStatus {
-		return withVolumesHealthy(s, "False", ReasonVolumeDirectoryMissing, message)
+		return withVolumesHealthy(s, "False", tarsv1beta1.ReasonVolumeDirectoryMissing, message)
 	}
 	for _, tc := range []struct {
 		name     string
@@ -167,7 +168,7 @@ func TestStatusWrittenOverAStaleCache(t *testing.T) {
 		return got
 	}
 	ready := func(ts *tarsv1beta1.TServer) metav1.ConditionStatus {
-		return meta.FindStatusCondition(ts.Status.Conditions, ConditionReady).Status
+		return meta.FindStatusCondition(ts.Status.Conditions, tarsv1beta1.ConditionReady).Status
 	}
 
 	if _, err := r.updateStatus(ctx, read(), withReady(2)); err != nil {
@@ -203,4 +204,58 @@ func TestStatusWrittenOverAStaleCache(t *testing.T) {
 	if got := w.stored(again); !equality.Semantic.DeepEqual(got, again.Status) {
 		t.Error("another TServer of the name: stored() is not its own status")
 	}
+}
+
+// TestUpdateStatusHoldsProgress runs the status path on a fake clock: a status that only reports
+// progress is written ProgressInterval after the TServer's creation or its last status write, and
+// held until then (updateStatus says for how long); news is written at once.
+func TestUpdateStatusHoldsProgress(t *testing.T) {
+	ctx := context.Background()
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = tarsv1beta1.AddToScheme(scheme)
+	created := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	ts := sample(t, "tars-tarslog.yaml")
+	ts.Namespace, ts.UID, ts.CreationTimestamp = "default", "uid-1", metav1.NewTime(created)
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(ts).WithStatusSubresource(ts).Build()
+	clock := clocktesting.NewFakePassiveClock(created)
+	r := &TServerReconciler{Client: c, Scheme: scheme, Recorder: events.NewFakeRecorder(100),
+		ProgressInterval: 10 * time.Second, Clock: clock}
+	withReady := func(n int32) *observed {
+		sts := buildStatefulSet(ts)
+		sts.Status = appsv1.StatefulSetStatus{ObservedGeneration: sts.Generation, Replicas: 2, ReadyReplicas: n,
+			CurrentReplicas: 2, UpdatedReplicas: 2}
+		return &observed{statefulSet: sts}
+	}
+	read := func() *tarsv1beta1.TServer {
+		got := &tarsv1beta1.TServer{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(ts), got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	step := func(at time.Duration, o *observed, wantHeld time.Duration, wantReady int32, wantWritten bool) {
+		t.Helper()
+		clock.SetTime(created.Add(at))
+		before := read()
+		held, err := r.updateStatus(ctx, before.DeepCopy(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := read()
+		if written := after.ResourceVersion != before.ResourceVersion; written != wantWritten || held != wantHeld {
+			t.Errorf("at +%s: written %v, held %s; want written %v, held %s", at, written, held, wantWritten, wantHeld)
+		}
+		if after.Status.ReadyReplicas != wantReady {
+			t.Errorf("at +%s: %d ready replicas stored, want %d", at, after.Status.ReadyReplicas, wantReady)
+		}
+	}
+
+	step(2*time.Second, withReady(0), 8*time.Second, 0, false) // progress: counted from creation
+	step(10*time.Second, withReady(0), 0, 0, true)
+	step(13*time.Second, withReady(1), 7*time.Second, 0, false) // more ready: progress again
+	step(20*time.Second, withReady(1), 0, 1, true)
+	step(21*time.Second, withReady(2), 0, 2, true)  // ready: news, written at once
+	step(22*time.Second, withReady(2), 0, 2, false) // unchanged: nothing to write
+	step(23*time.Second, withReady(1), 0, 1, true)  // a ready server losing a replica: news
 }

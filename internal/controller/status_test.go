@@ -23,6 +23,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -151,14 +152,14 @@ func TestVolumesHealthy(t *testing.T) {
 		wantReason  string
 		wantMessage string
 	}{
-		{name: "no claims", wantStatus: metav1.ConditionTrue, wantReason: ReasonAllVolumesHealthy,
+		{name: "no claims", wantStatus: metav1.ConditionTrue, wantReason: tarsv1beta1.ReasonAllVolumesHealthy,
 			wantMessage: "no node agent reports a missing volume directory"},
 		{name: "claims without reports", claims: boundClaims(logDir, 0, 1), wantStatus: metav1.ConditionTrue,
-			wantReason: ReasonAllVolumesHealthy, wantMessage: "no node agent reports a missing volume directory"},
+			wantReason: tarsv1beta1.ReasonAllVolumesHealthy, wantMessage: "no node agent reports a missing volume directory"},
 		{
 			name:       "one replica's directory missing",
 			claims:     []corev1.PersistentVolumeClaim{claimFor(logDir, 0, corev1.ClaimBound), withProblem(claimFor(logDir, 1, corev1.ClaimBound), report(1))},
-			wantStatus: metav1.ConditionFalse, wantReason: ReasonVolumeDirectoryMissing,
+			wantStatus: metav1.ConditionFalse, wantReason: tarsv1beta1.ReasonVolumeDirectoryMissing,
 			wantMessage: "1 claim(s) report a missing volume directory: replica tars-tarslog-1 (claim remote-log-dir-tars-tarslog-1): " + report(1),
 		},
 		{
@@ -169,13 +170,13 @@ func TestVolumesHealthy(t *testing.T) {
 				withProblem(claimFor(logDir, 2, corev1.ClaimBound), " "),
 				deleting,
 			},
-			wantStatus: metav1.ConditionFalse, wantReason: ReasonVolumeDirectoryMissing,
+			wantStatus: metav1.ConditionFalse, wantReason: tarsv1beta1.ReasonVolumeDirectoryMissing,
 			wantMessage: "3 claim(s) report a missing volume directory: " +
 				"replica tars-tarslog-2 (claim remote-log-dir-tars-tarslog-2): its volume's directory is missing; " +
 				"replica tars-tarslog-10 (claim remote-log-dir-tars-tarslog-10): missing 10; claim extra: gone",
 		},
 		{
-			name: "at most five named", claims: many, wantStatus: metav1.ConditionFalse, wantReason: ReasonVolumeDirectoryMissing,
+			name: "at most five named", claims: many, wantStatus: metav1.ConditionFalse, wantReason: tarsv1beta1.ReasonVolumeDirectoryMissing,
 			wantMessage: "7 claim(s) report a missing volume directory: " +
 				"replica tars-tarslog-0 (claim remote-log-dir-tars-tarslog-0): missing 0; " +
 				"replica tars-tarslog-1 (claim remote-log-dir-tars-tarslog-1): missing 1; " +
@@ -186,7 +187,7 @@ func TestVolumesHealthy(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := volumesHealthy(ts, tc.claims)
-			want := metav1.Condition{Type: ConditionVolumesHealthy, Status: tc.wantStatus, Reason: tc.wantReason,
+			want := metav1.Condition{Type: tarsv1beta1.ConditionVolumesHealthy, Status: tc.wantStatus, Reason: tc.wantReason,
 				Message: tc.wantMessage, ObservedGeneration: ts.Generation}
 			if diff := cmp.Diff(want, c); diff != "" {
 				t.Errorf("volumesHealthy() (-want +got):\n%s", diff)
@@ -234,11 +235,11 @@ func TestComputeStatusReportsReplicasWaitingOnANode(t *testing.T) {
 	o := &observed{statefulSet: buildStatefulSet(ts)}
 	calm := computeStatus(ts, o)
 	ts.Status = calm
-	o.nodeWaits = []nodeWait{{ordinal: 1, node: "node-2", state: nodeState{verdict: nodeWaiting, reason: ReasonNodeNotReady}}}
+	o.nodeWaits = []nodeWait{{ordinal: 1, node: "node-2", state: nodeState{verdict: nodeWaiting, reason: tarsv1beta1.ReasonNodeNotReady}}}
 	status := computeStatus(ts, o)
-	c := meta.FindStatusCondition(status.Conditions, ConditionNodesAvailable)
-	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != ReasonNodeNotReady {
-		t.Fatalf("NodesAvailable = %+v, want False %s", c, ReasonNodeNotReady)
+	c := meta.FindStatusCondition(status.Conditions, tarsv1beta1.ConditionNodesAvailable)
+	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != tarsv1beta1.ReasonNodeNotReady {
+		t.Fatalf("NodesAvailable = %+v, want False %s", c, tarsv1beta1.ReasonNodeNotReady)
 	}
 	// A replica held to a NotReady node is news: written at once, not held back like a rollout's progress.
 	if onlyProgress(&calm, &status) {
@@ -246,8 +247,61 @@ func TestComputeStatusReportsReplicasWaitingOnANode(t *testing.T) {
 	}
 	// And so is a second replica joining it (the message changes).
 	ts.Status = status
-	o.nodeWaits = append(o.nodeWaits, nodeWait{ordinal: 0, node: "node-2", state: nodeState{verdict: nodeWaiting, reason: ReasonNodeNotReady}})
+	o.nodeWaits = append(o.nodeWaits, nodeWait{ordinal: 0, node: "node-2", state: nodeState{verdict: nodeWaiting, reason: tarsv1beta1.ReasonNodeNotReady}})
 	if more := computeStatus(ts, o); onlyProgress(&status, &more) {
 		t.Error("onlyProgress() = true for a status naming one more replica waiting on a NotReady node")
+	}
+}
+
+// TestComputeStatusReady takes the Ready condition through each of its branches.
+func TestComputeStatusReady(t *testing.T) {
+	ts := sample(t, "tars-tarslog.yaml") // 2 replicas
+	ts.Generation = 3
+	noRelease := ts.DeepCopy()
+	noRelease.Spec.Release = nil
+	sts := func(generation, observed int64, replicas, ready int32) *appsv1.StatefulSet {
+		s := buildStatefulSet(ts)
+		s.Generation = generation
+		s.Status = appsv1.StatefulSetStatus{ObservedGeneration: observed, Replicas: replicas, ReadyReplicas: ready}
+		return s
+	}
+	for _, tc := range []struct {
+		name        string
+		ts          *tarsv1beta1.TServer
+		o           observed
+		wantStatus  metav1.ConditionStatus
+		wantReason  string
+		wantMessage string
+	}{
+		{"a conflict comes first", ts, observed{conflicts: []string{"StatefulSet tars-tarslog is not this TServer's"},
+			recreating: true, statefulSet: sts(1, 1, 2, 2)},
+			metav1.ConditionFalse, tarsv1beta1.ReasonConflict, "StatefulSet tars-tarslog is not this TServer's"},
+		{"recreating", ts, observed{recreating: true}, metav1.ConditionFalse, tarsv1beta1.ReasonRecreatingStatefulSet,
+			"the StatefulSet is being recreated with new claim templates; its pods keep running"},
+		{"no StatefulSet yet", ts, observed{}, metav1.ConditionFalse, tarsv1beta1.ReasonProgressing,
+			"the StatefulSet is being updated"},
+		{"StatefulSet not observed at its generation", ts, observed{statefulSet: sts(2, 1, 2, 2)},
+			metav1.ConditionFalse, tarsv1beta1.ReasonProgressing, "the StatefulSet is being updated"},
+		{"fewer ready", ts, observed{statefulSet: sts(1, 1, 2, 1)}, metav1.ConditionFalse,
+			tarsv1beta1.ReasonReplicasNotReady, "1 of 2 replicas ready"},
+		{"more replicas than asked for (a scale-down under way)", ts, observed{statefulSet: sts(1, 1, 3, 3)},
+			metav1.ConditionFalse, tarsv1beta1.ReasonReplicasNotReady, "3 of 2 replicas ready"},
+		{"all ready", ts, observed{statefulSet: sts(1, 1, 2, 2)}, metav1.ConditionTrue,
+			tarsv1beta1.ReasonAllReplicasReady, "2 of 2 replicas ready"},
+		{"no release: no pods, ready", noRelease, observed{statefulSet: sts(1, 1, 0, 0)}, metav1.ConditionTrue,
+			tarsv1beta1.ReasonAllReplicasReady, "0 of 0 replicas ready (no release: the server has no pods)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status := computeStatus(tc.ts, &tc.o)
+			c := meta.FindStatusCondition(status.Conditions, tarsv1beta1.ConditionReady)
+			if c == nil {
+				t.Fatal("no Ready condition")
+			}
+			if c.Status != tc.wantStatus || c.Reason != tc.wantReason || c.Message != tc.wantMessage ||
+				c.ObservedGeneration != 3 {
+				t.Errorf("Ready = %s %s %q (generation %d), want %s %s %q (generation 3)",
+					c.Status, c.Reason, c.Message, c.ObservedGeneration, tc.wantStatus, tc.wantReason, tc.wantMessage)
+			}
+		})
 	}
 }

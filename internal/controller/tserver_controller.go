@@ -20,7 +20,6 @@ limitations under the License.
 package controller
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -28,18 +27,15 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -49,7 +45,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/tools/events"
-	volumehelpers "k8s.io/component-helpers/storage/volume"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -90,7 +85,7 @@ type TServerReconciler struct {
 	// NodeLossGrace is how long a node-local volume's Node object must have been deleted before
 	// its replica is freed (nodeloss.go); nil is DefaultNodeLossGrace.
 	NodeLossGrace *time.Duration
-	// Clock tells the time of node losses; nil is the wall clock.
+	// Clock tells the time of node losses and status writes; nil is the wall clock.
 	Clock clock.PassiveClock
 
 	statusWrites    statusWrites
@@ -279,7 +274,7 @@ func (r *TServerReconciler) reconcileStatefulSet(ctx context.Context, ts *tarsv1
 		if err != nil && !apierrors.IsNotFound(err) {
 			return err
 		}
-		r.Recorder.Eventf(ts, existing, corev1.EventTypeNormal, "RecreatingStatefulSet", "Delete",
+		r.Recorder.Eventf(ts, existing, corev1.EventTypeNormal, tarsv1beta1.ReasonRecreatingStatefulSet, "Delete",
 			"Recreating StatefulSet %s to change its claim templates from %v to %v; its pods keep running and are "+
 				"replaced one at a time", existing.Name, claimTemplateNames(existing), claimTemplateNames(desired))
 		o.recreating = true
@@ -462,7 +457,7 @@ func (r *TServerReconciler) conflict(ts *tarsv1beta1.TServer, obj client.Object,
 	msg := fmt.Sprintf("%s %s exists and is not owned by this TServer; it is left alone. "+
 		"Delete or rename it to let the TServer create its own", kind, obj.GetName())
 	o.conflicts = append(o.conflicts, msg)
-	r.Recorder.Eventf(ts, nil, corev1.EventTypeWarning, "Conflict", "Reconcile", msg)
+	r.Recorder.Eventf(ts, nil, corev1.EventTypeWarning, tarsv1beta1.ReasonConflict, "Reconcile", msg)
 }
 
 // reconcileClaims keeps the ownership annotations of the server's node-local claims equal to
@@ -567,272 +562,6 @@ func (r *TServerReconciler) deleteUnusedClaims(ctx context.Context, ts *tarsv1be
 			"Deleted claim %s: volume %s is no longer declared and no pod uses it", pvc.Name, volume)
 	}
 	return nil
-}
-
-// updateStatus writes the status computed from what this reconcile observed, if it changed;
-// a change that only reports progress is held back until ProgressInterval after the last write,
-// and held says how long that is.
-func (r *TServerReconciler) updateStatus(ctx context.Context, ts *tarsv1beta1.TServer, o *observed) (held time.Duration, err error) {
-	// What the API server has: the cache's status, or the last one written if the cache has not
-	// seen it yet.
-	old := ts.DeepCopy()
-	old.Status = r.statusWrites.stored(ts)
-	status := computeStatus(old, o)
-	if equality.Semantic.DeepEqual(status, old.Status) {
-		return 0, nil
-	}
-	now := time.Now()
-	if wait := r.statusWrites.delay(ts, &old.Status, &status, r.ProgressInterval, now); wait > 0 {
-		return wait, nil
-	}
-	// A merge patch from the stored status, not an update: the controller is the status' only
-	// writer, and a TServer read from the cache may be a version behind.
-	patch := client.MergeFrom(old)
-	ts.Status = status
-	if err := r.Status().Patch(ctx, ts, patch); err != nil {
-		return 0, err
-	}
-	r.statusWrites.wrote(ts, now)
-	r.reportProblems(ctx, ts, &old.Status)
-	return 0, nil
-}
-
-// reportProblems sends a Warning event for each condition that watches over a running server
-// (watchConditions) that the status just written makes false, or false for another reason or
-// about other replicas than before: a replica's data is not where it was, or a replica is held to
-// a node that is gone or not Ready.
-func (r *TServerReconciler) reportProblems(ctx context.Context, ts *tarsv1beta1.TServer, old *tarsv1beta1.TServerStatus) {
-	for _, conditionType := range slices.Sorted(maps.Keys(watchConditions)) {
-		c := meta.FindStatusCondition(ts.Status.Conditions, conditionType)
-		if c == nil || c.Status != metav1.ConditionFalse {
-			continue
-		}
-		if was := meta.FindStatusCondition(old.Conditions, conditionType); was != nil &&
-			was.Status == c.Status && was.Reason == c.Reason && was.Message == c.Message {
-			continue
-		}
-		logf.FromContext(ctx).Info("Reported a problem", "condition", conditionType, "reason", c.Reason, "message", c.Message)
-		r.Recorder.Eventf(ts, nil, corev1.EventTypeWarning, c.Reason, "Reconcile", "%s", truncate(c.Message, maxEventNote))
-	}
-}
-
-// Condition types of a TServer.
-const (
-	// ConditionReady is true when every replica is ready.
-	ConditionReady = "Ready"
-	// ConditionVolumesBound is true when every claim of every replica is bound to a volume.
-	ConditionVolumesBound = "VolumesBound"
-	// ConditionVolumesHealthy is false while a node agent reports that the directory of a bound
-	// volume of the server is missing (tarsv1beta1.AnnotationVolumeProblem on its claim).
-	ConditionVolumesHealthy = "VolumesHealthy"
-	// ConditionNodesAvailable is false while a replica is held by its node-local volumes to a
-	// node that is gone or not Ready (nodeloss.go).
-	ConditionNodesAvailable = "NodesAvailable"
-)
-
-// Reasons of the VolumesHealthy condition.
-const (
-	// ReasonAllVolumesHealthy: no claim of the server carries a node agent's problem report.
-	ReasonAllVolumesHealthy = "AllVolumesHealthy"
-	// ReasonVolumeDirectoryMissing: a node agent found the directory of a bound volume missing.
-	ReasonVolumeDirectoryMissing = "VolumeDirectoryMissing"
-)
-
-const (
-	// shownClaims is how many claims a condition's message names; it counts the rest.
-	shownClaims = 5
-	// maxProblemLength bounds how much of a node agent's report a condition quotes: the
-	// annotation is free text on a claim.
-	maxProblemLength = 512
-	// maxEventNote is the longest note an events.k8s.io Event may have.
-	maxEventNote = 1024
-)
-
-// computeStatus is the TServer's status given what a reconcile observed.
-func computeStatus(ts *tarsv1beta1.TServer, o *observed) tarsv1beta1.TServerStatus {
-	status := tarsv1beta1.TServerStatus{
-		Selector:           labels.SelectorFromSet(podLabels(ts)).String(),
-		ObservedGeneration: ts.Generation,
-		Conditions:         slices.Clone(ts.Status.Conditions),
-	}
-	desiredReplicas := *buildStatefulSet(ts).Spec.Replicas
-	if sts := o.statefulSet; sts != nil {
-		status.Replicas = sts.Status.Replicas
-		status.ReadyReplicas = sts.Status.ReadyReplicas
-		status.CurrentReplicas = sts.Status.CurrentReplicas
-	}
-
-	ready := metav1.Condition{Type: ConditionReady, ObservedGeneration: ts.Generation}
-	switch sts := o.statefulSet; {
-	case len(o.conflicts) > 0:
-		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, "Conflict", strings.Join(o.conflicts, "; ")
-	case o.recreating:
-		ready.Status, ready.Reason = metav1.ConditionFalse, "RecreatingStatefulSet"
-		ready.Message = "the StatefulSet is being recreated with new claim templates; its pods keep running"
-	case sts == nil || sts.Status.ObservedGeneration < sts.Generation:
-		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, "Progressing", "the StatefulSet is being updated"
-	case sts.Status.ReadyReplicas < desiredReplicas || sts.Status.Replicas != desiredReplicas:
-		ready.Status, ready.Reason = metav1.ConditionFalse, "ReplicasNotReady"
-		ready.Message = fmt.Sprintf("%d of %d replicas ready", sts.Status.ReadyReplicas, desiredReplicas)
-	default:
-		ready.Status, ready.Reason = metav1.ConditionTrue, "AllReplicasReady"
-		ready.Message = fmt.Sprintf("%d of %d replicas ready", sts.Status.ReadyReplicas, desiredReplicas)
-		if ts.Spec.Release == nil {
-			ready.Message += " (no release: the server has no pods)"
-		}
-	}
-	meta.SetStatusCondition(&status.Conditions, ready)
-	meta.SetStatusCondition(&status.Conditions, volumesBound(ts, desiredReplicas, o.claims, o.storageClassProblem))
-	meta.SetStatusCondition(&status.Conditions, volumesHealthy(ts, o.claims))
-	meta.SetStatusCondition(&status.Conditions, nodesAvailable(ts, o.nodeWaits))
-	return status
-}
-
-// volumesBound says whether every claim the replicas need exists and is bound, and, if not and
-// the storage class provisions nothing, why. Its work grows with the claims that exist, never
-// with replicas (which an old object may have in billions): missing claims are counted, and
-// only the first shownClaims of them are named.
-func volumesBound(ts *tarsv1beta1.TServer, replicas int32, claims []corev1.PersistentVolumeClaim,
-	storageClassProblem string) metav1.Condition {
-	replicas = max(replicas, 0)
-	templates := buildClaimTemplates(ts)
-	bound := make(map[string]sets.Set[int32], len(templates)) // template -> ordinals with a bound claim
-	for _, t := range templates {
-		bound[t.Name] = sets.New[int32]()
-	}
-	selected := map[string]string{} // claim -> the node whose agent is to provision it
-	for _, pvc := range claims {
-		template, ordinal, ok := claimOrdinal(pvc.Name, ts.Name)
-		if !ok || bound[template] == nil || ordinal >= replicas {
-			continue
-		}
-		if pvc.Status.Phase == corev1.ClaimBound {
-			bound[template].Insert(ordinal)
-		}
-		if _, local := pvc.Labels[tarsv1beta1.LabelLocalVolume]; local && pvc.Spec.VolumeName == "" {
-			selected[pvc.Name] = pvc.Annotations[volumehelpers.AnnSelectedNode]
-		}
-	}
-	total := int64(len(templates)) * int64(replicas)
-	pending := total
-	var shown []string
-	localPending := false
-	for _, t := range templates {
-		ordinals := bound[t.Name]
-		pending -= int64(ordinals.Len())
-		if _, local := t.Labels[tarsv1beta1.LabelLocalVolume]; local && int64(ordinals.Len()) < int64(replicas) {
-			localPending = true
-		}
-		// At most len(ordinals) + shownClaims steps.
-		for i := int32(0); i < replicas && len(shown) < shownClaims; i++ {
-			if ordinals.Has(i) {
-				continue
-			}
-			name := fmt.Sprintf("%s-%s-%d", t.Name, ts.Name, i)
-			if node := selected[name]; node != "" {
-				// Scheduled: a claim that stays so waits for an agent (is one running there?).
-				name += " (on node " + node + ")"
-			}
-			shown = append(shown, name)
-		}
-	}
-	c := metav1.Condition{Type: ConditionVolumesBound, ObservedGeneration: ts.Generation}
-	if pending == 0 {
-		c.Status, c.Reason = metav1.ConditionTrue, "AllClaimsBound"
-		c.Message = fmt.Sprintf("%d claim(s) bound", total)
-		return c
-	}
-	c.Status, c.Reason = metav1.ConditionFalse, "ClaimsPending"
-	c.Message = fmt.Sprintf("%d of %d claim(s) not bound yet: %s", pending, total, strings.Join(shown, ", "))
-	if more := pending - int64(len(shown)); more > 0 {
-		c.Message += fmt.Sprintf(" and %d more", more)
-	}
-	if storageClassProblem != "" && localPending {
-		c.Reason, c.Message = "StorageClassNotProvisioning", storageClassProblem+"; "+c.Message
-	}
-	return c
-}
-
-// claimOrdinal reads a claim name the StatefulSet named server made from one of its claim
-// templates, <template>-<server>-<ordinal>, back into template and ordinal.
-func claimOrdinal(claim, server string) (template string, ordinal int32, ok bool) {
-	i := strings.LastIndex(claim, "-"+server+"-")
-	if i <= 0 {
-		return "", 0, false
-	}
-	digits := claim[i+len(server)+2:]
-	n, err := strconv.ParseInt(digits, 10, 32)
-	if err != nil || n < 0 || strconv.FormatInt(n, 10) != digits {
-		return "", 0, false
-	}
-	return claim[:i], int32(n), true
-}
-
-// volumesHealthy says whether any claim of the server carries a node agent's report that the
-// directory of its bound volume is missing, naming the replica, the claim and the report of the
-// first shownClaims of them.
-func volumesHealthy(ts *tarsv1beta1.TServer, claims []corev1.PersistentVolumeClaim) metav1.Condition {
-	type problem struct {
-		ordinal int32
-		claim   string
-		report  string
-	}
-	var problems []problem
-	for _, pvc := range claims {
-		report, ok := pvc.Annotations[tarsv1beta1.AnnotationVolumeProblem]
-		if !ok || !pvc.DeletionTimestamp.IsZero() {
-			continue
-		}
-		_, ordinal, isReplica := claimOrdinal(pvc.Name, ts.Name)
-		if !isReplica {
-			ordinal = -1 // a claim of the server's labels that no replica made: named, listed last
-		}
-		problems = append(problems, problem{ordinal: ordinal, claim: pvc.Name, report: report})
-	}
-	c := metav1.Condition{Type: ConditionVolumesHealthy, ObservedGeneration: ts.Generation}
-	if len(problems) == 0 {
-		c.Status, c.Reason = metav1.ConditionTrue, ReasonAllVolumesHealthy
-		c.Message = "no node agent reports a missing volume directory"
-		return c
-	}
-	// In a stable order, so that an unchanged report writes nothing.
-	slices.SortFunc(problems, func(a, b problem) int {
-		if (a.ordinal < 0) != (b.ordinal < 0) {
-			return cmp.Compare(b.ordinal, a.ordinal)
-		}
-		return cmp.Or(cmp.Compare(a.ordinal, b.ordinal), strings.Compare(a.claim, b.claim))
-	})
-	parts := make([]string, 0, min(len(problems), shownClaims))
-	for _, p := range problems[:min(len(problems), shownClaims)] {
-		report := strings.TrimSpace(p.report)
-		if report == "" {
-			report = "its volume's directory is missing"
-		}
-		who := "claim " + p.claim
-		if p.ordinal >= 0 {
-			who = fmt.Sprintf("replica %s-%d (claim %s)", ts.Name, p.ordinal, p.claim)
-		}
-		parts = append(parts, who+": "+truncate(report, maxProblemLength))
-	}
-	c.Status, c.Reason = metav1.ConditionFalse, ReasonVolumeDirectoryMissing
-	c.Message = fmt.Sprintf("%d claim(s) report a missing volume directory: %s", len(problems), strings.Join(parts, "; "))
-	if len(problems) > shownClaims {
-		c.Message += fmt.Sprintf(" and %d more", len(problems)-shownClaims)
-	}
-	return c
-}
-
-// truncate shortens s to at most n bytes, on a character boundary, marking the cut.
-func truncate(s string, n int) string {
-	const cut = "..."
-	if len(s) <= n {
-		return s
-	}
-	end := n - len(cut)
-	for end > 0 && !utf8.RuneStart(s[end]) {
-		end--
-	}
-	return s[:end] + cut
 }
 
 // hasLabels says whether have contains every key and value of want.

@@ -251,7 +251,7 @@ var _ = Describe("TServer controller", func() {
 		Expect(sts.Spec.PersistentVolumeClaimRetentionPolicy.WhenDeleted).To(Equal(appsv1.RetainPersistentVolumeClaimRetentionPolicyType))
 
 		By("reporting status, with the pending claims named")
-		Eventually(conditionOf(ts, ConditionVolumesBound), timeout, interval).Should(And(
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionVolumesBound), timeout, interval).Should(And(
 			Not(BeNil()),
 			HaveField("Status", metav1.ConditionFalse),
 			HaveField("Message", ContainSubstring("remote-log-dir-tars-tarslog-0, remote-log-dir-tars-tarslog-1")),
@@ -266,14 +266,14 @@ var _ = Describe("TServer controller", func() {
 		// The reconcile that follows the StatefulSet's creation comes statusBatchPeriod later;
 		// nothing else happens to this server in envtest, so the write is the held one.
 		// Condition times are whole seconds.
-		written := meta.FindStatusCondition(got.Status.Conditions, ConditionReady).LastTransitionTime.Time
+		written := meta.FindStatusCondition(got.Status.Conditions, tarsv1beta1.ConditionReady).LastTransitionTime.Time
 		Expect(written).To(BeTemporally(">=", got.CreationTimestamp.Add(progressInterval-time.Second)))
 	})
 
 	It("writes nothing when nothing changed", func() {
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
 		statefulSetOf(ts)
-		Eventually(conditionOf(ts, ConditionReady), timeout, interval).ShouldNot(BeNil())
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionReady), timeout, interval).ShouldNot(BeNil())
 
 		By("letting it settle: no write for longer than a batch of events takes")
 		var settled []string
@@ -357,7 +357,7 @@ var _ = Describe("TServer controller", func() {
 			g.Expect(sts.DeletionTimestamp).NotTo(BeNil())
 			g.Expect(sts.Finalizers).To(ContainElement(metav1.FinalizerOrphanDependents))
 		}, timeout, interval).Should(Succeed())
-		Eventually(conditionOf(ts, ConditionReady), timeout, interval).Should(HaveField("Reason", "RecreatingStatefulSet"))
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionReady), timeout, interval).Should(HaveField("Reason", "RecreatingStatefulSet"))
 
 		By("creating the new one once the garbage collector has orphaned the pods")
 		orphaned := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ts.Name}}
@@ -506,7 +506,7 @@ var _ = Describe("TServer controller", func() {
 		Expect(k8sClient.Create(ctx, foreign)).To(Succeed())
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
 
-		Eventually(conditionOf(ts, ConditionReady), timeout, interval).Should(And(
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionReady), timeout, interval).Should(And(
 			Not(BeNil()),
 			HaveField("Status", metav1.ConditionFalse),
 			HaveField("Reason", "Conflict"),
@@ -545,7 +545,7 @@ var _ = Describe("TServer controller", func() {
 		Expect(adopted.UID).To(Equal(sts.UID), "made anew, not adopted")
 		Expect(adopted.OwnerReferences).To(HaveLen(1))
 		Eventually(eventReasons(ns), timeout, interval).Should(ContainElements("AdoptedStatefulSet", "AdoptedService"))
-		Eventually(conditionOf(ts, ConditionReady), timeout, interval).ShouldNot(HaveField("Reason", "Conflict"))
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionReady), timeout, interval).ShouldNot(HaveField("Reason", "Conflict"))
 
 		By("made again for server TarsLog, whose selector the StatefulSet cannot take: deleted, as the collector would, and made anew")
 		Expect(k8sClient.Delete(ctx, ts)).To(Succeed())
@@ -575,7 +575,7 @@ var _ = Describe("TServer controller", func() {
 		stolen := tarslogIn(other.Namespace)
 		stolen.Name, stolen.Spec.Server = "tars-stolen", "stolen"
 		Expect(k8sClient.Create(ctx, stolen)).To(Succeed())
-		Eventually(conditionOf(stolen, ConditionReady), timeout, interval).Should(HaveField("Reason", "Conflict"))
+		Eventually(conditionOf(stolen, tarsv1beta1.ConditionReady), timeout, interval).Should(HaveField("Reason", "Conflict"))
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(foreign), foreign)).To(Succeed())
 		Expect(metav1.GetControllerOf(foreign)).To(HaveField("Name", "tars-other"))
 	})
@@ -583,13 +583,13 @@ var _ = Describe("TServer controller", func() {
 	It("says on VolumesBound why a storage class provisions nothing", func() {
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
 		statefulSetOf(ts)
-		Eventually(conditionOf(ts, ConditionVolumesBound), timeout, interval).Should(HaveField("Reason", "ClaimsPending"))
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionVolumesBound), timeout, interval).Should(HaveField("Reason", "ClaimsPending"))
 
 		By("replacing t-storage-class with TarsK8S's, which provisions nothing")
 		useStorageClass(tarsv1beta1.NoProvisioner)
 		DeferCleanup(useStorageClass, tarsv1beta1.Provisioner)
 		edit(ts, func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = 3 }) // a reconcile now
-		Eventually(conditionOf(ts, ConditionVolumesBound), timeout, interval).Should(And(
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionVolumesBound), timeout, interval).Should(And(
 			HaveField("Reason", "StorageClassNotProvisioning"),
 			HaveField("Message", ContainSubstring("has provisioner kubernetes.io/no-provisioner, not tars.io/local-volume")),
 			HaveField("Message", ContainSubstring("3 of 3 claim(s) not bound yet")),
@@ -660,7 +660,7 @@ var _ = Describe("TServer controller", func() {
 			Consistently(func() int32 { return *statefulSetOf(ts).Spec.Replicas }, time.Second, interval).Should(Equal(int32(2)))
 		} else {
 			By("accepted: the status counts the claims missing")
-			Eventually(conditionOf(ts, ConditionVolumesBound), timeout, interval).Should(
+			Eventually(conditionOf(ts, tarsv1beta1.ConditionVolumesBound), timeout, interval).Should(
 				HaveField("Message", HavePrefix("2000000000 of 2000000000 claim(s) not bound yet")))
 		}
 
@@ -670,7 +670,7 @@ var _ = Describe("TServer controller", func() {
 		other.Name = tarsv1beta1.ResourceName(other.Spec.App, other.Spec.Server)
 		Expect(k8sClient.Create(ctx, other)).To(Succeed())
 		statefulSetOf(other)
-		Eventually(conditionOf(other, ConditionVolumesBound), timeout, interval).Should(
+		Eventually(conditionOf(other, tarsv1beta1.ConditionVolumesBound), timeout, interval).Should(
 			HaveField("Message", HavePrefix("2 of 2 claim(s) not bound yet")))
 	})
 
@@ -679,8 +679,8 @@ var _ = Describe("TServer controller", func() {
 		statefulSetOf(ts)
 		claimOf(ts, "remote-log-dir", 0, nil)
 		pvc := claimOf(ts, "remote-log-dir", 1, nil)
-		Eventually(conditionOf(ts, ConditionVolumesHealthy), timeout, interval).Should(And(
-			Not(BeNil()), HaveField("Status", metav1.ConditionTrue), HaveField("Reason", ReasonAllVolumesHealthy)))
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionVolumesHealthy), timeout, interval).Should(And(
+			Not(BeNil()), HaveField("Status", metav1.ConditionTrue), HaveField("Reason", tarsv1beta1.ReasonAllVolumesHealthy)))
 
 		By("annotating a claim as the node agent does when the directory is gone")
 		report := "directory /usr/local/app/tars/host-mount/" + ns + "/tars.tarslog/remote-log-dir of volume pv-1 is missing " +
@@ -691,18 +691,18 @@ var _ = Describe("TServer controller", func() {
 			}
 			pvc.Annotations[tarsv1beta1.AnnotationVolumeProblem] = report
 		})
-		Eventually(conditionOf(ts, ConditionVolumesHealthy), timeout, interval).Should(And(
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionVolumesHealthy), timeout, interval).Should(And(
 			HaveField("Status", metav1.ConditionFalse),
-			HaveField("Reason", ReasonVolumeDirectoryMissing),
+			HaveField("Reason", tarsv1beta1.ReasonVolumeDirectoryMissing),
 			HaveField("Message", ContainSubstring("replica tars-tarslog-1 (claim remote-log-dir-tars-tarslog-1): "+report)),
 			HaveField("Message", Not(ContainSubstring("tars-tarslog-0"))),
 		))
-		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement(ReasonVolumeDirectoryMissing))
+		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement(tarsv1beta1.ReasonVolumeDirectoryMissing))
 
 		By("turning true again once the agent takes the annotation away")
 		update(pvc, func() { delete(pvc.Annotations, tarsv1beta1.AnnotationVolumeProblem) })
-		Eventually(conditionOf(ts, ConditionVolumesHealthy), timeout, interval).Should(And(
-			HaveField("Status", metav1.ConditionTrue), HaveField("Reason", ReasonAllVolumesHealthy)))
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionVolumesHealthy), timeout, interval).Should(And(
+			HaveField("Status", metav1.ConditionTrue), HaveField("Reason", tarsv1beta1.ReasonAllVolumesHealthy)))
 	})
 
 	It("reports ready replicas and bound claims from the StatefulSet and claims", func() {
@@ -729,8 +729,8 @@ var _ = Describe("TServer controller", func() {
 			return k8sClient.Status().Update(ctx, sts)
 		})).To(Succeed())
 
-		Eventually(conditionOf(ts, ConditionReady), timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
-		Eventually(conditionOf(ts, ConditionVolumesBound), timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionReady), timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionVolumesBound), timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
 		got := &tarsv1beta1.TServer{}
 		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: ts.Name}, got)).To(Succeed())
 		Expect(got.Status.Replicas).To(Equal(int32(2)))

@@ -38,7 +38,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
-	"github.com/tserver-operator/tserver-operator/internal/controller"
 	"github.com/tserver-operator/tserver-operator/internal/localcluster"
 )
 
@@ -452,7 +451,7 @@ func (k *checker) serverProblem(want, ts *tarsv1beta1.TServer, claims map[string
 	if ts.Status.ObservedGeneration != ts.Generation {
 		return fmt.Sprintf("status is of generation %d, not %d", ts.Status.ObservedGeneration, ts.Generation)
 	}
-	for _, cond := range []string{controller.ConditionReady, controller.ConditionVolumesBound} {
+	for _, cond := range []string{tarsv1beta1.ConditionReady, tarsv1beta1.ConditionVolumesBound} {
 		c := meta.FindStatusCondition(ts.Status.Conditions, cond)
 		if c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != ts.Generation {
 			return fmt.Sprintf("condition %s is %v", cond, c)

@@ -32,7 +32,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
-	"github.com/tserver-operator/tserver-operator/internal/controller"
 	"github.com/tserver-operator/tserver-operator/internal/localcluster"
 )
 
@@ -251,7 +250,7 @@ func TestServerProblem(t *testing.T) {
 	if why := f.k.serverProblem(want, ts, claims, pods, volumes); why == "" {
 		t.Fatal("a server without conditions has converged")
 	}
-	for _, c := range []string{controller.ConditionReady, controller.ConditionVolumesBound} {
+	for _, c := range []string{tarsv1beta1.ConditionReady, tarsv1beta1.ConditionVolumesBound} {
 		ts.Status.Conditions = append(ts.Status.Conditions, metav1.Condition{Type: c, Status: metav1.ConditionTrue, ObservedGeneration: 2})
 	}
 	if why := f.k.serverProblem(want, ts, claims, pods, volumes); why != "" {
