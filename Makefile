@@ -45,6 +45,7 @@ help: ## Display this help.
 
 .PHONY: manifests
 manifests: controller-gen ## Generate WebhookConfiguration, ClusterRoles (manager, agent) and CustomResourceDefinition objects.
+	UPDATE_GENERATED=1 go test ./internal/webhook/v1beta1/ -run '^TestWebhookMarkers$$' -count=1 > /dev/null
 	"$(CONTROLLER_GEN)" rbac:roleName=manager-role crd webhook paths="./api/...;./internal/controller/...;./internal/webhook/..." output:crd:artifacts:config=config/crd/bases
 	"$(CONTROLLER_GEN)" rbac:roleName=agent-role paths="./internal/agent/..." output:rbac:artifacts:config=config/agent
 
