@@ -61,15 +61,6 @@ func init() {
 //
 // nolint:gocyclo
 func main() {
-	if len(os.Args) > 1 {
-		switch os.Args[1] {
-		case "agent":
-			fmt.Fprintln(os.Stderr, "the node agent is its own binary: run tserver-agent (in the image: /tserver-agent)")
-			os.Exit(2)
-		case "manager":
-			os.Args = append(os.Args[:1], os.Args[2:]...)
-		}
-	}
 	var metricsAddr string
 	var metricsCertPath, metricsCertName, metricsCertKey string
 	var webhookCertPath, webhookCertName, webhookCertKey string

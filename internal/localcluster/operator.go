@@ -30,7 +30,7 @@ import (
 // ProductionHostRoot is the host root agents write into volumes, as on a real node.
 const ProductionHostRoot = tarsv1beta1.DefaultHostRoot
 
-// StartManager runs the operator binary's manager role against the cluster, serving the
+// StartManager runs the manager binary against the cluster, serving the
 // webhooks the API server calls, and waits until it is ready. From then on it is supervised:
 // started again whenever it exits by itself.
 func (c *Cluster) StartManager(ctx context.Context, binary string, echo io.Writer, extraArgs ...string) (*Process, error) {
@@ -39,7 +39,6 @@ func (c *Cluster) StartManager(ctx context.Context, binary string, echo io.Write
 		return nil, err
 	}
 	p, err := c.StartProcess("manager", binary, append([]string{
-		"manager",
 		"--kubeconfig=" + c.KubeconfigPath,
 		"--webhook-cert-path=" + c.Webhook.CertDir,
 		"--webhook-port=" + strconv.Itoa(c.Webhook.Port),
