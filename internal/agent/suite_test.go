@@ -47,6 +47,7 @@ import (
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 	"github.com/tserver-operator/tserver-operator/internal/hostfs"
+	"github.com/tserver-operator/tserver-operator/internal/testenv"
 )
 
 const (
@@ -95,10 +96,7 @@ var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	ctx, cancel = context.WithCancel(context.TODO())
 
-	testEnv = &envtest.Environment{}
-	if dir := firstBinaryDir(); dir != "" {
-		testEnv.BinaryAssetsDirectory = dir
-	}
+	testEnv = testenv.New(false)
 	var err error
 	cfg, err = testEnv.Start()
 	Expect(err).NotTo(HaveOccurred())
@@ -232,19 +230,4 @@ func startAgentWith(node, hostname, dir string, funcs *interceptor.Funcs) {
 		defer func() { _ = root.Close() }()
 		Expect(mgr.Start(agentCtx)).To(Succeed())
 	}()
-}
-
-// firstBinaryDir finds the binaries `make kube-binaries` built, for runs outside make.
-func firstBinaryDir() string {
-	base := filepath.Join("..", "..", "bin", "k8s")
-	entries, err := os.ReadDir(base)
-	if err != nil {
-		return ""
-	}
-	for _, e := range entries {
-		if e.IsDir() {
-			return filepath.Join(base, e.Name())
-		}
-	}
-	return ""
 }

@@ -36,9 +36,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/testenv"
 )
 
 // nodeNameExtra is the user extra in which the API server names the node of the pod a service
@@ -118,7 +118,7 @@ func startAgentCluster(objs []*unstructured.Unstructured) (*agentCluster, error)
 		return nil, err
 	}
 	c.auditLog = filepath.Join(dir, "audit.log")
-	env := &envtest.Environment{}
+	env := testenv.New(false)
 	env.ControlPlane.GetAPIServer().Configure().
 		Set("audit-policy-file", policy).
 		Set("audit-log-path", c.auditLog)

@@ -38,7 +38,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/tserver-operator/tserver-operator/internal/testenv"
 )
 
 // rendered reads the manifests that `make test-deploy` renders into $RENDERED_MANIFESTS.
@@ -91,7 +92,8 @@ func TestAPIServerAcceptsEverything(t *testing.T) {
 	if crds == "" {
 		t.Skip("skipped: CERT_MANAGER_CRDS is not set; `make test-deploy` finds cert-manager's CRDs in its Go module")
 	}
-	env := &envtest.Environment{CRDDirectoryPaths: []string{crds}, ErrorIfCRDPathMissing: true}
+	env := testenv.New(false)
+	env.CRDDirectoryPaths, env.ErrorIfCRDPathMissing = []string{crds}, true
 	cfg, err := env.Start()
 	if err != nil {
 		t.Fatal(err)
