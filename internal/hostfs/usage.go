@@ -1,0 +1,181 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package hostfs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// Usage is what a directory tree holds, counted as du -x counts it: the space its entries take on
+// disk (allocated blocks, so a sparse file counts what it uses) and its inodes, the directory
+// itself included and each hard-linked file once.
+type Usage struct {
+	Bytes, Inodes int64
+}
+
+// maxMeasureDepth is how deep below a volume's directory a measure descends; what lies deeper is
+// left out and said in Err. Each level holds a directory open while the pass lasts.
+const maxMeasureDepth = 256
+
+// Measure is one pass over a volume's directory, made a step at a time so that the work of one
+// step is bounded however many files the volume holds. It reads entries with lstat only: a
+// symbolic link is counted, never followed, and a directory is entered only if it is the one its
+// parent lists under that name (one replaced by a link meanwhile is not) and is on the volume's
+// filesystem (a disk mounted inside the volume is not measured); every directory is opened
+// below the one above it (os.Root), so nothing outside the volume is ever read. A tree that
+// changes while it is measured gives a count of some moment of each directory, as du does.
+type Measure struct {
+	rel   string
+	dev   uint64
+	stack []*measureDir
+	seen  map[fileID]struct{} // hard-linked files counted already
+	usage Usage
+	errs  []error
+	done  bool
+}
+
+// measureDir is a directory the pass is reading.
+type measureDir struct {
+	root *os.Root
+	f    *os.File
+	rel  string
+}
+
+type fileID struct{ dev, ino uint64 }
+
+// Measure starts a pass over the directory rel, which must exist. Close it when done with it.
+func (r *Root) Measure(rel string) (*Measure, error) {
+	root, fi, err := r.existingDir(rel)
+	if err != nil {
+		return nil, err
+	}
+	if fi == nil {
+		return nil, fmt.Errorf("%s: %w", rel, fs.ErrNotExist)
+	}
+	dir, err := openDir(root, rel)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", rel, err)
+	}
+	f, err := dir.Open(".")
+	if err != nil {
+		_ = dir.Close()
+		return nil, err
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	m := &Measure{rel: rel, dev: uint64(st.Dev), seen: map[fileID]struct{}{}}
+	m.count(st)
+	m.stack = []*measureDir{{root: dir, f: f, rel: rel}}
+	return m, nil
+}
+
+// Step reads at most budget entries and says whether the pass is over.
+func (m *Measure) Step(budget int) bool {
+	for budget > 0 && len(m.stack) > 0 {
+		top := m.stack[len(m.stack)-1]
+		entries, err := top.f.ReadDir(min(budget, readBatch))
+		budget -= len(entries)
+		for _, e := range entries {
+			m.entry(top, e.Name())
+		}
+		if errors.Is(err, io.EOF) || len(entries) == 0 && err == nil {
+			m.pop()
+			continue
+		}
+		if err != nil {
+			m.errs = append(m.errs, fmt.Errorf("reading %s: %w", top.rel, err))
+			m.pop()
+		}
+	}
+	m.done = len(m.stack) == 0
+	return m.done
+}
+
+// entry counts the entry name of dir, and enters it if it is a directory to measure.
+func (m *Measure) entry(dir *measureDir, name string) {
+	rel := filepath.Join(dir.rel, name)
+	fi, err := dir.root.Lstat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return // gone since it was listed
+	}
+	if err != nil {
+		m.errs = append(m.errs, fmt.Errorf("reading %s: %w", rel, err))
+		return
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	m.count(st)
+	if !fi.IsDir() || uint64(st.Dev) != m.dev {
+		return
+	}
+	if len(m.stack) >= maxMeasureDepth {
+		m.errs = append(m.errs, fmt.Errorf("%s: more than %d levels deep; not measured below", rel, maxMeasureDepth))
+		return
+	}
+	sub, err := openDir(dir.root, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	if err != nil {
+		m.errs = append(m.errs, fmt.Errorf("opening %s: %w", rel, err))
+		return
+	}
+	f, err := sub.Open(".")
+	if err != nil {
+		_ = sub.Close()
+		m.errs = append(m.errs, fmt.Errorf("opening %s: %w", rel, err))
+		return
+	}
+	m.stack = append(m.stack, &measureDir{root: sub, f: f, rel: rel})
+}
+
+// count adds an inode, once however many links it has.
+func (m *Measure) count(st *syscall.Stat_t) {
+	if st.Nlink > 1 && st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		id := fileID{uint64(st.Dev), st.Ino}
+		if _, ok := m.seen[id]; ok {
+			return
+		}
+		m.seen[id] = struct{}{}
+	}
+	m.usage.Inodes++
+	m.usage.Bytes += st.Blocks * 512 // st_blocks is in 512-byte units whatever the block size
+}
+
+func (m *Measure) pop() {
+	top := m.stack[len(m.stack)-1]
+	_ = top.f.Close()
+	_ = top.root.Close()
+	m.stack = m.stack[:len(m.stack)-1]
+}
+
+// Usage is what the pass has counted so far: the volume's usage once Step said it is over.
+func (m *Measure) Usage() Usage { return m.usage }
+
+// Err says what the pass could not read (it is counted without it), once it is over.
+func (m *Measure) Err() error { return errors.Join(m.errs...) }
+
+// Close ends the pass, over or not, releasing the directories it holds open.
+func (m *Measure) Close() {
+	for len(m.stack) > 0 {
+		m.pop()
+	}
+}
