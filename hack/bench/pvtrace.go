@@ -45,8 +45,8 @@ var (
 var bindingWrites = []struct{ name, key, start, done, skipped string }{
 	{"volume phase", "volumeName", "Updating PersistentVolume", "Volume entered phase",
 		"Updating PersistentVolume: phase already set"},
-	{"claim volumeName", "PVC", "Updating PersistentVolumeClaim: binding to volume", "Updating PersistentVolumeClaim: bound to volume",
-		"Updating PersistentVolumeClaim: already bound to volume"},
+	{"claim volumeName", "PVC", "Updating PersistentVolumeClaim: binding to volume",
+		"Updating PersistentVolumeClaim: bound to volume", "Updating PersistentVolumeClaim: already bound to volume"},
 	{"claim phase", "PVC", "Updating PersistentVolumeClaim status", "Claim entered phase",
 		"Updating PersistentVolumeClaim status, phase already set"},
 }
@@ -112,7 +112,8 @@ func pvControllerTrace(logFile, run string) (string, error) {
 		return "", err
 	}
 	if bound == 0 {
-		return "", fmt.Errorf("no binding of %s in %s (was kube-controller-manager started with %s?)", run, logFile, pvControllerVerbosity)
+		return "", fmt.Errorf("no binding of %s in %s (was kube-controller-manager started with %s?)",
+			run, logFile, pvControllerVerbosity)
 	}
 	var all time.Duration
 	writes := make([]string, 0, len(bindingWrites))
@@ -128,7 +129,8 @@ func pvControllerTrace(logFile, run string) (string, error) {
 			slices.Sort(d)
 			p50 = float64(d[len(d)/2].Microseconds()) / 1000
 		}
-		writes = append(writes, fmt.Sprintf("%s %d made (p50 %.1f ms, %.2f s), %d skipped", w.name, len(d), p50, sum.Seconds(), skipped[w.name]))
+		writes = append(writes, fmt.Sprintf("%s %d made (p50 %.1f ms, %.2f s), %d skipped",
+			w.name, len(d), p50, sum.Seconds(), skipped[w.name]))
 	}
 	return fmt.Sprintf("PV controller: %d claims bound %.2f s after its first binding, %.2f s of it in writes: %s",
 		bound, lastBound.Sub(firstBinding).Seconds(), all.Seconds(), strings.Join(writes, "; ")), nil

@@ -107,14 +107,14 @@ func recovery(ctx context.Context, o options) ([]result, error) {
 	for i := 1; i <= o.recoveryPairs; i++ {
 		// The manager's run first: a cluster's first node loss, if it costs more, costs the
 		// manager, not Kubernetes alone.
-		fmt.Printf("Scenario 6, pair %d of %d: a TServer's replica with a tLocalVolume, its Node deleted, freed by the manager after %s...\n",
-			i, o.recoveryPairs, o.nodeLossGrace)
+		fmt.Printf("Scenario 6, pair %d of %d: a TServer's replica with a tLocalVolume, its Node deleted, "+
+			"freed by the manager after %s...\n", i, o.recoveryPairs, o.nodeLossGrace)
 		ours, err := b.recoverOnce(ctx, fmt.Sprintf("recovered%d", i), true)
 		if err != nil {
 			return results, err
 		}
-		fmt.Printf("Scenario 6, pair %d of %d: Kubernetes alone, the same StatefulSet without node-local claims, its pod's Node deleted...\n",
-			i, o.recoveryPairs)
+		fmt.Printf("Scenario 6, pair %d of %d: Kubernetes alone, the same StatefulSet without node-local claims, "+
+			"its pod's Node deleted...\n", i, o.recoveryPairs)
 		alone, err := b.recoverOnce(ctx, fmt.Sprintf("alone%d", i), false)
 		if err != nil {
 			return results, err
@@ -122,14 +122,19 @@ func recovery(ctx context.Context, o options) ([]result, error) {
 		row := ratio(scenarioRecovery, fmt.Sprintf("pair %d: Running elsewhere, less the grace", i),
 			ours.total.Seconds()-grace, alone.total.Seconds(), "s", recoveryTarget)
 		row.Target, row.Met = "", nil // the median pair below is the figure
-		fmt.Printf("  pair %d: (%.2f s - %.0f s grace) / %.2f s = %.2f\n", i, ours.total.Seconds(), grace, alone.total.Seconds(), row.Ratio)
+		fmt.Printf("  pair %d: (%.2f s - %.0f s grace) / %.2f s = %.2f\n",
+			i, ours.total.Seconds(), grace, alone.total.Seconds(), row.Ratio)
 		pairs = append(pairs, pair{ours: ours, alone: alone, row: row})
 		results = append(results, row)
 	}
-	median := slices.SortedFunc(slices.Values(pairs), func(a, b pair) int { return cmp.Compare(a.row.Ratio, b.row.Ratio) })[(len(pairs)-1)/2]
+	median := slices.SortedFunc(slices.Values(pairs), func(a, b pair) int {
+		return cmp.Compare(a.row.Ratio, b.row.Ratio)
+	})[(len(pairs)-1)/2]
 	results = append(results,
-		result{Scenario: scenarioRecovery, Metric: "median pair: with the manager, grace included", Value: median.ours.total.Seconds(), Unit: "s"},
-		ratio(scenarioRecovery, "median pair: Running elsewhere, less the grace", median.row.Value, median.row.Bound, "s", recoveryTarget))
+		result{Scenario: scenarioRecovery, Metric: "median pair: with the manager, grace included",
+			Value: median.ours.total.Seconds(), Unit: "s"},
+		ratio(scenarioRecovery, "median pair: Running elsewhere, less the grace",
+			median.row.Value, median.row.Bound, "s", recoveryTarget))
 	// Where the two differ once the lost pod is gone: the manager's replica needs a new claim
 	// and volume, Kubernetes alone's only a node (a diagnosis, no target).
 	after := ratio(scenarioRecovery, "median pair: from the lost pod's deletion",
@@ -256,7 +261,8 @@ func (b *bench) timeRecovery(ctx context.Context, l lostReplica) (recoveryRun, e
 		exist, bound := 0, 0
 		for claim, old := range l.oldClaims {
 			pvc := &corev1.PersistentVolumeClaim{}
-			if err := b.obs.Get(ctx, client.ObjectKey{Namespace: l.key.Namespace, Name: claim}, pvc); client.IgnoreNotFound(err) != nil {
+			key := client.ObjectKey{Namespace: l.key.Namespace, Name: claim}
+			if err := b.obs.Get(ctx, key, pvc); client.IgnoreNotFound(err) != nil {
 				return recoveryRun{}, err
 			}
 			if pvc.UID != "" && pvc.UID != old {
@@ -306,32 +312,33 @@ func withoutNodeLocalClaims(ts *tarsv1beta1.TServer) (*corev1.Service, *appsv1.S
 // waitRecoveryServer waits until every replica of ts runs, Ready, and, with claims, every claim
 // of the namespace is bound.
 func (b *bench) waitRecoveryServer(ctx context.Context, ts *tarsv1beta1.TServer, claims bool) error {
-	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
-		pods := &corev1.PodList{}
-		if err := b.obs.List(ctx, pods, client.InNamespace(ts.Namespace), client.UnsafeDisableDeepCopy); err != nil {
-			return false, err
-		}
-		ready := 0
-		for i := range pods.Items {
-			if podReady(&pods.Items[i]) {
-				ready++
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 3*time.Minute, true,
+		func(ctx context.Context) (bool, error) {
+			pods := &corev1.PodList{}
+			if err := b.obs.List(ctx, pods, client.InNamespace(ts.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+				return false, err
 			}
-		}
-		if ready < int(ts.Spec.K8S.Replicas) || !claims {
-			return ready >= int(ts.Spec.K8S.Replicas), nil
-		}
-		pvcs := &corev1.PersistentVolumeClaimList{}
-		if err := b.obs.List(ctx, pvcs, client.InNamespace(ts.Namespace), client.UnsafeDisableDeepCopy); err != nil {
-			return false, err
-		}
-		bound := 0
-		for _, pvc := range pvcs.Items {
-			if pvc.Status.Phase == corev1.ClaimBound {
-				bound++
+			ready := 0
+			for i := range pods.Items {
+				if podReady(&pods.Items[i]) {
+					ready++
+				}
 			}
-		}
-		return bound == int(ts.Spec.K8S.Replicas)*len(ts.Spec.K8S.Mounts), nil
-	})
+			if ready < int(ts.Spec.K8S.Replicas) || !claims {
+				return ready >= int(ts.Spec.K8S.Replicas), nil
+			}
+			pvcs := &corev1.PersistentVolumeClaimList{}
+			if err := b.obs.List(ctx, pvcs, client.InNamespace(ts.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+				return false, err
+			}
+			bound := 0
+			for _, pvc := range pvcs.Items {
+				if pvc.Status.Phase == corev1.ClaimBound {
+					bound++
+				}
+			}
+			return bound == int(ts.Spec.K8S.Replicas)*len(ts.Spec.K8S.Mounts), nil
+		})
 }
 
 // podReady says whether pod runs and is Ready.

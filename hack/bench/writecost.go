@@ -62,25 +62,27 @@ func (b *bench) writeCost(ctx context.Context) ([]result, error) {
 		if err := b.c.Create(ctx, ts); err != nil {
 			return nil, err
 		}
-		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ts.Name}, Data: map[string]string{"n": "0"}}
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ts.Name},
+			Data: map[string]string{"n": "0"}}
 		if err := b.c.Create(ctx, cm); err != nil {
 			return nil, err
 		}
 	}
 	// The controller's own status first (a server of no replicas is ready at once), so that the
 	// objects are as the controller leaves them.
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		list := &tarsv1beta1.TServerList{}
-		if err := b.c.List(ctx, list, client.InNamespace(ns)); err != nil {
-			return false, err
-		}
-		for _, ts := range list.Items {
-			if len(ts.Status.Conditions) == 0 {
-				return false, nil
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true,
+		func(ctx context.Context) (bool, error) {
+			list := &tarsv1beta1.TServerList{}
+			if err := b.c.List(ctx, list, client.InNamespace(ns)); err != nil {
+				return false, err
 			}
-		}
-		return len(list.Items) == writeCostObjects, nil
-	})
+			for _, ts := range list.Items {
+				if len(ts.Status.Conditions) == 0 {
+					return false, nil
+				}
+			}
+			return len(list.Items) == writeCostObjects, nil
+		})
 	if err != nil {
 		return nil, fmt.Errorf("waiting for the controller's status of the write-cost TServers: %w", err)
 	}
@@ -91,8 +93,9 @@ func (b *bench) writeCost(ctx context.Context) ([]result, error) {
 	write := map[string]func(i int) error{
 		"TServer status": func(i int) error {
 			ts := &tarsv1beta1.TServer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: names[i%writeCostObjects]}}
-			patch := fmt.Sprintf(`{"status":{"readyReplicas":%d,"conditions":[{"type":%q,"status":"False","reason":"ReplicasNotReady",`+
-				`"message":"%d of %d replicas ready","lastTransitionTime":"2026-12-03T00:00:00Z","observedGeneration":1}]}}`,
+			patch := fmt.Sprintf(`{"status":{"readyReplicas":%d,"conditions":[{"type":%q,"status":"False",`+
+				`"reason":"ReplicasNotReady","message":"%d of %d replicas ready",`+
+				`"lastTransitionTime":"2026-12-03T00:00:00Z","observedGeneration":1}]}}`,
 				i, tarsv1beta1.ConditionReady, i, i+1)
 			return b.c.Status().Patch(ctx, ts, client.RawPatch(types.MergePatchType, []byte(patch)))
 		},

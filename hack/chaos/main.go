@@ -85,7 +85,8 @@ func main() {
 	flag.BoolVar(&o.baseline, "baseline", true, "Run each seed's workload without faults first, for the ratio.")
 	flag.IntVar(&o.cfg.Faults.AgentKills, "agent-kills", 6, "Agents killed (SIGKILL) per run.")
 	flag.IntVar(&o.cfg.Faults.ManagerKills, "manager-kills", 3, "Manager kills (SIGKILL) per run.")
-	flag.IntVar(&o.cfg.Faults.ControllerManagerKills, "controller-manager-kills", 1, "kube-controller-manager kills (SIGKILL) per run.")
+	flag.IntVar(&o.cfg.Faults.ControllerManagerKills, "controller-manager-kills", 1,
+		"kube-controller-manager kills (SIGKILL) per run.")
 	flag.IntVar(&o.cfg.Faults.APIServerRestarts, "apiserver-restarts", 1, "kube-apiserver restarts per run.")
 	flag.DurationVar(&o.gcGrace, "gc-grace-period", 10*time.Second, "The agents' grace period for unneeded volumes.")
 	flag.DurationVar(&o.cfg.Timeout, "timeout", 10*time.Minute, "How long a run may take to converge after its window.")
@@ -121,7 +122,8 @@ func run(ctx context.Context, o options) ([]seedRun, error) {
 	for _, n := range nodes {
 		o.cfg.Nodes = append(o.cfg.Nodes, n.Name)
 	}
-	fmt.Printf("Starting a local cluster with %d nodes, the manager and %d agents (state in %s)...\n", o.nodes, o.nodes, o.stateDir)
+	fmt.Printf("Starting a local cluster with %d nodes, the manager and %d agents (state in %s)...\n",
+		o.nodes, o.nodes, o.stateDir)
 	cluster, err := localcluster.Start(ctx, localcluster.Options{
 		BinaryDir:    o.binDir,
 		StateDir:     o.stateDir,
@@ -169,14 +171,16 @@ func run(ctx context.Context, o options) ([]seedRun, error) {
 			if sr.Baseline, err = chaos.Run(ctx, calm); err != nil {
 				return append(runs, sr), fmt.Errorf("seed %d without faults: %w", seed, err)
 			}
-			fmt.Printf("  converged in %s, %d violations\n", sr.Baseline.Converged.Round(100*time.Millisecond), sr.Baseline.ViolationCount())
+			fmt.Printf("  converged in %s, %d violations\n",
+				sr.Baseline.Converged.Round(100*time.Millisecond), sr.Baseline.ViolationCount())
 		}
 		cfg.Namespace = fmt.Sprintf("chaos-%d-faults", seed)
 		fmt.Printf("Seed %d: the same workload with %d faults...\n", seed, cfg.Faults.Total())
 		if sr.Faults, err = chaos.Run(ctx, cfg); err != nil {
 			return append(runs, sr), fmt.Errorf("seed %d with faults: %w", seed, err)
 		}
-		fmt.Printf("  converged in %s, %d violations\n", sr.Faults.Converged.Round(100*time.Millisecond), sr.Faults.ViolationCount())
+		fmt.Printf("  converged in %s, %d violations\n",
+			sr.Faults.Converged.Round(100*time.Millisecond), sr.Faults.ViolationCount())
 		if sr.Baseline != nil && sr.Baseline.Converged > 0 {
 			sr.Ratio = sr.Faults.Converged.Seconds() / sr.Baseline.Converged.Seconds()
 		}
@@ -247,10 +251,14 @@ func printTable(o options, runs []seedRun) {
 	slices.Sort(faultKinds)
 	slices.Sort(changeKinds)
 	for _, k := range faultKinds {
-		row("fault: "+k, func(sr seedRun) string { return count(sr.Faults, func(r *chaos.Report) int { return r.Faults[k] }) })
+		row("fault: "+k, func(sr seedRun) string {
+			return count(sr.Faults, func(r *chaos.Report) int { return r.Faults[k] })
+		})
 	}
 	for _, k := range changeKinds {
-		row("change: "+k, func(sr seedRun) string { return count(sr.Faults, func(r *chaos.Report) int { return r.Changes[k] }) })
+		row("change: "+k, func(sr seedRun) string {
+			return count(sr.Faults, func(r *chaos.Report) int { return r.Changes[k] })
+		})
 	}
 	row("converged without faults (settled after the window)", func(sr seedRun) string { return converged(sr.Baseline) })
 	row("converged with faults (settled after the window)", func(sr seedRun) string { return converged(sr.Faults) })

@@ -43,7 +43,8 @@ type powerSwitch struct {
 
 // startPowerSwitch watches Nodes and powers the cluster's simulated nodes off and on as they are
 // labelled, deleted and created; stop stops it and waits for the switch in progress.
-func startPowerSwitch(ctx context.Context, c *localcluster.Cluster, watch func(*localcluster.Process)) (stop func(), err error) {
+func startPowerSwitch(ctx context.Context, c *localcluster.Cluster,
+	watch func(*localcluster.Process)) (stop func(), err error) {
 	s := &powerSwitch{cluster: c, on: map[string]bool{}, watch: watch}
 	for _, n := range c.Nodes {
 		s.on[n.Name] = true

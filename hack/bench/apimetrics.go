@@ -1,0 +1,193 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// The API server's metrics, and the CPU and heap profiles of --profile-dir.
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/tserver-operator/tserver-operator/internal/localcluster"
+)
+
+// apiServerName names the API server's profiles.
+const apiServerName = "kube-apiserver"
+
+// profile records CPU profiles of the manager, every agent and the API server for
+// o.profileFor into o.profileDir; the returned function waits for them.
+func (b *bench) profile(ctx context.Context, run string) (waitForProfiles func()) {
+	var wg sync.WaitGroup
+	if err := os.MkdirAll(b.o.profileDir, 0o755); err != nil {
+		fmt.Printf("    profiles: %v\n", err)
+		return wg.Wait
+	}
+	apiServer, err := rest.HTTPClientFor(b.cluster.Config)
+	if err != nil {
+		fmt.Printf("    profiles: %v\n", err)
+		return wg.Wait
+	}
+	before, beforeSeconds, err := requestStats(ctx, apiServer, b.cluster.Config.Host)
+	if err != nil {
+		fmt.Printf("    profiles: %v\n", err)
+	}
+	wg.Go(func() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(b.o.profileFor):
+		}
+		after, afterSeconds, err := requestStats(ctx, apiServer, b.cluster.Config.Host)
+		if err != nil {
+			fmt.Printf("    profiles: %v\n", err)
+			return
+		}
+		var lines []string
+		for k, n := range after {
+			if d := n - before[k]; d > 0 {
+				mean := 1000 * (afterSeconds[k] - beforeSeconds[k]) / d
+				lines = append(lines, fmt.Sprintf("%8.0f %8.1f ms %s", d, mean, k))
+			}
+		}
+		slices.Sort(lines)
+		slices.Reverse(lines)
+		file := filepath.Join(b.o.profileDir, run+"-kube-apiserver-requests.txt")
+		if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+			fmt.Printf("    profiles: %v\n", err)
+		}
+	})
+	query := fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(b.o.profileFor.Seconds()))
+	targets := map[string]string{apiServerName: strings.TrimSuffix(b.cluster.Config.Host, "/") + query}
+	for _, p := range append([]*localcluster.Process{b.manager}, b.agents...) {
+		if running(p) {
+			targets[p.Name] = "http://" + p.PprofAddr + query
+		}
+	}
+	for name, url := range targets {
+		c := http.DefaultClient
+		if name == apiServerName {
+			c = apiServer
+		}
+		wg.Go(func() {
+			file := filepath.Join(b.o.profileDir, run+"-"+name+".pprof")
+			if err := download(ctx, c, url, file); err != nil {
+				fmt.Printf("    profile of %s: %v\n", name, err)
+			}
+			if name == apiServerName {
+				return
+			}
+			// Where memory went, once the run is over.
+			heap := filepath.Join(b.o.profileDir, run+"-"+name+"-heap.pprof")
+			heapURL := strings.Replace(url, query, "/debug/pprof/heap", 1)
+			if err := download(ctx, c, heapURL, heap); err != nil {
+				fmt.Printf("    heap profile of %s: %v\n", name, err)
+			}
+		})
+	}
+	return wg.Wait
+}
+
+// running says whether p has not exited.
+func running(p *localcluster.Process) bool {
+	select {
+	case <-p.Exited():
+		return false
+	default:
+		return true
+	}
+}
+
+// requestStats reads the API server's request counters and the time it spent on those requests
+// (apiserver_request_duration_seconds_sum: from receiving a request to responding, watches
+// excepted), keyed by verb, group, resource and subresource.
+func requestStats(ctx context.Context, c *http.Client, host string) (counts, seconds map[string]float64, err error) {
+	by := []string{"verb", "resource", "subresource", "group"}
+	if counts, err = apiServerMetric(ctx, c, host, "apiserver_request_total", by...); err != nil {
+		return nil, nil, err
+	}
+	seconds, err = apiServerMetric(ctx, c, host, "apiserver_request_duration_seconds_sum", by...)
+	return counts, seconds, err
+}
+
+// apiServerMetric sums the API server's samples of metric by the given labels.
+func apiServerMetric(ctx context.Context, c *http.Client, host, metric string,
+	by ...string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(host, "/")+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	sums := map[string]float64{}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		sample, ok := strings.CutPrefix(line, metric+"{")
+		if !ok {
+			continue
+		}
+		end := strings.LastIndexByte(sample, '}')
+		v, err := strconv.ParseFloat(strings.TrimSpace(sample[end+1:]), 64)
+		if err != nil {
+			continue
+		}
+		var keep []string
+		for l := range strings.SplitSeq(sample[:end], ",") {
+			if name, _, _ := strings.Cut(l, "="); slices.Contains(by, name) {
+				keep = append(keep, l)
+			}
+		}
+		sums[strings.Join(keep, " ")] += v
+	}
+	return sums, nil
+}
+
+func download(ctx context.Context, c *http.Client, url, file string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, data, 0o644)
+}

@@ -1,0 +1,370 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Scenarios 1 to 3, which measure the same runs: the time until every claim is bound and every
+// pod runs, with the agents and with Kubernetes alone (1), the volumes left per bound claim (2),
+// and the agents' footprint (3, footprint.go); and how a run's pods spread over the nodes and
+// what events they caused (the events printed by recovery.go too).
+
+package main
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"maps"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/controller"
+)
+
+// bound runs scenarios 1 to 3, which measure the same runs.
+func (b *bench) bound(ctx context.Context) ([]result, error) {
+	o, cluster := b.o, b.cluster
+	var results []result
+	// The first StatefulSets of a fresh cluster start slower (caches, schedulers queues), and so
+	// do the first TServers and provisioned claims (the API server builds the claim-node-label
+	// policy's type converter from its OpenAPI at the policy's first patch): warm up both ways
+	// so that neither measured run pays for it.
+	fmt.Println("Warming up...")
+	if err := b.useProvisioner(ctx, tarsv1beta1.NoProvisioner); err != nil {
+		return results, err
+	}
+	if _, err := b.timeToBound(ctx, "warmup", 2, true, false); err != nil {
+		return results, err
+	}
+	if err := b.cleanUp(ctx, "warmup"); err != nil {
+		return results, err
+	}
+	if err := b.useProvisioner(ctx, tarsv1beta1.Provisioner); err != nil {
+		return results, err
+	}
+	var err error
+	if b.agents, err = cluster.StartAgents(ctx, o.agent, "--gc-grace-period="+o.gcGrace.String()); err != nil {
+		return results, err
+	}
+	if _, err := b.timeToBound(ctx, "warmupagents", 2, false, false); err != nil {
+		return results, err
+	}
+	last := "warmupagents"
+	// Two cores shared by every component make single runs vary by a third: scenario 1 runs in
+	// pairs (Kubernetes alone, then with the agents), and the pair with the median ratio counts.
+	byHand := ""
+	if o.byHand {
+		byHand = " (StatefulSets by hand)"
+	}
+	var pairs []result
+	for i := 1; i <= o.pairs; i++ {
+		lowerRun, oursRun := fmt.Sprintf("lower%d", i), fmt.Sprintf("agents%d", i)
+		// Kubernetes alone: without the previous run's agents and volumes.
+		if err := b.stopAgents(); err != nil {
+			return results, err
+		}
+		if err := b.cleanUp(ctx, last); err != nil {
+			return results, err
+		}
+		fmt.Printf("Scenario 1b, pair %d of %d: Kubernetes alone, the StatefulSets applied by hand, "+
+			"volumes pre-created as the agent would create them...\n", i, o.pairs)
+		// Kubernetes alone: no manager either, and a class that provisions nothing, so that the
+		// scheduler binds the pre-created volumes.
+		if err := b.manager.Stop(); err != nil {
+			return results, err
+		}
+		if err := b.useProvisioner(ctx, tarsv1beta1.NoProvisioner); err != nil {
+			return results, err
+		}
+		lower, err := b.timeToBound(ctx, lowerRun, o.servers, true, i == o.pairs)
+		if err != nil {
+			return results, err
+		}
+		// Each run starts on an empty cluster: the agents would otherwise spend the measured run
+		// collecting the volumes this one left unbound.
+		if err := b.cleanUp(ctx, lowerRun); err != nil {
+			return results, err
+		}
+		if err := b.useProvisioner(ctx, tarsv1beta1.Provisioner); err != nil {
+			return results, err
+		}
+		fmt.Println("Starting the manager and the agents...")
+		if b.manager, err = cluster.StartManager(ctx, o.operator, nil); err != nil {
+			return results, err
+		}
+		if b.agents, err = cluster.StartAgents(ctx, o.agent, "--gc-grace-period="+o.gcGrace.String()); err != nil {
+			return results, err
+		}
+		fmt.Printf("Scenario 1a, pair %d of %d: with the agents provisioning...\n", i, o.pairs)
+		ours, err := b.timeToBound(ctx, oursRun, o.servers, false, i == o.pairs)
+		if err != nil {
+			return results, err
+		}
+		last = oursRun
+		pair := ratio("1 time to bound", fmt.Sprintf("pair %d: all claims Bound, all pods Running%s", i, byHand),
+			ours.Seconds(), lower.Seconds(), "s", 1.10)
+		pair.Target, pair.Met = "", nil // the median pair below is the figure
+		fmt.Printf("  pair %d: %.2f s / %.2f s = %.2f\n", i, ours.Seconds(), lower.Seconds(), pair.Ratio)
+		if o.tracePV {
+			for _, run := range []string{lowerRun, oursRun} {
+				trace, err := pvControllerTrace(filepath.Join(cluster.LogDir, "kube-controller-manager.log"), run)
+				if err != nil {
+					trace = err.Error()
+				}
+				fmt.Printf("    %s: %s\n", run, trace)
+			}
+		}
+		pairs = append(pairs, pair)
+	}
+	median := slices.SortedFunc(slices.Values(pairs), func(a, b result) int {
+		return cmp.Compare(a.Ratio, b.Ratio)
+	})[(len(pairs)-1)/2]
+	results = append(results, pairs...)
+	results = append(results, ratio("1 time to bound", "median pair: all claims Bound, all pods Running"+byHand,
+		median.Value, median.Bound, "s", 1.10))
+
+	fmt.Println("Scenario 2: leftover volumes...")
+	claims := o.servers * o.replicas * o.volumes
+	atDone, err := b.volumesOf(ctx, last)
+	if err != nil {
+		return results, err
+	}
+	results = append(results, result{Scenario: "2 leftovers", Metric: "PVs per bound claim at done",
+		Value: float64(atDone) / float64(claims), Unit: "PV/claim"})
+	time.Sleep(o.gcGrace + 10*time.Second)
+	afterGrace, err := b.volumesOf(ctx, last)
+	if err != nil {
+		return results, err
+	}
+	results = append(results, ratio("2 leftovers", "PVs per bound claim after the grace period",
+		float64(afterGrace)/float64(claims), 1, "PV/claim", 1.00))
+
+	fmt.Println("Scenario 3: agent footprint...")
+	results = append(results, b.footprint(ctx, b.agents)...)
+
+	return results, nil
+}
+
+// timeToBound creates servers TServers in a namespace of their own (app = name, so that no claim
+// matches another run's volumes) and measures until every claim is bound and every pod runs.
+// With precreate, the lower bound, the volumes are made first, exactly as the agents would make
+// them (one per claim, a replica's on one node, a server's replicas on different nodes), but
+// unbound, for the scheduler to bind as it binds any pre-created local volume; and the
+// StatefulSets the controller would make are created instead of TServers. With profile (and
+// --profile-dir), the run is profiled.
+func (b *bench) timeToBound(ctx context.Context, name string, servers int,
+	precreate, profile bool) (time.Duration, error) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if err := b.c.Create(ctx, ns); err != nil {
+		return 0, err
+	}
+	volumes := servers * b.o.replicas * b.o.volumes // one per claim
+	if precreate {
+		for i := range servers {
+			ts := b.tserver(name, name, i)
+			for r := range b.o.replicas {
+				node := b.cluster.Nodes[(i*b.o.replicas+r)%len(b.cluster.Nodes)]
+				for _, m := range ts.Spec.K8S.Mounts {
+					if err := b.c.Create(ctx, b.volume(ts, m.Name, node.Name)); err != nil {
+						return 0, err
+					}
+				}
+			}
+		}
+		// Pre-created volumes are ready to use: the clock starts once the PV controller has
+		// marked every one Available.
+		if err := b.waitAvailable(ctx, name, volumes); err != nil {
+			return 0, err
+		}
+	}
+	if b.o.profileDir != "" && profile {
+		defer b.profile(ctx, name)()
+	}
+	// Both runs start on a quiet cluster: whatever was just started (caches filling) or cleaned up
+	// is over, as it would be long before a real rollout.
+	if err := waitQuiet(ctx); err != nil {
+		return 0, err
+	}
+	cpuBefore := cpuByComponent()
+	start := time.Now()
+	if err := b.apply(ctx, name, servers, !precreate && !b.o.byHand); err != nil {
+		return 0, err
+	}
+	want := servers * b.o.replicas
+	// Milestones on the way, to show where the time goes.
+	milestones := map[string]time.Duration{}
+	mark := func(what string, done bool) {
+		if _, seen := milestones[what]; done && !seen {
+			milestones[what] = time.Since(start)
+		}
+	}
+	deadline := time.Now().Add(15 * time.Minute)
+	for time.Now().Before(deadline) {
+		pvcs := &corev1.PersistentVolumeClaimList{}
+		pods := &corev1.PodList{}
+		pvs := &corev1.PersistentVolumeList{}
+		if err := b.obs.List(ctx, pvcs, client.InNamespace(name), client.UnsafeDisableDeepCopy); err != nil {
+			return 0, err
+		}
+		if err := b.obs.List(ctx, pods, client.InNamespace(name), client.UnsafeDisableDeepCopy); err != nil {
+			return 0, err
+		}
+		if err := b.obs.List(ctx, pvs, client.MatchingLabels{tarsv1beta1.LabelServerApp: name},
+			client.UnsafeDisableDeepCopy); err != nil {
+			return 0, err
+		}
+		statefulSets := &appsv1.StatefulSetList{}
+		if err := b.obs.List(ctx, statefulSets, client.InNamespace(name), client.UnsafeDisableDeepCopy); err != nil {
+			return 0, err
+		}
+		mark("all StatefulSets exist", len(statefulSets.Items) == servers)
+		bound := 0
+		for _, pvc := range pvcs.Items {
+			if pvc.Status.Phase == corev1.ClaimBound {
+				bound++
+			}
+		}
+		scheduled, running := 0, 0
+		for _, pod := range pods.Items {
+			if pod.Spec.NodeName != "" {
+				scheduled++
+			}
+			if pod.Status.Phase == corev1.PodRunning {
+				running++
+			}
+		}
+		mark("all claims exist", len(pvcs.Items) == want*b.o.volumes)
+		available := 0
+		for _, pv := range pvs.Items {
+			if pv.Status.Phase != corev1.VolumePending {
+				available++ // Available, or bound since
+			}
+		}
+		mark("all volumes exist", len(pvs.Items) >= volumes)
+		mark("all volumes usable", available >= volumes)
+		mark("all pods exist", len(pods.Items) == want)
+		mark("all pods scheduled", scheduled == want)
+		mark("all claims bound", bound == want*b.o.volumes)
+		if bound == want*b.o.volumes && running == want {
+			took := time.Since(start)
+			fmt.Printf("  %s: %d claims bound, %d pods running in %s\n", name, bound, running, took.Round(10*time.Millisecond))
+			for _, what := range []string{"all StatefulSets exist", "all claims exist", "all volumes exist",
+				"all volumes usable", "all pods exist", "all pods scheduled", "all claims bound"} {
+				fmt.Printf("    %-20s %s\n", what, milestones[what].Round(10*time.Millisecond))
+			}
+			printCPU(cpuBefore, cpuByComponent())
+			printSpread(pods.Items)
+			b.printEvents(ctx, name)
+			return took, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("%s: not all claims bound and pods running after 15 minutes", name)
+}
+
+// printSpread says how evenly the pods landed on the nodes (each node's agent provisions the
+// volumes of the pods on it).
+func printSpread(pods []corev1.Pod) {
+	perNode := map[string]int{}
+	for _, pod := range pods {
+		perNode[pod.Spec.NodeName]++
+	}
+	counts := slices.Collect(maps.Values(perNode))
+	fmt.Printf("    pods per node: %d to %d on %d nodes\n", slices.Min(counts), slices.Max(counts), len(counts))
+}
+
+// printEvents counts the events of namespace ns by reason (each one an API write of the
+// component that reported it; a series counts as often as it happened), and says how many pods
+// the scheduler found no node for at least once (FailedScheduling): each such attempt backs a
+// pod off.
+func (b *bench) printEvents(ctx context.Context, ns string) {
+	list := &eventsv1.EventList{}
+	if err := b.c.List(ctx, list, client.InNamespace(ns)); err != nil {
+		fmt.Printf("    events: %v\n", err)
+		return
+	}
+	unschedulable := sets.New[string]()
+	reasons := map[string]int{}
+	var why []string // distinct FailedScheduling messages
+	for _, e := range list.Items {
+		n := max(1, int(e.DeprecatedCount)) // core/v1 recorders count repeats there
+		if e.Series != nil {
+			n = int(e.Series.Count)
+		}
+		reporter := e.ReportingController
+		if reporter == "" {
+			reporter = e.DeprecatedSource.Component // core/v1 recorders
+		}
+		reasons[reporter+" "+e.Reason] += n
+		if e.Reason == "FailedScheduling" {
+			unschedulable.Insert(e.Regarding.Name)
+			if !slices.Contains(why, e.Note) {
+				why = append(why, e.Note)
+			}
+		}
+	}
+	lines := make([]string, 0, len(reasons))
+	for _, reason := range slices.Sorted(maps.Keys(reasons)) {
+		lines = append(lines, fmt.Sprintf("%s %d", reason, reasons[reason]))
+	}
+	fmt.Printf("    events: %s\n", strings.Join(lines, ", "))
+	fmt.Printf("    pods found no node at least once: %d (%d attempts)\n",
+		unschedulable.Len(), unschedulableAttempts(reasons))
+	for _, note := range why[:min(3, len(why))] {
+		fmt.Printf("      %s\n", note)
+	}
+}
+
+// unschedulableAttempts sums the FailedScheduling events of every reporter.
+func unschedulableAttempts(reasons map[string]int) int {
+	n := 0
+	for reason, count := range reasons {
+		if strings.HasSuffix(reason, " FailedScheduling") {
+			n += count
+		}
+	}
+	return n
+}
+
+// apply creates the run's servers: as TServers, or, for Kubernetes alone, as the StatefulSets
+// (and Services) the controller would make of them.
+func (b *bench) apply(ctx context.Context, name string, servers int, tservers bool) error {
+	for i := range servers {
+		ts := b.tserver(name, name, i)
+		if tservers {
+			if err := b.c.Create(ctx, ts); err != nil {
+				return err
+			}
+			continue
+		}
+		svc, sts := controller.Desired(ts)
+		if err := b.c.Create(ctx, svc); err != nil {
+			return err
+		}
+		if err := b.c.Create(ctx, sts); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,253 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// The bench's harness, shared by every scenario: the cluster and its clients, the bench's
+// TServers, and cleaning up and waiting between runs.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/agent"
+	"github.com/tserver-operator/tserver-operator/internal/localcluster"
+)
+
+type bench struct {
+	o       options
+	cluster *localcluster.Cluster
+	c       client.Client
+	// obs watches the runs' claims, pods and volumes: polling them with lists would load the
+	// API server the bench measures.
+	obs     client.Reader
+	manager *localcluster.Process
+	agents  []*localcluster.Process
+}
+
+// tserver is a bench TServer: replicas of one container with volumes tLocalVolume mounts.
+func (b *bench) tserver(ns, app string, i int) *tarsv1beta1.TServer {
+	server := fmt.Sprintf("s%d", i)
+	ts := &tarsv1beta1.TServer{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: tarsv1beta1.ResourceName(app, server)},
+		Spec: tarsv1beta1.TServerSpec{
+			App: app, Server: server, SubType: tarsv1beta1.SubTypeNormal,
+			Normal:  &tarsv1beta1.TServerNormal{Ports: []tarsv1beta1.TServerPort{{Name: "http", Port: 8080, IsTcp: true}}},
+			Release: &tarsv1beta1.TServerRelease{ID: "v1", Image: "bench/" + server + ":v1"},
+			K8S:     tarsv1beta1.TServerK8S{Replicas: int32(b.o.replicas)},
+		},
+	}
+	for v := range b.o.volumes {
+		ts.Spec.K8S.Mounts = append(ts.Spec.K8S.Mounts, tarsv1beta1.TK8SMount{
+			Name: fmt.Sprintf("data%d", v), MountPath: fmt.Sprintf("/data%d", v),
+			Source: tarsv1beta1.TK8SMountSource{TLocalVolume: &tarsv1beta1.TLocalVolume{UID: "1000", GID: "0", Mode: "755"}},
+		})
+	}
+	return ts
+}
+
+// clients makes a client of the cluster at cfg, for core and TServer kinds, and an observer.
+func clients(ctx context.Context, cfg *rest.Config) (client.Client, client.Reader, error) {
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = tarsv1beta1.AddToScheme(scheme)
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, nil, err
+	}
+	obs, err := observer(ctx, cfg, scheme)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, obs, nil
+}
+
+// observer starts a cache of every claim and pod and of the tars volumes, and waits for it.
+func observer(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme) (client.Reader, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.DisableCompression = true
+	tars, err := labels.Parse(tarsv1beta1.LabelServerApp)
+	if err != nil {
+		return nil, err
+	}
+	c, err := cache.New(cfg, cache.Options{Scheme: scheme, ByObject: map[client.Object]cache.ByObject{
+		&corev1.PersistentVolume{}: {Label: tars},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	for _, obj := range []client.Object{
+		&corev1.PersistentVolumeClaim{}, &corev1.Pod{}, &corev1.PersistentVolume{}, &appsv1.StatefulSet{},
+	} {
+		if _, err := c.GetInformer(ctx, obj); err != nil {
+			return nil, err
+		}
+	}
+	go func() {
+		if err := c.Start(ctx); err != nil {
+			fmt.Fprintf(os.Stderr, "observer: %v\n", err)
+		}
+	}()
+	if !c.WaitForCacheSync(ctx) {
+		return nil, fmt.Errorf("observer: caches did not sync")
+	}
+	return c, nil
+}
+
+// cleanUp deletes a run's namespace and volumes, and waits until they are gone.
+func (b *bench) cleanUp(ctx context.Context, name string) error {
+	took, err := b.deleteAndWait(ctx, name, map[string]string{tarsv1beta1.LabelServerApp: name}, 5*time.Minute)
+	if err != nil {
+		return fmt.Errorf("cleaning up run %s: %w", name, err)
+	}
+	fmt.Printf("  cleaned up %s in %s\n", name, took.Round(10*time.Millisecond))
+	return nil
+}
+
+// deleteAndWait deletes namespace and the volumes labelled volumeLabels, and waits up to timeout
+// until both are gone; it returns how long that took.
+func (b *bench) deleteAndWait(ctx context.Context, namespace string, volumeLabels map[string]string,
+	timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
+	if err := b.c.Delete(ctx, ns); client.IgnoreNotFound(err) != nil {
+		return 0, err
+	}
+	if err := b.c.DeleteAllOf(ctx, &corev1.PersistentVolume{}, client.MatchingLabels(volumeLabels)); err != nil {
+		return 0, err
+	}
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		pvs := &metav1.PartialObjectMetadataList{}
+		pvs.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PersistentVolumeList"))
+		if err := b.c.List(ctx, pvs, client.MatchingLabels(volumeLabels), client.Limit(1)); err != nil || len(pvs.Items) > 0 {
+			return false, err
+		}
+		err := b.c.Get(ctx, client.ObjectKeyFromObject(ns), ns)
+		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+	})
+	return time.Since(start), err
+}
+
+// useProvisioner makes t-storage-class one of provisioner (a class's provisioner is immutable:
+// it is made anew), and waits until the scheduler can have seen it.
+func (b *bench) useProvisioner(ctx context.Context, provisioner string) error {
+	sc := &storagev1.StorageClass{}
+	if err := b.c.Get(ctx, client.ObjectKey{Name: tarsv1beta1.StorageClassName}, sc); err != nil {
+		return err
+	}
+	if sc.Provisioner == provisioner {
+		return nil
+	}
+	if err := b.c.Delete(ctx, sc); err != nil {
+		return err
+	}
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true,
+		func(ctx context.Context) (bool, error) {
+			err := b.c.Get(ctx, client.ObjectKeyFromObject(sc), &storagev1.StorageClass{})
+			return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+		})
+	if err != nil {
+		return err
+	}
+	fresh := &storagev1.StorageClass{
+		ObjectMeta:        metav1.ObjectMeta{Name: sc.Name, Labels: sc.Labels, Annotations: sc.Annotations},
+		Provisioner:       provisioner,
+		ReclaimPolicy:     sc.ReclaimPolicy,
+		VolumeBindingMode: sc.VolumeBindingMode,
+	}
+	if err := b.c.Create(ctx, fresh); err != nil {
+		return err
+	}
+	time.Sleep(time.Second) // the scheduler's, controller-manager's and agents' informers
+	fmt.Printf("  t-storage-class: provisioner %s\n", provisioner)
+	return nil
+}
+
+// stopAgents stops the agents of the previous pair.
+func (b *bench) stopAgents() error {
+	errs := make([]error, 0, len(b.agents))
+	for _, a := range b.agents {
+		errs = append(errs, a.Stop())
+	}
+	b.agents = nil
+	return errors.Join(errs...)
+}
+
+// waitAvailable waits until n volumes of app are Available.
+func (b *bench) waitAvailable(ctx context.Context, app string, n int) error {
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Minute, true,
+		func(ctx context.Context) (bool, error) {
+			pvs := &corev1.PersistentVolumeList{}
+			if err := b.obs.List(ctx, pvs, client.MatchingLabels{tarsv1beta1.LabelServerApp: app},
+				client.UnsafeDisableDeepCopy); err != nil {
+				return false, err
+			}
+			available := 0
+			for _, pv := range pvs.Items {
+				if pv.Status.Phase == corev1.VolumeAvailable {
+					available++
+				}
+			}
+			return available == n, nil
+		})
+}
+
+// volume is the PersistentVolume the agent of node would make for volume of ts: its own builder,
+// given the claim the controller makes.
+func (b *bench) volume(ts *tarsv1beta1.TServer, volume, node string) *corev1.PersistentVolume {
+	claim := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ts.Namespace, Labels: map[string]string{
+			tarsv1beta1.LabelServerApp: ts.Spec.App, tarsv1beta1.LabelServerName: ts.Spec.Server,
+			tarsv1beta1.LabelLocalVolume: volume,
+		}},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources: corev1.VolumeResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
+			},
+		},
+	}
+	cfg := agent.Config{NodeName: node, Hostname: node, HostRoot: localcluster.ProductionHostRoot,
+		StorageClassName: tarsv1beta1.StorageClassName}
+	pv := cfg.Volume(claim, corev1.PersistentVolumeReclaimDelete)
+	pv.Spec.ClaimRef = nil // pre-created: the scheduler binds it, as any existing volume
+	return pv
+}
+
+// volumesOf counts the volumes of the run whose app is app.
+func (b *bench) volumesOf(ctx context.Context, app string) (int, error) {
+	list := &corev1.PersistentVolumeList{}
+	err := b.c.List(ctx, list, client.MatchingLabels{tarsv1beta1.LabelServerApp: app})
+	return len(list.Items), err
+}
