@@ -28,7 +28,8 @@ func TestLocalVolumeNameMatchesTarsK8S(t *testing.T) {
 	if want := "default-remote-log-dir-tars-tarslog-36520b71"; got != want {
 		t.Errorf("LocalVolumeName() = %q, want %q", got, want)
 	}
-	if got := LocalVolumeName("ns", "data", "Tars", "TarsLog", "n", "c"); got[:len("ns-data-tars-tarslog-")] != "ns-data-tars-tarslog-" {
+	if got := LocalVolumeName("ns", "data", "Tars", "TarsLog", "n", "c"); got[:len("ns-data-tars-tarslog-")] !=
+		"ns-data-tars-tarslog-" {
 		t.Errorf("app and server are not lower-cased: %q", got)
 	}
 }
@@ -42,7 +43,8 @@ func TestLocalVolumeNamespace(t *testing.T) {
 	}{
 		{LocalVolumeName("team-a", "remote-log-dir", "Tars", "TarsLog", "node-1", StorageClassName), labels, "team-a"},
 		// Namespaces may contain what follows them in the name.
-		{LocalVolumeName("remote-log-dir-tars", "remote-log-dir", "Tars", "TarsLog", "n", StorageClassName), labels, "remote-log-dir-tars"},
+		{LocalVolumeName("remote-log-dir-tars", "remote-log-dir", "Tars", "TarsLog", "n", StorageClassName),
+			labels, "remote-log-dir-tars"},
 		{"default-remote-log-dir-tars-tarslog-c4e31c6", labels, "default"}, // hashes are not zero-padded
 		{"remote-log-dir-tars-tarslog-36520b71", labels, ""},               // no namespace
 		{"default-data-tars-tarslog-36520b71", labels, ""},                 // another volume

@@ -145,8 +145,9 @@ func reportingController(nodeName string) string {
 }
 
 // NewScheme holds the kinds the agent reads and writes, and no others: claims, volumes, nodes
-// (core), StorageClasses and StatefulSets (read, uncached, to check a delay-bind claim). Registering every built-in group, as the manager does, costs each
-// agent memory for types it never sees.
+// (core), StorageClasses and StatefulSets (read, uncached, to check a delay-bind claim).
+// Registering every built-in group, as the manager does, costs each agent memory for types it
+// never sees.
 func NewScheme() *runtime.Scheme {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(corev1.AddToScheme(scheme))

@@ -60,8 +60,10 @@ func newClaim(ns, volume string, ordinal int, annotations map[string]string) *co
 			Name: fmt.Sprintf("%s-tars-tarslog-%d", volume, ordinal), Namespace: ns, Labels: labels, Annotations: annotations,
 		},
 		Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")}},
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources: corev1.VolumeResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
+			},
 			Selector:         &metav1.LabelSelector{MatchLabels: labels},
 			StorageClassName: new(testStorage),
 			VolumeMode:       new(corev1.PersistentVolumeFilesystem),
@@ -72,7 +74,9 @@ func newClaim(ns, volume string, ordinal int, annotations map[string]string) *co
 }
 
 var seedOwnership = map[string]string{
-	tarsv1beta1.AnnotationLocalVolumeUID: "1000", tarsv1beta1.AnnotationLocalVolumeGID: "0", tarsv1beta1.AnnotationLocalVolumeMode: "755",
+	tarsv1beta1.AnnotationLocalVolumeUID:  "1000",
+	tarsv1beta1.AnnotationLocalVolumeGID:  "0",
+	tarsv1beta1.AnnotationLocalVolumeMode: "755",
 }
 
 func volumeOn(node, ns, volume string) string {
@@ -218,7 +222,9 @@ func madeBeforehand(node, ns string) *corev1.PersistentVolume {
 	a := agents[node]
 	cfg := Config{NodeName: node, Hostname: a.hostname, HostRoot: hostRoot, StorageClassName: testStorage}
 	claim := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Labels: map[string]string{
-		tarsv1beta1.LabelServerApp: "tars", tarsv1beta1.LabelServerName: "tarslog", tarsv1beta1.LabelLocalVolume: "remote-log-dir",
+		tarsv1beta1.LabelServerApp:   "tars",
+		tarsv1beta1.LabelServerName:  "tarslog",
+		tarsv1beta1.LabelLocalVolume: "remote-log-dir",
 	}}}
 	pv := cfg.Volume(claim, corev1.PersistentVolumeReclaimDelete)
 	pv.Spec.ClaimRef = nil
@@ -320,15 +326,23 @@ func tserverStatefulSet(ns string) {
 	labels := map[string]string{
 		tarsv1beta1.LabelServerApp: "tars", tarsv1beta1.LabelServerName: "tarslog",
 	}
-	template := corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: tarsv1beta1.DelayBindVolumeName, Labels: map[string]string{
-		tarsv1beta1.LabelServerApp: "tars", tarsv1beta1.LabelServerName: "tarslog", tarsv1beta1.LabelLocalVolume: tarsv1beta1.DelayBindVolumeName,
-	}}, Spec: corev1.PersistentVolumeClaimSpec{
+	template := corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{
+		Name: tarsv1beta1.DelayBindVolumeName,
+		Labels: map[string]string{
+			tarsv1beta1.LabelServerApp:   "tars",
+			tarsv1beta1.LabelServerName:  "tarslog",
+			tarsv1beta1.LabelLocalVolume: tarsv1beta1.DelayBindVolumeName,
+		},
+	}, Spec: corev1.PersistentVolumeClaimSpec{
 		AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-		Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")}},
+		Resources: corev1.VolumeResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
+		},
 	}}
 	sts := &appsv1.StatefulSet{
 		ObjectMeta: metav1.ObjectMeta{Name: "tars-tarslog", Namespace: ns, OwnerReferences: []metav1.OwnerReference{{
-			APIVersion: tarsv1beta1.GroupVersion.String(), Kind: "TServer", Name: "tars-tarslog", UID: "0000-tserver", Controller: new(true),
+			APIVersion: tarsv1beta1.GroupVersion.String(), Kind: "TServer", Name: "tars-tarslog", UID: "0000-tserver",
+			Controller: new(true),
 		}}},
 		Spec: appsv1.StatefulSetSpec{
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
@@ -362,9 +376,13 @@ var _ = Describe("The node agent", func() {
 			PersistentVolumeSource: corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{
 				Path: hostRoot + "/" + ns + "/tars.tarslog/remote-log-dir",
 			}},
-			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
-				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "kubernetes.io/hostname", Operator: "In", Values: []string{hostname}}},
-			}}}},
+			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{
+				NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+					MatchExpressions: []corev1.NodeSelectorRequirement{{
+						Key: "kubernetes.io/hostname", Operator: "In", Values: []string{hostname},
+					}},
+				}},
+			}},
 			ClaimRef: &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1",
 				Namespace: ns, Name: pvc.Name, UID: pvc.UID, ResourceVersion: pvc.ResourceVersion},
 			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimDelete,
@@ -418,7 +436,8 @@ var _ = Describe("The node agent", func() {
 		Expect(cached("node-c")()).To(BeEmpty())
 	})
 
-	It("provisions delay-bind volumes on a node without local volume support, and defaults missing annotations to 0:0 755", func() {
+	It("provisions delay-bind volumes on a node without local volume support, "+
+		"and defaults missing annotations to 0:0 755", func() {
 		tserverStatefulSet(ns)
 		pvc := newClaim(ns, tarsv1beta1.DelayBindVolumeName, 0, nil)
 		provisioned(pvc, "node-c")
@@ -435,7 +454,8 @@ var _ = Describe("The node agent", func() {
 		Expect(pvExists(volumeOn("node-c", ns, tarsv1beta1.DelayBindVolumeName))()).To(BeFalse())
 		Expect(dirOn("node-c", ns, tarsv1beta1.DelayBindVolumeName)).NotTo(BeADirectory())
 
-		By("and one named otherwise, or of a replica the StatefulSet does not have, even with the TServer's StatefulSet there")
+		By("and one named otherwise, or of a replica the StatefulSet does not have, " +
+			"even with the TServer's StatefulSet there")
 		tserverStatefulSet(ns)
 		beyond := newClaim(ns, tarsv1beta1.DelayBindVolumeName, 5, nil)
 		schedule(beyond, "node-c")
@@ -467,7 +487,8 @@ var _ = Describe("The node agent", func() {
 		Expect(got.Spec.ClaimRef.Name).To(Equal(first.Name))
 	})
 
-	It("provisions none of a pod's claims on a node that cannot serve them all, whichever the scheduler names first", func() {
+	It("provisions none of a pod's claims on a node that cannot serve them all, "+
+		"whichever the scheduler names first", func() {
 		tserverStatefulSet(ns)
 		first := newClaim(ns, "remote-log-dir", 1, seedOwnership)
 		firstPV := provisioned(first, "node-a")
@@ -481,13 +502,15 @@ var _ = Describe("The node agent", func() {
 			ContainSubstring("claim %s of the same pod tars-tarslog-2 cannot have its volume on this node", data.Name)))
 		schedule(data, "node-a")
 		Eventually(selectedNode(data), timeout, interval).Should(BeEmpty())
-		Consistently(pvExists(volumeOn("node-a", ns, tarsv1beta1.DelayBindVolumeName)), time.Second, interval).Should(BeFalse())
+		Consistently(pvExists(volumeOn("node-a", ns, tarsv1beta1.DelayBindVolumeName)),
+			time.Second, interval).Should(BeFalse())
 
 		By("nor while replica 1's volume is being deleted: it stays while its claim is used")
 		Expect(k8sClient.Delete(ctx, firstPV)).To(Succeed())
 		schedule(delayBind, "node-a")
 		Eventually(selectedNode(delayBind), timeout, interval).Should(BeEmpty())
-		Consistently(pvExists(volumeOn("node-a", ns, tarsv1beta1.DelayBindVolumeName)), time.Second, interval).Should(BeFalse())
+		Consistently(pvExists(volumeOn("node-a", ns, tarsv1beta1.DelayBindVolumeName)),
+			time.Second, interval).Should(BeFalse())
 
 		By("and both made on a node that can serve them; the first made is not handed back when the node changes")
 		delayBindPV := provisioned(delayBind, "node-b")
@@ -540,7 +563,8 @@ var _ = Describe("The node agent", func() {
 		}, timeout, interval).Should(Succeed())
 
 		By("leaving both alone while they are bound")
-		Consistently(func() bool { return pvExists(deletePV.Name)() && pvExists(retainPV.Name)() }, time.Second, interval).Should(BeTrue())
+		Consistently(func() bool { return pvExists(deletePV.Name)() && pvExists(retainPV.Name)() },
+			time.Second, interval).Should(BeTrue())
 
 		release(deleted, deletePV)
 		release(retained, retainPV)
@@ -570,8 +594,10 @@ var _ = Describe("The node agent", func() {
 		pvc, pv, sentinel := boundWithData(ns, "node-a")
 		deleteClaim(pvc)
 		By("an administrator making the claim anew to get the data back")
-		again := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: pvc.Name, Namespace: ns, Labels: pvc.Labels},
-			Spec: *pvc.Spec.DeepCopy()}
+		again := &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: pvc.Name, Namespace: ns, Labels: pvc.Labels},
+			Spec:       *pvc.Spec.DeepCopy(),
+		}
 		again.Spec.VolumeName = pv.Name
 		Expect(k8sClient.Create(ctx, again)).To(Succeed())
 		setPhase(pv.Name, corev1.VolumeReleased)
@@ -637,7 +663,8 @@ var _ = Describe("The node agent", func() {
 		Expect(dirOn("node-a", ns, "remote-log-dir")).NotTo(BeADirectory())
 	})
 
-	It("never recreates the missing directory of a bound data volume empty, reports it, and clears the report once it is back", func() {
+	It("never recreates the missing directory of a bound data volume empty, reports it, "+
+		"and clears the report once it is back", func() {
 		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
 		pv := provisioned(pvc, "node-a")
 		bind(pvc, pv)
@@ -672,7 +699,8 @@ var _ = Describe("The node agent", func() {
 		pvc, pv, sentinel := boundWithData(ns, "node-a")
 		dir := dirOn("node-a", ns, "remote-log-dir")
 		Expect(os.Rename(dir, dir+".deleting-"+string(pv.UID))).To(Succeed())
-		Eventually(func() ([]byte, error) { return os.ReadFile(sentinel) }, timeout, interval).Should(Equal([]byte("precious")))
+		Eventually(func() ([]byte, error) { return os.ReadFile(sentinel) },
+			timeout, interval).Should(Equal([]byte("precious")))
 		Consistently(claimAnnotation(pvc, tarsv1beta1.AnnotationVolumeProblem), 2*resync, interval).Should(BeEmpty())
 	})
 
@@ -684,11 +712,13 @@ var _ = Describe("The node agent", func() {
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(pvc), pvc)).To(Succeed())
 		pvc.Annotations[tarsv1beta1.AnnotationLocalVolumeMode] = "8"
 		Expect(k8sClient.Update(ctx, pvc)).To(Succeed())
-		Eventually(claimAnnotation(pvc, tarsv1beta1.AnnotationVolumeProblem), timeout, interval).Should(ContainSubstring("is missing"))
+		Eventually(claimAnnotation(pvc, tarsv1beta1.AnnotationVolumeProblem),
+			timeout, interval).Should(ContainSubstring("is missing"))
 		Expect(dir).NotTo(BeADirectory())
 	})
 
-	It("neither makes anew nor gives its ownership to the directory of a data volume bound to a claim of another volume", func() {
+	It("neither makes anew nor gives its ownership to the directory of a data volume "+
+		"bound to a claim of another volume", func() {
 		old, pv, _ := boundWithData(ns, "node-a")
 		dir := dirOn("node-a", ns, "remote-log-dir")
 		deleteClaim(old)
@@ -750,7 +780,9 @@ var _ = Describe("The node agent", func() {
 	It("keeps the directory of a claim that Kubernetes bound to a volume made beforehand", func() {
 		pv := madeBeforehand("node-a", ns)
 		pvc := newClaim(ns, "remote-log-dir", 0, map[string]string{
-			tarsv1beta1.AnnotationLocalVolumeUID: "1000", tarsv1beta1.AnnotationLocalVolumeGID: "100", tarsv1beta1.AnnotationLocalVolumeMode: "711",
+			tarsv1beta1.AnnotationLocalVolumeUID:  "1000",
+			tarsv1beta1.AnnotationLocalVolumeGID:  "100",
+			tarsv1beta1.AnnotationLocalVolumeMode: "711",
 		})
 		By("binding them as the scheduler and PV controller do, with no selected-node on the claim")
 		Eventually(func() error {
@@ -789,7 +821,8 @@ var _ = Describe("The node agent", func() {
 
 	It("gives a claim scheduled on its node the unused volume of its group made beforehand", func() {
 		pv := madeBeforehand("node-a", ns)
-		Expect(os.WriteFile(filepath.Join(dirOn("node-a", ns, "remote-log-dir"), "old.log"), []byte("x"), 0o644)).To(Succeed())
+		Expect(os.WriteFile(filepath.Join(dirOn("node-a", ns, "remote-log-dir"), "old.log"),
+			[]byte("x"), 0o644)).To(Succeed())
 		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
 		schedule(pvc, "node-a")
 		Eventually(func() types.UID {
@@ -819,7 +852,8 @@ var _ = Describe("The node agent", func() {
 		Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
 	})
 
-	It("deletes unbound volumes made beforehand after the grace period once no claim waits, never one that got bound", func() {
+	It("deletes unbound volumes made beforehand after the grace period once no claim waits, "+
+		"never one that got bound", func() {
 		onA, onB := madeBeforehand("node-a", ns), madeBeforehand("node-b", ns)
 		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
 		schedule(pvc, "node-a") // binds onA to it
@@ -844,10 +878,13 @@ var _ = Describe("The node agent", func() {
 		}}}
 		Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, node))).To(Succeed())
 		var raced atomic.Bool
-		claim := &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: ns, Name: "late", UID: "0000-late"}
+		claim := &corev1.ObjectReference{
+			Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: ns, Name: "late", UID: "0000-late",
+		}
 		startAgentWith("node-d", "host-d", GinkgoT().TempDir(), &interceptor.Funcs{
 			Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
-				if pv, ok := obj.(*corev1.PersistentVolume); ok && strings.HasPrefix(pv.Name, ns+"-") && raced.CompareAndSwap(false, true) {
+				if pv, ok := obj.(*corev1.PersistentVolume); ok && strings.HasPrefix(pv.Name, ns+"-") &&
+					raced.CompareAndSwap(false, true) {
 					By("binding the volume as the scheduler would, after the agent read it and before its delete")
 					got, err := getPV(pv.Name)()
 					Expect(err).NotTo(HaveOccurred())
@@ -882,7 +919,8 @@ var _ = Describe("The node agent", func() {
 		var raced atomic.Bool
 		startAgentWith("node-e", "host-e", GinkgoT().TempDir(), &interceptor.Funcs{
 			Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
-				if pv, ok := obj.(*corev1.PersistentVolume); ok && strings.HasPrefix(pv.Name, ns+"-") && raced.CompareAndSwap(false, true) {
+				if pv, ok := obj.(*corev1.PersistentVolume); ok && strings.HasPrefix(pv.Name, ns+"-") &&
+					raced.CompareAndSwap(false, true) {
 					By("an administrator clearing the volume's claim to use it again, after the agent checked it, before its delete")
 					Eventually(func() error {
 						got, err := getPV(pv.Name)()
@@ -904,7 +942,8 @@ var _ = Describe("The node agent", func() {
 		pvc, pv, sentinel := boundWithData(ns, "node-e")
 		release(pvc, pv)
 		Eventually(raced.Load, timeout, interval).Should(BeTrue())
-		Eventually(func() ([]byte, error) { return os.ReadFile(sentinel) }, timeout, interval).Should(Equal([]byte("precious")))
+		Eventually(func() ([]byte, error) { return os.ReadFile(sentinel) },
+			timeout, interval).Should(Equal([]byte("precious")))
 		entries, err := os.ReadDir(filepath.Dir(dirOn("node-e", ns, "remote-log-dir")))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(entries).To(HaveLen(1), "nothing left aside")
@@ -1058,7 +1097,8 @@ var _ = Describe("The node agent's report of orphaned directories", func() {
 	var ns string
 	BeforeEach(func() { ns = newNamespace() })
 
-	It("reports an orphaned directory once, and leaves it and its data as they are, through scans and provisioning beside it", func() {
+	It("reports an orphaned directory once, and leaves it and its data as they are, "+
+		"through scans and provisioning beside it", func() {
 		By("the directory of a volume deleted while its node was away")
 		dir := dirOn("node-b", ns, "remote-log-dir")
 		Expect(os.MkdirAll(dir, 0o755)).To(Succeed())
@@ -1088,7 +1128,8 @@ var _ = Describe("The node agent's report of orphaned directories", func() {
 		Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
 	})
 
-	It("counts as used a directory that any volume that may be on its node uses, in any phase, made by hand or over a parent", func() {
+	It("counts as used a directory that any volume that may be on its node uses, in any phase, "+
+		"made by hand or over a parent", func() {
 		used := map[string]string{
 			"released": "", "pending": "", "below": "", "under-parent-1": "", "under-parent-2": "",
 		}
@@ -1122,7 +1163,8 @@ var _ = Describe("The node agent's report of orphaned directories", func() {
 		}
 	})
 
-	It("drops an orphan out of the metric when a new volume of its group adopts it, and reports it when it is orphaned again", func() {
+	It("drops an orphan out of the metric when a new volume of its group adopts it, "+
+		"and reports it when it is orphaned again", func() {
 		dir := dirOn("node-a", ns, "remote-log-dir")
 		Expect(os.MkdirAll(dir, 0o755)).To(Succeed())
 		sentinel := writeSentinel(dir)

@@ -94,7 +94,8 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 	if sc.Provisioner != tarsv1beta1.Provisioner {
 		// TarsK8S's class (kubernetes.io/no-provisioner) provisions nothing, and its scheduler
 		// never selects a node; the controller reports such a class on the TServer.
-		log.Info("StorageClass is not the operator's: not provisioning", "storageClass", sc.Name, "provisioner", sc.Provisioner)
+		log.Info("StorageClass is not the operator's: not provisioning", "storageClass", sc.Name,
+			"provisioner", sc.Provisioner)
 		return nil
 	}
 	v, err := r.assess(ctx, pvc)
@@ -221,7 +222,8 @@ func (r *ClaimReconciler) assess(ctx context.Context, pvc *corev1.PersistentVolu
 			return verdict{}, err
 		}
 		if why != "" {
-			return verdict{refuse: refuse("", "the node is not labelled %s, and %s", tarsv1beta1.LabelSupportLocalVolume, why)}, nil
+			return verdict{refuse: refuse("", "the node is not labelled %s, and %s",
+				tarsv1beta1.LabelSupportLocalVolume, why)}, nil
 		}
 	}
 	existing := &corev1.PersistentVolume{}
@@ -247,7 +249,8 @@ func (r *ClaimReconciler) assess(ctx context.Context, pvc *corev1.PersistentVolu
 // judgeExisting judges a volume that already has the name the claim's group gets on this node:
 // it must become the claim's. An unused one of its group is bound to it; one that this node
 // cannot give the claim refuses it.
-func (r *ClaimReconciler) judgeExisting(pvc *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume, g group) verdict {
+func (r *ClaimReconciler) judgeExisting(pvc *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume,
+	g group) verdict {
 	other, _ := groupOf(pvc.Namespace, pv.Labels)
 	sameGroup := other == g && pv.Spec.StorageClassName == r.StorageClassName &&
 		pv.Labels[corev1.LabelHostname] == r.Hostname && r.relativePath(pv) == g.dir()
@@ -360,13 +363,15 @@ func (r *ClaimReconciler) cleanupRefused(pv string) string {
 // bindExisting gives the claim an unused volume of its group on this node (one TarsK8S made
 // beforehand, say), as the scheduler binds a volume that exists. The patch carries the volume's
 // resourceVersion, so a volume claimed or collected meanwhile is not taken.
-func (r *ClaimReconciler) bindExisting(ctx context.Context, pvc *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume) error {
+func (r *ClaimReconciler) bindExisting(ctx context.Context, pvc *corev1.PersistentVolumeClaim,
+	pv *corev1.PersistentVolume) error {
 	bound, _, err := volumehelpers.GetBindVolumeToClaim(pv, pvc)
 	if err != nil {
 		return err
 	}
 	if r.dataDirectoryMissing(pv) { // again: the disk may have gone since the verdict
-		return r.reschedule(ctx, pvc, refusal{why: fmt.Sprintf("the directory %s of its volume %s is missing", localPath(pv), pv.Name)})
+		return r.reschedule(ctx, pvc, refusal{why: fmt.Sprintf("the directory %s of its volume %s is missing",
+			localPath(pv), pv.Name)})
 	}
 	dataVolume := pv.Labels[tarsv1beta1.LabelLocalVolume] != tarsv1beta1.DelayBindVolumeName
 	held, err := r.Root.HoldsData(r.relativePath(pv))
@@ -384,8 +389,8 @@ func (r *ClaimReconciler) bindExisting(ctx context.Context, pvc *corev1.Persiste
 		}
 		return err
 	}
-	logf.FromContext(ctx).Info("Bound existing PersistentVolume to claim", "pv", pv.Name, "claim", client.ObjectKeyFromObject(pvc),
-		"retain", retain)
+	logf.FromContext(ctx).Info("Bound existing PersistentVolume to claim", "pv", pv.Name,
+		"claim", client.ObjectKeyFromObject(pvc), "retain", retain)
 	if retain {
 		r.Recorder.Eventf(pvc, pv, corev1.EventTypeNormal, "AdoptedExistingData", "Provision",
 			"Node %s gave this claim volume %s, whose directory %s already held data; its reclaim policy is now Retain, "+
@@ -409,7 +414,8 @@ func (r *ClaimReconciler) reschedule(ctx context.Context, pvc *corev1.Persistent
 	if err := r.Patch(ctx, pvc, patch); err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
 		return err
 	}
-	logf.FromContext(ctx).Info("Handed claim back to the scheduler", "claim", client.ObjectKeyFromObject(pvc), "reason", why)
+	logf.FromContext(ctx).Info("Handed claim back to the scheduler", "claim", client.ObjectKeyFromObject(pvc),
+		"reason", why)
 	return nil
 }
 
@@ -422,7 +428,8 @@ func localPath(pv *corev1.PersistentVolume) string {
 
 // Volume is the PersistentVolume the agent of this node makes for claim pvc, bound to it. It is
 // exported so that `make bench` pre-creates exactly what the agent would.
-func (c *Config) Volume(pvc *corev1.PersistentVolumeClaim, reclaim corev1.PersistentVolumeReclaimPolicy) *corev1.PersistentVolume {
+func (c *Config) Volume(pvc *corev1.PersistentVolumeClaim,
+	reclaim corev1.PersistentVolumeReclaimPolicy) *corev1.PersistentVolume {
 	g, _ := groupOf(pvc.Namespace, pvc.Labels)
 	labels := g.labels()
 	labels[corev1.LabelHostname] = c.Hostname
@@ -535,7 +542,8 @@ func (r *ClaimReconciler) keep(ctx context.Context, pvc *corev1.PersistentVolume
 			localPath(pv), pv.Name, r.NodeName)
 	case res.Repaired:
 		ownershipRepairs.Inc()
-		logf.FromContext(ctx).Info("Repaired directory ownership", "pv", pv.Name, "was", res.Was.String(), "now", own.String())
+		logf.FromContext(ctx).Info("Repaired directory ownership", "pv", pv.Name,
+			"was", res.Was.String(), "now", own.String())
 		r.Recorder.Eventf(pvc, pv, corev1.EventTypeNormal, "OwnershipRepaired", "Repair",
 			"Set directory %s on node %s from %s to %s", localPath(pv), r.NodeName, res.Was, own)
 	}
@@ -549,7 +557,8 @@ func (r *ClaimReconciler) restoreAside(ctx context.Context, pv *corev1.Persisten
 	if err := r.Root.Rename(r.asideOf(pv), r.relativePath(pv)); err != nil {
 		return false
 	}
-	logf.FromContext(ctx).Info("Moved back the directory of a bound volume moved aside by an interrupted cleanup", "pv", pv.Name)
+	logf.FromContext(ctx).Info("Moved back the directory of a bound volume moved aside by an interrupted cleanup",
+		"pv", pv.Name)
 	return true
 }
 
@@ -559,16 +568,19 @@ func (r *ClaimReconciler) restoreAside(ctx context.Context, pv *corev1.Persisten
 // claim (annotation tars.io/VolumeProblem, which the controller shows on the TServer), in Warning
 // events on the claim and the volume, and in a metric; the directory is left to the administrator
 // (mount the disk) or the loss to be accepted (delete the claim: the replica gets a new volume).
-func (r *ClaimReconciler) missingDirectory(ctx context.Context, pvc *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume) error {
+func (r *ClaimReconciler) missingDirectory(ctx context.Context, pvc *corev1.PersistentVolumeClaim,
+	pv *corev1.PersistentVolume) error {
 	volumeDirectoryMissing.WithLabelValues(pv.Name, pvc.Namespace, pvc.Name).Set(1)
 	msg := fmt.Sprintf("directory %s of volume %s is missing on node %s (a data disk not mounted, or replaced?); "+
-		"it is not recreated empty. Mount the disk, or delete the claim to accept the loss (the replica then gets a new volume)",
+		"it is not recreated empty. Mount the disk, or delete the claim to accept the loss "+
+		"(the replica then gets a new volume)",
 		localPath(pv), pv.Name, r.NodeName)
 	if pvc.Annotations[tarsv1beta1.AnnotationVolumeProblem] == msg {
 		return nil // reported already
 	}
 	agentErrors.WithLabelValues(reasonMissingDirectory).Inc()
-	logf.FromContext(ctx).Info("Directory of a bound PersistentVolume is missing; not recreating it", "pv", pv.Name, "path", localPath(pv))
+	logf.FromContext(ctx).Info("Directory of a bound PersistentVolume is missing; not recreating it",
+		"pv", pv.Name, "path", localPath(pv))
 	r.Recorder.Eventf(pvc, pv, corev1.EventTypeWarning, "VolumeDirectoryMissing", "Repair", "%s", msg)
 	r.Recorder.Eventf(pv, pvc, corev1.EventTypeWarning, "VolumeDirectoryMissing", "Repair", "%s", msg)
 	patch := client.MergeFrom(pvc.DeepCopy())
@@ -580,7 +592,8 @@ func (r *ClaimReconciler) missingDirectory(ctx context.Context, pvc *corev1.Pers
 }
 
 // directoryBack clears what missingDirectory reported once the directory is there again.
-func (r *ClaimReconciler) directoryBack(ctx context.Context, pvc *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume) error {
+func (r *ClaimReconciler) directoryBack(ctx context.Context, pvc *corev1.PersistentVolumeClaim,
+	pv *corev1.PersistentVolume) error {
 	volumeDirectoryMissing.DeleteLabelValues(pv.Name, pvc.Namespace, pvc.Name)
 	if _, reported := pvc.Annotations[tarsv1beta1.AnnotationVolumeProblem]; !reported {
 		return nil
@@ -600,7 +613,8 @@ func (r *ClaimReconciler) directoryBack(ctx context.Context, pvc *corev1.Persist
 // delay-bind template made, or "" when it is: named delay-bind-<server>-<ordinal>, with the
 // StatefulSet <server> of its namespace, controlled by a TServer, having a delay-bind template
 // of the claim's labels. All read from the API server.
-func (r *ClaimReconciler) notDelayBind(ctx context.Context, pvc *corev1.PersistentVolumeClaim, g group) (string, error) {
+func (r *ClaimReconciler) notDelayBind(ctx context.Context, pvc *corev1.PersistentVolumeClaim,
+	g group) (string, error) {
 	if g.volume != tarsv1beta1.DelayBindVolumeName {
 		return "the claim is not a delay-bind claim", nil
 	}
@@ -622,7 +636,8 @@ func (r *ClaimReconciler) notDelayBind(ctx context.Context, pvc *corev1.Persiste
 			pvc.Name, ordinal), nil
 	}
 	owner := metav1.GetControllerOf(sts)
-	fromTServer := owner != nil && owner.Kind == "TServer" && strings.HasPrefix(owner.APIVersion, tarsv1beta1.GroupVersion.Group+"/")
+	fromTServer := owner != nil && owner.Kind == "TServer" &&
+		strings.HasPrefix(owner.APIVersion, tarsv1beta1.GroupVersion.Group+"/")
 	if !fromTServer || !slices.ContainsFunc(sts.Spec.VolumeClaimTemplates, func(t corev1.PersistentVolumeClaim) bool {
 		_, sameGroup := groupOf(pvc.Namespace, t.Labels)
 		return t.Name == tarsv1beta1.DelayBindVolumeName && sameGroup && maps.Equal(t.Labels, g.labels())

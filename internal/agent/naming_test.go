@@ -51,9 +51,11 @@ func TestOwnershipOf(t *testing.T) {
 		wantErr     bool
 	}{
 		{nil, hostfs.Ownership{UID: 0, GID: 0, Mode: 0o755}, false},
-		{map[string]string{tarsv1beta1.AnnotationLocalVolumeUID: "1000"}, hostfs.Ownership{UID: 1000, GID: 0, Mode: 0o755}, false},
+		{map[string]string{tarsv1beta1.AnnotationLocalVolumeUID: "1000"},
+			hostfs.Ownership{UID: 1000, GID: 0, Mode: 0o755}, false},
 		{map[string]string{tarsv1beta1.AnnotationLocalVolumeMode: ""}, hostfs.Ownership{UID: 0, GID: 0, Mode: 0o755}, false},
-		{map[string]string{tarsv1beta1.AnnotationLocalVolumeMode: "0711"}, hostfs.Ownership{UID: 0, GID: 0, Mode: 0o711}, false},
+		{map[string]string{tarsv1beta1.AnnotationLocalVolumeMode: "0711"},
+			hostfs.Ownership{UID: 0, GID: 0, Mode: 0o711}, false},
 		{map[string]string{tarsv1beta1.AnnotationLocalVolumeMode: "9"}, hostfs.Ownership{}, true},
 	} {
 		pvc := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Annotations: tt.annotations}}
@@ -104,9 +106,11 @@ func TestMayBeOnThisNode(t *testing.T) {
 	affinity := func(terms ...[]string) *corev1.VolumeNodeAffinity {
 		sel := &corev1.NodeSelector{}
 		for _, hosts := range terms {
-			sel.NodeSelectorTerms = append(sel.NodeSelectorTerms, corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{
-				Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: hosts,
-			}}})
+			sel.NodeSelectorTerms = append(sel.NodeSelectorTerms, corev1.NodeSelectorTerm{
+				MatchExpressions: []corev1.NodeSelectorRequirement{{
+					Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: hosts,
+				}},
+			})
 		}
 		return &corev1.VolumeNodeAffinity{Required: sel}
 	}
@@ -117,7 +121,8 @@ func TestMayBeOnThisNode(t *testing.T) {
 		want     bool
 	}{
 		{"hostname label of this node", map[string]string{corev1.LabelHostname: "host-a"}, nil, true},
-		{"hostname label and affinity of another", map[string]string{corev1.LabelHostname: "host-b"}, affinity([]string{"host-b"}), false},
+		{"hostname label and affinity of another", map[string]string{corev1.LabelHostname: "host-b"},
+			affinity([]string{"host-b"}), false},
 		{"label of another, affinity to this node: may be here", map[string]string{corev1.LabelHostname: "host-b"},
 			affinity([]string{"host-a"}), true},
 		{"no label, no affinity: may be anywhere", nil, nil, true},

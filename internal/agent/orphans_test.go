@@ -102,7 +102,8 @@ func TestOrphanNote(t *testing.T) {
 		if named == n {
 			continue
 		}
-		if named == 0 || !strings.Contains(note, fmt.Sprintf(", and %d more (the metric tserver_agent_orphaned_directory", n-named)) {
+		if named == 0 ||
+			!strings.Contains(note, fmt.Sprintf(", and %d more (the metric tserver_agent_orphaned_directory", n-named)) {
 			t.Errorf("%d paths, %d named: note %q does not count the rest", n, named, note)
 		}
 	}
@@ -234,7 +235,8 @@ func TestScanReportsOnceAndCounts(t *testing.T) {
 	scan(2)
 	if len(events.created) != 2 || !strings.HasSuffix(events.created[1].Note, "1 directory below the host root that no "+
 		"PersistentVolume uses; left as they are: /h/ns/a.b/new") {
-		t.Errorf("after a new orphan, events %d, last note %q", len(events.created), events.created[len(events.created)-1].Note)
+		t.Errorf("after a new orphan, events %d, last note %q", len(events.created),
+			events.created[len(events.created)-1].Note)
 	}
 
 	if err := os.Remove(filepath.Join(dir, "ns/a.b/orphan")); err != nil {

@@ -154,7 +154,9 @@ func waitForClaimLabelPolicy() {
 			Labels: map[string]string{tarsv1beta1.LabelLocalVolume: "probe"}},
 		Spec: corev1.PersistentVolumeClaimSpec{
 			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")}},
+			Resources: corev1.VolumeResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
+			},
 		},
 	}
 	Expect(k8sClient.Create(ctx, probe)).To(Succeed())

@@ -150,7 +150,8 @@ func (r *VolumeReconciler) moveAsideAndDelete(ctx context.Context, pv *corev1.Pe
 	err = r.Delete(ctx, pv, client.Preconditions{UID: &pv.UID, ResourceVersion: &pv.ResourceVersion})
 	if err != nil {
 		if err := r.Root.Rename(aside, rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			logf.FromContext(ctx).Error(err, "Failed to move a directory back after a refused delete", "pv", pv.Name, "aside", aside)
+			logf.FromContext(ctx).Error(err, "Failed to move a directory back after a refused delete",
+				"pv", pv.Name, "aside", aside)
 		}
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 			return false, nil // changed meanwhile; its update brings us back
@@ -183,7 +184,8 @@ func (r *VolumeReconciler) cleanupRefusal(ctx context.Context, pv *corev1.Persis
 	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, pvc)
 	switch {
 	case err == nil && pvc.UID == ref.UID:
-		return fmt.Sprintf("its claim %s/%s still exists (a status set to Released by mistake?)", ref.Namespace, ref.Name), nil
+		return fmt.Sprintf("its claim %s/%s still exists (a status set to Released by mistake?)",
+			ref.Namespace, ref.Name), nil
 	case err == nil && pvc.Spec.VolumeName == pv.Name:
 		// Made anew by someone who wants this volume's data back (spec.volumeName).
 		return fmt.Sprintf("claim %s/%s asks for this volume by name", ref.Namespace, ref.Name), nil
@@ -308,7 +310,8 @@ func (a *Agent) mayBeOnThisNode(pv *corev1.PersistentVolume) bool {
 // hostname.
 func namesOtherHost(term corev1.NodeSelectorTerm, hostname string) bool {
 	for _, req := range term.MatchExpressions {
-		if req.Key == corev1.LabelHostname && req.Operator == corev1.NodeSelectorOpIn && !slices.Contains(req.Values, hostname) {
+		if req.Key == corev1.LabelHostname && req.Operator == corev1.NodeSelectorOpIn &&
+			!slices.Contains(req.Values, hostname) {
 			return true
 		}
 	}
@@ -418,7 +421,8 @@ func (r *VolumeReconciler) collect(ctx context.Context, pv *corev1.PersistentVol
 // erase data that is not the claim's: TarsK8S, whose reclaim was inverted, left data in the
 // directories of Delete volumes. The update carries the volume's resourceVersion.
 func (r *VolumeReconciler) retainData(ctx context.Context, pv *corev1.PersistentVolume, g group) (bool, error) {
-	if pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete || g.volume == tarsv1beta1.DelayBindVolumeName {
+	if pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete ||
+		g.volume == tarsv1beta1.DelayBindVolumeName {
 		return false, nil
 	}
 	held, err := r.Root.HoldsData(g.dir())
@@ -433,7 +437,8 @@ func (r *VolumeReconciler) retainData(ctx context.Context, pv *corev1.Persistent
 		}
 		return false, err
 	}
-	logf.FromContext(ctx).Info("Set reclaim policy Retain on a volume whose directory holds data", "pv", pv.Name, "path", localPath(pv))
+	logf.FromContext(ctx).Info("Set reclaim policy Retain on a volume whose directory holds data",
+		"pv", pv.Name, "path", localPath(pv))
 	r.Recorder.Eventf(pv, nil, corev1.EventTypeNormal, "RetainedExistingData", "Update",
 		"Node %s set reclaim policy Retain on volume %s: its directory %s already holds data, which deleting a claim "+
 			"bound to it must not erase", r.NodeName, pv.Name, localPath(pv))
@@ -446,7 +451,9 @@ func (r *VolumeReconciler) groupWaits(ctx context.Context, g group) (bool, error
 	if err := r.APIReader.List(ctx, list, client.InNamespace(g.namespace), client.MatchingLabels(g.labels())); err != nil {
 		return false, err
 	}
-	return slices.ContainsFunc(list.Items, func(pvc corev1.PersistentVolumeClaim) bool { return r.waitsForVolume(&pvc) }), nil
+	return slices.ContainsFunc(list.Items, func(pvc corev1.PersistentVolumeClaim) bool {
+		return r.waitsForVolume(&pvc)
+	}), nil
 }
 
 // SetupWithManager watches this node's volumes and claims: a claim that binds or goes away may

@@ -43,19 +43,23 @@ type batchingHandler struct {
 	period time.Duration
 }
 
-func (b batchingHandler) Create(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+func (b batchingHandler) Create(ctx context.Context, e event.CreateEvent,
+	q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 	b.h.Create(ctx, e, delaying{q, b.period})
 }
 
-func (b batchingHandler) Update(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+func (b batchingHandler) Update(ctx context.Context, e event.UpdateEvent,
+	q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 	b.h.Update(ctx, e, delaying{q, b.period})
 }
 
-func (b batchingHandler) Delete(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+func (b batchingHandler) Delete(ctx context.Context, e event.DeleteEvent,
+	q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 	b.h.Delete(ctx, e, delaying{q, b.period})
 }
 
-func (b batchingHandler) Generic(ctx context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+func (b batchingHandler) Generic(ctx context.Context, e event.GenericEvent,
+	q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 	b.h.Generic(ctx, e, delaying{q, b.period})
 }
 

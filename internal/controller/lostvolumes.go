@@ -137,7 +137,8 @@ func (r *TServerReconciler) deleteLostVolume(ctx context.Context, pv *corev1.Per
 	}
 	log.Info("Deleted a volume that no claim holds on a lost node", "path", volumePath(fresh), "phase", fresh.Status.Phase)
 	r.Recorder.Eventf(fresh, nil, corev1.EventTypeWarning, "DeletedLostVolume", "Delete",
-		"Deleted volume %s (%s): no claim holds it and its node (hostname %s) is gone; its directory %s stays on that node's disk",
+		"Deleted volume %s (%s): no claim holds it and its node (hostname %s) is gone; "+
+			"its directory %s stays on that node's disk",
 		fresh.Name, fresh.Status.Phase, hostname, volumePath(fresh))
 	lostVolumesDeleted.Inc()
 	return nil

@@ -87,7 +87,12 @@ func (w *waitingReplicas) Describe(ch chan<- *prometheus.Desc) { ch <- w.desc }
 // Collect implements prometheus.Collector.
 func (w *waitingReplicas) Collect(ch chan<- prometheus.Metric) {
 	w.mu.Lock()
-	totals := map[string]int{tarsv1beta1.ReasonNodeNotReady: 0, tarsv1beta1.ReasonNodeOutOfServiceButReady: 0, tarsv1beta1.ReasonNodeDeleted: 0, tarsv1beta1.ReasonNodeLossPolicyWait: 0}
+	totals := map[string]int{
+		tarsv1beta1.ReasonNodeNotReady:             0,
+		tarsv1beta1.ReasonNodeOutOfServiceButReady: 0,
+		tarsv1beta1.ReasonNodeDeleted:              0,
+		tarsv1beta1.ReasonNodeLossPolicyWait:       0,
+	}
 	for _, counts := range w.byServer {
 		for reason, n := range counts {
 			totals[reason] += n

@@ -97,9 +97,11 @@ const (
 // nodeState is a node's verdict, why, and since when.
 type nodeState struct {
 	verdict nodeVerdict
-	reason  string    // a NodesAvailable reason; for nodeGone, tarsv1beta1.ReasonNodeDeleted or tarsv1beta1.ReasonNodeOutOfService
-	since   time.Time // when the node went not Ready, or was first missed; zero if unknown
-	freeAt  time.Time // for a deleted node within the grace: when its replicas are freed
+	// a NodesAvailable reason; for nodeGone, tarsv1beta1.ReasonNodeDeleted or
+	// tarsv1beta1.ReasonNodeOutOfService
+	reason string
+	since  time.Time // when the node went not Ready, or was first missed; zero if unknown
+	freeAt time.Time // for a deleted node within the grace: when its replicas are freed
 }
 
 // judgeNode is the state of a node given its object (nil when there is none) and, for a node
@@ -129,13 +131,16 @@ func judgeNode(node *corev1.Node, missedSince time.Time, grace time.Duration, no
 		case now.Sub(missedSince) >= grace:
 			return nodeState{verdict: nodeGone, reason: tarsv1beta1.ReasonNodeDeleted, since: missedSince}
 		}
-		return nodeState{verdict: nodeWaiting, reason: tarsv1beta1.ReasonNodeDeleted, since: missedSince, freeAt: missedSince.Add(grace)}
+		return nodeState{verdict: nodeWaiting, reason: tarsv1beta1.ReasonNodeDeleted, since: missedSince,
+			freeAt: missedSince.Add(grace)}
 	}
 	var since time.Time
 	if ready != nil {
 		since = ready.LastTransitionTime.Time
 	}
-	outOfService := slices.ContainsFunc(node.Spec.Taints, func(t corev1.Taint) bool { return t.Key == corev1.TaintNodeOutOfService })
+	outOfService := slices.ContainsFunc(node.Spec.Taints, func(t corev1.Taint) bool {
+		return t.Key == corev1.TaintNodeOutOfService
+	})
 	switch {
 	case outOfService && notReady:
 		return nodeState{verdict: nodeGone, reason: tarsv1beta1.ReasonNodeOutOfService, since: since}
@@ -388,7 +393,8 @@ func (r *TServerReconciler) reconcileNodeLoss(ctx context.Context, ts *tarsv1bet
 // first, so that no agent removes their directories should the node come back), its claims
 // there, and its pod if it is on that node or waits to be scheduled. It says why, if something
 // of the replica is left on the node, and when to look again (0: blockedRecheck).
-func (r *TServerReconciler) freeReplica(ctx context.Context, ts *tarsv1beta1.TServer, pin replicaPin) (string, time.Duration, error) {
+func (r *TServerReconciler) freeReplica(ctx context.Context, ts *tarsv1beta1.TServer,
+	pin replicaPin) (string, time.Duration, error) {
 	log := logf.FromContext(ctx).WithValues("replica", pin.ordinal, "node", pin.node)
 	now := r.now()
 	var node *corev1.Node
@@ -449,7 +455,8 @@ func (r *TServerReconciler) freeReplica(ctx context.Context, ts *tarsv1beta1.TSe
 	}
 
 	replica := fmt.Sprintf("%s-%d", ts.Name, pin.ordinal)
-	why := fmt.Sprintf("node %s is gone (its Node object was deleted %s ago)", pin.node, now.Sub(state.since).Round(time.Second))
+	why := fmt.Sprintf("node %s is gone (its Node object was deleted %s ago)", pin.node,
+		now.Sub(state.since).Round(time.Second))
 	if state.reason == tarsv1beta1.ReasonNodeOutOfService {
 		why = fmt.Sprintf("node %s is tainted %s and not Ready", pin.node, corev1.TaintNodeOutOfService)
 	}
@@ -457,7 +464,8 @@ func (r *TServerReconciler) freeReplica(ctx context.Context, ts *tarsv1beta1.TSe
 	if len(left) > 0 {
 		note += "; the data of volume(s) " + strings.Join(left, ", ") + " stays on that node's disk"
 	}
-	log.Info("Freed a replica from a lost node", "reason", state.reason, "volumes", left, "claims", len(freedClaims), "pod", podFreed)
+	log.Info("Freed a replica from a lost node", "reason", state.reason, "volumes", left,
+		"claims", len(freedClaims), "pod", podFreed)
 	r.Recorder.Eventf(ts, nil, corev1.EventTypeWarning, "FreedReplica", "Delete", "%s", truncate(note, maxEventNote))
 	for _, pvc := range freedClaims {
 		r.Recorder.Eventf(pvc, nil, corev1.EventTypeWarning, "FreedReplica", "Delete", "%s", truncate(note, maxEventNote))
@@ -573,7 +581,8 @@ func (r *TServerReconciler) strandedVolume(ctx context.Context, pvc *corev1.Pers
 
 // volumeNotGone says why the node node-local volume pv is on is not gone, if it is not, and when
 // to look again: first from the cache, then, to confirm that it is gone, from the API server.
-func (r *TServerReconciler) volumeNotGone(ctx context.Context, pv *corev1.PersistentVolume) (string, time.Duration, error) {
+func (r *TServerReconciler) volumeNotGone(ctx context.Context,
+	pv *corev1.PersistentVolume) (string, time.Duration, error) {
 	now := r.now()
 	var state nodeState
 	var other string
@@ -625,12 +634,14 @@ func candidateNodes(ctx context.Context, reader client.Reader, pv *corev1.Persis
 	if err != nil {
 		return nil, err
 	}
-	if err := reader.List(ctx, list, client.MatchingLabelsSelector{Selector: labels.NewSelector().Add(*selector)}); err != nil {
+	if err := reader.List(ctx, list,
+		client.MatchingLabelsSelector{Selector: labels.NewSelector().Add(*selector)}); err != nil {
 		return nil, err
 	}
 	nodes := list.Items
 	for _, h := range sets.List(hostnames) {
-		if len(apivalidation.NameIsDNSSubdomain(h, false)) > 0 || slices.ContainsFunc(nodes, func(n corev1.Node) bool { return n.Name == h }) {
+		if len(apivalidation.NameIsDNSSubdomain(h, false)) > 0 ||
+			slices.ContainsFunc(nodes, func(n corev1.Node) bool { return n.Name == h }) {
 			continue
 		}
 		node := &corev1.Node{}
@@ -706,7 +717,8 @@ func (r *TServerReconciler) handBack(ctx context.Context, pvc *corev1.Persistent
 	if err := r.Patch(ctx, pvc, patch); err != nil {
 		return client.IgnoreNotFound(err)
 	}
-	logf.FromContext(ctx).Info("Handed a claim scheduled to a lost node back to the scheduler", "claim", pvc.Name, "node", node)
+	logf.FromContext(ctx).Info("Handed a claim scheduled to a lost node back to the scheduler",
+		"claim", pvc.Name, "node", node)
 	return nil
 }
 
@@ -778,7 +790,8 @@ func (w nodeWait) explain() string {
 	case tarsv1beta1.ReasonNodeOutOfService:
 		return "the node is out of service; its replica is being freed"
 	}
-	return "the node is not Ready" + since + " and may still run the replica, so nothing is moved; if the node is down, " + act
+	return "the node is not Ready" + since +
+		" and may still run the replica, so nothing is moved; if the node is down, " + act
 }
 
 // missedSince is since when the manager misses the node named name, whose object is node (nil
@@ -798,7 +811,8 @@ func (r *TServerReconciler) missedSince(ctx context.Context, name string, node *
 func (r *TServerReconciler) missedNode(ctx context.Context, name, hostname string, now time.Time) time.Time {
 	since := r.missedNodes.missed(name, now)
 	others := &corev1.NodeList{}
-	if hostname != "" && r.List(ctx, others, client.MatchingFields{nodeHostnameIndex: hostname}) == nil && len(others.Items) == 0 {
+	if hostname != "" && r.List(ctx, others, client.MatchingFields{nodeHostnameIndex: hostname}) == nil &&
+		len(others.Items) == 0 {
 		r.missedNodes.missed(hostnameKey(hostname), now)
 	}
 	return since
@@ -866,11 +880,13 @@ func (r *TServerReconciler) nodeHandler(c client.Reader) handler.EventHandler {
 		}
 	}
 	return handler.Funcs{
-		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		CreateFunc: func(ctx context.Context, e event.CreateEvent,
+			q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			r.missedNodes.seen(e.Object.(*corev1.Node))
 			enqueue(ctx, e.Object.GetName(), q)
 		},
-		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent,
+			q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			old, nu := e.ObjectOld.(*corev1.Node), e.ObjectNew.(*corev1.Node)
 			// Also where a relist shows a Node deleted and made again as an update.
 			r.missedNodes.seen(nu)
@@ -883,7 +899,8 @@ func (r *TServerReconciler) nodeHandler(c client.Reader) handler.EventHandler {
 				}
 			}
 		},
-		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent,
+			q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			r.missedNode(ctx, e.Object.GetName(), e.Object.GetLabels()[corev1.LabelHostname], r.now())
 			enqueue(ctx, e.Object.GetName(), q)
 			r.nodeGone()

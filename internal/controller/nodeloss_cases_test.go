@@ -40,20 +40,24 @@ import (
 // lossNode creates a Ready Node named name whose kubernetes.io/hostname is hostname, and waits
 // until the manager's cache has it.
 func lossNode(name, hostname string) {
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{corev1.LabelHostname: hostname}}}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
+		Name: name, Labels: map[string]string{corev1.LabelHostname: hostname},
+	}}
 	Expect(k8sClient.Create(ctx, node)).To(Succeed())
 	setReady(node, corev1.ConditionTrue)
 	DeferCleanup(func() {
-		Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}))).To(Succeed())
+		Expect(client.IgnoreNotFound(k8sClient.Delete(ctx,
+			&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}))).To(Succeed())
 	})
-	Eventually(func() error { return reconciler.Get(ctx, client.ObjectKey{Name: name}, &corev1.Node{}) }, timeout, interval).Should(Succeed())
+	Eventually(func() error { return reconciler.Get(ctx, client.ObjectKey{Name: name}, &corev1.Node{}) },
+		timeout, interval).Should(Succeed())
 }
 
 // deleteLossNode deletes the Node named name and waits until the manager's cache misses it.
 func deleteLossNode(name string) {
 	Expect(k8sClient.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}})).To(Succeed())
-	Eventually(func() error { return reconciler.Get(ctx, client.ObjectKey{Name: name}, &corev1.Node{}) }, timeout, interval).
-		Should(Satisfy(apierrors.IsNotFound))
+	Eventually(func() error { return reconciler.Get(ctx, client.ObjectKey{Name: name}, &corev1.Node{}) },
+		timeout, interval).Should(Satisfy(apierrors.IsNotFound))
 }
 
 // removeHostnameLabel removes the kubernetes.io/hostname label of the Node named name, as a

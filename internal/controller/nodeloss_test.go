@@ -90,7 +90,8 @@ func placeReplica(ts *tarsv1beta1.TServer, volume string, ordinal int, node stri
 		}
 	}
 	Expect(tpl).NotTo(BeNil(), "no claim template %s", volume)
-	pvName := tarsv1beta1.LocalVolumeName(ts.Namespace, volume, ts.Spec.App, ts.Spec.Server, node, tarsv1beta1.StorageClassName)
+	pvName := tarsv1beta1.LocalVolumeName(ts.Namespace, volume, ts.Spec.App, ts.Spec.Server, node,
+		tarsv1beta1.StorageClassName)
 	pvc := &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: fmt.Sprintf("%s-%s-%d", volume, ts.Name, ordinal), Namespace: ts.Namespace, Labels: tpl.Labels,
@@ -113,9 +114,13 @@ func placeReplica(ts *tarsv1beta1.TServer, volume string, ordinal int, node stri
 			ClaimRef:                      &corev1.ObjectReference{Namespace: pvc.Namespace, Name: pvc.Name, UID: pvc.UID},
 			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimDelete,
 			StorageClassName:              tarsv1beta1.StorageClassName,
-			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
-				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{node}}},
-			}}}},
+			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{
+				NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+					MatchExpressions: []corev1.NodeSelectorRequirement{{
+						Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{node},
+					}},
+				}},
+			}},
 		},
 	}
 	Expect(k8sClient.Create(ctx, pv)).To(Succeed())
@@ -134,12 +139,18 @@ func placeReplica(ts *tarsv1beta1.TServer, volume string, ordinal int, node stri
 // podOn creates replica ordinal's pod of ts on node ("": not scheduled), mounting claims.
 func podOn(ts *tarsv1beta1.TServer, ordinal int, node string, claims ...placed) *corev1.Pod {
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", ts.Name, ordinal), Namespace: ts.Namespace, Labels: podLabels(ts)},
-		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Image: "x"}}},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: fmt.Sprintf("%s-%d", ts.Name, ordinal), Namespace: ts.Namespace, Labels: podLabels(ts),
+		},
+		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Image: "x"}}},
 	}
 	for _, c := range claims {
-		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: c.claim.Labels[tarsv1beta1.LabelLocalVolume],
-			VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: c.claim.Name}}})
+		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{
+			Name: c.claim.Labels[tarsv1beta1.LabelLocalVolume],
+			VolumeSource: corev1.VolumeSource{
+				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: c.claim.Name},
+			},
+		})
 	}
 	Expect(k8sClient.Create(ctx, pod)).To(Succeed())
 	return pod
@@ -247,7 +258,8 @@ var _ = Describe("Node loss", func() {
 			ContainSubstring("Freed replica tars-tarslog-1: node "+nodeB+" is gone"), ContainSubstring(where))))
 		Expect(eventNotes(ns, freed.claim.Name, "FreedReplica")()).To(ContainElement(ContainSubstring(where)))
 		Expect(testutil.ToFloat64(replicasFreed.WithLabelValues(tarsv1beta1.ReasonNodeDeleted))).To(Equal(freedBefore + 1))
-		Eventually(conditionOf(ts, tarsv1beta1.ConditionNodesAvailable), timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionNodesAvailable),
+			timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
 
 		By("freeing nothing more, nor saying it again, on later reconciles")
 		passGrace(ts)
@@ -266,9 +278,12 @@ var _ = Describe("Node loss", func() {
 		since := node.Status.Conditions[0].LastTransitionTime.UTC().Format(time.RFC3339)
 		Eventually(conditionOf(ts, tarsv1beta1.ConditionNodesAvailable), timeout, interval).Should(And(
 			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", tarsv1beta1.ReasonNodeNotReady),
-			HaveField("Message", ContainSubstring("replica tars-tarslog-0 on node "+nodeA+": the node is not Ready since "+since)),
-			HaveField("Message", ContainSubstring("taint it node.kubernetes.io/out-of-service=nodeshutdown:NoExecute or delete its Node"))))
-		Eventually(eventNotes(ns, ts.Name, tarsv1beta1.ReasonNodeNotReady), timeout, interval).Should(ContainElement(ContainSubstring(nodeA)))
+			HaveField("Message", ContainSubstring(
+				"replica tars-tarslog-0 on node "+nodeA+": the node is not Ready since "+since)),
+			HaveField("Message", ContainSubstring(
+				"taint it node.kubernetes.io/out-of-service=nodeshutdown:NoExecute or delete its Node"))))
+		Eventually(eventNotes(ns, ts.Name, tarsv1beta1.ReasonNodeNotReady),
+			timeout, interval).Should(ContainElement(ContainSubstring(nodeA)))
 
 		passGrace(ts)
 		passGrace(ts)
@@ -278,7 +293,8 @@ var _ = Describe("Node loss", func() {
 
 		By("turning true when the node is Ready again")
 		setReady(node, corev1.ConditionTrue)
-		Eventually(conditionOf(ts, tarsv1beta1.ConditionNodesAvailable), timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionNodesAvailable),
+			timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
 	})
 
 	It("frees at once on the out-of-service taint of a node that is not Ready, never while it is Ready", func() {
@@ -303,11 +319,14 @@ var _ = Describe("Node loss", func() {
 		Eventually(goneOrGoing(pod), timeout, interval).Should(BeTrue())
 		Eventually(eventNotes(ns, ts.Name, "FreedReplica"), timeout, interval).Should(ContainElement(
 			ContainSubstring("node " + nodeA + " is tainted node.kubernetes.io/out-of-service and not Ready")))
-		Expect(testutil.ToFloat64(replicasFreed.WithLabelValues(tarsv1beta1.ReasonNodeOutOfService))).To(Equal(freedBefore + 1))
+		Expect(testutil.ToFloat64(replicasFreed.WithLabelValues(tarsv1beta1.ReasonNodeOutOfService))).
+			To(Equal(freedBefore + 1))
 	})
 
-	It("keeps a replica of a server whose nodeLossPolicy is Wait, but frees a delay-bind claim that holds no data", func() {
-		registerNode(nodeA, corev1.ConditionFalse, corev1.Taint{Key: corev1.TaintNodeOutOfService, Effect: corev1.TaintEffectNoExecute})
+	It("keeps a replica of a server whose nodeLossPolicy is Wait, "+
+		"but frees a delay-bind claim that holds no data", func() {
+		registerNode(nodeA, corev1.ConditionFalse,
+			corev1.Taint{Key: corev1.TaintNodeOutOfService, Effect: corev1.TaintEffectNoExecute})
 		ts.Spec.K8S.NodeLossPolicy = tarsv1beta1.NodeLossWait
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
 		statefulSetOf(ts)
@@ -328,10 +347,12 @@ var _ = Describe("Node loss", func() {
 		Eventually(goneOrGoing(pinning.claim), timeout, interval).Should(BeTrue())
 		Expect(untouched(waiting.claim)()).To(BeTrue())
 		Expect(untouched(waiting.volume)()).To(BeTrue())
-		Eventually(conditionOf(hostNet, tarsv1beta1.ConditionNodesAvailable), timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
+		Eventually(conditionOf(hostNet, tarsv1beta1.ConditionNodesAvailable),
+			timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
 	})
 
-	It("frees no replica whose volume a living node may hold, and finds the node of a claim that does not name it", func() {
+	It("frees no replica whose volume a living node may hold, "+
+		"and finds the node of a claim that does not name it", func() {
 		registerNode(nodeA, corev1.ConditionTrue)
 		lost := registerNode(nodeB, corev1.ConditionTrue)
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
@@ -342,7 +363,9 @@ var _ = Describe("Node loss", func() {
 
 		By("deleting node A and registering another node that carries its hostname, as a confused administrator might")
 		Expect(k8sClient.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeA}})).To(Succeed())
-		twin := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: ns + "-twin", Labels: map[string]string{corev1.LabelHostname: nodeA}}}
+		twin := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
+			Name: ns + "-twin", Labels: map[string]string{corev1.LabelHostname: nodeA},
+		}}
 		Expect(k8sClient.Create(ctx, twin)).To(Succeed())
 		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, twin))).To(Succeed()) })
 		setReady(twin, corev1.ConditionTrue)
@@ -367,17 +390,25 @@ var _ = Describe("Node loss", func() {
 func unclaimedVolume(name, node string, phase corev1.PersistentVolumePhase) *corev1.PersistentVolume {
 	pv := &corev1.PersistentVolume{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
-			tarsv1beta1.LabelLocalVolume: "remote-log-dir", tarsv1beta1.LabelServerApp: "tars", tarsv1beta1.LabelServerName: "tarslog",
+			tarsv1beta1.LabelLocalVolume: "remote-log-dir",
+			tarsv1beta1.LabelServerApp:   "tars",
+			tarsv1beta1.LabelServerName:  "tarslog",
 		}},
 		Spec: corev1.PersistentVolumeSpec{
-			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
-			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			PersistentVolumeSource:        corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{Path: "/data/" + name}},
+			Capacity:    corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			PersistentVolumeSource: corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{
+				Path: "/data/" + name,
+			}},
 			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimDelete,
 			StorageClassName:              tarsv1beta1.StorageClassName,
-			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
-				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{node}}},
-			}}}},
+			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{
+				NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+					MatchExpressions: []corev1.NodeSelectorRequirement{{
+						Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{node},
+					}},
+				}},
+			}},
 		},
 	}
 	if phase == corev1.VolumeReleased {
@@ -390,7 +421,8 @@ func unclaimedVolume(name, node string, phase corev1.PersistentVolumePhase) *cor
 }
 
 var _ = Describe("Volumes no claim holds on a lost node", func() {
-	It("are made Retain and deleted once the node is gone, and only then; volumes kept under Retain are left alone", func() {
+	It("are made Retain and deleted once the node is gone, and only then; "+
+		"volumes kept under Retain are left alone", func() {
 		ns := newNamespace()
 		living, lost := ns+"-a", ns+"-b"
 		registerNode(living, corev1.ConditionTrue)
@@ -408,8 +440,8 @@ var _ = Describe("Volumes no claim holds on a lost node", func() {
 		_, err := reconciler.sweepLostVolumes(ctx)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(k8sClient.Delete(ctx, node)).To(Succeed())
-		Eventually(func() error { return reconciler.Get(ctx, client.ObjectKeyFromObject(node), &corev1.Node{}) }, timeout, interval).
-			Should(Satisfy(apierrors.IsNotFound))
+		Eventually(func() error { return reconciler.Get(ctx, client.ObjectKeyFromObject(node), &corev1.Node{}) },
+			timeout, interval).Should(Satisfy(apierrors.IsNotFound))
 		next, err := reconciler.sweepLostVolumes(ctx)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(next).To(BeNumerically("~", nodeLossGrace, time.Second))
@@ -431,7 +463,8 @@ var _ = Describe("Volumes no claim holds on a lost node", func() {
 		}
 		Expect(untouched(elsewhere)()).To(BeTrue())
 		Expect(untouched(retained)()).To(BeTrue(), "a volume kept under Retain is the administrator's")
-		Eventually(func() float64 { return testutil.ToFloat64(lostVolumesDeleted) }, timeout, interval).Should(Equal(before + 2))
+		Eventually(func() float64 { return testutil.ToFloat64(lostVolumesDeleted) },
+			timeout, interval).Should(Equal(before + 2))
 		Eventually(eventNotes("default", released.Name, "DeletedLostVolume"), timeout, interval).Should(ContainElement(
 			ContainSubstring("its directory /data/" + released.Name + " stays on that node's disk")))
 	})
@@ -448,7 +481,9 @@ func TestJudgeNode(t *testing.T) {
 		}
 		return n
 	}
-	outOfService := corev1.Taint{Key: corev1.TaintNodeOutOfService, Value: "nodeshutdown", Effect: corev1.TaintEffectNoExecute}
+	outOfService := corev1.Taint{
+		Key: corev1.TaintNodeOutOfService, Value: "nodeshutdown", Effect: corev1.TaintEffectNoExecute,
+	}
 	deleting := node(corev1.ConditionFalse)
 	deleting.DeletionTimestamp = new(metav1.NewTime(now.Add(-3 * time.Minute)))
 	draining := node(corev1.ConditionTrue)
@@ -464,15 +499,20 @@ func TestJudgeNode(t *testing.T) {
 		{"NotReady", node(corev1.ConditionFalse), now, nodeWaiting, tarsv1beta1.ReasonNodeNotReady},
 		{"Unknown", node(corev1.ConditionUnknown), now, nodeWaiting, tarsv1beta1.ReasonNodeNotReady},
 		{"no Ready condition yet", node(""), now, nodeWaiting, tarsv1beta1.ReasonNodeNotReady},
-		{"a taint of another key", node(corev1.ConditionFalse, corev1.Taint{Key: corev1.TaintNodeUnreachable}), now, nodeWaiting, tarsv1beta1.ReasonNodeNotReady},
-		{"out-of-service but Ready", node(corev1.ConditionTrue, outOfService), now, nodeWaiting, tarsv1beta1.ReasonNodeOutOfServiceButReady},
-		{"out-of-service and NotReady", node(corev1.ConditionFalse, outOfService), now, nodeGone, tarsv1beta1.ReasonNodeOutOfService},
-		{"out-of-service and Unknown", node(corev1.ConditionUnknown, outOfService), now, nodeGone, tarsv1beta1.ReasonNodeOutOfService},
+		{"a taint of another key", node(corev1.ConditionFalse, corev1.Taint{Key: corev1.TaintNodeUnreachable}), now,
+			nodeWaiting, tarsv1beta1.ReasonNodeNotReady},
+		{"out-of-service but Ready", node(corev1.ConditionTrue, outOfService), now,
+			nodeWaiting, tarsv1beta1.ReasonNodeOutOfServiceButReady},
+		{"out-of-service and NotReady", node(corev1.ConditionFalse, outOfService), now,
+			nodeGone, tarsv1beta1.ReasonNodeOutOfService},
+		{"out-of-service and Unknown", node(corev1.ConditionUnknown, outOfService), now,
+			nodeGone, tarsv1beta1.ReasonNodeOutOfService},
 		{"deleted just now", nil, now, nodeWaiting, tarsv1beta1.ReasonNodeDeleted},
 		{"deleted within the grace", nil, now.Add(-grace + time.Second), nodeWaiting, tarsv1beta1.ReasonNodeDeleted},
 		{"deleted for the grace", nil, now.Add(-grace), nodeGone, tarsv1beta1.ReasonNodeDeleted},
 		{"being deleted past the grace, not Ready", deleting, now, nodeGone, tarsv1beta1.ReasonNodeDeleted},
-		{"being deleted past the grace but Ready (a finalizer holds it while it drains)", draining, now, nodeWaiting, tarsv1beta1.ReasonNodeDeleted},
+		{"being deleted past the grace but Ready (a finalizer holds it while it drains)", draining, now,
+			nodeWaiting, tarsv1beta1.ReasonNodeDeleted},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := judgeNode(tc.node, tc.missed, grace, now)
@@ -490,20 +530,25 @@ func TestNodesAvailableNamesTheMostPressingReason(t *testing.T) {
 	ts := &tarsv1beta1.TServer{ObjectMeta: metav1.ObjectMeta{Name: "tars-tarslog", Generation: 3}}
 	since := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
 	waits := []nodeWait{
-		{ordinal: 0, node: "n1", state: nodeState{verdict: nodeWaiting, reason: tarsv1beta1.ReasonNodeNotReady, since: since}},
-		{ordinal: 1, node: "n2", state: nodeState{verdict: nodeGone, reason: tarsv1beta1.ReasonNodeDeleted, since: since}, policyWait: true},
+		{ordinal: 0, node: "n1", state: nodeState{verdict: nodeWaiting, reason: tarsv1beta1.ReasonNodeNotReady,
+			since: since}},
+		{ordinal: 1, node: "n2", state: nodeState{verdict: nodeGone, reason: tarsv1beta1.ReasonNodeDeleted,
+			since: since}, policyWait: true},
 		{ordinal: 2, node: "n3", state: nodeState{verdict: nodeWaiting, reason: tarsv1beta1.ReasonNodeDeleted, since: since,
 			freeAt: since.Add(time.Minute)}},
 	}
 	c := nodesAvailable(ts, waits)
 	if c.Status != metav1.ConditionFalse || c.Reason != tarsv1beta1.ReasonNodeLossPolicyWait || c.ObservedGeneration != 3 {
-		t.Errorf("condition = %s %s (generation %d), want False %s", c.Status, c.Reason, c.ObservedGeneration, tarsv1beta1.ReasonNodeLossPolicyWait)
+		t.Errorf("condition = %s %s (generation %d), want False %s", c.Status, c.Reason, c.ObservedGeneration,
+			tarsv1beta1.ReasonNodeLossPolicyWait)
 	}
 	for _, want := range []string{
 		"3 replica(s)",
 		"replica tars-tarslog-0 on node n1: the node is not Ready since 2026-12-03T12:00:00Z",
-		"replica tars-tarslog-1 on node n2: the node is gone (NodeDeleted since 2026-12-03T12:00:00Z) and nodeLossPolicy is Wait",
-		"replica tars-tarslog-2 on node n3: the Node object is deleted since 2026-12-03T12:00:00Z; the replica is freed at 2026-12-03T12:01:00Z",
+		"replica tars-tarslog-1 on node n2: the node is gone (NodeDeleted since 2026-12-03T12:00:00Z) " +
+			"and nodeLossPolicy is Wait",
+		"replica tars-tarslog-2 on node n3: the Node object is deleted since 2026-12-03T12:00:00Z; " +
+			"the replica is freed at 2026-12-03T12:01:00Z",
 	} {
 		if !strings.Contains(c.Message, want) {
 			t.Errorf("message %q lacks %q", c.Message, want)

@@ -211,7 +211,8 @@ func (w *writeLog) newClient(config *rest.Config, options client.Options) (clien
 			w.add("update", obj)
 			return c.Update(ctx, obj, opts...)
 		},
-		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch,
+			opts ...client.PatchOption) error {
 			w.add("patch", obj)
 			return c.Patch(ctx, obj, patch, opts...)
 		},
@@ -219,7 +220,8 @@ func (w *writeLog) newClient(config *rest.Config, options client.Options) (clien
 			w.add("delete", obj)
 			return c.Delete(ctx, obj, opts...)
 		},
-		DeleteAllOf: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteAllOfOption) error {
+		DeleteAllOf: func(ctx context.Context, c client.WithWatch, obj client.Object,
+			opts ...client.DeleteAllOfOption) error {
 			w.add("deleteAllOf", obj)
 			return c.DeleteAllOf(ctx, obj, opts...)
 		},

@@ -145,7 +145,9 @@ func (w *statusWrites) wrote(ts *tarsv1beta1.TServer, now time.Time) {
 	if w.last == nil {
 		w.last = map[types.NamespacedName]statusWrite{}
 	}
-	w.last[client.ObjectKeyFromObject(ts)] = statusWrite{at: now, uid: ts.UID, rv: ts.ResourceVersion, status: ts.Status.DeepCopy()}
+	w.last[client.ObjectKeyFromObject(ts)] = statusWrite{
+		at: now, uid: ts.UID, rv: ts.ResourceVersion, status: ts.Status.DeepCopy(),
+	}
 }
 
 // forget drops what is remembered of the TServer key, once it is gone.
@@ -158,7 +160,8 @@ func (w *statusWrites) forget(key types.NamespacedName) {
 // updateStatus writes the status computed from what this reconcile observed, if it changed;
 // a change that only reports progress is held back until ProgressInterval after the last write,
 // and held says how long that is.
-func (r *TServerReconciler) updateStatus(ctx context.Context, ts *tarsv1beta1.TServer, o *observed) (held time.Duration, err error) {
+func (r *TServerReconciler) updateStatus(ctx context.Context, ts *tarsv1beta1.TServer,
+	o *observed) (held time.Duration, err error) {
 	// What the API server has: the cache's status, or the last one written if the cache has not
 	// seen it yet.
 	old := ts.DeepCopy()
@@ -187,7 +190,8 @@ func (r *TServerReconciler) updateStatus(ctx context.Context, ts *tarsv1beta1.TS
 // (watchConditions) that the status just written makes false, or false for another reason or
 // about other replicas than before: a replica's data is not where it was, or a replica is held to
 // a node that is gone or not Ready.
-func (r *TServerReconciler) reportProblems(ctx context.Context, ts *tarsv1beta1.TServer, old *tarsv1beta1.TServerStatus) {
+func (r *TServerReconciler) reportProblems(ctx context.Context, ts *tarsv1beta1.TServer,
+	old *tarsv1beta1.TServerStatus) {
 	for _, conditionType := range slices.Sorted(maps.Keys(watchConditions)) {
 		c := meta.FindStatusCondition(ts.Status.Conditions, conditionType)
 		if c == nil || c.Status != metav1.ConditionFalse {

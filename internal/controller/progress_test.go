@@ -42,7 +42,8 @@ import (
 func status(ready, readyReason, bound, boundReason string, readyReplicas int32) tarsv1beta1.TServerStatus {
 	return tarsv1beta1.TServerStatus{ReadyReplicas: readyReplicas, ObservedGeneration: 1, Conditions: []metav1.Condition{
 		{Type: tarsv1beta1.ConditionReady, Status: metav1.ConditionStatus(ready), Reason: readyReason, ObservedGeneration: 1},
-		{Type: tarsv1beta1.ConditionVolumesBound, Status: metav1.ConditionStatus(bound), Reason: boundReason, ObservedGeneration: 1},
+		{Type: tarsv1beta1.ConditionVolumesBound, Status: metav1.ConditionStatus(bound), Reason: boundReason,
+			ObservedGeneration: 1},
 	}}
 }
 
@@ -79,7 +80,8 @@ func TestOnlyProgress(t *testing.T) {
 	}{
 		{"first status of a rollout", tarsv1beta1.TServerStatus{}, rolling, true},
 		{"more replicas ready, new messages", rolling, moreReady, true},
-		{"StatefulSet seen: Progressing to ReplicasNotReady", status("False", "Progressing", "False", "ClaimsPending", 0), rolling, true},
+		{"StatefulSet seen: Progressing to ReplicasNotReady", status("False", "Progressing", "False", "ClaimsPending", 0),
+			rolling, true},
 		{"a spec change observed during a rollout", rolling, newGeneration(rolling), true},
 		{"claims all bound", rolling, status("False", "ReplicasNotReady", "True", "AllClaimsBound", 1), false},
 		{"server ready", status("False", "ReplicasNotReady", "True", "AllClaimsBound", 2), ready, false},
@@ -87,7 +89,8 @@ func TestOnlyProgress(t *testing.T) {
 		{"ready server losing a replica", ready, status("False", "ReplicasNotReady", "True", "AllClaimsBound", 2), false},
 		{"ready server's spec change observed", ready, newGeneration(ready), false},
 		{"a conflict", rolling, status("False", "Conflict", "False", "ClaimsPending", 0), false},
-		{"a storage class that provisions nothing", rolling, status("False", "ReplicasNotReady", "False", "StorageClassNotProvisioning", 0), false},
+		{"a storage class that provisions nothing", rolling,
+			status("False", "ReplicasNotReady", "False", "StorageClassNotProvisioning", 0), false},
 		{"a claim pending again", ready, status("True", "AllReplicasReady", "False", "ClaimsPending", 3), false},
 		{"first status of a rollout, volumes healthy", tarsv1beta1.TServerStatus{}, healthy(rolling), true},
 		{"a spec change observed during a rollout, volumes healthy", healthy(rolling), newGeneration(healthy(rolling)), true},
@@ -96,7 +99,8 @@ func TestOnlyProgress(t *testing.T) {
 		{"a directory missing during a rollout", healthy(rolling), missing(rolling, "replica 0"), false},
 		{"a directory missing on a ready server", healthy(ready), missing(ready, "replica 0"), false},
 		{"another replica's directory missing", missing(rolling, "replica 0"), missing(rolling, "replicas 0 and 1"), false},
-		{"a missing directory still missing, more replicas ready", missing(rolling, "replica 0"), missing(moreReady, "replica 0"), true},
+		{"a missing directory still missing, more replicas ready", missing(rolling, "replica 0"),
+			missing(moreReady, "replica 0"), true},
 		{"the directory back", missing(rolling, "replica 0"), healthy(rolling), false},
 	} {
 		if got := onlyProgress(&tc.old, &tc.new); got != tc.want {

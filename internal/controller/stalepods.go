@@ -55,7 +55,8 @@ func (r *TServerReconciler) replacePodsWithoutClaims(ctx context.Context, ts *ta
 		return nil
 	}
 	pods := &corev1.PodList{}
-	if err := r.APIReader.List(ctx, pods, client.InNamespace(ts.Namespace), client.MatchingLabels(podLabels(ts))); err != nil {
+	if err := r.APIReader.List(ctx, pods, client.InNamespace(ts.Namespace),
+		client.MatchingLabels(podLabels(ts))); err != nil {
 		return err
 	}
 	replicas := int(*sts.Spec.Replicas)

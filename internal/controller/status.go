@@ -65,12 +65,14 @@ func computeStatus(ts *tarsv1beta1.TServer, o *observed) tarsv1beta1.TServerStat
 	ready := metav1.Condition{Type: tarsv1beta1.ConditionReady, ObservedGeneration: ts.Generation}
 	switch sts := o.statefulSet; {
 	case len(o.conflicts) > 0:
-		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, tarsv1beta1.ReasonConflict, strings.Join(o.conflicts, "; ")
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, tarsv1beta1.ReasonConflict,
+			strings.Join(o.conflicts, "; ")
 	case o.recreating:
 		ready.Status, ready.Reason = metav1.ConditionFalse, tarsv1beta1.ReasonRecreatingStatefulSet
 		ready.Message = "the StatefulSet is being recreated with new claim templates; its pods keep running"
 	case sts == nil || sts.Status.ObservedGeneration < sts.Generation:
-		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, tarsv1beta1.ReasonProgressing, "the StatefulSet is being updated"
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, tarsv1beta1.ReasonProgressing,
+			"the StatefulSet is being updated"
 	case sts.Status.ReadyReplicas < desiredReplicas || sts.Status.Replicas != desiredReplicas:
 		ready.Status, ready.Reason = metav1.ConditionFalse, tarsv1beta1.ReasonReplicasNotReady
 		ready.Message = fmt.Sprintf("%d of %d replicas ready", sts.Status.ReadyReplicas, desiredReplicas)
@@ -245,8 +247,8 @@ func nodesAvailable(ts *tarsv1beta1.TServer, waits []nodeWait) metav1.Condition 
 		return c
 	}
 	// The most pressing reason names the condition: a replica that waits for a person first.
-	rank := []string{tarsv1beta1.ReasonNodeLossPolicyWait, tarsv1beta1.ReasonNodeDeleted, tarsv1beta1.ReasonNodeOutOfService, tarsv1beta1.ReasonNodeOutOfServiceButReady,
-		tarsv1beta1.ReasonNodeNotReady}
+	rank := []string{tarsv1beta1.ReasonNodeLossPolicyWait, tarsv1beta1.ReasonNodeDeleted,
+		tarsv1beta1.ReasonNodeOutOfService, tarsv1beta1.ReasonNodeOutOfServiceButReady, tarsv1beta1.ReasonNodeNotReady}
 	c.Status, c.Reason = metav1.ConditionFalse, tarsv1beta1.ReasonNodeNotReady
 	for _, reason := range rank {
 		if slices.ContainsFunc(waits, func(w nodeWait) bool { return w.reason() == reason }) {
@@ -258,7 +260,8 @@ func nodesAvailable(ts *tarsv1beta1.TServer, waits []nodeWait) metav1.Condition 
 	for _, w := range waits[:min(len(waits), shownClaims)] {
 		parts = append(parts, fmt.Sprintf("replica %s-%d on node %s: %s", ts.Name, w.ordinal, w.node, w.explain()))
 	}
-	c.Message = fmt.Sprintf("%d replica(s) held to a node that is gone or not Ready: %s", len(waits), strings.Join(parts, "; "))
+	c.Message = fmt.Sprintf("%d replica(s) held to a node that is gone or not Ready: %s", len(waits),
+		strings.Join(parts, "; "))
 	if len(waits) > shownClaims {
 		c.Message += fmt.Sprintf(" and %d more", len(waits)-shownClaims)
 	}

@@ -83,32 +83,46 @@ func TestVolumesBound(t *testing.T) {
 			wantReason: "AllClaimsBound", wantMessage: "1 claim(s) bound"},
 		{
 			name: "the first missing claims named in order, the rest counted", ts: ts, replicas: 10,
-			claims:      append(boundClaims(logDir, 0, 1, 2, 4), scheduled),
-			wantReason:  "ClaimsPending",
-			wantMessage: "6 of 10 claim(s) not bound yet: remote-log-dir-tars-tarslog-3 (on node node-3), remote-log-dir-tars-tarslog-5, remote-log-dir-tars-tarslog-6, remote-log-dir-tars-tarslog-7, remote-log-dir-tars-tarslog-8 and 1 more",
+			claims:     append(boundClaims(logDir, 0, 1, 2, 4), scheduled),
+			wantReason: "ClaimsPending",
+			wantMessage: "6 of 10 claim(s) not bound yet: remote-log-dir-tars-tarslog-3 (on node node-3), " +
+				"remote-log-dir-tars-tarslog-5, remote-log-dir-tars-tarslog-6, remote-log-dir-tars-tarslog-7, " +
+				"remote-log-dir-tars-tarslog-8 and 1 more",
 		},
 		{
-			name: "template by template", ts: withCache, replicas: 2, claims: append(boundClaims(logDir, 0, 1), boundClaims("cache", 1)...),
+			name: "template by template", ts: withCache, replicas: 2,
+			claims:     append(boundClaims(logDir, 0, 1), boundClaims("cache", 1)...),
 			wantReason: "ClaimsPending", wantMessage: "1 of 4 claim(s) not bound yet: cache-tars-tarslog-0",
 		},
 		{
-			name: "two billion replicas: counted, five named", ts: ts, replicas: 2_000_000_000, claims: boundClaims(logDir, 0, 2),
-			wantReason:  "ClaimsPending",
-			wantMessage: "1999999998 of 2000000000 claim(s) not bound yet: remote-log-dir-tars-tarslog-1, remote-log-dir-tars-tarslog-3, remote-log-dir-tars-tarslog-4, remote-log-dir-tars-tarslog-5, remote-log-dir-tars-tarslog-6 and 1999999993 more",
+			name: "two billion replicas: counted, five named", ts: ts, replicas: 2_000_000_000,
+			claims:     boundClaims(logDir, 0, 2),
+			wantReason: "ClaimsPending",
+			wantMessage: "1999999998 of 2000000000 claim(s) not bound yet: remote-log-dir-tars-tarslog-1, " +
+				"remote-log-dir-tars-tarslog-3, remote-log-dir-tars-tarslog-4, remote-log-dir-tars-tarslog-5, " +
+				"remote-log-dir-tars-tarslog-6 and 1999999993 more",
 		},
 		{
 			name: "names that are not a replica's claim are ignored", ts: ts, replicas: 1,
 			claims: []corev1.PersistentVolumeClaim{
 				claimFor(logDir, 0, corev1.ClaimPending),
-				{ObjectMeta: metav1.ObjectMeta{Name: "remote-log-dir-tars-tarslog-00"}, Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound}},
-				{ObjectMeta: metav1.ObjectMeta{Name: "other-tars-tarslog-0"}, Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound}},
+				{
+					ObjectMeta: metav1.ObjectMeta{Name: "remote-log-dir-tars-tarslog-00"},
+					Status:     corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound},
+				},
+				{
+					ObjectMeta: metav1.ObjectMeta{Name: "other-tars-tarslog-0"},
+					Status:     corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound},
+				},
 			},
 			wantReason: "ClaimsPending", wantMessage: "1 of 1 claim(s) not bound yet: remote-log-dir-tars-tarslog-0",
 		},
 		{
-			name: "a storage class that provisions nothing", ts: ts, replicas: 1, scProblem: "StorageClass t-storage-class has provisioner x",
-			wantReason:  "StorageClassNotProvisioning",
-			wantMessage: "StorageClass t-storage-class has provisioner x; 1 of 1 claim(s) not bound yet: remote-log-dir-tars-tarslog-0",
+			name: "a storage class that provisions nothing", ts: ts, replicas: 1,
+			scProblem:  "StorageClass t-storage-class has provisioner x",
+			wantReason: "StorageClassNotProvisioning",
+			wantMessage: "StorageClass t-storage-class has provisioner x; " +
+				"1 of 1 claim(s) not bound yet: remote-log-dir-tars-tarslog-0",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -157,10 +171,14 @@ func TestVolumesHealthy(t *testing.T) {
 		{name: "claims without reports", claims: boundClaims(logDir, 0, 1), wantStatus: metav1.ConditionTrue,
 			wantReason: tarsv1beta1.ReasonAllVolumesHealthy, wantMessage: "no node agent reports a missing volume directory"},
 		{
-			name:       "one replica's directory missing",
-			claims:     []corev1.PersistentVolumeClaim{claimFor(logDir, 0, corev1.ClaimBound), withProblem(claimFor(logDir, 1, corev1.ClaimBound), report(1))},
+			name: "one replica's directory missing",
+			claims: []corev1.PersistentVolumeClaim{
+				claimFor(logDir, 0, corev1.ClaimBound),
+				withProblem(claimFor(logDir, 1, corev1.ClaimBound), report(1)),
+			},
 			wantStatus: metav1.ConditionFalse, wantReason: tarsv1beta1.ReasonVolumeDirectoryMissing,
-			wantMessage: "1 claim(s) report a missing volume directory: replica tars-tarslog-1 (claim remote-log-dir-tars-tarslog-1): " + report(1),
+			wantMessage: "1 claim(s) report a missing volume directory: " +
+				"replica tars-tarslog-1 (claim remote-log-dir-tars-tarslog-1): " + report(1),
 		},
 		{
 			name: "replicas in order of ordinal, a claim no replica made last, a claim being deleted left out",
@@ -176,7 +194,8 @@ func TestVolumesHealthy(t *testing.T) {
 				"replica tars-tarslog-10 (claim remote-log-dir-tars-tarslog-10): missing 10; claim extra: gone",
 		},
 		{
-			name: "at most five named", claims: many, wantStatus: metav1.ConditionFalse, wantReason: tarsv1beta1.ReasonVolumeDirectoryMissing,
+			name: "at most five named", claims: many,
+			wantStatus: metav1.ConditionFalse, wantReason: tarsv1beta1.ReasonVolumeDirectoryMissing,
 			wantMessage: "7 claim(s) report a missing volume directory: " +
 				"replica tars-tarslog-0 (claim remote-log-dir-tars-tarslog-0): missing 0; " +
 				"replica tars-tarslog-1 (claim remote-log-dir-tars-tarslog-1): missing 1; " +
@@ -196,7 +215,9 @@ func TestVolumesHealthy(t *testing.T) {
 	}
 
 	t.Run("a long report is cut", func(t *testing.T) {
-		c := volumesHealthy(ts, []corev1.PersistentVolumeClaim{withProblem(claimFor(logDir, 0, corev1.ClaimBound), strings.Repeat("é", 4000))})
+		c := volumesHealthy(ts, []corev1.PersistentVolumeClaim{
+			withProblem(claimFor(logDir, 0, corev1.ClaimBound), strings.Repeat("é", 4000)),
+		})
 		if len(c.Message) > 700 || !strings.HasSuffix(c.Message, "é...") {
 			t.Errorf("message of %d bytes, ending %q", len(c.Message), c.Message[len(c.Message)-10:])
 		}
@@ -207,14 +228,16 @@ func TestComputeStatusReportsVolumeProblems(t *testing.T) {
 	ts := sample(t, "tars-tarslog.yaml")
 	ts.Generation = 3
 	o := &observed{statefulSet: buildStatefulSet(ts),
-		claims: []corev1.PersistentVolumeClaim{withProblem(claimFor(logDir, 1, corev1.ClaimBound), "directory X is missing on node node-1")}}
+		claims: []corev1.PersistentVolumeClaim{
+			withProblem(claimFor(logDir, 1, corev1.ClaimBound), "directory X is missing on node node-1"),
+		}}
 	status := computeStatus(ts, o)
 	got := make([]string, 0, len(status.Conditions))
 	for _, c := range status.Conditions {
 		got = append(got, fmt.Sprintf("%s=%s/%s", c.Type, c.Status, c.Reason))
 	}
-	want := []string{"Ready=False/ReplicasNotReady", "VolumesBound=False/ClaimsPending", "VolumesHealthy=False/VolumeDirectoryMissing",
-		"NodesAvailable=True/AllNodesAvailable"}
+	want := []string{"Ready=False/ReplicasNotReady", "VolumesBound=False/ClaimsPending",
+		"VolumesHealthy=False/VolumeDirectoryMissing", "NodesAvailable=True/AllNodesAvailable"}
 	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("conditions (-want +got):\n%s", diff)
 	}
@@ -235,7 +258,8 @@ func TestComputeStatusReportsReplicasWaitingOnANode(t *testing.T) {
 	o := &observed{statefulSet: buildStatefulSet(ts)}
 	calm := computeStatus(ts, o)
 	ts.Status = calm
-	o.nodeWaits = []nodeWait{{ordinal: 1, node: "node-2", state: nodeState{verdict: nodeWaiting, reason: tarsv1beta1.ReasonNodeNotReady}}}
+	o.nodeWaits = []nodeWait{{ordinal: 1, node: "node-2",
+		state: nodeState{verdict: nodeWaiting, reason: tarsv1beta1.ReasonNodeNotReady}}}
 	status := computeStatus(ts, o)
 	c := meta.FindStatusCondition(status.Conditions, tarsv1beta1.ConditionNodesAvailable)
 	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != tarsv1beta1.ReasonNodeNotReady {
@@ -247,7 +271,8 @@ func TestComputeStatusReportsReplicasWaitingOnANode(t *testing.T) {
 	}
 	// And so is a second replica joining it (the message changes).
 	ts.Status = status
-	o.nodeWaits = append(o.nodeWaits, nodeWait{ordinal: 0, node: "node-2", state: nodeState{verdict: nodeWaiting, reason: tarsv1beta1.ReasonNodeNotReady}})
+	o.nodeWaits = append(o.nodeWaits, nodeWait{ordinal: 0, node: "node-2",
+		state: nodeState{verdict: nodeWaiting, reason: tarsv1beta1.ReasonNodeNotReady}})
 	if more := computeStatus(ts, o); onlyProgress(&status, &more) {
 		t.Error("onlyProgress() = true for a status naming one more replica waiting on a NotReady node")
 	}

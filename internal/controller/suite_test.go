@@ -134,7 +134,8 @@ var _ = AfterSuite(func() {
 	err := testEnv.Stop()
 	Expect(err).NotTo(HaveOccurred())
 
-	if suite, _ := GinkgoConfiguration(); len(suite.FocusStrings) == 0 && len(suite.SkipStrings) == 0 && suite.LabelFilter == "" {
+	if suite, _ := GinkgoConfiguration(); len(suite.FocusStrings) == 0 && len(suite.SkipStrings) == 0 &&
+		suite.LabelFilter == "" {
 		By("checking that the manager used every verb its role grants: least privilege")
 		Expect(managerAPIUse.unused(managerRole)).To(BeEmpty(),
 			"granted and never used; drop them from the +kubebuilder:rbac markers (or say in unusedOnPurpose why not)")

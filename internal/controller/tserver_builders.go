@@ -145,7 +145,8 @@ func buildPodTemplate(ts *tarsv1beta1.TServer) corev1.PodTemplateSpec {
 		spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
 	}
 	for _, gate := range k.ReadinessGates {
-		spec.ReadinessGates = append(spec.ReadinessGates, corev1.PodReadinessGate{ConditionType: corev1.PodConditionType(gate)})
+		spec.ReadinessGates = append(spec.ReadinessGates,
+			corev1.PodReadinessGate{ConditionType: corev1.PodConditionType(gate)})
 	}
 	return corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: podLabels(ts)},
@@ -240,7 +241,9 @@ func buildTopologySpread(ts *tarsv1beta1.TServer) []corev1.TopologySpreadConstra
 
 // hasTLocalVolume says whether the server mounts a tLocalVolume.
 func hasTLocalVolume(ts *tarsv1beta1.TServer) bool {
-	return slices.ContainsFunc(ts.Spec.K8S.Mounts, func(m tarsv1beta1.TK8SMount) bool { return m.Source.TLocalVolume != nil })
+	return slices.ContainsFunc(ts.Spec.K8S.Mounts, func(m tarsv1beta1.TK8SMount) bool {
+		return m.Source.TLocalVolume != nil
+	})
 }
 
 // localClaimTemplateNames names the server's node-local claim templates: its tLocalVolume
@@ -346,7 +349,8 @@ func localVolumeLabels(ts *tarsv1beta1.TServer, name string) map[string]string {
 }
 
 // localClaimTemplate is a claim for a node-local volume, exactly as TarsK8S writes it.
-func localClaimTemplate(ts *tarsv1beta1.TServer, name string, annotations map[string]string) corev1.PersistentVolumeClaim {
+func localClaimTemplate(ts *tarsv1beta1.TServer, name string,
+	annotations map[string]string) corev1.PersistentVolumeClaim {
 	return corev1.PersistentVolumeClaim{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
 		ObjectMeta: metav1.ObjectMeta{

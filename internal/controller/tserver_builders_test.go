@@ -184,9 +184,11 @@ func TestBuildAffinity(t *testing.T) {
 	}{
 		{"no node-local volume, stacked", func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts = nil },
 			func(*tarsv1beta1.TServer) *corev1.Affinity { return nil }},
-		{"no node-local volume, notStacked", func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts, ts.Spec.K8S.NotStacked = nil, true },
+		{"no node-local volume, notStacked",
+			func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts, ts.Spec.K8S.NotStacked = nil, true },
 			func(ts *tarsv1beta1.TServer) *corev1.Affinity { return &corev1.Affinity{PodAntiAffinity: spread(ts)} }},
-		{"delay-bind only: spread, on any node", func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts, ts.Spec.K8S.HostIPC = nil, true },
+		{"delay-bind only: spread, on any node",
+			func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts, ts.Spec.K8S.HostIPC = nil, true },
 			func(ts *tarsv1beta1.TServer) *corev1.Affinity { return &corev1.Affinity{PodAntiAffinity: spread(ts)} }},
 		{"a tLocalVolume: spread, on nodes that support them", nil, func(ts *tarsv1beta1.TServer) *corev1.Affinity {
 			return &corev1.Affinity{
@@ -217,7 +219,8 @@ func TestBuildTopologySpread(t *testing.T) {
 	}{
 		{"a tLocalVolume", nil, true},
 		{"delay-bind only", func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts, ts.Spec.K8S.HostNetwork = nil, true }, true},
-		{"no node-local volume, notStacked", func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts, ts.Spec.K8S.NotStacked = nil, true }, false},
+		{"no node-local volume, notStacked",
+			func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts, ts.Spec.K8S.NotStacked = nil, true }, false},
 		{"no node-local volume", func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts = nil }, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -280,10 +283,12 @@ func TestBuildStatefulSetTarslog(t *testing.T) {
 						NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
 							NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: supportsLocalVolumes}},
 						}},
-						PodAntiAffinity: &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
-							LabelSelector: &metav1.LabelSelector{MatchLabels: labels},
-							TopologyKey:   "kubernetes.io/hostname",
-						}}},
+						PodAntiAffinity: &corev1.PodAntiAffinity{
+							RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
+								LabelSelector: &metav1.LabelSelector{MatchLabels: labels},
+								TopologyKey:   "kubernetes.io/hostname",
+							}},
+						},
 					},
 					// Its pods land where the namespace's Tars pods are fewest.
 					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
@@ -294,9 +299,11 @@ func TestBuildStatefulSetTarslog(t *testing.T) {
 					}},
 				},
 			},
-			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{seedClaimTemplate("remote-log-dir", "tarslog", map[string]string{
-				"tars.io/LocalVolumeUID": "1000", "tars.io/LocalVolumeGID": "0", "tars.io/LocalVolumeMode": "755",
-			})},
+			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{
+				seedClaimTemplate("remote-log-dir", "tarslog", map[string]string{
+					"tars.io/LocalVolumeUID": "1000", "tars.io/LocalVolumeGID": "0", "tars.io/LocalVolumeMode": "755",
+				}),
+			},
 			PersistentVolumeClaimRetentionPolicy: &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{
 				WhenDeleted: appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
 				WhenScaled:  appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
@@ -364,7 +371,8 @@ func TestBuildStatefulSetFields(t *testing.T) {
 			},
 			check: func(t *testing.T, sts *appsv1.StatefulSet) {
 				pod := sts.Spec.Template.Spec
-				if !pod.HostNetwork || pod.DNSPolicy != corev1.DNSClusterFirstWithHostNet || pod.Containers[0].Ports[0].HostPort != 18993 {
+				if !pod.HostNetwork || pod.DNSPolicy != corev1.DNSClusterFirstWithHostNet ||
+					pod.Containers[0].Ports[0].HostPort != 18993 {
 					t.Errorf("pod %+v", pod)
 				}
 			},
@@ -372,7 +380,9 @@ func TestBuildStatefulSetFields(t *testing.T) {
 		{
 			name: "nodeSelector, notStacked, readinessGates, OrderedReady, OnDelete",
 			mutate: func(ts *tarsv1beta1.TServer) {
-				ts.Spec.K8S.NodeSelector = []corev1.NodeSelectorRequirement{{Key: "zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"a"}}}
+				ts.Spec.K8S.NodeSelector = []corev1.NodeSelectorRequirement{{
+					Key: "zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"a"},
+				}}
 				ts.Spec.K8S.NotStacked = true
 				ts.Spec.K8S.ReadinessGates = []string{"tars.io/active"}
 				ts.Spec.K8S.PodManagementPolicy = appsv1.OrderedReadyPodManagement
@@ -396,10 +406,12 @@ func TestBuildStatefulSetFields(t *testing.T) {
 				if diff := cmp.Diff(want, sts.Spec.Template.Spec.Affinity); diff != "" {
 					t.Error(diff)
 				}
-				if diff := cmp.Diff([]corev1.PodReadinessGate{{ConditionType: "tars.io/active"}}, sts.Spec.Template.Spec.ReadinessGates); diff != "" {
+				if diff := cmp.Diff([]corev1.PodReadinessGate{{ConditionType: "tars.io/active"}},
+					sts.Spec.Template.Spec.ReadinessGates); diff != "" {
 					t.Error(diff)
 				}
-				if sts.Spec.PodManagementPolicy != appsv1.OrderedReadyPodManagement || sts.Spec.UpdateStrategy.Type != appsv1.OnDeleteStatefulSetStrategyType {
+				if sts.Spec.PodManagementPolicy != appsv1.OrderedReadyPodManagement ||
+					sts.Spec.UpdateStrategy.Type != appsv1.OnDeleteStatefulSetStrategyType {
 					t.Errorf("policy %s strategy %s", sts.Spec.PodManagementPolicy, sts.Spec.UpdateStrategy.Type)
 				}
 			},
@@ -408,7 +420,8 @@ func TestBuildStatefulSetFields(t *testing.T) {
 			name: "every volume source",
 			mutate: func(ts *tarsv1beta1.TServer) {
 				add := func(name string, s tarsv1beta1.TK8SMountSource) {
-					ts.Spec.K8S.Mounts = append(ts.Spec.K8S.Mounts, tarsv1beta1.TK8SMount{Name: name, MountPath: "/" + name, Source: s})
+					ts.Spec.K8S.Mounts = append(ts.Spec.K8S.Mounts,
+						tarsv1beta1.TK8SMount{Name: name, MountPath: "/" + name, Source: s})
 				}
 				add("host", tarsv1beta1.TK8SMountSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/log"}})
 				add("scratch", tarsv1beta1.TK8SMountSource{EmptyDir: &corev1.EmptyDirVolumeSource{}})
@@ -416,7 +429,8 @@ func TestBuildStatefulSetFields(t *testing.T) {
 				add("config", tarsv1beta1.TK8SMountSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 					LocalObjectReference: corev1.LocalObjectReference{Name: "c"}}})
 				add("info", tarsv1beta1.TK8SMountSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{}})
-				add("shared", tarsv1beta1.TK8SMountSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "nfs"}})
+				add("shared", tarsv1beta1.TK8SMountSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{
+					ClaimName: "nfs"}})
 			},
 			check: func(t *testing.T, sts *appsv1.StatefulSet) {
 				names := make([]string, 0, len(sts.Spec.Template.Spec.Volumes))
@@ -518,7 +532,8 @@ func TestSelectedNodeLabel(t *testing.T) {
 		want                string
 		ok                  bool
 	}{
-		{"not node-local", map[string]string{"tars.io/ServerApp": "tars"}, map[string]string{"volume.kubernetes.io/selected-node": "node-1"}, "", "", true},
+		{"not node-local", map[string]string{"tars.io/ServerApp": "tars"},
+			map[string]string{"volume.kubernetes.io/selected-node": "node-1"}, "", "", true},
 		{"not scheduled", map[string]string{"tars.io/LocalVolume": "data"}, nil, "", "", true},
 		{"scheduled, unlabelled", map[string]string{"tars.io/LocalVolume": "data"},
 			map[string]string{"volume.kubernetes.io/selected-node": "node-1"}, "", "node-1", false},
@@ -526,7 +541,8 @@ func TestSelectedNodeLabel(t *testing.T) {
 			map[string]string{"volume.kubernetes.io/selected-node": "node-1"}, "", "node-1", true},
 		{"rescheduled elsewhere", map[string]string{"tars.io/LocalVolume": "data", "tars.io/SelectedNode": "node-1"},
 			map[string]string{"volume.kubernetes.io/selected-node": "node-2"}, "", "node-2", false},
-		{"handed back to the scheduler", map[string]string{"tars.io/LocalVolume": "data", "tars.io/SelectedNode": "node-1"}, nil, "", "", false},
+		{"handed back to the scheduler", map[string]string{"tars.io/LocalVolume": "data", "tars.io/SelectedNode": "node-1"},
+			nil, "", "", false},
 		{"a node name that is no label value", map[string]string{"tars.io/LocalVolume": "data"},
 			map[string]string{"volume.kubernetes.io/selected-node": long}, "", "", true},
 		{"an empty label", map[string]string{"tars.io/LocalVolume": "data", "tars.io/SelectedNode": ""}, nil, "", "", false},

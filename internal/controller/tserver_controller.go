@@ -96,10 +96,10 @@ type TServerReconciler struct {
 
 // The manager reads TServers, StatefulSets, Services, claims, Nodes and t-storage-class from
 // its cache (list and watch), the server's pods with one uncached list (deleteUnusedClaims, and
-// replacePodsWithoutClaims while a StatefulSet rolls), and writes status with a patch. Freeing a replica from a lost node (nodeloss.go) reads the
-// Node, claims, volumes, pod and TServer from the API server (get) before it deletes them, and
-// the lost-volume sweeper lists node-local volumes. The StatefulSet controller, not this one,
-// creates the claims.
+// replacePodsWithoutClaims while a StatefulSet rolls), and writes status with a patch. Freeing a
+// replica from a lost node (nodeloss.go) reads the Node, claims, volumes, pod and TServer from
+// the API server (get) before it deletes them, and the lost-volume sweeper lists node-local
+// volumes. The StatefulSet controller, not this one, creates the claims.
 // tservers/finalizers: update lets it set blockOwnerDeletion on the objects it owns where the
 // OwnerReferencesPermissionEnforcement admission plugin is on. The controller suite runs the
 // manager with exactly this role and fails on a verb it grants and never uses.
@@ -137,7 +137,8 @@ func (r *TServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		err = r.reconcileService(ctx, ts, o)
 	}
 	if len(o.created) > 0 {
-		r.Recorder.Eventf(ts, nil, corev1.EventTypeNormal, "Created", "Create", "Created %s", strings.Join(o.created, " and "))
+		r.Recorder.Eventf(ts, nil, corev1.EventTypeNormal, "Created", "Create", "Created %s",
+			strings.Join(o.created, " and "))
 		r.warnOfSameServerElsewhere(ctx, ts)
 	}
 	if err != nil {
@@ -217,7 +218,8 @@ func (r *TServerReconciler) reconcileService(ctx context.Context, ts *tarsv1beta
 	if err := r.Update(ctx, existing); err != nil {
 		return err
 	}
-	r.Recorder.Eventf(ts, existing, corev1.EventTypeNormal, "UpdatedService", "Update", "Updated Service %s", existing.Name)
+	r.Recorder.Eventf(ts, existing, corev1.EventTypeNormal, "UpdatedService", "Update", "Updated Service %s",
+		existing.Name)
 	return nil
 }
 
@@ -295,7 +297,8 @@ func (r *TServerReconciler) reconcileStatefulSet(ctx context.Context, ts *tarsv1
 		return err
 	}
 	log.Info("Updated StatefulSet", "statefulSet", existing.Name)
-	r.Recorder.Eventf(ts, existing, corev1.EventTypeNormal, "UpdatedStatefulSet", "Update", "Updated StatefulSet %s", existing.Name)
+	r.Recorder.Eventf(ts, existing, corev1.EventTypeNormal, "UpdatedStatefulSet", "Update", "Updated StatefulSet %s",
+		existing.Name)
 	return nil
 }
 
@@ -416,9 +419,9 @@ func (r *TServerReconciler) takeOverFromGoneOwner(ctx context.Context, ts *tarsv
 		return going, client.IgnoreNotFound(err) // not found: this TServer is gone too
 	}
 	if now.UID != ts.UID || !now.DeletionTimestamp.IsZero() {
-		return going, fmt.Errorf("%s %s names TServer uid %s as its controller; the cache has uid %s and the API server uid %s "+
-			"(deleting: %t), so the cache is behind: trying again", kind, obj.GetName(), ref.UID, ts.UID, now.UID,
-			!now.DeletionTimestamp.IsZero())
+		return going, fmt.Errorf("%s %s names TServer uid %s as its controller; the cache has uid %s "+
+			"and the API server uid %s (deleting: %t), so the cache is behind: trying again",
+			kind, obj.GetName(), ref.UID, ts.UID, now.UID, !now.DeletionTimestamp.IsZero())
 	}
 	log := logf.FromContext(ctx)
 	if !adoptable {
@@ -536,7 +539,8 @@ func isClaimOf(pvc *corev1.PersistentVolumeClaim, ts *tarsv1beta1.TServer, volum
 func (r *TServerReconciler) deleteUnusedClaims(ctx context.Context, ts *tarsv1beta1.TServer,
 	claims []*corev1.PersistentVolumeClaim, o *observed) error {
 	pods := &corev1.PodList{}
-	if err := r.APIReader.List(ctx, pods, client.InNamespace(ts.Namespace), client.MatchingLabels(podLabels(ts))); err != nil {
+	if err := r.APIReader.List(ctx, pods, client.InNamespace(ts.Namespace),
+		client.MatchingLabels(podLabels(ts))); err != nil {
 		return err
 	}
 	inUse := sets.New[string]()
@@ -630,7 +634,8 @@ func (r *TServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.Add(&lostVolumeSweeper{r: r}); err != nil {
 		return err
 	}
-	owner := handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &tarsv1beta1.TServer{}, handler.OnlyControllerOwner())
+	owner := handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &tarsv1beta1.TServer{},
+		handler.OnlyControllerOwner())
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&tarsv1beta1.TServer{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// Claims binding and pods getting ready come in bursts, and a reconcile that creates the
@@ -639,7 +644,8 @@ func (r *TServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// cache before the status just written reaches it, and write that status again.
 		Watches(&appsv1.StatefulSet{}, batched(owner, statusBatchPeriod)).
 		Watches(&corev1.Service{}, batched(owner, statusBatchPeriod)).
-		Watches(&corev1.PersistentVolumeClaim{}, batched(handler.EnqueueRequestsFromMapFunc(tserverOfLabels), statusBatchPeriod)).
+		Watches(&corev1.PersistentVolumeClaim{},
+			batched(handler.EnqueueRequestsFromMapFunc(tserverOfLabels), statusBatchPeriod)).
 		Watches(&corev1.Node{}, r.nodeHandler(mgr.GetClient())).
 		Named("tserver").
 		// TServers are independent; a rollout of many should not queue behind one worker.

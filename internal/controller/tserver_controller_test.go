@@ -103,9 +103,12 @@ func update(obj client.Object, change func()) {
 
 // claimOf creates the claim the StatefulSet controller would make for volume and ordinal
 // (envtest runs no StatefulSet controller).
-func claimOf(ts *tarsv1beta1.TServer, volume string, ordinal int, annotations map[string]string) *corev1.PersistentVolumeClaim {
+func claimOf(ts *tarsv1beta1.TServer, volume string, ordinal int,
+	annotations map[string]string) *corev1.PersistentVolumeClaim {
 	sts := buildStatefulSet(ts)
-	i := slices.IndexFunc(sts.Spec.VolumeClaimTemplates, func(t corev1.PersistentVolumeClaim) bool { return t.Name == volume })
+	i := slices.IndexFunc(sts.Spec.VolumeClaimTemplates, func(t corev1.PersistentVolumeClaim) bool {
+		return t.Name == volume
+	})
 	Expect(i).To(BeNumerically(">=", 0), "no claim template %s", volume)
 	tpl := sts.Spec.VolumeClaimTemplates[i]
 	pvc := &corev1.PersistentVolumeClaim{
@@ -148,18 +151,26 @@ func podOf(sts *appsv1.StatefulSet, ordinal int, ready, owned bool, volumes ...s
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "c"}}},
 	}
 	if owned {
-		p.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(sts, appsv1.SchemeGroupVersion.WithKind("StatefulSet"))}
+		p.OwnerReferences = []metav1.OwnerReference{
+			*metav1.NewControllerRef(sts, appsv1.SchemeGroupVersion.WithKind("StatefulSet")),
+		}
 	}
 	for _, v := range volumes {
 		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: v, VolumeSource: corev1.VolumeSource{
-			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: fmt.Sprintf("%s-%s-%d", v, sts.Name, ordinal)}}})
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{
+				ClaimName: fmt.Sprintf("%s-%s-%d", v, sts.Name, ordinal),
+			},
+		}})
 	}
 	Expect(k8sClient.Create(ctx, p)).To(Succeed())
 	status := corev1.ConditionFalse
 	if ready {
 		status = corev1.ConditionTrue
 	}
-	p.Status = corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: status}}}
+	p.Status = corev1.PodStatus{
+		Phase:      corev1.PodRunning,
+		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: status}},
+	}
 	Expect(k8sClient.Status().Update(ctx, p)).To(Succeed())
 	return p
 }
@@ -237,7 +248,8 @@ var _ = Describe("TServer controller", func() {
 
 		svc := &corev1.Service{}
 		// Made right after the StatefulSet, in the same reconcile.
-		Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), svc) }, timeout, interval).Should(Succeed())
+		Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), svc) },
+			timeout, interval).Should(Succeed())
 		Expect(metav1.IsControlledBy(svc, ts)).To(BeTrue())
 		Expect(svc.Spec.ClusterIP).To(Equal(corev1.ClusterIPNone))
 
@@ -248,7 +260,8 @@ var _ = Describe("TServer controller", func() {
 			Expect(ref.UID).To(Equal(ts.UID))
 			Expect(*ref.BlockOwnerDeletion).To(BeTrue())
 		}
-		Expect(sts.Spec.PersistentVolumeClaimRetentionPolicy.WhenDeleted).To(Equal(appsv1.RetainPersistentVolumeClaimRetentionPolicyType))
+		Expect(sts.Spec.PersistentVolumeClaimRetentionPolicy.WhenDeleted).
+			To(Equal(appsv1.RetainPersistentVolumeClaimRetentionPolicyType))
 
 		By("reporting status, with the pending claims named")
 		Eventually(conditionOf(ts, tarsv1beta1.ConditionVolumesBound), timeout, interval).Should(And(
@@ -305,7 +318,8 @@ var _ = Describe("TServer controller", func() {
 		edit(ts, func(ts *tarsv1beta1.TServer) {
 			ts.Spec.K8S.Env = append(ts.Spec.K8S.Env, corev1.EnvVar{Name: "LOG_LEVEL", Value: "debug"})
 			ts.Spec.K8S.Replicas = 3
-			ts.Spec.Tars.Servants = append(ts.Spec.Tars.Servants, tarsv1beta1.TServerServant{Name: "StatObj", Port: 18994, IsTcp: true})
+			ts.Spec.Tars.Servants = append(ts.Spec.Tars.Servants,
+				tarsv1beta1.TServerServant{Name: "StatObj", Port: 18994, IsTcp: true})
 		})
 		Eventually(func() []corev1.EnvVar {
 			return statefulSetOf(ts).Spec.Template.Spec.Containers[0].Env
@@ -357,7 +371,8 @@ var _ = Describe("TServer controller", func() {
 			g.Expect(sts.DeletionTimestamp).NotTo(BeNil())
 			g.Expect(sts.Finalizers).To(ContainElement(metav1.FinalizerOrphanDependents))
 		}, timeout, interval).Should(Succeed())
-		Eventually(conditionOf(ts, tarsv1beta1.ConditionReady), timeout, interval).Should(HaveField("Reason", "RecreatingStatefulSet"))
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionReady),
+			timeout, interval).Should(HaveField("Reason", "RecreatingStatefulSet"))
 
 		By("creating the new one once the garbage collector has orphaned the pods")
 		orphaned := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ts.Name}}
@@ -371,7 +386,8 @@ var _ = Describe("TServer controller", func() {
 		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement("RecreatingStatefulSet"))
 	})
 
-	It("replaces the adopted pods that lack an added claim template's volume: lowest ordinal first, one at a time while the others are ready", func() {
+	It("replaces the adopted pods that lack an added claim template's volume: lowest ordinal first, "+
+		"one at a time while the others are ready", func() {
 		sts := recreatedWithData(ts)
 		By("the new StatefulSet adopting the old pods, which mount only remote-log-dir, all ready")
 		pod0, pod1 := podOf(sts, 0, true, true, "remote-log-dir"), podOf(sts, 1, true, true, "remote-log-dir")
@@ -395,7 +411,8 @@ var _ = Describe("TServer controller", func() {
 		Expect(podExists(pod0)()).To(BeTrue())
 	})
 
-	It("waits for a replica not adopted yet, but not for one a scale-down removes, before replacing a pod without an added claim", func() {
+	It("waits for a replica not adopted yet, but not for one a scale-down removes, "+
+		"before replacing a pod without an added claim", func() {
 		sts := recreatedWithData(ts)
 		By("replica 1 not ready and not adopted yet: replica 0 stays")
 		pod0 := podOf(sts, 0, true, true, "remote-log-dir")
@@ -519,14 +536,16 @@ var _ = Describe("TServer controller", func() {
 		Expect(got.OwnerReferences).To(BeEmpty())
 	})
 
-	It("adopts the StatefulSet and Service that a deleted TServer of the same name left behind; not those of a TServer of another name", func() {
+	It("adopts the StatefulSet and Service that a deleted TServer of the same name left behind; "+
+		"not those of a TServer of another name", func() {
 		// envtest runs no garbage collector: as when it missed the deletion of the first TServer.
 		Expect(k8sClient.Create(ctx, ts.DeepCopy())).To(Succeed())
 		first := &tarsv1beta1.TServer{}
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), first)).To(Succeed())
 		sts := statefulSetOf(ts)
 		svc := &corev1.Service{}
-		Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), svc) }, timeout, interval).Should(Succeed())
+		Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), svc) },
+			timeout, interval).Should(Succeed())
 		Expect(k8sClient.Delete(ctx, first)).To(Succeed())
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), &tarsv1beta1.TServer{}))
@@ -547,7 +566,8 @@ var _ = Describe("TServer controller", func() {
 		Eventually(eventReasons(ns), timeout, interval).Should(ContainElements("AdoptedStatefulSet", "AdoptedService"))
 		Eventually(conditionOf(ts, tarsv1beta1.ConditionReady), timeout, interval).ShouldNot(HaveField("Reason", "Conflict"))
 
-		By("made again for server TarsLog, whose selector the StatefulSet cannot take: deleted, as the collector would, and made anew")
+		By("made again for server TarsLog, whose selector the StatefulSet cannot take: " +
+			"deleted, as the collector would, and made anew")
 		Expect(k8sClient.Delete(ctx, ts)).To(Succeed())
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), &tarsv1beta1.TServer{}))
@@ -583,7 +603,8 @@ var _ = Describe("TServer controller", func() {
 	It("says on VolumesBound why a storage class provisions nothing", func() {
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
 		statefulSetOf(ts)
-		Eventually(conditionOf(ts, tarsv1beta1.ConditionVolumesBound), timeout, interval).Should(HaveField("Reason", "ClaimsPending"))
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionVolumesBound),
+			timeout, interval).Should(HaveField("Reason", "ClaimsPending"))
 
 		By("replacing t-storage-class with TarsK8S's, which provisions nothing")
 		useStorageClass(tarsv1beta1.NoProvisioner)
@@ -633,7 +654,9 @@ var _ = Describe("TServer controller", func() {
 				Annotations: map[string]string{"volume.kubernetes.io/selected-node": "node-1"}},
 			Spec: corev1.PersistentVolumeClaimSpec{
 				AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-				Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")}},
+				Resources: corev1.VolumeResourceRequirements{
+					Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
+				},
 			},
 		}
 		Expect(k8sClient.Create(ctx, other)).To(Succeed())
@@ -644,7 +667,8 @@ var _ = Describe("TServer controller", func() {
 		}, time.Second, interval).ShouldNot(HaveKey(tarsv1beta1.LabelSelectedNode))
 	})
 
-	It("refuses a scale to two billion replicas, or reconciles it harmlessly, and keeps reconciling other servers", func() {
+	It("refuses a scale to two billion replicas, or reconciles it harmlessly, "+
+		"and keeps reconciling other servers", func() {
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
 		statefulSetOf(ts)
 
@@ -683,7 +707,8 @@ var _ = Describe("TServer controller", func() {
 			Not(BeNil()), HaveField("Status", metav1.ConditionTrue), HaveField("Reason", tarsv1beta1.ReasonAllVolumesHealthy)))
 
 		By("annotating a claim as the node agent does when the directory is gone")
-		report := "directory /usr/local/app/tars/host-mount/" + ns + "/tars.tarslog/remote-log-dir of volume pv-1 is missing " +
+		report := "directory /usr/local/app/tars/host-mount/" + ns +
+			"/tars.tarslog/remote-log-dir of volume pv-1 is missing " +
 			"on node node-1 (a data disk not mounted?); the agent does not recreate it empty"
 		update(pvc, func() {
 			if pvc.Annotations == nil {
@@ -729,8 +754,10 @@ var _ = Describe("TServer controller", func() {
 			return k8sClient.Status().Update(ctx, sts)
 		})).To(Succeed())
 
-		Eventually(conditionOf(ts, tarsv1beta1.ConditionReady), timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
-		Eventually(conditionOf(ts, tarsv1beta1.ConditionVolumesBound), timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionReady),
+			timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
+		Eventually(conditionOf(ts, tarsv1beta1.ConditionVolumesBound),
+			timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
 		got := &tarsv1beta1.TServer{}
 		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: ts.Name}, got)).To(Succeed())
 		Expect(got.Status.Replicas).To(Equal(int32(2)))

@@ -140,7 +140,8 @@ func FuzzComputeStatus(f *testing.F) {
 }
 
 // fuzzClaims makes claims of ts from fuzzed bytes, three a claim (at most 256 claims).
-func fuzzClaims(ts *tarsv1beta1.TServer, templates []corev1.PersistentVolumeClaim, b []byte) []corev1.PersistentVolumeClaim {
+func fuzzClaims(ts *tarsv1beta1.TServer, templates []corev1.PersistentVolumeClaim,
+	b []byte) []corev1.PersistentVolumeClaim {
 	var claims []corev1.PersistentVolumeClaim
 	for i := 0; i+2 < len(b) && len(claims) < 256; i += 3 {
 		template, ordinal, flags := int(b[i]), int(b[i+1]), b[i+2]

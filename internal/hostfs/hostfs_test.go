@@ -460,7 +460,8 @@ func TestVolumeDirs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	want := []string{"elsewhere/g.h/w", "ns/a.b/f.deleting-9", "ns/a.b/l.deleting-1", "ns/a.b/v1", "ns/a.b/v1.deleting-123", "ns/a.b/v2"}
+	want := []string{"elsewhere/g.h/w", "ns/a.b/f.deleting-9", "ns/a.b/l.deleting-1", "ns/a.b/v1",
+		"ns/a.b/v1.deleting-123", "ns/a.b/v2"}
 	got, err := r.VolumeDirs(100)
 	if err != nil || !slices.Equal(got, want) {
 		t.Errorf("VolumeDirs() = %q, %v; want %q", got, err, want)
@@ -501,7 +502,8 @@ func TestVolumeDirsUnreadable(t *testing.T) {
 	if !slices.Equal(got, []string{"ns/open.srv/v"}) {
 		t.Errorf("VolumeDirs() = %q, want what it could read", got)
 	}
-	if !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), "ns/locked.srv") || !strings.Contains(err.Error(), "not root") {
+	if !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), "ns/locked.srv") ||
+		!strings.Contains(err.Error(), "not root") {
 		t.Errorf("VolumeDirs() error = %v, want the directory it may not read, and why", err)
 	}
 }

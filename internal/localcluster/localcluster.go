@@ -19,9 +19,9 @@ limitations under the License.
 // with the operator's CRDs installed and its webhook configurations registered against a webhook
 // server on localhost, so the API server really calls it. With simulated nodes, it runs
 // kube-controller-manager, kube-scheduler and kwok too, and the operator's agent on each node
-// (StartAgents); nodes can be added (AddNodes), lost and brought back (PowerOff, PowerOn). `make run` and the end-to-end
-// tests both use it; everything it keeps (kubeconfig, certificates, etcd data, logs) lives in one
-// state directory that each start cleans.
+// (StartAgents); nodes can be added (AddNodes), lost and brought back (PowerOff, PowerOn).
+// `make run` and the end-to-end tests both use it; everything it keeps (kubeconfig,
+// certificates, etcd data, logs) lives in one state directory that each start cleans.
 package localcluster
 
 import (

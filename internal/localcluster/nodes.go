@@ -117,7 +117,8 @@ func (c *Cluster) startNodes(ctx context.Context, binDir string, nodes []Node, k
 		"--use-service-account-credentials=false",
 		"--kube-api-qps=" + strconv.Itoa(ControllerManagerQPS), "--kube-api-burst=" + strconv.Itoa(2*ControllerManagerQPS),
 	}, kcmFlags)
-	kcm, err := c.StartProcess("kube-controller-manager", filepath.Join(binDir, "kube-controller-manager"), kcmArgs, nil, nil)
+	kcm, err := c.StartProcess("kube-controller-manager", filepath.Join(binDir, "kube-controller-manager"),
+		kcmArgs, nil, nil)
 	if err != nil {
 		return err
 	}

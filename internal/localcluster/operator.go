@@ -33,7 +33,8 @@ const ProductionHostRoot = tarsv1beta1.DefaultHostRoot
 // StartManager runs the manager binary against the cluster, serving the
 // webhooks the API server calls, and waits until it is ready. From then on it is supervised:
 // started again whenever it exits by itself.
-func (c *Cluster) StartManager(ctx context.Context, binary string, echo io.Writer, extraArgs ...string) (*Process, error) {
+func (c *Cluster) StartManager(ctx context.Context, binary string, echo io.Writer,
+	extraArgs ...string) (*Process, error) {
 	probePort, pprofAddr, err := operatorPorts()
 	if err != nil {
 		return nil, err

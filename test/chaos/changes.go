@@ -81,7 +81,9 @@ func (r *run) change(ctx context.Context, e event) error {
 		return r.update(ctx, ts.Name, func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = to })
 	case changeOwnership:
 		m := r.pick(len(ts.Spec.K8S.Mounts))
-		lv := tarsv1beta1.TLocalVolume{UID: uids[r.pick(len(uids))], GID: gids[r.pick(len(gids))], Mode: modes[r.pick(len(modes))]}
+		lv := tarsv1beta1.TLocalVolume{
+			UID: uids[r.pick(len(uids))], GID: gids[r.pick(len(gids))], Mode: modes[r.pick(len(modes))],
+		}
 		r.logf("%s: mount %s now %s:%s mode %s", ts.Name, ts.Spec.K8S.Mounts[m].Name, lv.UID, lv.GID, lv.Mode)
 		return r.update(ctx, ts.Name, func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts[m].Source.TLocalVolume = &lv })
 	case changeAddMount:
@@ -184,7 +186,9 @@ func (r *run) recreate(ctx context.Context, ts *tarsv1beta1.TServer) error {
 		return fmt.Errorf("deleting TServer %s: %w", ts.Name, err)
 	}
 	for {
-		err := retry(ctx, func() error { return r.cfg.Client.Get(ctx, client.ObjectKeyFromObject(ts), &tarsv1beta1.TServer{}) })
+		err := retry(ctx, func() error {
+			return r.cfg.Client.Get(ctx, client.ObjectKeyFromObject(ts), &tarsv1beta1.TServer{})
+		})
 		if apierrors.IsNotFound(err) {
 			break
 		}

@@ -127,7 +127,8 @@ const (
 )
 
 // Invariants lists them in the order a report prints them.
-var Invariants = []string{SentinelKept, ClaimsKept, BoundDirectoryKept, OneVolumePerClaim, NoVolumeAfterGrace, EveryServerConverge, NoPanic}
+var Invariants = []string{SentinelKept, ClaimsKept, BoundDirectoryKept, OneVolumePerClaim, NoVolumeAfterGrace,
+	EveryServerConverge, NoPanic}
 
 // ViolationCount is the sum of a report's violations.
 func (r *Report) ViolationCount() int {
@@ -261,7 +262,8 @@ func (r *run) hasMount(server, mount string) bool {
 func (r *run) logf(format string, args ...any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	_, _ = fmt.Fprintf(r.cfg.Log, "%s [%s] %s\n", time.Now().Format("15:04:05.000"), r.cfg.Namespace, fmt.Sprintf(format, args...))
+	_, _ = fmt.Fprintf(r.cfg.Log, "%s [%s] %s\n", time.Now().Format("15:04:05.000"), r.cfg.Namespace,
+		fmt.Sprintf(format, args...))
 }
 
 // count adds one to a report's count.
@@ -279,7 +281,9 @@ func (r *run) tserver(i int) *tarsv1beta1.TServer {
 		Spec: tarsv1beta1.TServerSpec{
 			App: App, Server: server, SubType: tarsv1beta1.SubTypeNormal,
 			// A port of its own: with host networking, servers on one node must not share one.
-			Normal:  &tarsv1beta1.TServerNormal{Ports: []tarsv1beta1.TServerPort{{Name: "http", Port: int32(10000 + i), IsTcp: true}}},
+			Normal: &tarsv1beta1.TServerNormal{Ports: []tarsv1beta1.TServerPort{
+				{Name: "http", Port: int32(10000 + i), IsTcp: true},
+			}},
 			Release: &tarsv1beta1.TServerRelease{ID: "v1", Image: "chaos/" + server + ":v1"},
 			K8S:     tarsv1beta1.TServerK8S{Replicas: int32(r.cfg.Replicas)},
 		},
@@ -385,7 +389,8 @@ func (r *run) schedule() []event {
 		if i%len(kinds) == 0 {
 			r.rng.Shuffle(len(kinds), func(a, b int) { kinds[a], kinds[b] = kinds[b], kinds[a] })
 		}
-		events = append(events, event{at: r.at(r.rng, 0.1, 1), change: kinds[i%len(kinds)], server: r.rng.IntN(r.cfg.Servers)})
+		events = append(events, event{at: r.at(r.rng, 0.1, 1), change: kinds[i%len(kinds)],
+			server: r.rng.IntN(r.cfg.Servers)})
 	}
 	// add adds n faults of kind; with early, the first lands in the first twentieth of the
 	// window, amid the first provisioning.

@@ -104,7 +104,8 @@ func (r *run) killAtRelease(ctx context.Context, pvName, node string) {
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		pv := &corev1.PersistentVolume{}
 		err := r.cfg.Client.Get(ctx, client.ObjectKey{Name: pvName}, pv)
-		if apierrors.IsNotFound(err) || err == nil && (pv.Status.Phase == corev1.VolumeReleased || pv.DeletionTimestamp != nil) {
+		if apierrors.IsNotFound(err) ||
+			err == nil && (pv.Status.Phase == corev1.VolumeReleased || pv.DeletionTimestamp != nil) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)

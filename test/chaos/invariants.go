@@ -75,7 +75,8 @@ type sentinel struct {
 }
 
 func newChecker(r *run) *checker {
-	return &checker{r: r, sentinels: map[types.UID]sentinel{}, claimless: map[string]time.Time{}, reported: map[string]bool{}}
+	return &checker{r: r, sentinels: map[types.UID]sentinel{}, claimless: map[string]time.Time{},
+		reported: map[string]bool{}}
 }
 
 // loop samples the invariants until ctx ends.
@@ -155,7 +156,8 @@ func (k *checker) hostDir(pv *corev1.PersistentVolume) string {
 	if pv.Spec.Local == nil || node == "" || !strings.HasPrefix(pv.Spec.Local.Path, localcluster.ProductionHostRoot+"/") {
 		return ""
 	}
-	return filepath.Join(k.r.cfg.Cluster.HostRoot(node), strings.TrimPrefix(pv.Spec.Local.Path, localcluster.ProductionHostRoot))
+	return filepath.Join(k.r.cfg.Cluster.HostRoot(node),
+		strings.TrimPrefix(pv.Spec.Local.Path, localcluster.ProductionHostRoot))
 }
 
 // sample checks the invariants once, a volume outliving its claim by more than the grace and
@@ -243,8 +245,9 @@ func (k *checker) checkBoundDirectories(ctx context.Context, s *state) {
 			pvc.UID != ref.UID {
 			continue
 		}
-		k.violation(BoundDirectoryKept, pv.Name, fmt.Sprintf("volume %s is Bound to claim %s/%s, but its directory %s is not there",
-			pv.Name, ref.Namespace, ref.Name, dir))
+		k.violation(BoundDirectoryKept, pv.Name,
+			fmt.Sprintf("volume %s is Bound to claim %s/%s, but its directory %s is not there",
+				pv.Name, ref.Namespace, ref.Name, dir))
 	}
 }
 
@@ -317,8 +320,9 @@ func (k *checker) final(ctx context.Context) {
 		}
 		if time.Now().After(deadline) {
 			for _, pv := range left {
-				k.violation(NoVolumeAfterGrace, pv.Name, fmt.Sprintf("volume %s (%s, %s) has no claim %s after the workload converged",
-					pv.Name, pv.Status.Phase, pv.Spec.PersistentVolumeReclaimPolicy, k.r.cfg.GCGrace+time.Minute))
+				k.violation(NoVolumeAfterGrace, pv.Name,
+					fmt.Sprintf("volume %s (%s, %s) has no claim %s after the workload converged",
+						pv.Name, pv.Status.Phase, pv.Spec.PersistentVolumeReclaimPolicy, k.r.cfg.GCGrace+time.Minute))
 			}
 			return
 		}
@@ -342,8 +346,9 @@ func (k *checker) volumesGone(ctx context.Context, timeout time.Duration) {
 	}
 	k.checked(NoVolumeAfterGrace, len(left))
 	for name, pv := range left {
-		k.violation(NoVolumeAfterGrace, name, fmt.Sprintf("volume %s (%s, %s) is still there %s after namespace %s was deleted",
-			name, pv.Status.Phase, pv.Spec.PersistentVolumeReclaimPolicy, timeout, k.r.cfg.Namespace))
+		k.violation(NoVolumeAfterGrace, name,
+			fmt.Sprintf("volume %s (%s, %s) is still there %s after namespace %s was deleted",
+				name, pv.Status.Phase, pv.Spec.PersistentVolumeReclaimPolicy, timeout, k.r.cfg.Namespace))
 	}
 }
 

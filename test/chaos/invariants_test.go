@@ -53,7 +53,8 @@ func newFixture(t *testing.T) *fixture {
 	r := &run{cfg: Config{Cluster: &localcluster.Cluster{StateDir: t.TempDir(), LogDir: t.TempDir()}, Client: c,
 		Namespace: ns, GCGrace: time.Second, Log: testLog{t}},
 		want: map[string]*tarsv1beta1.TServer{}, userDeleted: map[types.UID]bool{},
-		report: &Report{Faults: map[string]int{}, Changes: map[string]int{}, Checks: map[string]int{}, Violations: map[string]int{}}}
+		report: &Report{Faults: map[string]int{}, Changes: map[string]int{}, Checks: map[string]int{},
+			Violations: map[string]int{}}}
 	r.check = newChecker(r)
 	r.cfg.Replicas, r.cfg.Volumes = 1, 1
 	s0 := r.tserver(0) // with mount data0
@@ -171,7 +172,8 @@ func TestCheckerCountsClaimsLost(t *testing.T) {
 		if name == "mount-removed" {
 			f.run.want[tarsv1beta1.ResourceName(App, "s0")].Spec.K8S.Mounts = nil
 		}
-		if err := f.c.Delete(ctx, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
+		if err := f.c.Delete(ctx,
+			&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.RemoveAll(dirs[name]); err != nil {
@@ -206,7 +208,8 @@ func TestCheckerCountsVolumesOfNoClaim(t *testing.T) {
 	if err := f.c.Create(ctx, second); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.c.Delete(ctx, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orphan"}}); err != nil {
+	if err := f.c.Delete(ctx,
+		&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orphan"}}); err != nil {
 		t.Fatal(err)
 	}
 	f.k.sample(ctx, claimlessSlack)
@@ -230,11 +233,15 @@ func TestServerProblem(t *testing.T) {
 		t.Skipf("needs root to give the directory uid 1000: %v", err)
 	}
 	pvc := &corev1.PersistentVolumeClaim{}
-	if err := f.c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "data0-" + ts.Name + "-0"}, pvc); err != nil {
+	if err := f.c.Get(context.Background(),
+		client.ObjectKey{Namespace: ns, Name: "data0-" + ts.Name + "-0"}, pvc); err != nil {
 		t.Fatal(err)
 	}
-	pvc.Annotations = map[string]string{tarsv1beta1.AnnotationLocalVolumeUID: "1000", tarsv1beta1.AnnotationLocalVolumeGID: "0",
-		tarsv1beta1.AnnotationLocalVolumeMode: "755"}
+	pvc.Annotations = map[string]string{
+		tarsv1beta1.AnnotationLocalVolumeUID:  "1000",
+		tarsv1beta1.AnnotationLocalVolumeGID:  "0",
+		tarsv1beta1.AnnotationLocalVolumeMode: "755",
+	}
 	pv := &corev1.PersistentVolume{}
 	if err := f.c.Get(context.Background(), client.ObjectKey{Name: pvc.Spec.VolumeName}, pv); err != nil {
 		t.Fatal(err)
@@ -251,7 +258,8 @@ func TestServerProblem(t *testing.T) {
 		t.Fatal("a server without conditions has converged")
 	}
 	for _, c := range []string{tarsv1beta1.ConditionReady, tarsv1beta1.ConditionVolumesBound} {
-		ts.Status.Conditions = append(ts.Status.Conditions, metav1.Condition{Type: c, Status: metav1.ConditionTrue, ObservedGeneration: 2})
+		ts.Status.Conditions = append(ts.Status.Conditions,
+			metav1.Condition{Type: c, Status: metav1.ConditionTrue, ObservedGeneration: 2})
 	}
 	if why := f.k.serverProblem(want, ts, claims, pods, volumes); why != "" {
 		t.Fatalf("a converged server: %s", why)

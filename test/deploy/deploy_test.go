@@ -76,7 +76,9 @@ func rendered(t *testing.T) []*unstructured.Unstructured {
 
 func find(t *testing.T, objs []*unstructured.Unstructured, kind, name string, into any) {
 	t.Helper()
-	i := slices.IndexFunc(objs, func(o *unstructured.Unstructured) bool { return o.GetKind() == kind && o.GetName() == name })
+	i := slices.IndexFunc(objs, func(o *unstructured.Unstructured) bool {
+		return o.GetKind() == kind && o.GetName() == name
+	})
 	if i < 0 {
 		t.Fatalf("no %s %s in the rendered manifests", kind, name)
 	}
@@ -177,7 +179,9 @@ func TestAgentDaemonSet(t *testing.T) {
 	}
 	// A data disk mounted under the host root after the agent started must reach it: else the
 	// agent sees the empty directory beneath and takes the disk for missing.
-	k := slices.IndexFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return j >= 0 && m.Name == pod.Volumes[j].Name })
+	k := slices.IndexFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
+		return j >= 0 && m.Name == pod.Volumes[j].Name
+	})
 	if k < 0 || c.VolumeMounts[k].MountPropagation == nil ||
 		*c.VolumeMounts[k].MountPropagation != corev1.MountPropagationHostToContainer {
 		t.Errorf("host root mount %+v: mount propagation must be HostToContainer", c.VolumeMounts)

@@ -31,7 +31,8 @@ import (
 // The short version of `make chaos`: a few servers changed by users while every kind of fault
 // hits, at times and targets drawn from Ginkgo's seed (rerun one with --ginkgo.seed).
 var _ = Describe("Faults during a rollout", func() {
-	It("converges after agents, the manager and kube-controller-manager are killed and kube-apiserver restarts, losing nothing", func() {
+	It("converges after agents, the manager and kube-controller-manager are killed and kube-apiserver restarts, "+
+		"losing nothing", func() {
 		seed := uint64(GinkgoRandomSeed())
 		report, err := chaos.Run(ctx, chaos.Config{
 			Cluster: cluster, Client: k8sClient, Namespace: fmt.Sprintf("chaos-e2e-%d", seed),

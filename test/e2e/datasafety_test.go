@@ -86,7 +86,8 @@ func scaleToZeroAndDeleteClaim(ts *tarsv1beta1.TServer) {
 	pvc := getClaim(ts.Namespace, claimName("remote-log-dir", ts, 0))
 	Expect(pvc).NotTo(BeNil())
 	Expect(k8sClient.Delete(ctx, pvc)).To(Succeed())
-	Eventually(func() *corev1.PersistentVolumeClaim { return getClaim(ts.Namespace, pvc.Name) }, timeout, interval).Should(BeNil())
+	Eventually(func() *corev1.PersistentVolumeClaim { return getClaim(ts.Namespace, pvc.Name) },
+		timeout, interval).Should(BeNil())
 }
 
 var _ = Describe("Data safety on a local cluster", func() {
@@ -96,7 +97,8 @@ var _ = Describe("Data safety on a local cluster", func() {
 		By("working in namespace " + ns)
 	})
 
-	It("removes nothing on a volume wrongly marked Released, nor for a volume made by hand over a parent directory", func() {
+	It("removes nothing on a volume wrongly marked Released, "+
+		"nor for a volume made by hand over a parent directory", func() {
 		node := eligibleNodes[0]
 		ts := pinned(ns, node)
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
@@ -159,7 +161,8 @@ var _ = Describe("Data safety on a local cluster", func() {
 			HaveField("Message", And(ContainSubstring(ts.Name+"-0"), ContainSubstring(node)))))
 		claim := claimName("remote-log-dir", ts, 0)
 		Expect(getClaim(ns, claim).Annotations).To(HaveKey(tarsv1beta1.AnnotationVolumeProblem))
-		Eventually(eventsAbout("PersistentVolumeClaim", claim), timeout, interval).Should(ContainElement("VolumeDirectoryMissing"))
+		Eventually(eventsAbout("PersistentVolumeClaim", claim),
+			timeout, interval).Should(ContainElement("VolumeDirectoryMissing"))
 		Consistently(func() string { return dir }, 3*time.Second, interval).ShouldNot(BeADirectory())
 
 		By("the disk mounted again")

@@ -162,12 +162,15 @@ func volumeOf(ns, claim string) *corev1.PersistentVolume {
 func volumesOf(ns string, ts *tarsv1beta1.TServer, volume string) []corev1.PersistentVolume {
 	list := &corev1.PersistentVolumeList{}
 	Expect(k8sClient.List(ctx, list, client.MatchingLabels{
-		tarsv1beta1.LabelServerApp: ts.Spec.App, tarsv1beta1.LabelServerName: ts.Spec.Server, tarsv1beta1.LabelLocalVolume: volume,
+		tarsv1beta1.LabelServerApp:   ts.Spec.App,
+		tarsv1beta1.LabelServerName:  ts.Spec.Server,
+		tarsv1beta1.LabelLocalVolume: volume,
 	})).To(Succeed())
 	var out []corev1.PersistentVolume
 	for _, pv := range list.Items {
 		node := pv.Labels[corev1.LabelHostname]
-		if pv.Name == tarsv1beta1.LocalVolumeName(ns, volume, ts.Spec.App, ts.Spec.Server, node, tarsv1beta1.StorageClassName) {
+		if pv.Name == tarsv1beta1.LocalVolumeName(ns, volume, ts.Spec.App, ts.Spec.Server, node,
+			tarsv1beta1.StorageClassName) {
 			out = append(out, pv)
 		}
 	}
@@ -179,9 +182,14 @@ func volumesOf(ns string, ts *tarsv1beta1.TServer, volume string) []corev1.Persi
 func madeBeforehand(node string, ts *tarsv1beta1.TServer, volume string) *corev1.PersistentVolume {
 	cfg := agent.Config{NodeName: node, Hostname: node, HostRoot: localcluster.ProductionHostRoot,
 		StorageClassName: tarsv1beta1.StorageClassName}
-	claim := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ts.Namespace, Labels: map[string]string{
-		tarsv1beta1.LabelServerApp: ts.Spec.App, tarsv1beta1.LabelServerName: ts.Spec.Server, tarsv1beta1.LabelLocalVolume: volume,
-	}}}
+	claim := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{
+		Namespace: ts.Namespace,
+		Labels: map[string]string{
+			tarsv1beta1.LabelServerApp:   ts.Spec.App,
+			tarsv1beta1.LabelServerName:  ts.Spec.Server,
+			tarsv1beta1.LabelLocalVolume: volume,
+		},
+	}}
 	pv := cfg.Volume(claim, corev1.PersistentVolumeReclaimDelete)
 	pv.Spec.ClaimRef = nil
 	Expect(os.MkdirAll(hostDir(node, ts, volume), 0o755)).To(Succeed())
@@ -234,7 +242,8 @@ var _ = Describe("The seed's story on a local cluster", func() {
 		By("working in namespace " + ns)
 	})
 
-	It("runs tarslog with bound node-local volumes, one replica per node, never on a node without local volume support", func() {
+	It("runs tarslog with bound node-local volumes, one replica per node, "+
+		"never on a node without local volume support", func() {
 		ts := tarslog(ns)
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
 		nodes := waitRunning(ts, 2, "remote-log-dir")
@@ -243,18 +252,22 @@ var _ = Describe("The seed's story on a local cluster", func() {
 		for i, node := range nodes {
 			pv := volumeOf(ns, claimName("remote-log-dir", ts, i))
 			By("binding claim " + claimName("remote-log-dir", ts, i) + " to " + pv.Name + " on " + node)
-			Expect(pv.Name).To(Equal(tarsv1beta1.LocalVolumeName(ns, "remote-log-dir", "tars", ts.Spec.Server, node, "t-storage-class")))
+			Expect(pv.Name).To(Equal(tarsv1beta1.LocalVolumeName(ns, "remote-log-dir", "tars", ts.Spec.Server, node,
+				"t-storage-class")))
 			Expect(pv.Labels).To(Equal(map[string]string{
 				"tars.io/LocalVolume": "remote-log-dir", "tars.io/ServerApp": "tars", "tars.io/ServerName": ts.Spec.Server,
 				"kubernetes.io/hostname": node,
 			}))
-			Expect(pv.Spec.Local.Path).To(Equal(localcluster.ProductionHostRoot + "/" + ns + "/tars." + ts.Spec.Server + "/remote-log-dir"))
-			Expect(pv.Spec.NodeAffinity.Required.NodeSelectorTerms[0].MatchExpressions).To(Equal([]corev1.NodeSelectorRequirement{
-				{Key: "kubernetes.io/hostname", Operator: corev1.NodeSelectorOpIn, Values: []string{node}},
-			}))
+			Expect(pv.Spec.Local.Path).To(Equal(localcluster.ProductionHostRoot + "/" + ns + "/tars." + ts.Spec.Server +
+				"/remote-log-dir"))
+			Expect(pv.Spec.NodeAffinity.Required.NodeSelectorTerms[0].MatchExpressions).To(Equal(
+				[]corev1.NodeSelectorRequirement{
+					{Key: "kubernetes.io/hostname", Operator: corev1.NodeSelectorOpIn, Values: []string{node}},
+				}))
 			Expect(pv.Spec.PersistentVolumeReclaimPolicy).To(Equal(corev1.PersistentVolumeReclaimDelete))
 			Expect(pv.Spec.StorageClassName).To(Equal("t-storage-class"))
-			Expect(ownershipOf(hostDir(node, ts, "remote-log-dir"))).To(Equal([]any{uint32(1000), uint32(0), os.FileMode(0o755)}))
+			Expect(ownershipOf(hostDir(node, ts, "remote-log-dir"))).To(Equal(
+				[]any{uint32(1000), uint32(0), os.FileMode(0o755)}))
 		}
 
 		By("making one volume per claim, on no other node, never on " + ineligibleNode)
@@ -266,7 +279,8 @@ var _ = Describe("The seed's story on a local cluster", func() {
 		}
 		By("labelling each claim with the node of its pod")
 		for i, node := range nodes {
-			Expect(getClaim(ns, claimName("remote-log-dir", ts, i)).Labels).To(HaveKeyWithValue(tarsv1beta1.LabelSelectedNode, node))
+			Expect(getClaim(ns, claimName("remote-log-dir", ts, i)).Labels).To(
+				HaveKeyWithValue(tarsv1beta1.LabelSelectedNode, node))
 		}
 
 		Eventually(func() *metav1.Condition {
@@ -330,8 +344,11 @@ var _ = Describe("The seed's story on a local cluster", func() {
 		Entry("hostPorts", "hostport", func(k *tarsv1beta1.TServerK8S) {
 			k.HostPorts = []tarsv1beta1.TK8SHostPort{{NameRef: "http", Port: 28080}}
 		}, nil),
-		Entry("hostIPC on the node without local volume support", "ipcnode4", func(k *tarsv1beta1.TServerK8S) { k.HostIPC = true },
-			[]corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{ineligibleNode}}}),
+		Entry("hostIPC on the node without local volume support", "ipcnode4",
+			func(k *tarsv1beta1.TServerK8S) { k.HostIPC = true },
+			[]corev1.NodeSelectorRequirement{{
+				Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{ineligibleNode},
+			}}),
 	)
 
 	It("applies a new uid, gid and mode to the bound directories", func() {
@@ -347,7 +364,8 @@ var _ = Describe("The seed's story on a local cluster", func() {
 		}
 	})
 
-	It("keeps a scaled-down replica's bound claim and data; collects TarsK8S's unused volumes after the grace period", func() {
+	It("keeps a scaled-down replica's bound claim and data; "+
+		"collects TarsK8S's unused volumes after the grace period", func() {
 		ts := tarslog(ns)
 		By("finding an unused volume TarsK8S's agent made beforehand on every node")
 		leftovers := make([]string, 0, len(eligibleNodes))
@@ -369,12 +387,14 @@ var _ = Describe("The seed's story on a local cluster", func() {
 		Expect(os.WriteFile(file, []byte("x"), 0o644)).To(Succeed())
 		edit(ts, func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = 1 })
 		Eventually(func() *corev1.Pod { return getPod(ns, ts.Name+"-1") }, timeout, interval).Should(BeNil())
-		Consistently(func() int { return len(volumesOf(ns, ts, "remote-log-dir")) }, gcGrace+3*time.Second, interval).Should(Equal(2))
+		Consistently(func() int { return len(volumesOf(ns, ts, "remote-log-dir")) },
+			gcGrace+3*time.Second, interval).Should(Equal(2))
 		Expect(getClaim(ns, claimName("remote-log-dir", ts, 1)).Status.Phase).To(Equal(corev1.ClaimBound))
 		Expect(file).To(BeARegularFile())
 	})
 
-	It("recreates the StatefulSet when a local volume is removed, never with all pods down, and cleans the volume up", func() {
+	It("recreates the StatefulSet when a local volume is removed, never with all pods down, "+
+		"and cleans the volume up", func() {
 		ts := tarslog(ns)
 		ts.Spec.K8S.Mounts = append(ts.Spec.K8S.Mounts, tarsv1beta1.TK8SMount{
 			Name: "cache", MountPath: "/cache",
@@ -403,21 +423,24 @@ var _ = Describe("The seed's story on a local cluster", func() {
 		Expect(minReady).To(BeNumerically(">=", 1), "all pods were down at once")
 
 		By("removing the removed volume's directories and volumes; keeping the other's")
-		Eventually(func() []corev1.PersistentVolume { return volumesOf(ns, ts, "cache") }, timeout, interval).Should(BeEmpty())
+		Eventually(func() []corev1.PersistentVolume { return volumesOf(ns, ts, "cache") },
+			timeout, interval).Should(BeEmpty())
 		for _, node := range nodes {
 			Eventually(func() string { return hostDir(node, ts, "cache") }, timeout, interval).ShouldNot(BeADirectory())
 			Expect(hostDir(node, ts, "remote-log-dir")).To(BeADirectory())
 		}
 	})
 
-	It("recreates the StatefulSet when a local volume is added, replaces the pods one at a time, and binds the new claims where the data is", func() {
+	It("recreates the StatefulSet when a local volume is added, replaces the pods one at a time, "+
+		"and binds the new claims where the data is", func() {
 		// The StatefulSet controller cannot add a volume to a running pod it adopted; left to it,
 		// the pods keep running without the new claim for ever (a chaos run found this).
 		ts := tarslog(ns)
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
 		nodes := waitRunning(ts, 2, "remote-log-dir")
 		for i, node := range nodes {
-			Expect(os.WriteFile(filepath.Join(hostDir(node, ts, "remote-log-dir"), "kept"), []byte{byte(i)}, 0o644)).To(Succeed())
+			Expect(os.WriteFile(filepath.Join(hostDir(node, ts, "remote-log-dir"), "kept"),
+				[]byte{byte(i)}, 0o644)).To(Succeed())
 		}
 
 		edit(ts, func(ts *tarsv1beta1.TServer) {

@@ -45,7 +45,9 @@ const (
 var lossNodes = []string{"node-5", "node-6", "node-7"}
 
 // awayFromLossPool keeps a server off the nodes the node-loss specs lose.
-var awayFromLossPool = corev1.NodeSelectorRequirement{Key: poolLabel, Operator: corev1.NodeSelectorOpNotIn, Values: []string{lossPool}}
+var awayFromLossPool = corev1.NodeSelectorRequirement{
+	Key: poolLabel, Operator: corev1.NodeSelectorOpNotIn, Values: []string{lossPool},
+}
 
 // inLossPool is tarslog with its replicas on different nodes of the loss pool.
 func inLossPool(ns string) *tarsv1beta1.TServer {
@@ -59,8 +61,9 @@ func inLossPool(ns string) *tarsv1beta1.TServer {
 
 // cordon marks node unschedulable or schedulable again, as `kubectl cordon` and `uncordon` do.
 func cordon(node string, unschedulable bool) {
-	Expect(k8sClient.Patch(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}, client.RawPatch(types.MergePatchType,
-		fmt.Appendf(nil, `{"spec":{"unschedulable":%t}}`, unschedulable)))).To(Succeed())
+	Expect(k8sClient.Patch(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}},
+		client.RawPatch(types.MergePatchType, fmt.Appendf(nil, `{"spec":{"unschedulable":%t}}`, unschedulable)),
+	)).To(Succeed())
 }
 
 // nodeReadyStatus reads the status of node's Ready condition.
@@ -143,13 +146,15 @@ var _ = Describe("Node loss on a local cluster", Ordered, func() {
 			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", "NodeNotReady"),
 			HaveField("Message", ContainSubstring("replica "+ts.Name+"-0 on node "+lost+": the node is not Ready since")),
 			HaveField("Message", ContainSubstring("node.kubernetes.io/out-of-service"))))
-		Eventually(eventNotes("TServer", ts.Name, "NodeNotReady"), timeout, interval).Should(ContainElement(ContainSubstring(lost)))
+		Eventually(eventNotes("TServer", ts.Name, "NodeNotReady"),
+			timeout, interval).Should(ContainElement(ContainSubstring(lost)))
 		Consistently(uidOf(ns, claim), 3*nodeLossGrace, interval).Should(Equal(oldClaim.UID))
 		Expect(volumeOf(ns, claim).UID).To(Equal(oldVolume.UID))
 
 		By("tainting " + lost + " out of service, as an administrator who knows it is down: freed without a grace")
-		Expect(k8sClient.Patch(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: lost}}, client.RawPatch(types.MergePatchType,
-			[]byte(`{"spec":{"taints":[{"key":"node.kubernetes.io/out-of-service","value":"nodeshutdown","effect":"NoExecute"}]}}`)),
+		Expect(k8sClient.Patch(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: lost}},
+			client.RawPatch(types.MergePatchType, []byte(`{"spec":{"taints":[{"key":"node.kubernetes.io/out-of-service",`+
+				`"value":"nodeshutdown","effect":"NoExecute"}]}}`)),
 		)).To(Succeed())
 		Eventually(uidOf(ns, claim), timeout, interval).ShouldNot(Or(Equal(oldClaim.UID), BeEmpty()))
 		moved := waitRunning(ts, 2, "remote-log-dir")
@@ -166,8 +171,8 @@ var _ = Describe("Node loss on a local cluster", Ordered, func() {
 		Expect(kept()).To(Equal([]byte("precious")))
 
 		By("powering " + lost + " on again: the freed replica's directory is reported, never removed")
-		Expect(k8sClient.Patch(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: lost}}, client.RawPatch(types.MergePatchType,
-			[]byte(`{"spec":{"taints":null}}`)))).To(Succeed())
+		Expect(k8sClient.Patch(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: lost}},
+			client.RawPatch(types.MergePatchType, []byte(`{"spec":{"taints":null}}`)))).To(Succeed())
 		Expect(cluster.PowerOn(ctx, lost)).To(Succeed())
 		Eventually(eventNotes("Node", lost, "OrphanedDirectory"), timeout, interval).Should(
 			ContainElement(ContainSubstring(relDir(ts, "remote-log-dir"))))

@@ -56,7 +56,8 @@ var sparedCreate = []struct {
 		"object.spec.release.id != '' && has(object.spec.release.image) && object.spec.release.image.trim() != '' && " +
 		"(!has(object.spec.release.secret) || object.spec.release.secret == '')))"}},
 	{"spec.k8s", "validateK8S", []string{"has(object.spec.k8s)"}},
-	{"spec.k8s.replicas", "validateK8S (replicas)", []string{"(!has(object.spec.k8s.replicas) || object.spec.k8s.replicas >= 0)"}},
+	{"spec.k8s.replicas", "validateK8S (replicas)",
+		[]string{"(!has(object.spec.k8s.replicas) || object.spec.k8s.replicas >= 0)"}},
 	{"spec.k8s.serviceAccount", "dnsSubdomain", []string{empty("object.spec.k8s.serviceAccount", "''")}},
 	{"spec.k8s.env", "validateEnv", []string{"(!has(object.spec.k8s.env) || object.spec.k8s.env.all(e, has(e.name) && " +
 		"e.name.matches('^[ -<>-~]+$') && !(has(e.value) && e.value != '' && has(e.valueFrom))))"}},

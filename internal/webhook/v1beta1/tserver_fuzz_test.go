@@ -50,9 +50,11 @@ func FuzzValidateTServer(f *testing.F) {
 		f.Add(js)
 	}
 	f.Add([]byte(`{"spec":{"k8s":{"mounts":[{"source":{"tLocalVolume":{}}}]}}}`))
-	f.Add([]byte(`{"spec":{"subType":"normal","normal":{"ports":[{"name":"a","port":-1}]},"k8s":{"hostPorts":[{"nameRef":""}]}}}`))
+	f.Add([]byte(`{"spec":{"subType":"normal","normal":{"ports":[{"name":"a","port":-1}]},` +
+		`"k8s":{"hostPorts":[{"nameRef":""}]}}}`))
 	f.Add([]byte(`{"metadata":{"name":"a-b"},"spec":{"app":"a","server":"b","subType":"normal","normal":{},` +
-		`"k8s":{"replicas":2000000000,"mounts":[{"name":"h","mountPath":"/h","source":{"hostPath":{"path":"/usr/local/app/tars/host-mount/../host-mount/x"}}}]}}}`))
+		`"k8s":{"replicas":2000000000,"mounts":[{"name":"h","mountPath":"/h",` +
+		`"source":{"hostPath":{"path":"/usr/local/app/tars/host-mount/../host-mount/x"}}}]}}}`))
 
 	id := regexp.MustCompile(tarsv1beta1.LocalVolumeIDPattern)
 	mode := regexp.MustCompile(tarsv1beta1.LocalVolumeModePattern)

@@ -95,8 +95,10 @@ func (o ValidationOptions) ValidateTServerUpdate(oldTS, newTS *tarsv1beta1.TServ
 	errs := withoutErrorsIn(o.ValidateTServer(newTS), o.ValidateTServer(oldTS))
 	spec := field.NewPath("spec")
 	errs = append(errs, apivalidation.ValidateImmutableField(newTS.Spec.App, oldTS.Spec.App, spec.Child("app"))...)
-	errs = append(errs, apivalidation.ValidateImmutableField(newTS.Spec.Server, oldTS.Spec.Server, spec.Child("server"))...)
-	errs = append(errs, apivalidation.ValidateImmutableField(newTS.Spec.SubType, oldTS.Spec.SubType, spec.Child("subType"))...)
+	errs = append(errs, apivalidation.ValidateImmutableField(newTS.Spec.Server, oldTS.Spec.Server,
+		spec.Child("server"))...)
+	errs = append(errs, apivalidation.ValidateImmutableField(newTS.Spec.SubType, oldTS.Spec.SubType,
+		spec.Child("subType"))...)
 	return errs
 }
 
@@ -217,7 +219,8 @@ func validateRelease(r *tarsv1beta1.TServerRelease, fld *field.Path) field.Error
 	return errs
 }
 
-func (o ValidationOptions) validateK8S(k *tarsv1beta1.TServerK8S, endpoints []tarsv1beta1.Endpoint, fld *field.Path) field.ErrorList {
+func (o ValidationOptions) validateK8S(k *tarsv1beta1.TServerK8S, endpoints []tarsv1beta1.Endpoint,
+	fld *field.Path) field.ErrorList {
 	errs := apivalidation.ValidateNonnegativeField(int64(k.Replicas), fld.Child("replicas"))
 	if k.Replicas > tarsv1beta1.MaxReplicas {
 		errs = append(errs, field.Invalid(fld.Child("replicas"), k.Replicas, fmt.Sprintf("must be no more than %d, "+
@@ -386,7 +389,8 @@ func validateResources(r *corev1.ResourceRequirements, fld *field.Path) field.Er
 	var errs field.ErrorList
 	for name, request := range r.Requests {
 		if request.Sign() < 0 {
-			errs = append(errs, field.Invalid(fld.Child("requests").Key(string(name)), request.String(), "must be greater than or equal to 0"))
+			errs = append(errs, field.Invalid(fld.Child("requests").Key(string(name)), request.String(),
+				"must be greater than or equal to 0"))
 		}
 		if limit, ok := r.Limits[name]; ok && request.Cmp(limit) > 0 {
 			errs = append(errs, field.Invalid(fld.Child("requests").Key(string(name)), request.String(),
@@ -395,7 +399,8 @@ func validateResources(r *corev1.ResourceRequirements, fld *field.Path) field.Er
 	}
 	for name, limit := range r.Limits {
 		if limit.Sign() < 0 {
-			errs = append(errs, field.Invalid(fld.Child("limits").Key(string(name)), limit.String(), "must be greater than or equal to 0"))
+			errs = append(errs, field.Invalid(fld.Child("limits").Key(string(name)), limit.String(),
+				"must be greater than or equal to 0"))
 		}
 	}
 	return errs
@@ -425,7 +430,8 @@ func (o ValidationOptions) validateMounts(mounts []tarsv1beta1.TK8SMount, fld *f
 		seenPaths.Insert(path.Clean(m.MountPath))
 
 		if m.SubPath != "" && m.SubPathExpr != "" {
-			errs = append(errs, field.Invalid(p.Child("subPathExpr"), m.SubPathExpr, "subPathExpr and subPath are mutually exclusive"))
+			errs = append(errs, field.Invalid(p.Child("subPathExpr"), m.SubPathExpr,
+				"subPathExpr and subPath are mutually exclusive"))
 		}
 		errs = append(errs, validateRelativePath(m.SubPath, p.Child("subPath"))...)
 		errs = append(errs, validateRelativePath(m.SubPathExpr, p.Child("subPathExpr"))...)
@@ -437,7 +443,8 @@ func (o ValidationOptions) validateMounts(mounts []tarsv1beta1.TK8SMount, fld *f
 func validateMountName(name string, fld *field.Path) field.ErrorList {
 	if name == tarsv1beta1.DelayBindVolumeName {
 		return field.ErrorList{field.Invalid(fld, name,
-			"is reserved: the operator adds a claim of this name to pin servers with hostNetwork, hostIPC or hostPorts to their node")}
+			"is reserved: the operator adds a claim of this name to pin servers with hostNetwork, hostIPC or hostPorts "+
+				"to their node")}
 	}
 	return invalidEach(fld, name, validation.IsDNS1123Label(name))
 }
@@ -508,7 +515,8 @@ func (o ValidationOptions) validateMountSource(s *tarsv1beta1.TK8SMountSource, f
 			errs = append(errs, field.Required(fld.Child("persistentVolumeClaim", "claimName"), ""))
 		}
 	case s.PersistentVolumeClaimTemplate != nil:
-		errs = append(errs, validateClaimTemplate(s.PersistentVolumeClaimTemplate, fld.Child("persistentVolumeClaimTemplate"))...)
+		errs = append(errs, validateClaimTemplate(s.PersistentVolumeClaimTemplate,
+			fld.Child("persistentVolumeClaimTemplate"))...)
 	}
 	return errs
 }
@@ -524,7 +532,8 @@ func (o ValidationOptions) validateHostPath(p string, fld *field.Path) field.Err
 	root, clean := o.hostRoot(), path.Clean(p)
 	if within(clean, root) || within(root, clean) {
 		return field.ErrorList{field.Invalid(fld, p, fmt.Sprintf("must not be the host root %s, a directory under it or "+
-			"one above it: the node-local volumes of every server on the node live there; declare a tLocalVolume instead", root))}
+			"one above it: the node-local volumes of every server on the node live there; "+
+			"declare a tLocalVolume instead", root))}
 	}
 	return nil
 }
@@ -540,8 +549,10 @@ func validateLocalVolume(lv *tarsv1beta1.TLocalVolume, fld *field.Path) field.Er
 		name, value, pattern, hint string
 		re                         *regexp.Regexp
 	}{
-		{"uid", lv.UID, tarsv1beta1.LocalVolumeIDPattern, "a decimal user id from 0 to 999999 without leading zeros", localVolumeIDRE},
-		{"gid", lv.GID, tarsv1beta1.LocalVolumeIDPattern, "a decimal group id from 0 to 999999 without leading zeros", localVolumeIDRE},
+		{"uid", lv.UID, tarsv1beta1.LocalVolumeIDPattern,
+			"a decimal user id from 0 to 999999 without leading zeros", localVolumeIDRE},
+		{"gid", lv.GID, tarsv1beta1.LocalVolumeIDPattern,
+			"a decimal group id from 0 to 999999 without leading zeros", localVolumeIDRE},
 		{"mode", lv.Mode, tarsv1beta1.LocalVolumeModePattern, "three octal digits, each 1 to 7, e.g. 755", localVolumeMode},
 	} {
 		if !f.re.MatchString(f.value) {

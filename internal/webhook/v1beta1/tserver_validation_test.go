@@ -51,8 +51,12 @@ func tarslog() *tarsv1beta1.TServer {
 			K8S: tarsv1beta1.TServerK8S{
 				Replicas: 2,
 				Env: []corev1.EnvVar{
-					{Name: "Namespace", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
-					{Name: "PodName", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+					{Name: "Namespace", ValueFrom: &corev1.EnvVarSource{
+						FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"},
+					}},
+					{Name: "PodName", ValueFrom: &corev1.EnvVarSource{
+						FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"},
+					}},
 				},
 				Mounts: []tarsv1beta1.TK8SMount{{
 					Name:      "remote-log-dir",
@@ -197,7 +201,11 @@ func validationCases() []validationCase {
 		},
 		{name: "hostPath of a log directory", mutate: withHostPath("/var/log")},
 		{name: "hostPath beside the host root", mutate: withHostPath("/usr/local/app/tars/host-mount2")},
-		{name: "hostPath at the host root", mutate: withHostPath("/usr/local/app/tars/host-mount"), want: []string{invalid + hostPath}},
+		{
+			name:   "hostPath at the host root",
+			mutate: withHostPath("/usr/local/app/tars/host-mount"),
+			want:   []string{invalid + hostPath},
+		},
 		{
 			name:   "hostPath of another server's volume",
 			mutate: withHostPath("/usr/local/app/tars/host-mount/default/tars.tarsconfig/data"),
@@ -205,31 +213,51 @@ func validationCases() []validationCase {
 		},
 		{name: "hostPath of the node's root", mutate: withHostPath("/"), want: []string{invalid + hostPath}},
 		{name: "hostPath above the host root", mutate: withHostPath("/usr/local/app"), want: []string{invalid + hostPath}},
-		{name: "hostPath at the host root, unclean", mutate: withHostPath("//usr/local/./app/tars/x/../host-mount/"), want: []string{invalid + hostPath}},
+		{
+			name:   "hostPath at the host root, unclean",
+			mutate: withHostPath("//usr/local/./app/tars/x/../host-mount/"),
+			want:   []string{invalid + hostPath},
+		},
 		{name: "hostPath climbing to the root", mutate: withHostPath("/var/log/../../"), want: []string{invalid + hostPath}},
-		{name: "hostPath relative", mutate: withHostPath("usr/local/app/tars/host-mount"), want: []string{invalid + hostPath}},
+		{
+			name:   "hostPath relative",
+			mutate: withHostPath("usr/local/app/tars/host-mount"),
+			want:   []string{invalid + hostPath},
+		},
 		{
 			name: "claim template without storage request",
 			mutate: func(ts *tarsv1beta1.TServer) {
-				ts.Spec.K8S.Mounts[0].Source = tarsv1beta1.TK8SMountSource{PersistentVolumeClaimTemplate: &corev1.PersistentVolumeClaim{
-					Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}},
-				}}
+				ts.Spec.K8S.Mounts[0].Source = tarsv1beta1.TK8SMountSource{
+					PersistentVolumeClaimTemplate: &corev1.PersistentVolumeClaim{
+						Spec: corev1.PersistentVolumeClaimSpec{
+							AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+						},
+					},
+				}
 			},
-			want: []string{"FieldValueRequired spec.k8s.mounts[0].source.persistentVolumeClaimTemplate.spec.resources.requests.storage"},
+			want: []string{
+				"FieldValueRequired spec.k8s.mounts[0].source.persistentVolumeClaimTemplate.spec.resources.requests.storage",
+			},
 		},
 		{
 			name: "claim template of the node-local volumes' class",
 			mutate: func(ts *tarsv1beta1.TServer) {
-				ts.Spec.K8S.Mounts[0].Source = tarsv1beta1.TK8SMountSource{PersistentVolumeClaimTemplate: &corev1.PersistentVolumeClaim{
-					Spec: corev1.PersistentVolumeClaimSpec{
-						AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-						Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")}},
-						StorageClassName: new(tarsv1beta1.StorageClassName),
-						Selector: &metav1.LabelSelector{MatchLabels: map[string]string{
-							tarsv1beta1.LabelServerApp: "tars", tarsv1beta1.LabelServerName: "tarsconfig", tarsv1beta1.LabelLocalVolume: "data",
-						}},
+				ts.Spec.K8S.Mounts[0].Source = tarsv1beta1.TK8SMountSource{
+					PersistentVolumeClaimTemplate: &corev1.PersistentVolumeClaim{
+						Spec: corev1.PersistentVolumeClaimSpec{
+							AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+							Resources: corev1.VolumeResourceRequirements{
+								Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
+							},
+							StorageClassName: new(tarsv1beta1.StorageClassName),
+							Selector: &metav1.LabelSelector{MatchLabels: map[string]string{
+								tarsv1beta1.LabelServerApp:   "tars",
+								tarsv1beta1.LabelServerName:  "tarsconfig",
+								tarsv1beta1.LabelLocalVolume: "data",
+							}},
+						},
 					},
-				}}
+				}
 			},
 			want: []string{"FieldValueInvalid spec.k8s.mounts[0].source.persistentVolumeClaimTemplate.spec.storageClassName"},
 		},
@@ -288,7 +316,9 @@ func validationCases() []validationCase {
 			name: "subType normal",
 			mutate: func(ts *tarsv1beta1.TServer) {
 				ts.Spec.SubType, ts.Spec.Tars = tarsv1beta1.SubTypeNormal, nil
-				ts.Spec.Normal = &tarsv1beta1.TServerNormal{Ports: []tarsv1beta1.TServerPort{{Name: "http", Port: 8080, IsTcp: true}}}
+				ts.Spec.Normal = &tarsv1beta1.TServerNormal{
+					Ports: []tarsv1beta1.TServerPort{{Name: "http", Port: 8080, IsTcp: true}},
+				}
 				ts.Spec.K8S.HostPorts = []tarsv1beta1.TK8SHostPort{{NameRef: "http", Port: 80}}
 			},
 		},
@@ -362,7 +392,10 @@ func validationCases() []validationCase {
 			mutate: func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = -1 },
 			want:   []string{invalid + "spec.k8s.replicas"},
 		},
-		{name: "replicas at the cap", mutate: func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = tarsv1beta1.MaxReplicas }},
+		{
+			name:   "replicas at the cap",
+			mutate: func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = tarsv1beta1.MaxReplicas },
+		},
 		{
 			name:   "replicas above the cap",
 			mutate: func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = 2_000_000_000 },
@@ -463,8 +496,8 @@ func TestValidateTServerHostRoot(t *testing.T) {
 	}
 	ts := tarslog()
 	withHostPath("/usr/local/app/tars/host-mount/")(ts)
-	want := `spec.k8s.mounts[1].source.hostPath.path: Invalid value: "/usr/local/app/tars/host-mount/": must not be the host root ` +
-		`/usr/local/app/tars/host-mount, a directory under it or one above it`
+	want := `spec.k8s.mounts[1].source.hostPath.path: Invalid value: "/usr/local/app/tars/host-mount/": ` +
+		`must not be the host root /usr/local/app/tars/host-mount, a directory under it or one above it`
 	if err := invalid(ts, ValidateTServer(ts)); err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("error %v\ndoes not contain %q", err, want)
 	}
@@ -496,7 +529,11 @@ func TestValidateTServerUpdate(t *testing.T) {
 		want   []string
 	}{
 		{name: "scale", mutate: func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = 5 }},
-		{name: "new uid and mode", mutate: withLocalVolume("2000", "100", "700"), want: []string{"FieldValueInvalid " + lvMode}},
+		{
+			name:   "new uid and mode",
+			mutate: withLocalVolume("2000", "100", "700"),
+			want:   []string{"FieldValueInvalid " + lvMode},
+		},
 		{
 			name: "app changed",
 			mutate: func(ts *tarsv1beta1.TServer) {
@@ -586,8 +623,16 @@ func TestDefaultTServer(t *testing.T) {
 	}{
 		{name: "empty object", in: &tarsv1beta1.TLocalVolume{}, want: defaulted},
 		{name: "empty strings", in: &tarsv1beta1.TLocalVolume{UID: "", GID: "", Mode: ""}, want: defaulted},
-		{name: "only uid", in: &tarsv1beta1.TLocalVolume{UID: "1000"}, want: &tarsv1beta1.TLocalVolume{UID: "1000", GID: "0", Mode: "755"}},
-		{name: "only mode", in: &tarsv1beta1.TLocalVolume{Mode: "700"}, want: &tarsv1beta1.TLocalVolume{UID: "0", GID: "0", Mode: "700"}},
+		{
+			name: "only uid",
+			in:   &tarsv1beta1.TLocalVolume{UID: "1000"},
+			want: &tarsv1beta1.TLocalVolume{UID: "1000", GID: "0", Mode: "755"},
+		},
+		{
+			name: "only mode",
+			in:   &tarsv1beta1.TLocalVolume{Mode: "700"},
+			want: &tarsv1beta1.TLocalVolume{UID: "0", GID: "0", Mode: "700"},
+		},
 		{
 			name: "complete, even if invalid, is kept",
 			in:   &tarsv1beta1.TLocalVolume{UID: "-1", GID: "5", Mode: "8"},

@@ -82,7 +82,8 @@ func (v *TServerValidator) ValidateCreate(_ context.Context, ts *tarsv1beta1.TSe
 }
 
 // ValidateUpdate implements admission.Validator.
-func (v *TServerValidator) ValidateUpdate(_ context.Context, oldTS, newTS *tarsv1beta1.TServer) (admission.Warnings, error) {
+func (v *TServerValidator) ValidateUpdate(_ context.Context,
+	oldTS, newTS *tarsv1beta1.TServer) (admission.Warnings, error) {
 	return nil, invalid(newTS, v.Options.ValidateTServerUpdate(oldTS, newTS))
 }
 

@@ -98,7 +98,8 @@ var _ = Describe("TServer admission through the API server", func() {
 		Expect(ts.Spec.K8S.Env).To(HaveLen(2))
 		Expect(ts.Spec.K8S.Mounts).To(HaveLen(1))
 		Expect(ts.Spec.K8S.Mounts[0].MountPath).To(Equal("/usr/local/app/tars/remote_app_log"))
-		Expect(ts.Spec.K8S.Mounts[0].Source.TLocalVolume).To(Equal(&tarsv1beta1.TLocalVolume{UID: "1000", GID: "0", Mode: "755"}))
+		Expect(ts.Spec.K8S.Mounts[0].Source.TLocalVolume).To(Equal(
+			&tarsv1beta1.TLocalVolume{UID: "1000", GID: "0", Mode: "755"}))
 		By("filling the schema's defaults")
 		Expect(ts.Spec.K8S.PodManagementPolicy).To(BeEquivalentTo("Parallel"))
 		Expect(ts.Spec.K8S.ImagePullPolicy).To(BeEquivalentTo("IfNotPresent"))
@@ -266,7 +267,8 @@ var _ = Describe("TServer admission through the API server", func() {
 		DeferCleanup(setReplicasMaximum, new(int64(tarsv1beta1.MaxReplicas)))
 		scaleTo := func(replicas int32) error {
 			return k8sClient.SubResource("scale").Update(ctx, ts, client.WithSubResourceBody(&autoscalingv1.Scale{
-				ObjectMeta: metav1.ObjectMeta{Name: ts.Name, Namespace: ts.Namespace}, Spec: autoscalingv1.ScaleSpec{Replicas: replicas},
+				ObjectMeta: metav1.ObjectMeta{Name: ts.Name, Namespace: ts.Namespace},
+				Spec:       autoscalingv1.ScaleSpec{Replicas: replicas},
 			}))
 		}
 		// The API server takes a moment to serve a changed schema.

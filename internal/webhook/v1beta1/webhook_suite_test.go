@@ -72,7 +72,8 @@ func (v *countingValidator) ValidateCreate(ctx context.Context, ts *k8sv1beta1.T
 	return v.TServerValidator.ValidateCreate(ctx, ts)
 }
 
-func (v *countingValidator) ValidateUpdate(ctx context.Context, oldTS, newTS *k8sv1beta1.TServer) (admission.Warnings, error) {
+func (v *countingValidator) ValidateUpdate(ctx context.Context,
+	oldTS, newTS *k8sv1beta1.TServer) (admission.Warnings, error) {
 	validatorCalls.Add(1)
 	return v.TServerValidator.ValidateUpdate(ctx, oldTS, newTS)
 }
