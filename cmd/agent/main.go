@@ -82,6 +82,12 @@ func runAgent(args []string) int {
 		"How often the host root is scanned for volume directories that no PersistentVolume uses, which are "+
 			"reported (event OrphanedDirectory, metric tserver_agent_orphaned_directory) and never removed; "+
 			"0 disables the scan.")
+	fs.DurationVar(&cfg.UsageInterval, "usage-interval", time.Minute,
+		"How often the directories of this node's bound volumes are measured (metrics "+
+			"tserver_agent_volume_used_bytes and _inodes); 0 disables the measuring.")
+	fs.IntVar(&cfg.UsageRate, "usage-rate", 20000,
+		"How many directory entries a second the measuring reads at most, so that volumes of millions of "+
+			"files cost time, not bursts of I/O; 0 is no limit.")
 	fs.StringVar(&metricsAddr, "metrics-bind-address", ":8080",
 		"The address the metrics endpoint binds to; 0 disables it.")
 	fs.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the probe endpoint binds to.")
@@ -178,7 +184,8 @@ func runAgent(args []string) int {
 		return 1
 	}
 	log.Info("Starting agent", "node", cfg.NodeName, "hostname", cfg.Hostname, "hostRoot", cfg.HostRoot,
-		"hostRootMount", hostRootMount, "gcGracePeriod", cfg.GCGracePeriod, "orphanScanInterval", cfg.OrphanScanInterval)
+		"hostRootMount", hostRootMount, "gcGracePeriod", cfg.GCGracePeriod, "orphanScanInterval", cfg.OrphanScanInterval,
+		"usageInterval", cfg.UsageInterval, "usageRate", cfg.UsageRate)
 	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "Failed to run the agent")
 		return 1

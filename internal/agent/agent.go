@@ -84,6 +84,11 @@ type Config struct {
 	// OrphanScanInterval is how often the host root is scanned for directories that no volume
 	// uses; 0 disables the scan.
 	OrphanScanInterval time.Duration
+	// UsageInterval is how often the directories of the node's bound volumes are measured (a
+	// pass starts no sooner than that after the last one started); 0 disables the measuring.
+	UsageInterval time.Duration
+	// UsageRate is how many directory entries a second the measuring reads at most; 0 is no limit.
+	UsageRate int
 }
 
 // Agent holds what the agent's reconcilers share.
@@ -127,6 +132,11 @@ func SetupWithManager(mgr ctrl.Manager, cfg Config) error {
 	}
 	if err := (&VolumeReconciler{a}).SetupWithManager(mgr); err != nil {
 		return err
+	}
+	if cfg.UsageInterval > 0 {
+		if err := mgr.Add(&usageMeter{Agent: a, cache: mgr.GetCache()}); err != nil {
+			return err
+		}
 	}
 	if cfg.OrphanScanInterval <= 0 {
 		return nil

@@ -20,8 +20,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -1055,6 +1057,34 @@ func orphanSeries() map[string]float64 {
 	return series
 }
 
+// volumeUsage reads the agents' usage metrics of claim pvc: bytes and inodes, by node; a claim
+// without figures is missing.
+func volumeUsage(pvc *corev1.PersistentVolumeClaim) func() map[string][2]float64 {
+	return func() map[string][2]float64 {
+		families, err := ctrlmetrics.Registry.Gather()
+		Expect(err).NotTo(HaveOccurred())
+		usage := map[string][2]float64{}
+		for _, f := range families {
+			i := slices.Index([]string{"tserver_agent_volume_used_bytes", "tserver_agent_volume_used_inodes"}, f.GetName())
+			if i < 0 {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				if labels["namespace"] == pvc.Namespace && labels["persistentvolumeclaim"] == pvc.Name {
+					u := usage[labels["node"]]
+					u[i] = m.GetGauge().GetValue()
+					usage[labels["node"]] = u
+				}
+			}
+		}
+		return usage
+	}
+}
+
 // orphanReports lists the notes of the OrphanedDirectory events about node that name path.
 func orphanReports(node, path string) func() []string {
 	return func() []string {
@@ -1092,6 +1122,33 @@ func byHand(name, p, hostname string, phase corev1.PersistentVolumePhase) {
 		setPhase(name, phase)
 	}
 }
+
+var _ = Describe("The node agent's measure of volumes", func() {
+	It("exports what each bound volume's directory holds, as du counts it, and drops a volume no longer bound", func() {
+		ns := newNamespace()
+		pvc, pv, _ := boundWithData(ns, "node-a")
+		dir := dirOn("node-a", ns, "remote-log-dir")
+		for i := range 30 {
+			Expect(os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%d", i)), make([]byte, 40_000), 0o644)).To(Succeed())
+		}
+		Expect(os.Symlink("/", filepath.Join(dir, "root"))).To(Succeed()) // counted, never followed
+		du := func(args ...string) float64 {
+			out, err := exec.Command("du", append(args, dir)...).Output()
+			Expect(err).NotTo(HaveOccurred())
+			n, err := strconv.ParseFloat(strings.Fields(string(out))[0], 64)
+			Expect(err).NotTo(HaveOccurred())
+			return n
+		}
+		want := [2]float64{du("-sxB1"), du("-sx", "--inodes")}
+		Expect(want[1]).To(BeNumerically("==", 33)) // the directory, the sentinel, 30 files, the link
+		Eventually(volumeUsage(pvc), timeout, interval).Should(Equal(map[string][2]float64{"node-a": want}))
+
+		By("and none once the volume is released and gone")
+		release(pvc, pv)
+		Eventually(pvGone(pv.Name), timeout, interval).Should(BeTrue())
+		Eventually(volumeUsage(pvc), timeout, interval).Should(BeEmpty())
+	})
+})
 
 var _ = Describe("The node agent's report of orphaned directories", func() {
 	var ns string

@@ -34,6 +34,14 @@ const (
 	reasonOrphanScan         = "orphan_scan"
 )
 
+// Label names of the agent's metrics: the kubelet's volume statistics' where they have them.
+const (
+	labelNamespace = "namespace"
+	labelClaim     = "persistentvolumeclaim"
+	labelVolume    = "persistentvolume"
+	labelNode      = "node"
+)
+
 var (
 	volumesProvisioned = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tserver_agent_volumes_provisioned_total",
@@ -55,7 +63,7 @@ var (
 		Name: "tserver_agent_volume_directory_missing",
 		Help: "1 for each bound volume of this node whose directory is missing (a data disk not mounted, say); " +
 			"the agent does not recreate it empty.",
-	}, []string{"persistentvolume", "namespace", "persistentvolumeclaim"})
+	}, []string{labelVolume, labelNamespace, labelClaim})
 	ownershipRepairs = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tserver_agent_ownership_repairs_total",
 		Help: "Times the owner, group or mode of a bound volume's directory was set back to its claim's.",
@@ -77,7 +85,36 @@ var (
 	}, []string{"path"})
 )
 
+// The kubelet's volume statistics report the whole filesystem for a local volume; these report
+// the volume's own directory, with the kubelet's labels and the server's.
+var (
+	volumeLabels    = []string{labelNamespace, labelClaim, labelVolume, "tserver", "volume", labelNode}
+	volumeUsedBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tserver_agent_volume_used_bytes",
+		Help: "Bytes on disk that the directory of a bound node-local volume holds (as du -x counts them), " +
+			"measured in the last complete pass.",
+	}, volumeLabels)
+	volumeUsedInodes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tserver_agent_volume_used_inodes",
+		Help: "Inodes that the directory of a bound node-local volume holds, measured in the last complete pass.",
+	}, volumeLabels)
+	hostRootBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tserver_agent_host_root_bytes",
+		Help: "Size (kind=capacity) and free space for unprivileged users (kind=available) of the filesystem " +
+			"of this node's host root.",
+	}, []string{labelNode, "kind"})
+	hostRootInodes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tserver_agent_host_root_inodes",
+		Help: "Inodes (kind=capacity) and free inodes (kind=available) of the filesystem of this node's host root.",
+	}, []string{labelNode, "kind"})
+	usagePassSeconds = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tserver_agent_usage_pass_seconds",
+		Help: "How long the last complete pass over this node's bound volumes took.",
+	})
+)
+
 func init() {
 	ctrlmetrics.Registry.MustRegister(volumesProvisioned, volumesDeleted, volumesGarbageCollected, cleanupsRefused,
-		volumeDirectoryMissing, ownershipRepairs, agentErrors, orphanedDirectories, orphanedDirectory)
+		volumeDirectoryMissing, ownershipRepairs, agentErrors, orphanedDirectories, orphanedDirectory,
+		volumeUsedBytes, volumeUsedInodes, hostRootBytes, hostRootInodes, usagePassSeconds)
 }

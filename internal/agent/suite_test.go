@@ -55,6 +55,7 @@ const (
 	gcGrace     = 2 * time.Second
 	resync      = 500 * time.Millisecond
 	orphanScan  = 500 * time.Millisecond
+	usageEvery  = 300 * time.Millisecond
 	timeout     = 15 * time.Second
 	interval    = 100 * time.Millisecond
 	testStorage = tarsv1beta1.StorageClassName
@@ -222,6 +223,7 @@ func startAgentWith(node, hostname, dir string, funcs *interceptor.Funcs) {
 	Expect(SetupWithManager(mgr, Config{
 		NodeName: node, Hostname: hostname, HostRoot: hostRoot, Root: root,
 		StorageClassName: testStorage, GCGracePeriod: gcGrace, ResyncPeriod: resync, OrphanScanInterval: orphanScan,
+		UsageInterval: usageEvery, UsageRate: 1000,
 	})).To(Succeed())
 	agentCtx, stop := context.WithCancel(ctx)
 	a := &testAgent{node: node, hostname: hostname, dir: dir, cache: mgr.GetCache(), stop: stop, done: make(chan struct{})}

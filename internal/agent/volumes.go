@@ -117,7 +117,7 @@ func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVol
 	if deleted, err := r.moveAsideAndDelete(ctx, pv); !deleted {
 		return ctrl.Result{}, err
 	}
-	volumeDirectoryMissing.DeletePartialMatch(map[string]string{"persistentvolume": pv.Name})
+	volumeDirectoryMissing.DeletePartialMatch(map[string]string{labelVolume: pv.Name})
 	if err := r.Root.RemoveAll(aside); err != nil {
 		agentErrors.WithLabelValues(reasonCleanup).Inc()
 		r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "Delete",

@@ -224,7 +224,8 @@ func TestUpdateStatusHoldsProgress(t *testing.T) {
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(ts).WithStatusSubresource(ts).Build()
 	clock := clocktesting.NewFakePassiveClock(created)
 	r := &TServerReconciler{Client: c, Scheme: scheme, Recorder: events.NewFakeRecorder(100),
-		ProgressInterval: 10 * time.Second, Clock: clock}
+		ProgressInterval: 10 * time.Second}
+	r.statusWrites.clock = clock
 	withReady := func(n int32) *observed {
 		sts := buildStatefulSet(ts)
 		sts.Status = appsv1.StatefulSetStatus{ObservedGeneration: sts.Generation, Replicas: 2, ReadyReplicas: n,

@@ -85,7 +85,7 @@ type TServerReconciler struct {
 	// NodeLossGrace is how long a node-local volume's Node object must have been deleted before
 	// its replica is freed (nodeloss.go); nil is DefaultNodeLossGrace.
 	NodeLossGrace *time.Duration
-	// Clock tells the time of node losses and status writes; nil is the wall clock.
+	// Clock tells the time of node losses; nil is the wall clock.
 	Clock clock.PassiveClock
 
 	statusWrites    statusWrites

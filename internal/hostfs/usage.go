@@ -82,7 +82,7 @@ func (r *Root) Measure(rel string) (*Measure, error) {
 		return nil, err
 	}
 	st := fi.Sys().(*syscall.Stat_t)
-	m := &Measure{rel: rel, dev: uint64(st.Dev), seen: map[fileID]struct{}{}}
+	m := &Measure{rel: rel, dev: st.Dev, seen: map[fileID]struct{}{}}
 	m.count(st)
 	m.stack = []*measureDir{{root: dir, f: f, rel: rel}}
 	return m, nil
@@ -123,7 +123,7 @@ func (m *Measure) entry(dir *measureDir, name string) {
 	}
 	st := fi.Sys().(*syscall.Stat_t)
 	m.count(st)
-	if !fi.IsDir() || uint64(st.Dev) != m.dev {
+	if !fi.IsDir() || st.Dev != m.dev {
 		return
 	}
 	if len(m.stack) >= maxMeasureDepth {
@@ -150,7 +150,7 @@ func (m *Measure) entry(dir *measureDir, name string) {
 // count adds an inode, once however many links it has.
 func (m *Measure) count(st *syscall.Stat_t) {
 	if st.Nlink > 1 && st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
-		id := fileID{uint64(st.Dev), st.Ino}
+		id := fileID{st.Dev, st.Ino}
 		if _, ok := m.seen[id]; ok {
 			return
 		}
@@ -178,4 +178,24 @@ func (m *Measure) Close() {
 	for len(m.stack) > 0 {
 		m.pop()
 	}
+}
+
+// FilesystemStats are the size and free space of a filesystem, as statfs gives them.
+type FilesystemStats struct {
+	// Bytes is the filesystem's size; BytesAvailable what unprivileged users may still write.
+	Bytes, BytesAvailable uint64
+	// Inodes is how many inodes the filesystem has; InodesFree how many are free.
+	Inodes, InodesFree uint64
+}
+
+// Filesystem is the size and free space of the root's filesystem (the one mounted at its path
+// now).
+func (r *Root) Filesystem() (FilesystemStats, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(r.dir, &st); err != nil {
+		return FilesystemStats{}, err
+	}
+	bsize := uint64(st.Bsize)
+	return FilesystemStats{Bytes: st.Blocks * bsize, BytesAvailable: st.Bavail * bsize, Inodes: st.Files,
+		InodesFree: st.Ffree}, nil
 }

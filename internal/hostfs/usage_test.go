@@ -66,12 +66,16 @@ func volumeTree(t *testing.T, r *Root, base string) string {
 	}
 	outside := filepath.Join(base, "outside")
 	for i := range 20 {
-		if err := os.WriteFile(filepath.Join(outside, fmt.Sprintf("big%d", i)), bytes.Repeat([]byte("y"), 100_000), 0o644); err != nil {
+		big := filepath.Join(outside, fmt.Sprintf("big%d", i))
+		if err := os.WriteFile(big, bytes.Repeat([]byte("y"), 100_000), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for link, target := range map[string]string{"to-outside-dir": outside, "to-outside-file": filepath.Join(outside, "big0"),
-		"b/to-inside": filepath.Join(vol, "many")} {
+	for link, target := range map[string]string{
+		"to-outside-dir":  outside,
+		"to-outside-file": filepath.Join(outside, "big0"),
+		"b/to-inside":     filepath.Join(vol, "many"),
+	} {
 		if err := os.Symlink(target, filepath.Join(vol, link)); err != nil {
 			t.Fatal(err)
 		}
@@ -96,9 +100,9 @@ func du(t *testing.T, dir string) Usage {
 	return Usage{Bytes: read("-sxB1"), Inodes: read("-sx", "--inodes")}
 }
 
-func measure(t *testing.T, r *Root, rel string, budget int) (Usage, int, error) {
+func measure(t *testing.T, r *Root, budget int) (Usage, int, error) {
 	t.Helper()
-	m, err := r.Measure(rel)
+	m, err := r.Measure(volumeRel)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +117,7 @@ func measure(t *testing.T, r *Root, rel string, budget int) (Usage, int, error) 
 func TestMeasureCountsAsDuDoes(t *testing.T) {
 	r, base := newRoot(t)
 	vol := volumeTree(t, r, base)
-	got, _, err := measure(t, r, volumeRel, 1_000)
+	got, _, err := measure(t, r, 1_000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,12 +134,12 @@ func TestMeasureCountsAsDuDoes(t *testing.T) {
 func TestMeasureInStepsOfAnyBudget(t *testing.T) {
 	r, base := newRoot(t)
 	volumeTree(t, r, base)
-	whole, steps, err := measure(t, r, volumeRel, 1<<20)
+	whole, steps, err := measure(t, r, 1<<20)
 	if err != nil || steps != 1 {
 		t.Fatalf("one step of a large budget: %d steps, %v", steps, err)
 	}
 	for _, budget := range []int{1, 3, 7, 50} {
-		got, steps, err := measure(t, r, volumeRel, budget)
+		got, steps, err := measure(t, r, budget)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,8 +156,11 @@ func TestMeasureInStepsOfAnyBudget(t *testing.T) {
 func TestMeasureStaysInTheVolume(t *testing.T) {
 	r, base := newRoot(t)
 	// The volume's parent directory, a sibling volume of another server and the outside are big.
-	for _, p := range []string{filepath.Join(r.Dir(), "ns/app.server/other/big"), filepath.Join(r.Dir(), "ns/app.other/data/big"),
-		filepath.Join(base, "outside/big")} {
+	for _, p := range []string{
+		filepath.Join(r.Dir(), "ns/app.server/other/big"),
+		filepath.Join(r.Dir(), "ns/app.other/data/big"),
+		filepath.Join(base, "outside/big"),
+	} {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -170,7 +177,7 @@ func TestMeasureStaysInTheVolume(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got, _, err := measure(t, r, volumeRel, 100)
+	got, _, err := measure(t, r, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,11 +214,36 @@ func TestMeasureReportsWhatItLeavesOut(t *testing.T) {
 	if err := os.MkdirAll(deep, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	got, _, err := measure(t, r, volumeRel, 1000)
+	got, _, err := measure(t, r, 1000)
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("more than %d levels deep", maxMeasureDepth)) {
 		t.Errorf("err = %v, want one saying how deep it measured", err)
 	}
 	if got.Inodes != maxMeasureDepth+1 {
 		t.Errorf("counted %d inodes, want the volume and %d levels below it", got.Inodes, maxMeasureDepth)
+	}
+}
+
+func TestFilesystemIsWhatDfSays(t *testing.T) {
+	r, _ := newRoot(t)
+	got, err := r.Filesystem()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("df", "-B1", "--output=size,itotal,ifree", r.Dir()).Output()
+	if err != nil {
+		t.Skipf("skipped: df: %v", err)
+	}
+	fields := strings.Fields(strings.Split(strings.TrimSpace(string(out)), "\n")[1])
+	var want [3]uint64
+	for i := range want {
+		if want[i], err = strconv.ParseUint(fields[i], 10, 64); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got.Bytes != want[0] || got.Inodes != want[1] {
+		t.Errorf("size %d, %d inodes; df says %d, %d", got.Bytes, got.Inodes, want[0], want[1])
+	}
+	if got.BytesAvailable == 0 || got.BytesAvailable > got.Bytes || got.InodesFree > got.Inodes {
+		t.Errorf("available %d of %d bytes, %d of %d inodes free", got.BytesAvailable, got.Bytes, got.InodesFree, got.Inodes)
 	}
 }

@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -65,17 +64,18 @@ func root() string {
 	}
 }
 
-// BinaryDir is where `make kube-binaries` puts the Kubernetes binaries of the version k8s.io/api
-// is at (v0.x.y is Kubernetes v1.x.y), as the Makefile's KUBE_BIN_DIR; "" when that version is
-// unknown.
+// BinaryDir is where `make kube-binaries` puts the Kubernetes binaries of the version go.mod
+// requires k8s.io/api at (v0.x.y is Kubernetes v1.x.y), as the Makefile's KUBE_BIN_DIR; "" when
+// go.mod does not say.
 func BinaryDir() string {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
+	data, err := os.ReadFile(Path("go.mod"))
+	if err != nil {
 		return ""
 	}
-	for _, dep := range info.Deps {
-		if dep.Path == "k8s.io/api" {
-			return Path("bin", "k8s", strings.Replace(dep.Version, "v0.", "v1.", 1))
+	for line := range strings.Lines(string(data)) {
+		fields := strings.Fields(line)
+		if len(fields) >= 2 && fields[0] == "k8s.io/api" {
+			return Path("bin", "k8s", strings.Replace(fields[1], "v0.", "v1.", 1))
 		}
 	}
 	return ""

@@ -1,0 +1,177 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package agent
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/hostfs"
+)
+
+// usageStep is how many directory entries a pass reads between two looks at its rate.
+const usageStep = 1000
+
+// usageMeter measures what the directory of each bound volume of this node holds, one volume
+// after the other, a pass every UsageInterval, reading at most UsageRate directory entries a
+// second, so that a volume of millions of files costs time, not a burst of I/O that would slow
+// the node's services or the agent's provisioning (which runs beside it, never behind it). A
+// volume's figures change when its pass over it is complete; a volume no longer bound here
+// loses them.
+type usageMeter struct {
+	*Agent
+	cache cache.Cache
+	// reported are the label values of the volumes with figures, by volume name.
+	reported map[string][]string
+}
+
+// NeedLeaderElection is false: each agent measures its own node.
+func (u *usageMeter) NeedLeaderElection() bool { return false }
+
+// Start measures once the caches have filled, then every UsageInterval, until ctx ends.
+func (u *usageMeter) Start(ctx context.Context) error {
+	if !u.cache.WaitForCacheSync(ctx) {
+		return nil
+	}
+	log := ctrl.Log.WithName("agent").WithName("usage").WithValues("node", u.NodeName)
+	ctx = logf.IntoContext(ctx, log)
+	wait.UntilWithContext(ctx, u.pass, u.UsageInterval)
+	return nil
+}
+
+// pass measures every bound volume of this node once.
+func (u *usageMeter) pass(ctx context.Context) {
+	log := logf.FromContext(ctx)
+	start := time.Now()
+	u.hostRoot(ctx)
+	list := &corev1.PersistentVolumeList{}
+	if err := u.List(ctx, list); err != nil {
+		log.Error(err, "Failed to list volumes")
+		return
+	}
+	limiter := newEntryRate(u.UsageRate)
+	measured := map[string][]string{}
+	for i := range list.Items {
+		pv := &list.Items[i]
+		labels, ok := u.usageLabels(pv)
+		if !ok {
+			continue
+		}
+		used, err := u.measure(ctx, pv, limiter)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) { // a missing directory is reported as such
+				log.Error(err, "Failed to measure a volume's directory", "pv", pv.Name, "path", localPath(pv))
+			}
+			continue
+		}
+		volumeUsedBytes.WithLabelValues(labels...).Set(float64(used.Bytes))
+		volumeUsedInodes.WithLabelValues(labels...).Set(float64(used.Inodes))
+		measured[pv.Name] = labels
+	}
+	for name, labels := range u.reported {
+		if _, ok := measured[name]; !ok || !slices.Equal(measured[name], labels) {
+			volumeUsedBytes.DeleteLabelValues(labels...)
+			volumeUsedInodes.DeleteLabelValues(labels...)
+		}
+	}
+	u.reported = measured
+	usagePassSeconds.Set(time.Since(start).Seconds())
+}
+
+// usageLabels are the metric labels of a bound volume of this node, if it is one.
+func (u *usageMeter) usageLabels(pv *corev1.PersistentVolume) ([]string, bool) {
+	ref := pv.Spec.ClaimRef
+	if !u.isOurVolume(pv) || ref == nil || pv.Status.Phase != corev1.VolumeBound || !pv.DeletionTimestamp.IsZero() {
+		return nil, false
+	}
+	app, server := pv.Labels[tarsv1beta1.LabelServerApp], pv.Labels[tarsv1beta1.LabelServerName]
+	return []string{ref.Namespace, ref.Name, pv.Name, tarsv1beta1.ResourceName(app, server),
+		pv.Labels[tarsv1beta1.LabelLocalVolume], u.NodeName}, true
+}
+
+// measure makes one pass over pv's directory, at the rate limiter allows.
+func (u *usageMeter) measure(ctx context.Context, pv *corev1.PersistentVolume,
+	limiter *entryRate) (hostfs.Usage, error) {
+	m, err := u.Root.Measure(u.relativePath(pv))
+	if err != nil {
+		return hostfs.Usage{}, err
+	}
+	defer m.Close()
+	for !m.Step(usageStep) {
+		if err := limiter.wait(ctx, usageStep); err != nil {
+			return hostfs.Usage{}, err
+		}
+	}
+	if err := m.Err(); err != nil {
+		logf.FromContext(ctx).Info("Measured a volume's directory in part", "pv", pv.Name, "reason", err.Error())
+	}
+	return m.Usage(), nil
+}
+
+// hostRoot exports the capacity and free space of the host root's filesystem.
+func (u *usageMeter) hostRoot(ctx context.Context) {
+	stats, err := u.Root.Filesystem()
+	if err != nil {
+		logf.FromContext(ctx).Error(err, "Failed to read the host root's filesystem", "hostRoot", u.HostRoot)
+		return
+	}
+	hostRootBytes.WithLabelValues(u.NodeName, "capacity").Set(float64(stats.Bytes))
+	hostRootBytes.WithLabelValues(u.NodeName, "available").Set(float64(stats.BytesAvailable))
+	hostRootInodes.WithLabelValues(u.NodeName, "capacity").Set(float64(stats.Inodes))
+	hostRootInodes.WithLabelValues(u.NodeName, "available").Set(float64(stats.InodesFree))
+}
+
+// entryRate spaces out a pass's reads to at most perSecond entries a second; 0 is no limit.
+type entryRate struct {
+	perSecond int
+	start     time.Time
+	read      int
+}
+
+func newEntryRate(perSecond int) *entryRate {
+	return &entryRate{perSecond: perSecond, start: time.Now()}
+}
+
+// wait counts n entries read, and waits as long as reading them early requires.
+func (r *entryRate) wait(ctx context.Context, n int) error {
+	r.read += n
+	if r.perSecond <= 0 {
+		return ctx.Err()
+	}
+	due := r.start.Add(time.Duration(float64(r.read) / float64(r.perSecond) * float64(time.Second)))
+	t := time.NewTimer(time.Until(due))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

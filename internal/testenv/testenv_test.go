@@ -1,0 +1,30 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package testenv
+
+import (
+	"path/filepath"
+	"regexp"
+	"testing"
+)
+
+func TestBinaryDirIsTheVersionOfKubernetesGoModRequires(t *testing.T) {
+	dir := BinaryDir()
+	if !regexp.MustCompile(`^v1\.\d+\.\d+$`).MatchString(filepath.Base(dir)) || filepath.Dir(dir) != Path("bin", "k8s") {
+		t.Errorf("BinaryDir() = %q, want <repository>/bin/k8s/v1.<minor>.<patch>", dir)
+	}
+}
