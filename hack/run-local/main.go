@@ -182,7 +182,7 @@ Try it, in another terminal:
   kubectl describe ts tars-tarslog                  # conditions and events
   ls -ln %s/nodes/*/host-mount/default/tars.tarslog/   # owned by uid 1000, mode 755
   kubectl apply -f config/samples/invalid/mode-750.yaml  # rejected at admission
-
+%[11]s
 Lose a node and bring it back (its agent is killed, kwok stops simulating it); the manager
 frees the replicas of a node deleted, or tainted out-of-service while NotReady:
 
@@ -192,7 +192,16 @@ Stop with Ctrl-C.
 ================================================================================
 `, took.Round(100*time.Millisecond), len(c.Nodes), len(c.Nodes), relative(c.StateDir),
 		agentLine, relative(c.StateDir), relative(c.LogDir), relative(c.KubeconfigPath),
-		relative(c.StateDir), powerCommands(c))
+		relative(c.StateDir), powerCommands(c), usageCommand(c))
+}
+
+// usageCommand reads node-1's agent's figures of what each bound volume holds, if it runs.
+func usageCommand(c *localcluster.Cluster) string {
+	p := c.Process("agent-node-1")
+	if p == nil || p.MetricsAddr == "" {
+		return ""
+	}
+	return "  curl -s " + p.MetricsAddr + "/metrics | grep tserver_agent_volume_used  # what volumes hold (du -x)\n"
 }
 
 // powerCommands are the kubectl commands that power a node off and on, with comments aligned.

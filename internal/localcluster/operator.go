@@ -110,6 +110,11 @@ func (c *Cluster) startAgent(ctx context.Context, node string) (*Process, error)
 	if err != nil {
 		return nil, err
 	}
+	metricsPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(metricsPort)
 	p, err := c.StartProcess("agent-"+node, binary, append([]string{
 		"--kubeconfig=" + c.KubeconfigPath,
 		"--node-name=" + node,
@@ -117,12 +122,12 @@ func (c *Cluster) startAgent(ctx context.Context, node string) (*Process, error)
 		"--host-root-mount=" + c.HostRoot(node),
 		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(probePort),
 		"--pprof-bind-address=" + pprofAddr,
-		"--metrics-bind-address=0",
+		"--metrics-bind-address=" + metricsAddr,
 	}, args...), nil, nil)
 	if err != nil {
 		return nil, err
 	}
-	p.PprofAddr = pprofAddr
+	p.PprofAddr, p.MetricsAddr = pprofAddr, metricsAddr
 	c.mu.Lock()
 	c.agents[node] = p
 	c.mu.Unlock()

@@ -52,6 +52,8 @@ type Process struct {
 	LogPath string
 	// PprofAddr is where the operator's roles serve Go's pprof endpoints (host:port).
 	PprofAddr string
+	// MetricsAddr is where an agent serves its metrics (host:port, plain HTTP); "" for others.
+	MetricsAddr string
 
 	c          *Cluster
 	path       string
