@@ -96,7 +96,7 @@ chaos: build kube-binaries ## Kill agents, the manager and kube-controller-manag
 	"$(LOCALBIN)/chaos" --bin-dir "$(KUBE_BIN_DIR)" --operator "$(LOCALBIN)/tserver-operator" --agent "$(LOCALBIN)/tserver-agent" $(CHAOS_ARGS)
 
 .PHONY: fuzz
-fuzz: ## Fuzz the TServer validator, the controller's builders and status, and the agent's path handling for FUZZTIME each (default 1m).
+fuzz: ## Fuzz the TServer validator, the expansion of TServers and their status, and the agent's path handling for FUZZTIME each (default 1m).
 	go test ./internal/webhook/v1beta1/ -run '^$$' -fuzz FuzzValidateTServer -fuzztime $(FUZZTIME)
 	go test ./internal/controller/ -run '^$$' -fuzz '^FuzzBuildStatefulSet$$' -fuzztime $(FUZZTIME)
 	go test ./internal/controller/ -run '^$$' -fuzz '^FuzzComputeStatus$$' -fuzztime $(FUZZTIME)

@@ -39,7 +39,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
-	"github.com/tserver-operator/tserver-operator/internal/controller"
+	"github.com/tserver-operator/tserver-operator/internal/expand"
 )
 
 // bound runs scenarios 1 to 3, which measure the same runs.
@@ -358,7 +358,7 @@ func (b *bench) apply(ctx context.Context, name string, servers int, tservers bo
 			}
 			continue
 		}
-		svc, sts := controller.Desired(ts)
+		svc, sts := expand.Service(ts), expand.StatefulSet(ts)
 		if err := b.c.Create(ctx, svc); err != nil {
 			return err
 		}

@@ -33,7 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
-	"github.com/tserver-operator/tserver-operator/internal/controller"
+	"github.com/tserver-operator/tserver-operator/internal/expand"
 	"github.com/tserver-operator/tserver-operator/internal/localcluster"
 )
 
@@ -294,7 +294,7 @@ func (b *bench) timeRecovery(ctx context.Context, l lostReplica) (recoveryRun, e
 // their node-local claims: the same pods, placed by the same rules (node affinity,
 // anti-affinity, spreading), with nothing that ties them to a node.
 func withoutNodeLocalClaims(ts *tarsv1beta1.TServer) (*corev1.Service, *appsv1.StatefulSet) {
-	svc, sts := controller.Desired(ts)
+	svc, sts := expand.Service(ts), expand.StatefulSet(ts)
 	claims := sets.New[string]()
 	for _, t := range sts.Spec.VolumeClaimTemplates {
 		claims.Insert(t.Name)

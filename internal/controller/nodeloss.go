@@ -42,6 +42,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/expand"
 )
 
 // A replica whose node-local claims are bound to volumes on a node cannot run anywhere else.
@@ -232,7 +233,7 @@ func (w nodeWait) reason() string {
 // server's current claim templates, one entry per replica and node.
 func (r *TServerReconciler) pins(ctx context.Context, ts *tarsv1beta1.TServer, replicas int32,
 	claims []corev1.PersistentVolumeClaim) []replicaPin {
-	local := localClaimTemplateNames(ts)
+	local := expand.LocalClaimTemplateNames(ts)
 	type key struct {
 		ordinal int32
 		node    string
@@ -323,7 +324,7 @@ func volumeHostname(pv *corev1.PersistentVolume) string {
 // reconcileNodeLoss frees the replicas held to nodes that are gone, as the server's
 // nodeLossPolicy allows, and records in o the replicas that wait on a node.
 func (r *TServerReconciler) reconcileNodeLoss(ctx context.Context, ts *tarsv1beta1.TServer, o *observed) error {
-	pins := r.pins(ctx, ts, *buildStatefulSet(ts).Spec.Replicas, o.claims)
+	pins := r.pins(ctx, ts, *expand.StatefulSet(ts).Spec.Replicas, o.claims)
 	if len(pins) == 0 {
 		return nil
 	}

@@ -38,6 +38,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/expand"
 )
 
 // nodeLossGrace is the suite's TServerReconciler.NodeLossGrace, on nodeLossClock.
@@ -82,7 +83,7 @@ type placed struct {
 // annotation does, or, bound directly to a volume made beforehand, does not), and a volume there
 // bound to it.
 func placeReplica(ts *tarsv1beta1.TServer, volume string, ordinal int, node string, named bool) placed {
-	sts := buildStatefulSet(ts)
+	sts := expand.StatefulSet(ts)
 	var tpl *corev1.PersistentVolumeClaim
 	for i := range sts.Spec.VolumeClaimTemplates {
 		if sts.Spec.VolumeClaimTemplates[i].Name == volume {
@@ -140,7 +141,7 @@ func placeReplica(ts *tarsv1beta1.TServer, volume string, ordinal int, node stri
 func podOn(ts *tarsv1beta1.TServer, ordinal int, node string, claims ...placed) *corev1.Pod {
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: fmt.Sprintf("%s-%d", ts.Name, ordinal), Namespace: ts.Namespace, Labels: podLabels(ts),
+			Name: fmt.Sprintf("%s-%d", ts.Name, ordinal), Namespace: ts.Namespace, Labels: expand.PodLabels(ts),
 		},
 		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Image: "x"}}},
 	}

@@ -35,6 +35,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/expand"
 )
 
 // status is a TServer status with conditions Ready and VolumesBound of the given status and
@@ -154,12 +155,12 @@ func TestStatusWrittenOverAStaleCache(t *testing.T) {
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
 	_ = tarsv1beta1.AddToScheme(scheme)
-	ts := sample(t, "tars-tarslog.yaml")
+	ts := tarslog(t)
 	ts.Namespace, ts.UID = "default", "uid-1"
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(ts).WithStatusSubresource(ts).Build()
 	r := &TServerReconciler{Client: c, Scheme: scheme, Recorder: events.NewFakeRecorder(100)}
 	withReady := func(n int32) *observed {
-		sts := buildStatefulSet(ts)
+		sts := expand.StatefulSet(ts)
 		sts.Status = appsv1.StatefulSetStatus{ObservedGeneration: sts.Generation, Replicas: 2, ReadyReplicas: n,
 			CurrentReplicas: 2, UpdatedReplicas: 2}
 		return &observed{statefulSet: sts}
@@ -219,7 +220,7 @@ func TestUpdateStatusHoldsProgress(t *testing.T) {
 	_ = clientgoscheme.AddToScheme(scheme)
 	_ = tarsv1beta1.AddToScheme(scheme)
 	created := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
-	ts := sample(t, "tars-tarslog.yaml")
+	ts := tarslog(t)
 	ts.Namespace, ts.UID, ts.CreationTimestamp = "default", "uid-1", metav1.NewTime(created)
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(ts).WithStatusSubresource(ts).Build()
 	clock := clocktesting.NewFakePassiveClock(created)
@@ -227,7 +228,7 @@ func TestUpdateStatusHoldsProgress(t *testing.T) {
 		ProgressInterval: 10 * time.Second}
 	r.statusWrites.clock = clock
 	withReady := func(n int32) *observed {
-		sts := buildStatefulSet(ts)
+		sts := expand.StatefulSet(ts)
 		sts.Status = appsv1.StatefulSetStatus{ObservedGeneration: sts.Generation, Replicas: 2, ReadyReplicas: n,
 			CurrentReplicas: 2, UpdatedReplicas: 2}
 		return &observed{statefulSet: sts}

@@ -31,6 +31,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/expand"
 )
 
 // replacePodsWithoutClaims replaces the pods of the server's StatefulSet that lack the volume
@@ -56,7 +57,7 @@ func (r *TServerReconciler) replacePodsWithoutClaims(ctx context.Context, ts *ta
 	}
 	pods := &corev1.PodList{}
 	if err := r.APIReader.List(ctx, pods, client.InNamespace(ts.Namespace),
-		client.MatchingLabels(podLabels(ts))); err != nil {
+		client.MatchingLabels(expand.PodLabels(ts))); err != nil {
 		return err
 	}
 	replicas := int(*sts.Spec.Replicas)
@@ -128,7 +129,7 @@ func (r *TServerReconciler) replacePodsWithoutClaims(ctx context.Context, ts *ta
 // keeps (a scaled-down replica's claim may stay Pending for good).
 func keptReplicaClaim(sts *appsv1.StatefulSet, claim string) bool {
 	template, ordinal, ok := claimOrdinal(claim, sts.Name)
-	return ok && ordinal < *sts.Spec.Replicas && slices.Contains(claimTemplateNames(sts), template)
+	return ok && ordinal < *sts.Spec.Replicas && slices.Contains(expand.ClaimTemplateNames(sts), template)
 }
 
 // missingClaims are the claims of the StatefulSet's templates that the pod of that ordinal does

@@ -36,6 +36,7 @@ import (
 	volumehelpers "k8s.io/component-helpers/storage/volume"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/expand"
 )
 
 const (
@@ -51,11 +52,11 @@ const (
 // computeStatus is the TServer's status given what a reconcile observed.
 func computeStatus(ts *tarsv1beta1.TServer, o *observed) tarsv1beta1.TServerStatus {
 	status := tarsv1beta1.TServerStatus{
-		Selector:           labels.SelectorFromSet(podLabels(ts)).String(),
+		Selector:           labels.SelectorFromSet(expand.PodLabels(ts)).String(),
 		ObservedGeneration: ts.Generation,
 		Conditions:         slices.Clone(ts.Status.Conditions),
 	}
-	desiredReplicas := *buildStatefulSet(ts).Spec.Replicas
+	desiredReplicas := *expand.StatefulSet(ts).Spec.Replicas
 	if sts := o.statefulSet; sts != nil {
 		status.Replicas = sts.Status.Replicas
 		status.ReadyReplicas = sts.Status.ReadyReplicas
@@ -97,7 +98,7 @@ func computeStatus(ts *tarsv1beta1.TServer, o *observed) tarsv1beta1.TServerStat
 func volumesBound(ts *tarsv1beta1.TServer, replicas int32, claims []corev1.PersistentVolumeClaim,
 	storageClassProblem string) metav1.Condition {
 	replicas = max(replicas, 0)
-	templates := buildClaimTemplates(ts)
+	templates := expand.ClaimTemplates(ts)
 	bound := make(map[string]sets.Set[int32], len(templates)) // template -> ordinals with a bound claim
 	for _, t := range templates {
 		bound[t.Name] = sets.New[int32]()

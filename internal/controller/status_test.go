@@ -18,6 +18,8 @@ package controller
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -27,9 +29,26 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/expand"
 )
+
+// tarslog is the seed's tarslog sample, in namespace default.
+func tarslog(t *testing.T) *tarsv1beta1.TServer {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", "tars-tarslog.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &tarsv1beta1.TServer{}
+	if err := yaml.UnmarshalStrict(data, ts); err != nil {
+		t.Fatal(err)
+	}
+	ts.Namespace = "default"
+	return ts
+}
 
 // claimFor is claim <volume>-tars-tarslog-<ordinal> of the seed's tarslog in the given phase.
 func claimFor(volume string, ordinal int, phase corev1.PersistentVolumeClaimPhase) corev1.PersistentVolumeClaim {
@@ -61,8 +80,8 @@ func boundClaims(volume string, ordinals ...int) []corev1.PersistentVolumeClaim 
 const logDir = "remote-log-dir"
 
 func TestVolumesBound(t *testing.T) {
-	ts := sample(t, "tars-tarslog.yaml")
-	withCache := sample(t, "tars-tarslog.yaml")
+	ts := tarslog(t)
+	withCache := tarslog(t)
 	withCache.Spec.K8S.Mounts = append(withCache.Spec.K8S.Mounts, tarsv1beta1.TK8SMount{Name: "cache", MountPath: "/cache",
 		Source: tarsv1beta1.TK8SMountSource{TLocalVolume: &tarsv1beta1.TLocalVolume{}}})
 	scheduled := claimFor(logDir, 3, corev1.ClaimPending)
@@ -138,7 +157,7 @@ func TestVolumesBound(t *testing.T) {
 // subresource, or stored before the schema's cap) costs a reconcile what its claims cost, not
 // what its replica count would.
 func TestVolumesBoundWorkFollowsClaims(t *testing.T) {
-	ts := sample(t, "tars-tarslog.yaml")
+	ts := tarslog(t)
 	claims := boundClaims(logDir, 0, 1, 2)
 	small := testing.AllocsPerRun(3, func() { volumesBound(ts, 8, claims, "") })
 	huge := testing.AllocsPerRun(3, func() { volumesBound(ts, 1<<20, claims, "") })
@@ -148,7 +167,7 @@ func TestVolumesBoundWorkFollowsClaims(t *testing.T) {
 }
 
 func TestVolumesHealthy(t *testing.T) {
-	ts := sample(t, "tars-tarslog.yaml")
+	ts := tarslog(t)
 	report := func(ordinal int) string {
 		return fmt.Sprintf("directory /usr/local/app/tars/host-mount/default/tars.tarslog/remote-log-dir of volume pv-%d "+
 			"is missing on node node-%d (a data disk not mounted?); the agent does not recreate it empty", ordinal, ordinal)
@@ -225,9 +244,9 @@ func TestVolumesHealthy(t *testing.T) {
 }
 
 func TestComputeStatusReportsVolumeProblems(t *testing.T) {
-	ts := sample(t, "tars-tarslog.yaml")
+	ts := tarslog(t)
 	ts.Generation = 3
-	o := &observed{statefulSet: buildStatefulSet(ts),
+	o := &observed{statefulSet: expand.StatefulSet(ts),
 		claims: []corev1.PersistentVolumeClaim{
 			withProblem(claimFor(logDir, 1, corev1.ClaimBound), "directory X is missing on node node-1"),
 		}}
@@ -254,8 +273,8 @@ func TestComputeStatusReportsVolumeProblems(t *testing.T) {
 }
 
 func TestComputeStatusReportsReplicasWaitingOnANode(t *testing.T) {
-	ts := sample(t, "tars-tarslog.yaml")
-	o := &observed{statefulSet: buildStatefulSet(ts)}
+	ts := tarslog(t)
+	o := &observed{statefulSet: expand.StatefulSet(ts)}
 	calm := computeStatus(ts, o)
 	ts.Status = calm
 	o.nodeWaits = []nodeWait{{ordinal: 1, node: "node-2",
@@ -280,12 +299,12 @@ func TestComputeStatusReportsReplicasWaitingOnANode(t *testing.T) {
 
 // TestComputeStatusReady takes the Ready condition through each of its branches.
 func TestComputeStatusReady(t *testing.T) {
-	ts := sample(t, "tars-tarslog.yaml") // 2 replicas
+	ts := tarslog(t) // 2 replicas
 	ts.Generation = 3
 	noRelease := ts.DeepCopy()
 	noRelease.Spec.Release = nil
 	sts := func(generation, observed int64, replicas, ready int32) *appsv1.StatefulSet {
-		s := buildStatefulSet(ts)
+		s := expand.StatefulSet(ts)
 		s.Generation = generation
 		s.Status = appsv1.StatefulSetStatus{ObservedGeneration: observed, Replicas: replicas, ReadyReplicas: ready}
 		return s
@@ -328,5 +347,30 @@ func TestComputeStatusReady(t *testing.T) {
 					c.Status, c.Reason, c.Message, c.ObservedGeneration, tc.wantStatus, tc.wantReason, tc.wantMessage)
 			}
 		})
+	}
+}
+
+func TestVolumesBoundNamesTheNodeAClaimWaitsOn(t *testing.T) {
+	ts := tarslog(t)
+	claim := func(name, node string, phase corev1.PersistentVolumeClaimPhase) corev1.PersistentVolumeClaim {
+		pvc := corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: name,
+			Labels: map[string]string{"tars.io/LocalVolume": "remote-log-dir"}}}
+		if node != "" {
+			pvc.Annotations = map[string]string{"volume.kubernetes.io/selected-node": node}
+		}
+		pvc.Status.Phase = phase
+		if phase == corev1.ClaimBound {
+			pvc.Spec.VolumeName = "pv"
+		}
+		return pvc
+	}
+	c := volumesBound(ts, 3, []corev1.PersistentVolumeClaim{
+		claim("remote-log-dir-tars-tarslog-0", "node-1", corev1.ClaimBound),
+		claim("remote-log-dir-tars-tarslog-1", "node-2", corev1.ClaimPending),
+		claim("remote-log-dir-tars-tarslog-2", "", corev1.ClaimPending),
+	}, "")
+	want := "2 of 3 claim(s) not bound yet: remote-log-dir-tars-tarslog-1 (on node node-2), remote-log-dir-tars-tarslog-2"
+	if c.Status != metav1.ConditionFalse || c.Reason != "ClaimsPending" || c.Message != want {
+		t.Errorf("volumesBound() = %s %s %q, want False ClaimsPending %q", c.Status, c.Reason, c.Message, want)
 	}
 }

@@ -58,6 +58,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/expand"
 )
 
 const (
@@ -191,7 +192,7 @@ type observed struct {
 
 // reconcileService creates or updates the headless Service.
 func (r *TServerReconciler) reconcileService(ctx context.Context, ts *tarsv1beta1.TServer, o *observed) error {
-	desired := buildService(ts)
+	desired := expand.Service(ts)
 	existing := &corev1.Service{}
 	err := r.Get(ctx, client.ObjectKeyFromObject(desired), existing)
 	switch {
@@ -228,7 +229,7 @@ func (r *TServerReconciler) reconcileService(ctx context.Context, ts *tarsv1beta
 // new StatefulSet adopts them and replaces them one by one.
 func (r *TServerReconciler) reconcileStatefulSet(ctx context.Context, ts *tarsv1beta1.TServer, o *observed) error {
 	log := logf.FromContext(ctx)
-	desired := buildStatefulSet(ts)
+	desired := expand.StatefulSet(ts)
 	hash, err := specHash(desired)
 	if err != nil {
 		return err
@@ -270,7 +271,7 @@ func (r *TServerReconciler) reconcileStatefulSet(ctx context.Context, ts *tarsv1
 	}
 	if mustRecreate(existing, desired) {
 		log.Info("Deleting StatefulSet to change its claim templates, orphaning its pods", "statefulSet", existing.Name,
-			"from", claimTemplateNames(existing), "to", claimTemplateNames(desired))
+			"from", expand.ClaimTemplateNames(existing), "to", expand.ClaimTemplateNames(desired))
 		err := r.Delete(ctx, existing, client.PropagationPolicy(metav1.DeletePropagationOrphan),
 			client.Preconditions{UID: &existing.UID, ResourceVersion: &existing.ResourceVersion})
 		if err != nil && !apierrors.IsNotFound(err) {
@@ -278,7 +279,7 @@ func (r *TServerReconciler) reconcileStatefulSet(ctx context.Context, ts *tarsv1
 		}
 		r.Recorder.Eventf(ts, existing, corev1.EventTypeNormal, tarsv1beta1.ReasonRecreatingStatefulSet, "Delete",
 			"Recreating StatefulSet %s to change its claim templates from %v to %v; its pods keep running and are "+
-				"replaced one at a time", existing.Name, claimTemplateNames(existing), claimTemplateNames(desired))
+				"replaced one at a time", existing.Name, expand.ClaimTemplateNames(existing), expand.ClaimTemplateNames(desired))
 		o.recreating = true
 		return nil
 	}
@@ -305,7 +306,7 @@ func (r *TServerReconciler) reconcileStatefulSet(ctx context.Context, ts *tarsv1
 // mustRecreate says whether existing cannot become desired by an update: its claim templates
 // are immutable, and so is its pod management policy.
 func mustRecreate(existing, desired *appsv1.StatefulSet) bool {
-	return !sets.New(claimTemplateNames(existing)...).Equal(sets.New(claimTemplateNames(desired)...)) ||
+	return !sets.New(expand.ClaimTemplateNames(existing)...).Equal(sets.New(expand.ClaimTemplateNames(desired)...)) ||
 		existing.Spec.PodManagementPolicy != desired.Spec.PodManagementPolicy
 }
 
@@ -335,7 +336,7 @@ func appServer(ts *tarsv1beta1.TServer) string { return ts.Spec.App + "." + ts.S
 // the same server in other namespaces: node-local claims select volumes by app, server and
 // volume name (as TarsK8S's do), so the two could bind each other's volumes.
 func (r *TServerReconciler) warnOfSameServerElsewhere(ctx context.Context, ts *tarsv1beta1.TServer) {
-	if !hasTLocalVolume(ts) {
+	if !expand.HasLocalVolume(ts) {
 		return
 	}
 	list := &tarsv1beta1.TServerList{}
@@ -468,11 +469,12 @@ func (r *TServerReconciler) conflict(ts *tarsv1beta1.TServer, obj client.Object,
 // uses them.
 func (r *TServerReconciler) reconcileClaims(ctx context.Context, ts *tarsv1beta1.TServer, o *observed) error {
 	list := &corev1.PersistentVolumeClaimList{}
-	if err := r.List(ctx, list, client.InNamespace(ts.Namespace), client.MatchingLabels(podLabels(ts))); err != nil {
+	if err := r.List(ctx, list, client.InNamespace(ts.Namespace),
+		client.MatchingLabels(expand.PodLabels(ts))); err != nil {
 		return err
 	}
 	o.claims = list.Items
-	if len(localClaimTemplateNames(ts)) > 0 {
+	if len(expand.LocalClaimTemplateNames(ts)) > 0 {
 		problem, err := r.storageClassProblem(ctx)
 		if err != nil {
 			return err
@@ -483,7 +485,7 @@ func (r *TServerReconciler) reconcileClaims(ctx context.Context, ts *tarsv1beta1
 	annotations := map[string]map[string]string{}
 	for _, m := range ts.Spec.K8S.Mounts {
 		if m.Source.TLocalVolume != nil {
-			annotations[m.Name] = localVolumeAnnotations(m.Source.TLocalVolume)
+			annotations[m.Name] = expand.LocalVolumeAnnotations(m.Source.TLocalVolume)
 		}
 	}
 	reannotated := map[string]int{}
@@ -503,7 +505,7 @@ func (r *TServerReconciler) reconcileClaims(ctx context.Context, ts *tarsv1beta1
 				return err
 			}
 			reannotated[volume]++
-		case !declared && (volume != tarsv1beta1.DelayBindVolumeName || !needsDelayBind(ts)):
+		case !declared && (volume != tarsv1beta1.DelayBindVolumeName || !expand.NeedsDelayBind(ts)):
 			obsolete = append(obsolete, pvc)
 		}
 	}
@@ -517,7 +519,7 @@ func (r *TServerReconciler) reconcileClaims(ctx context.Context, ts *tarsv1beta1
 	// Only once the StatefulSet without those claim templates exists: the old one would make
 	// the claims again.
 	if len(obsolete) == 0 || o.statefulSet == nil || o.statefulSet.UID == "" ||
-		slices.ContainsFunc(claimTemplateNames(o.statefulSet), func(n string) bool {
+		slices.ContainsFunc(expand.ClaimTemplateNames(o.statefulSet), func(n string) bool {
 			return slices.ContainsFunc(obsolete, func(pvc *corev1.PersistentVolumeClaim) bool {
 				return pvc.Labels[tarsv1beta1.LabelLocalVolume] == n
 			})
@@ -540,7 +542,7 @@ func (r *TServerReconciler) deleteUnusedClaims(ctx context.Context, ts *tarsv1be
 	claims []*corev1.PersistentVolumeClaim, o *observed) error {
 	pods := &corev1.PodList{}
 	if err := r.APIReader.List(ctx, pods, client.InNamespace(ts.Namespace),
-		client.MatchingLabels(podLabels(ts))); err != nil {
+		client.MatchingLabels(expand.PodLabels(ts))); err != nil {
 		return err
 	}
 	inUse := sets.New[string]()

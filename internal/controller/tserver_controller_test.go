@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"testing"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -43,6 +44,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/expand"
 )
 
 const (
@@ -105,7 +107,7 @@ func update(obj client.Object, change func()) {
 // (envtest runs no StatefulSet controller).
 func claimOf(ts *tarsv1beta1.TServer, volume string, ordinal int,
 	annotations map[string]string) *corev1.PersistentVolumeClaim {
-	sts := buildStatefulSet(ts)
+	sts := expand.StatefulSet(ts)
 	i := slices.IndexFunc(sts.Spec.VolumeClaimTemplates, func(t corev1.PersistentVolumeClaim) bool {
 		return t.Name == volume
 	})
@@ -381,7 +383,7 @@ var _ = Describe("TServer controller", func() {
 			sts := &appsv1.StatefulSet{}
 			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), sts)).To(Succeed())
 			g.Expect(sts.UID).NotTo(Equal(old.UID))
-			g.Expect(claimTemplateNames(sts)).To(Equal([]string{"remote-log-dir", "data"}))
+			g.Expect(expand.ClaimTemplateNames(sts)).To(Equal([]string{"remote-log-dir", "data"}))
 		}, timeout, interval).Should(Succeed())
 		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement("RecreatingStatefulSet"))
 	})
@@ -443,7 +445,7 @@ var _ = Describe("TServer controller", func() {
 	It("re-annotates existing claims when uid, gid or mode change", func() {
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
 		statefulSetOf(ts)
-		tpl := buildClaimTemplates(ts)[0]
+		tpl := expand.ClaimTemplates(ts)[0]
 		claims := []*corev1.PersistentVolumeClaim{
 			claimOf(ts, "remote-log-dir", 0, tpl.Annotations),
 			claimOf(ts, "remote-log-dir", 1, nil),
@@ -476,7 +478,7 @@ var _ = Describe("TServer controller", func() {
 		kept := claimOf(ts, "remote-log-dir", 0, nil)
 		removed := claimOf(ts, "cache", 0, nil)
 		pod := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: "tars-tarslog-0", Namespace: ns, Labels: podLabels(ts)},
+			ObjectMeta: metav1.ObjectMeta{Name: "tars-tarslog-0", Namespace: ns, Labels: expand.PodLabels(ts)},
 			Spec: corev1.PodSpec{
 				Containers: []corev1.Container{{Name: "c", Image: "x"}},
 				Volumes: []corev1.Volume{{Name: "cache", VolumeSource: corev1.VolumeSource{
@@ -490,7 +492,7 @@ var _ = Describe("TServer controller", func() {
 		Eventually(func() *metav1.Time { return statefulSetOf(ts).DeletionTimestamp }, timeout, interval).ShouldNot(BeNil())
 		orphaned := statefulSetOf(ts)
 		update(orphaned, func() { orphaned.Finalizers = nil })
-		Eventually(func() []string { return claimTemplateNames(statefulSetOf(ts)) }, timeout, interval).
+		Eventually(func() []string { return expand.ClaimTemplateNames(statefulSetOf(ts)) }, timeout, interval).
 			Should(Equal([]string{"remote-log-dir"}))
 
 		By("keeping the claim while a pod still mounts it")
@@ -650,7 +652,7 @@ var _ = Describe("TServer controller", func() {
 
 		By("leaving a claim that is not node-local alone")
 		other := &corev1.PersistentVolumeClaim{
-			ObjectMeta: metav1.ObjectMeta{Name: "other", Namespace: ns, Labels: podLabels(ts),
+			ObjectMeta: metav1.ObjectMeta{Name: "other", Namespace: ns, Labels: expand.PodLabels(ts),
 				Annotations: map[string]string{"volume.kubernetes.io/selected-node": "node-1"}},
 			Spec: corev1.PersistentVolumeClaimSpec{
 				AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
@@ -765,3 +767,36 @@ var _ = Describe("TServer controller", func() {
 		Expect(got.Status.CurrentReplicas).To(Equal(int32(2)))
 	})
 })
+
+func TestSpecHash(t *testing.T) {
+	hash := func(mutate func(*tarsv1beta1.TServer)) string {
+		ts := tarslog(t)
+		mutate(ts)
+		h, err := specHash(expand.StatefulSet(ts))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	base := hash(func(*tarsv1beta1.TServer) {})
+	if base != hash(func(*tarsv1beta1.TServer) {}) {
+		t.Error("hash not stable")
+	}
+	for name, mutate := range map[string]func(*tarsv1beta1.TServer){
+		"replicas": func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = 7 },
+		"uid":      func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts[0].Source.TLocalVolume.UID = "7" },
+	} {
+		if hash(mutate) != base {
+			t.Errorf("changing %s changed the hash: it is handled without updating the pod template", name)
+		}
+	}
+	for name, mutate := range map[string]func(*tarsv1beta1.TServer){
+		"env":     func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Env = nil },
+		"image":   func(ts *tarsv1beta1.TServer) { ts.Spec.Release.Image = "x:2" },
+		"hostIPC": func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.HostIPC = true },
+	} {
+		if hash(mutate) == base {
+			t.Errorf("changing %s left the hash as it was", name)
+		}
+	}
+}

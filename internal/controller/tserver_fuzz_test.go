@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/expand"
 )
 
 const (
@@ -81,7 +82,7 @@ func FuzzBuildStatefulSet(f *testing.F) {
 		if !ok {
 			return
 		}
-		sts := buildStatefulSet(ts)
+		sts := expand.StatefulSet(ts)
 		want := replicas
 		if ts.Spec.Release == nil {
 			want = 0
@@ -95,10 +96,10 @@ func FuzzBuildStatefulSet(f *testing.F) {
 		if _, err := specHash(sts); err != nil {
 			t.Fatalf("specHash: %v", err)
 		}
-		if mustRecreate(sts, buildStatefulSet(ts)) {
+		if mustRecreate(sts, expand.StatefulSet(ts)) {
 			t.Fatal("the same TServer built twice must not recreate its StatefulSet")
 		}
-		buildService(ts)
+		expand.Service(ts)
 	})
 }
 
@@ -117,9 +118,9 @@ func FuzzComputeStatus(f *testing.F) {
 		if !ok {
 			return
 		}
-		templates := buildClaimTemplates(ts)
+		templates := expand.ClaimTemplates(ts)
 		claims := fuzzClaims(ts, templates, claimBytes)
-		o := &observed{statefulSet: buildStatefulSet(ts), claims: claims}
+		o := &observed{statefulSet: expand.StatefulSet(ts), claims: claims}
 
 		var status tarsv1beta1.TServerStatus
 		allocs := testing.AllocsPerRun(1, func() { status = computeStatus(ts, o) })
@@ -130,7 +131,7 @@ func FuzzComputeStatus(f *testing.F) {
 		}
 		one := ts.DeepCopy()
 		one.Spec.K8S.Replicas = 1
-		oneObserved := &observed{statefulSet: buildStatefulSet(one), claims: claims}
+		oneObserved := &observed{statefulSet: expand.StatefulSet(one), claims: claims}
 		base := testing.AllocsPerRun(1, func() { computeStatus(one, oneObserved) })
 		if limit := base + 100 + 4*float64(len(claims)); allocs > limit {
 			t.Fatalf("computeStatus allocated %.0f times for %d replicas and %d claims, %.0f for 1 replica",

@@ -14,7 +14,10 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package controller
+// Package expand is what a TServer expands into: its StatefulSet, headless Service and claim
+// templates. The controller applies them; `make bench` applies the same objects by hand for its
+// measure of Kubernetes alone.
+package expand
 
 import (
 	"maps"
@@ -42,30 +45,23 @@ const (
 	localVolumeRequest = "1G"
 )
 
-// podLabels are the labels of a TServer's pods; they also select them.
-func podLabels(ts *tarsv1beta1.TServer) map[string]string {
+// PodLabels are the labels of a TServer's pods; they also select them.
+func PodLabels(ts *tarsv1beta1.TServer) map[string]string {
 	return map[string]string{
 		tarsv1beta1.LabelServerApp:  ts.Spec.App,
 		tarsv1beta1.LabelServerName: ts.Spec.Server,
 	}
 }
 
-// needsDelayBind says whether a TServer's pods must be pinned to their node although they may
+// NeedsDelayBind says whether a TServer's pods must be pinned to their node although they may
 // have no local volume: host IPC, host network and host ports tie a server to its node.
-func needsDelayBind(ts *tarsv1beta1.TServer) bool {
+func NeedsDelayBind(ts *tarsv1beta1.TServer) bool {
 	k := &ts.Spec.K8S
 	return k.HostIPC || k.HostNetwork || len(k.HostPorts) > 0
 }
 
-// Desired is what the controller makes of a TServer: its headless Service and its StatefulSet
-// at full replicas, without an owner. `make bench` applies them by hand for its lower bound, the
-// same StatefulSets with Kubernetes alone.
-func Desired(ts *tarsv1beta1.TServer) (*corev1.Service, *appsv1.StatefulSet) {
-	return buildService(ts), buildStatefulSet(ts)
-}
-
-// buildStatefulSet is the StatefulSet a TServer should have.
-func buildStatefulSet(ts *tarsv1beta1.TServer) *appsv1.StatefulSet {
+// StatefulSet is the StatefulSet a TServer should have, as yet without an owner.
+func StatefulSet(ts *tarsv1beta1.TServer) *appsv1.StatefulSet {
 	k := &ts.Spec.K8S
 	replicas := k.Replicas
 	if ts.Spec.Release == nil {
@@ -83,16 +79,16 @@ func buildStatefulSet(ts *tarsv1beta1.TServer) *appsv1.StatefulSet {
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      ts.Name,
 			Namespace: ts.Namespace,
-			Labels:    podLabels(ts),
+			Labels:    PodLabels(ts),
 		},
 		Spec: appsv1.StatefulSetSpec{
 			Replicas:             new(replicas),
-			Selector:             &metav1.LabelSelector{MatchLabels: podLabels(ts)},
+			Selector:             &metav1.LabelSelector{MatchLabels: PodLabels(ts)},
 			ServiceName:          ts.Name,
 			PodManagementPolicy:  policy,
 			UpdateStrategy:       strategy,
 			Template:             buildPodTemplate(ts),
-			VolumeClaimTemplates: buildClaimTemplates(ts),
+			VolumeClaimTemplates: ClaimTemplates(ts),
 			// Claims hold data on node disks: neither scaling down nor deleting the TServer
 			// removes them. The controller deletes only the claims of volumes removed from it.
 			PersistentVolumeClaimRetentionPolicy: &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{
@@ -149,7 +145,7 @@ func buildPodTemplate(ts *tarsv1beta1.TServer) corev1.PodTemplateSpec {
 			corev1.PodReadinessGate{ConditionType: corev1.PodConditionType(gate)})
 	}
 	return corev1.PodTemplateSpec{
-		ObjectMeta: metav1.ObjectMeta{Labels: podLabels(ts)},
+		ObjectMeta: metav1.ObjectMeta{Labels: PodLabels(ts)},
 		Spec:       spec,
 	}
 }
@@ -190,13 +186,13 @@ func buildContainerPorts(ts *tarsv1beta1.TServer) []corev1.ContainerPort {
 func buildAffinity(ts *tarsv1beta1.TServer) *corev1.Affinity {
 	k := &ts.Spec.K8S
 	nodeRequirements := slices.Clone(k.NodeSelector)
-	if hasTLocalVolume(ts) {
+	if HasLocalVolume(ts) {
 		nodeRequirements = append(nodeRequirements,
 			corev1.NodeSelectorRequirement{Key: tarsv1beta1.LabelSupportLocalVolume, Operator: corev1.NodeSelectorOpExists},
 			corev1.NodeSelectorRequirement{Key: tarsv1beta1.LabelSupportLocalVolume, Operator: corev1.NodeSelectorOpNotIn,
 				Values: []string{"false"}})
 	}
-	spread := k.NotStacked || len(localClaimTemplateNames(ts)) > 0
+	spread := k.NotStacked || len(LocalClaimTemplateNames(ts)) > 0
 	if len(nodeRequirements) == 0 && !spread {
 		return nil
 	}
@@ -211,7 +207,7 @@ func buildAffinity(ts *tarsv1beta1.TServer) *corev1.Affinity {
 	if spread {
 		affinity.PodAntiAffinity = &corev1.PodAntiAffinity{
 			RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
-				LabelSelector: &metav1.LabelSelector{MatchLabels: podLabels(ts)},
+				LabelSelector: &metav1.LabelSelector{MatchLabels: PodLabels(ts)},
 				TopologyKey:   corev1.LabelHostname,
 			}},
 		}
@@ -226,7 +222,7 @@ func buildAffinity(ts *tarsv1beta1.TServer) *corev1.Affinity {
 // servers would pile them onto the first few nodes, for good, and those nodes' agents would
 // provision the volumes of all of them. ScheduleAnyway: a preference, never a reason to wait.
 func buildTopologySpread(ts *tarsv1beta1.TServer) []corev1.TopologySpreadConstraint {
-	if len(localClaimTemplateNames(ts)) == 0 {
+	if len(LocalClaimTemplateNames(ts)) == 0 {
 		return nil
 	}
 	return []corev1.TopologySpreadConstraint{{
@@ -239,23 +235,23 @@ func buildTopologySpread(ts *tarsv1beta1.TServer) []corev1.TopologySpreadConstra
 	}}
 }
 
-// hasTLocalVolume says whether the server mounts a tLocalVolume.
-func hasTLocalVolume(ts *tarsv1beta1.TServer) bool {
+// HasLocalVolume says whether the server mounts a tLocalVolume (delay-bind is none).
+func HasLocalVolume(ts *tarsv1beta1.TServer) bool {
 	return slices.ContainsFunc(ts.Spec.K8S.Mounts, func(m tarsv1beta1.TK8SMount) bool {
 		return m.Source.TLocalVolume != nil
 	})
 }
 
-// localClaimTemplateNames names the server's node-local claim templates: its tLocalVolume
+// LocalClaimTemplateNames names the server's node-local claim templates: its tLocalVolume
 // mounts and delay-bind.
-func localClaimTemplateNames(ts *tarsv1beta1.TServer) []string {
+func LocalClaimTemplateNames(ts *tarsv1beta1.TServer) []string {
 	var names []string
 	for _, m := range ts.Spec.K8S.Mounts {
 		if m.Source.TLocalVolume != nil {
 			names = append(names, m.Name)
 		}
 	}
-	if needsDelayBind(ts) {
+	if NeedsDelayBind(ts) {
 		names = append(names, tarsv1beta1.DelayBindVolumeName)
 	}
 	return names
@@ -299,15 +295,15 @@ func buildVolumes(ts *tarsv1beta1.TServer) ([]corev1.Volume, []corev1.VolumeMoun
 	return volumes, mounts
 }
 
-// buildClaimTemplates is the StatefulSet's volumeClaimTemplates: one node-local claim per
+// ClaimTemplates is the StatefulSet's volumeClaimTemplates: one node-local claim per
 // tLocalVolume mount, the user's claim templates as given, and the delay-bind claim when host
 // IPC, host network or host ports pin the server to its node.
-func buildClaimTemplates(ts *tarsv1beta1.TServer) []corev1.PersistentVolumeClaim {
+func ClaimTemplates(ts *tarsv1beta1.TServer) []corev1.PersistentVolumeClaim {
 	var templates []corev1.PersistentVolumeClaim
 	for _, m := range ts.Spec.K8S.Mounts {
 		switch {
 		case m.Source.TLocalVolume != nil:
-			templates = append(templates, localClaimTemplate(ts, m.Name, localVolumeAnnotations(m.Source.TLocalVolume)))
+			templates = append(templates, localClaimTemplate(ts, m.Name, LocalVolumeAnnotations(m.Source.TLocalVolume)))
 		case m.Source.PersistentVolumeClaimTemplate != nil:
 			pvc := m.Source.PersistentVolumeClaimTemplate.DeepCopy()
 			pvc.ObjectMeta = metav1.ObjectMeta{
@@ -319,19 +315,19 @@ func buildClaimTemplates(ts *tarsv1beta1.TServer) []corev1.PersistentVolumeClaim
 			if pvc.Labels == nil {
 				pvc.Labels = map[string]string{}
 			}
-			maps.Copy(pvc.Labels, podLabels(ts))
+			maps.Copy(pvc.Labels, PodLabels(ts))
 			pvc.Status = corev1.PersistentVolumeClaimStatus{}
 			templates = append(templates, *pvc)
 		}
 	}
-	if needsDelayBind(ts) {
+	if NeedsDelayBind(ts) {
 		templates = append(templates, localClaimTemplate(ts, tarsv1beta1.DelayBindVolumeName, nil))
 	}
 	return templates
 }
 
-// localVolumeAnnotations tell the node agent the owner and mode of a claim's directory.
-func localVolumeAnnotations(lv *tarsv1beta1.TLocalVolume) map[string]string {
+// LocalVolumeAnnotations tell the node agent the owner and mode of a claim's directory.
+func LocalVolumeAnnotations(lv *tarsv1beta1.TLocalVolume) map[string]string {
 	d := lv.WithDefaults()
 	return map[string]string{
 		tarsv1beta1.AnnotationLocalVolumeUID:  d.UID,
@@ -343,7 +339,7 @@ func localVolumeAnnotations(lv *tarsv1beta1.TLocalVolume) map[string]string {
 // localVolumeLabels mark a node-local claim (and the volume the agent makes for it) as volume
 // name of this server.
 func localVolumeLabels(ts *tarsv1beta1.TServer, name string) map[string]string {
-	labels := podLabels(ts)
+	labels := PodLabels(ts)
 	labels[tarsv1beta1.LabelLocalVolume] = name
 	return labels
 }
@@ -370,17 +366,18 @@ func localClaimTemplate(ts *tarsv1beta1.TServer, name string,
 	}
 }
 
-// buildService is the headless Service that gives a TServer's pods their DNS names.
-func buildService(ts *tarsv1beta1.TServer) *corev1.Service {
+// Service is the headless Service that gives a TServer's pods their DNS names, as yet without an
+// owner.
+func Service(ts *tarsv1beta1.TServer) *corev1.Service {
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      ts.Name,
 			Namespace: ts.Namespace,
-			Labels:    podLabels(ts),
+			Labels:    PodLabels(ts),
 		},
 		Spec: corev1.ServiceSpec{
 			ClusterIP: corev1.ClusterIPNone,
-			Selector:  podLabels(ts),
+			Selector:  PodLabels(ts),
 		},
 	}
 	for _, ep := range ts.Spec.Endpoints() {
@@ -394,8 +391,8 @@ func buildService(ts *tarsv1beta1.TServer) *corev1.Service {
 	return svc
 }
 
-// claimTemplateNames are the names of a StatefulSet's claim templates, in order.
-func claimTemplateNames(sts *appsv1.StatefulSet) []string {
+// ClaimTemplateNames are the names of a StatefulSet's claim templates, in order.
+func ClaimTemplateNames(sts *appsv1.StatefulSet) []string {
 	names := make([]string, 0, len(sts.Spec.VolumeClaimTemplates))
 	for _, t := range sts.Spec.VolumeClaimTemplates {
 		names = append(names, t.Name)

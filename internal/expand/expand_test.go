@@ -14,12 +14,10 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package controller
+package expand
 
 import (
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -34,12 +32,13 @@ import (
 	"sigs.k8s.io/yaml"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/testenv"
 )
 
 // sample reads a TServer from config/samples, in namespace default.
 func sample(t *testing.T, name string) *tarsv1beta1.TServer {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", name))
+	data, err := os.ReadFile(testenv.Path("config", "samples", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +72,7 @@ func seedClaimTemplate(name, server string, annotations map[string]string) corev
 	}
 }
 
-func TestBuildClaimTemplatesSeed(t *testing.T) {
+func TestClaimTemplatesSeed(t *testing.T) {
 	tests := []struct {
 		name   string
 		file   string
@@ -129,14 +128,14 @@ func TestBuildClaimTemplatesSeed(t *testing.T) {
 			if tt.mutate != nil {
 				tt.mutate(ts)
 			}
-			if diff := cmp.Diff(tt.want, buildClaimTemplates(ts)); diff != "" {
-				t.Errorf("buildClaimTemplates() (-want +got):\n%s", diff)
+			if diff := cmp.Diff(tt.want, ClaimTemplates(ts)); diff != "" {
+				t.Errorf("ClaimTemplates() (-want +got):\n%s", diff)
 			}
 		})
 	}
 }
 
-func TestBuildClaimTemplatesUserTemplate(t *testing.T) {
+func TestClaimTemplatesUserTemplate(t *testing.T) {
 	ts := sample(t, "tars-tarslog.yaml")
 	user := &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: "ignored", Labels: map[string]string{"tier": "db"}},
@@ -157,8 +156,8 @@ func TestBuildClaimTemplatesUserTemplate(t *testing.T) {
 		}},
 		Spec: user.Spec,
 	}}
-	if diff := cmp.Diff(want, buildClaimTemplates(ts)); diff != "" {
-		t.Errorf("buildClaimTemplates() (-want +got):\n%s", diff)
+	if diff := cmp.Diff(want, ClaimTemplates(ts)); diff != "" {
+		t.Errorf("ClaimTemplates() (-want +got):\n%s", diff)
 	}
 	if user.Name != "ignored" || len(user.Labels) != 1 {
 		t.Errorf("the TServer's template was modified: %+v", user.ObjectMeta)
@@ -174,7 +173,7 @@ var supportsLocalVolumes = []corev1.NodeSelectorRequirement{
 func TestBuildAffinity(t *testing.T) {
 	spread := func(ts *tarsv1beta1.TServer) *corev1.PodAntiAffinity {
 		return &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
-			LabelSelector: &metav1.LabelSelector{MatchLabels: podLabels(ts)}, TopologyKey: "kubernetes.io/hostname",
+			LabelSelector: &metav1.LabelSelector{MatchLabels: PodLabels(ts)}, TopologyKey: "kubernetes.io/hostname",
 		}}}
 	}
 	for _, tt := range []struct {
@@ -244,7 +243,7 @@ func TestBuildTopologySpread(t *testing.T) {
 				t.Fatal(err)
 			}
 			for pod, want := range map[string]bool{
-				"this server":    selector.Matches(klabels.Set(podLabels(ts))),
+				"this server":    selector.Matches(klabels.Set(PodLabels(ts))),
 				"another server": selector.Matches(klabels.Set{"tars.io/ServerApp": "other", "tars.io/ServerName": "x"}),
 				"not a Tars pod": !selector.Matches(klabels.Set{"app": "web"}),
 			} {
@@ -256,7 +255,7 @@ func TestBuildTopologySpread(t *testing.T) {
 	}
 }
 
-func TestBuildStatefulSetTarslog(t *testing.T) {
+func TestStatefulSetTarslog(t *testing.T) {
 	ts := sample(t, "tars-tarslog.yaml")
 	labels := map[string]string{"tars.io/ServerApp": "tars", "tars.io/ServerName": "tarslog"}
 	want := &appsv1.StatefulSet{
@@ -310,12 +309,12 @@ func TestBuildStatefulSetTarslog(t *testing.T) {
 			},
 		},
 	}
-	if diff := cmp.Diff(want, buildStatefulSet(ts), cmpopts.EquateEmpty()); diff != "" {
-		t.Errorf("buildStatefulSet() (-want +got):\n%s", diff)
+	if diff := cmp.Diff(want, StatefulSet(ts), cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("StatefulSet() (-want +got):\n%s", diff)
 	}
 }
 
-func TestBuildStatefulSetFields(t *testing.T) {
+func TestStatefulSetFields(t *testing.T) {
 	tests := []struct {
 		name   string
 		mutate func(*tarsv1beta1.TServer)
@@ -465,12 +464,12 @@ func TestBuildStatefulSetFields(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ts := sample(t, "tars-tarslog.yaml")
 			tt.mutate(ts)
-			tt.check(t, buildStatefulSet(ts))
+			tt.check(t, StatefulSet(ts))
 		})
 	}
 }
 
-func TestBuildService(t *testing.T) {
+func TestService(t *testing.T) {
 	ts := sample(t, "tars-tarslog.yaml")
 	ts.Spec.Tars.Servants = append(ts.Spec.Tars.Servants, tarsv1beta1.TServerServant{Name: "StatObj", Port: 18994})
 	labels := map[string]string{"tars.io/ServerApp": "tars", "tars.io/ServerName": "tarslog"}
@@ -485,101 +484,7 @@ func TestBuildService(t *testing.T) {
 			},
 		},
 	}
-	if diff := cmp.Diff(want, buildService(ts), cmpopts.EquateEmpty()); diff != "" {
-		t.Errorf("buildService() (-want +got):\n%s", diff)
-	}
-}
-
-func TestSpecHash(t *testing.T) {
-	hash := func(mutate func(*tarsv1beta1.TServer)) string {
-		ts := sample(t, "tars-tarslog.yaml")
-		mutate(ts)
-		h, err := specHash(buildStatefulSet(ts))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return h
-	}
-	base := hash(func(*tarsv1beta1.TServer) {})
-	if base != hash(func(*tarsv1beta1.TServer) {}) {
-		t.Error("hash not stable")
-	}
-	for name, mutate := range map[string]func(*tarsv1beta1.TServer){
-		"replicas": func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = 7 },
-		"uid":      func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts[0].Source.TLocalVolume.UID = "7" },
-	} {
-		if hash(mutate) != base {
-			t.Errorf("changing %s changed the hash: it is handled without updating the pod template", name)
-		}
-	}
-	for name, mutate := range map[string]func(*tarsv1beta1.TServer){
-		"env":     func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Env = nil },
-		"image":   func(ts *tarsv1beta1.TServer) { ts.Spec.Release.Image = "x:2" },
-		"hostIPC": func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.HostIPC = true },
-	} {
-		if hash(mutate) == base {
-			t.Errorf("changing %s left the hash as it was", name)
-		}
-	}
-}
-
-func TestSelectedNodeLabel(t *testing.T) {
-	long := strings.Repeat("n", 64)
-	for _, tt := range []struct {
-		name                string
-		labels, annotations map[string]string
-		volumeName          string
-		want                string
-		ok                  bool
-	}{
-		{"not node-local", map[string]string{"tars.io/ServerApp": "tars"},
-			map[string]string{"volume.kubernetes.io/selected-node": "node-1"}, "", "", true},
-		{"not scheduled", map[string]string{"tars.io/LocalVolume": "data"}, nil, "", "", true},
-		{"scheduled, unlabelled", map[string]string{"tars.io/LocalVolume": "data"},
-			map[string]string{"volume.kubernetes.io/selected-node": "node-1"}, "", "node-1", false},
-		{"scheduled, labelled", map[string]string{"tars.io/LocalVolume": "data", "tars.io/SelectedNode": "node-1"},
-			map[string]string{"volume.kubernetes.io/selected-node": "node-1"}, "", "node-1", true},
-		{"rescheduled elsewhere", map[string]string{"tars.io/LocalVolume": "data", "tars.io/SelectedNode": "node-1"},
-			map[string]string{"volume.kubernetes.io/selected-node": "node-2"}, "", "node-2", false},
-		{"handed back to the scheduler", map[string]string{"tars.io/LocalVolume": "data", "tars.io/SelectedNode": "node-1"},
-			nil, "", "", false},
-		{"a node name that is no label value", map[string]string{"tars.io/LocalVolume": "data"},
-			map[string]string{"volume.kubernetes.io/selected-node": long}, "", "", true},
-		{"an empty label", map[string]string{"tars.io/LocalVolume": "data", "tars.io/SelectedNode": ""}, nil, "", "", false},
-		{"bound without the scheduler, labelled by its volume's agent",
-			map[string]string{"tars.io/LocalVolume": "data", "tars.io/SelectedNode": "node-1"}, nil, "pv", "node-1", true},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			pvc := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Labels: tt.labels, Annotations: tt.annotations}}
-			pvc.Spec.VolumeName = tt.volumeName
-			if want, ok := selectedNodeLabel(pvc); want != tt.want || ok != tt.ok {
-				t.Errorf("selectedNodeLabel() = %q, %v; want %q, %v", want, ok, tt.want, tt.ok)
-			}
-		})
-	}
-}
-
-func TestVolumesBoundNamesTheNodeAClaimWaitsOn(t *testing.T) {
-	ts := sample(t, "tars-tarslog.yaml")
-	claim := func(name, node string, phase corev1.PersistentVolumeClaimPhase) corev1.PersistentVolumeClaim {
-		pvc := corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: name,
-			Labels: map[string]string{"tars.io/LocalVolume": "remote-log-dir"}}}
-		if node != "" {
-			pvc.Annotations = map[string]string{"volume.kubernetes.io/selected-node": node}
-		}
-		pvc.Status.Phase = phase
-		if phase == corev1.ClaimBound {
-			pvc.Spec.VolumeName = "pv"
-		}
-		return pvc
-	}
-	c := volumesBound(ts, 3, []corev1.PersistentVolumeClaim{
-		claim("remote-log-dir-tars-tarslog-0", "node-1", corev1.ClaimBound),
-		claim("remote-log-dir-tars-tarslog-1", "node-2", corev1.ClaimPending),
-		claim("remote-log-dir-tars-tarslog-2", "", corev1.ClaimPending),
-	}, "")
-	want := "2 of 3 claim(s) not bound yet: remote-log-dir-tars-tarslog-1 (on node node-2), remote-log-dir-tars-tarslog-2"
-	if c.Status != metav1.ConditionFalse || c.Reason != "ClaimsPending" || c.Message != want {
-		t.Errorf("volumesBound() = %s %s %q, want False ClaimsPending %q", c.Status, c.Reason, c.Message, want)
+	if diff := cmp.Diff(want, Service(ts), cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("Service() (-want +got):\n%s", diff)
 	}
 }
