@@ -27,6 +27,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -46,20 +48,73 @@ type options struct {
 	admissionRounds             int
 	jsonOut, profileDir         string
 	profileFor                  time.Duration
-	// timeToBound runs scenarios 1 to 3 (leftovers and footprint are those of scenario 1's
-	// runs), admission scenario 4, writeCost scenario 5.
-	timeToBound, admission, writeCost bool
+	// selected are the names of the scenarios to run (the scenarios table).
+	selected map[string]bool
 	// byHand applies the controller's StatefulSets and Services in the measured runs too, instead
 	// of TServers: what the agents cost, without the TServers and the controller's work.
 	byHand bool
 	// tracePV has kube-controller-manager's PV controller log every step, and the bench print how
 	// it spent each run.
 	tracePV bool
-	// recovery runs scenario 6 (recovery.go) on a cluster of its own, of recoveryNodes nodes, in
+	// The recovery scenario runs on a cluster of its own, of recoveryNodes nodes, in
 	// recoveryPairs pairs, with the manager's --node-loss-grace nodeLossGrace.
-	recovery                     bool
 	recoveryNodes, recoveryPairs int
 	nodeLossGrace                time.Duration
+}
+
+// scenario is one of the bench's measurements: run on the cluster the scenarios share (run), in
+// the order of scenarios, or alone on a cluster of its own once that one is stopped.
+type scenario struct {
+	name, about string
+	// title is printed as it starts; "" when it prints its own steps.
+	title  string
+	shared func(b *bench, ctx context.Context) ([]result, error)
+	alone  func(ctx context.Context, o options) ([]result, error)
+}
+
+// scenarios are the bench's scenarios, in the order they run. To add one, write it in a file of
+// its own and list it here.
+var scenarios = []scenario{
+	// First, on the fresh cluster: after scenario 3's 10,000 objects it is quiet only for a while.
+	{name: "writes", about: "5, the CPU cost of a TServer status write",
+		title: "Scenario 5: CPU cost of a TServer status write", shared: (*bench).writeCost},
+	{name: "bound", about: "1 to 3, which measure the same runs: time to bound, leftovers, agent footprint",
+		shared: (*bench).bound},
+	// Last on the shared cluster: its thousands of TServers are left to the cluster's end, since
+	// deleting them takes the controller-manager's garbage collector minutes that no other
+	// scenario should share.
+	{name: "admission", about: "4, admission latency", title: "Scenario 4: admission latency",
+		shared: (*bench).admission},
+	{name: "recovery", about: "6, a replica back on another node after its Node's deletion, on a cluster of its own",
+		title: "Scenario 6: node-loss recovery", alone: recovery},
+}
+
+// onShared says whether a scenario selected runs on the shared cluster.
+func (o options) onShared() bool {
+	return slices.ContainsFunc(scenarios, func(sc scenario) bool { return o.selected[sc.name] && sc.shared != nil })
+}
+
+// selectScenarios reads --scenarios: all, or names of scenarios separated by commas.
+func selectScenarios(flagValue string) (map[string]bool, error) {
+	selected := map[string]bool{}
+	for name := range strings.SplitSeq(flagValue, ",") {
+		name = strings.TrimSpace(name)
+		switch {
+		case name == "all":
+			for _, sc := range scenarios {
+				selected[sc.name] = true
+			}
+		case slices.ContainsFunc(scenarios, func(sc scenario) bool { return sc.name == name }):
+			selected[name] = true
+		default:
+			names := make([]string, 0, len(scenarios))
+			for _, sc := range scenarios {
+				names = append(names, sc.name)
+			}
+			return nil, fmt.Errorf("--scenarios must be all or some of %s, not %q", strings.Join(names, ", "), name)
+		}
+	}
+	return selected, nil
 }
 
 func main() {
@@ -99,23 +154,16 @@ func main() {
 	flag.DurationVar(&o.nodeLossGrace, "node-loss-grace", 10*time.Second, "The manager's --node-loss-grace in the "+
 		"recovery scenario (short for the bench; subtracted from the measured time).")
 	flag.StringVar(&o.jsonOut, "json", ".local/bench/results.json", "Where to write the results as JSON.")
-	scenarios := flag.String("scenarios", "all", "Which scenarios to run: all, bound (1 to 3, which measure the "+
-		"same runs), admission (4), writes (5, the CPU cost of a TServer status write) or recovery (6, a replica "+
-		"back on another node after its Node's deletion, on a cluster of its own).")
+	names := make([]string, 0, len(scenarios))
+	for _, sc := range scenarios {
+		names = append(names, sc.name+" ("+sc.about+")")
+	}
+	chosen := flag.String("scenarios", "all", "Which scenarios to run, comma-separated, or all: "+
+		strings.Join(names, ", ")+".")
 	flag.Parse()
-	switch *scenarios {
-	case "all":
-		o.timeToBound, o.admission, o.writeCost, o.recovery = true, true, true, true
-	case "bound":
-		o.timeToBound = true
-	case "admission":
-		o.admission = true
-	case "writes":
-		o.writeCost = true
-	case "recovery":
-		o.recovery = true
-	default:
-		fmt.Fprintf(os.Stderr, "--scenarios must be all, bound, admission, writes or recovery, not %q\n", *scenarios)
+	var err error
+	if o.selected, err = selectScenarios(*chosen); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
 	switch {
@@ -138,16 +186,18 @@ func main() {
 		os.Exit(2)
 	}
 	var results []result
-	var err error
-	if o.timeToBound || o.admission || o.writeCost {
+	if o.onShared() {
 		results, err = run(context.Background(), o)
 	}
-	if err == nil && o.recovery {
-		// Last, once the other scenarios' cluster is stopped: it would share the two cores.
-		fmt.Println("Scenario 6: node-loss recovery...")
-		var rec []result
-		rec, err = recovery(context.Background(), o)
-		results = append(results, rec...)
+	for _, sc := range scenarios {
+		if err != nil || !o.selected[sc.name] || sc.alone == nil {
+			continue
+		}
+		// After the shared cluster is stopped: the two would share the two cores.
+		fmt.Println(sc.title + "...")
+		var more []result
+		more, err = sc.alone(context.Background(), o)
+		results = append(results, more...)
 	}
 	printTable(o, results)
 	if data, jerr := json.MarshalIndent(results, "", "  "); jerr == nil {
@@ -191,26 +241,17 @@ func run(ctx context.Context, o options) ([]result, error) {
 	b := &bench{o: o, cluster: cluster, c: c, obs: obs, manager: manager}
 
 	var results []result
-	if o.writeCost {
-		// First, on the fresh cluster: after scenario 3's 10,000 objects it is quiet only for a
-		// while.
-		fmt.Println("Scenario 5: CPU cost of a TServer status write...")
-		if results, err = b.writeCost(ctx); err != nil {
+	for _, sc := range scenarios {
+		if !o.selected[sc.name] || sc.shared == nil {
+			continue
+		}
+		if sc.title != "" {
+			fmt.Println(sc.title + "...")
+		}
+		more, err := sc.shared(b, ctx)
+		if results = append(results, more...); err != nil {
 			return results, err
 		}
-	}
-	if o.timeToBound {
-		bound, err := b.bound(ctx)
-		if results = append(results, bound...); err != nil {
-			return results, err
-		}
-	}
-	if o.admission {
-		// Last: its thousands of TServers are left to the cluster's end, since deleting them takes
-		// the controller-manager's garbage collector minutes that no other scenario should share.
-		fmt.Println("Scenario 4: admission latency...")
-		adm, err := b.admission(ctx)
-		return append(results, adm...), err
 	}
 	return results, nil
 }

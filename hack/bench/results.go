@@ -49,11 +49,11 @@ func ratio(scenario, metric string, value, bound float64, unit string, target fl
 
 func printTable(o options, results []result) {
 	fmt.Println()
-	if o.timeToBound || o.admission || o.writeCost {
+	if o.onShared() {
 		fmt.Printf("M=%d nodes, S=%d TServers x R=%d replicas x V=%d tLocalVolumes, kube-controller-manager QPS %d, "+
 			"GC grace %s\n", o.nodes, o.servers, o.replicas, o.volumes, localcluster.ControllerManagerQPS, o.gcGrace)
 	}
-	if o.recovery {
+	if o.selected["recovery"] {
 		fmt.Printf("Recovery: %d nodes, one TServer of %d replicas x 1 tLocalVolume, node-loss grace %s, %d pairs\n",
 			o.recoveryNodes, recoveryReplicas, o.nodeLossGrace, o.recoveryPairs)
 	}
