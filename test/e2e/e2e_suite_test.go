@@ -118,7 +118,7 @@ var _ = BeforeSuite(func() {
 	_, err = cluster.StartManager(ctx, operator, nil, "--node-loss-grace="+nodeLossGrace.String())
 	Expect(err).NotTo(HaveOccurred())
 	_, err = cluster.StartAgents(ctx, agentBinary, "--gc-grace-period="+gcGrace.String(), "--resync-period=2s",
-		"--orphan-scan-interval=10s")
+		"--orphan-scan-interval=10s", "--usage-interval=2s")
 	Expect(err).NotTo(HaveOccurred())
 
 	scheme := runtime.NewScheme()

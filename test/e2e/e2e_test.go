@@ -18,8 +18,12 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -318,6 +322,47 @@ var _ = Describe("The seed's story on a local cluster", func() {
 			Expect(restartPod(ns, ts.Name+"-0").Spec.NodeName).To(Equal(nodes[0]))
 		}
 		Expect(os.ReadFile(file)).To(Equal([]byte("written before the restart")))
+	})
+
+	It("says on the agent's metrics endpoint what each bound volume holds, as du does", func() {
+		ts := tarslog(ns)
+		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		nodes := waitRunning(ts, 2, "remote-log-dir")
+		dir := hostDir(nodes[0], ts, "remote-log-dir")
+		for i := range 25 {
+			Expect(os.WriteFile(filepath.Join(dir, fmt.Sprintf("log.%d", i)), make([]byte, 100_000), 0o644)).To(Succeed())
+		}
+		du := func(args ...string) float64 {
+			out, err := exec.Command("du", append(args, dir)...).Output()
+			Expect(err).NotTo(HaveOccurred())
+			n, err := strconv.ParseFloat(strings.Fields(string(out))[0], 64)
+			Expect(err).NotTo(HaveOccurred())
+			return n
+		}
+		want := map[string]float64{"tserver_agent_volume_used_bytes": du("-sxB1"),
+			"tserver_agent_volume_used_inodes": du("-sx", "--inodes")}
+		Expect(want["tserver_agent_volume_used_bytes"]).To(BeNumerically(">=", 25*100_000))
+		agent := cluster.Process("agent-" + nodes[0])
+		Expect(agent).NotTo(BeNil())
+		labels := fmt.Sprintf(`{namespace=%q,node=%q,persistentvolume=%q,persistentvolumeclaim=%q,tserver=%q,volume=%q} `,
+			ns, nodes[0], volumeOf(ns, claimName("remote-log-dir", ts, 0)).Name, claimName("remote-log-dir", ts, 0),
+			ts.Name, "remote-log-dir")
+		Eventually(func(g Gomega) {
+			resp, err := http.Get("http://" + agent.MetricsAddr + "/metrics")
+			g.Expect(err).NotTo(HaveOccurred())
+			defer func() { _ = resp.Body.Close() }()
+			body, err := io.ReadAll(resp.Body)
+			g.Expect(err).NotTo(HaveOccurred())
+			got := map[string]float64{}
+			for line := range strings.Lines(string(body)) {
+				if name, value, ok := strings.Cut(strings.TrimSpace(line), labels); ok && want[name] > 0 {
+					got[name], err = strconv.ParseFloat(value, 64)
+					g.Expect(err).NotTo(HaveOccurred())
+				}
+			}
+			g.Expect(got).To(Equal(want))
+			g.Expect(string(body)).To(MatchRegexp(`tserver_agent_host_root_bytes\{kind="available",node=%q\} \d`, nodes[0]))
+		}, timeout, interval).Should(Succeed())
 	})
 
 	DescribeTable("pins a server with host networking to its node with a delay-bind claim",
