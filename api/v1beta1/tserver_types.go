@@ -442,6 +442,13 @@ type TServerStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
+	// VolumeNodes says where each replica's node-local volumes are (or are being made): the
+	// node of replica 0, 1, ... in order, comma-separated; "-" for a replica with none yet,
+	// nodes joined by "+" for one whose volumes are on several. Past the first 50 replicas it
+	// counts the rest. How much the volumes hold is in the node agents' metrics, not here.
+	// +optional
+	VolumeNodes string `json:"volumeNodes,omitempty"`
+
 	// Conditions: Ready (all replicas ready), VolumesBound (every claim bound) and
 	// VolumesHealthy (no node agent reports a bound volume's directory missing).
 	// +listType=map
@@ -458,6 +465,7 @@ type TServerStatus struct {
 // +kubebuilder:printcolumn:name="Server",type=string,JSONPath=`.spec.server`
 // +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.spec.k8s.replicas`
 // +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=`.status.readyReplicas`
+// +kubebuilder:printcolumn:name="Volume Nodes",type=string,JSONPath=`.status.volumeNodes`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
 // TServer is a Tars service on Kubernetes. The operator runs it as a StatefulSet; each

@@ -325,6 +325,7 @@ func volumeHostname(pv *corev1.PersistentVolume) string {
 // nodeLossPolicy allows, and records in o the replicas that wait on a node.
 func (r *TServerReconciler) reconcileNodeLoss(ctx context.Context, ts *tarsv1beta1.TServer, o *observed) error {
 	pins := r.pins(ctx, ts, *expand.StatefulSet(ts).Spec.Replicas, o.claims)
+	o.pins = pins
 	if len(pins) == 0 {
 		return nil
 	}

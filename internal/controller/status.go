@@ -84,6 +84,7 @@ func computeStatus(ts *tarsv1beta1.TServer, o *observed) tarsv1beta1.TServerStat
 			ready.Message += " (no release: the server has no pods)"
 		}
 	}
+	status.VolumeNodes = volumeNodes(o.pins, desiredReplicas)
 	meta.SetStatusCondition(&status.Conditions, ready)
 	meta.SetStatusCondition(&status.Conditions, volumesBound(ts, desiredReplicas, o.claims, o.storageClassProblem))
 	meta.SetStatusCondition(&status.Conditions, volumesHealthy(ts, o.claims))
@@ -267,4 +268,32 @@ func nodesAvailable(ts *tarsv1beta1.TServer, waits []nodeWait) metav1.Condition 
 		c.Message += fmt.Sprintf(" and %d more", len(waits)-shownClaims)
 	}
 	return c
+}
+
+// shownReplicas is how many replicas status.volumeNodes names; it counts the rest.
+const shownReplicas = 50
+
+// volumeNodes is status.volumeNodes: the node(s) of each replica's node-local claims, in
+// replica order ("-" for none), or "" for a server without node-local claims.
+func volumeNodes(pins []replicaPin, replicas int32) string {
+	if len(pins) == 0 {
+		return ""
+	}
+	nodes := map[int32][]string{}
+	for _, pin := range pins { // sorted by ordinal, then node
+		nodes[pin.ordinal] = append(nodes[pin.ordinal], pin.node)
+	}
+	shown := min(replicas, shownReplicas)
+	parts := make([]string, 0, shown+1)
+	for i := range shown {
+		if len(nodes[i]) == 0 {
+			parts = append(parts, "-")
+			continue
+		}
+		parts = append(parts, strings.Join(nodes[i], "+"))
+	}
+	if more := replicas - shown; more > 0 {
+		parts = append(parts, fmt.Sprintf("(%d more)", more))
+	}
+	return strings.Join(parts, ",")
 }

@@ -374,3 +374,25 @@ func TestVolumesBoundNamesTheNodeAClaimWaitsOn(t *testing.T) {
 		t.Errorf("volumesBound() = %s %s %q, want False ClaimsPending %q", c.Status, c.Reason, c.Message, want)
 	}
 }
+
+func TestVolumeNodes(t *testing.T) {
+	pin := func(ordinal int32, node string) replicaPin { return replicaPin{ordinal: ordinal, node: node} }
+	for _, tc := range []struct {
+		name     string
+		pins     []replicaPin
+		replicas int32
+		want     string
+	}{
+		{"no node-local claims", nil, 3, ""},
+		{"each replica on its node", []replicaPin{pin(0, "node-1"), pin(1, "node-3"), pin(2, "node-2")}, 3,
+			"node-1,node-3,node-2"},
+		{"a replica not placed yet", []replicaPin{pin(0, "node-1"), pin(2, "node-2")}, 3, "node-1,-,node-2"},
+		{"a replica with volumes on two nodes", []replicaPin{pin(0, "node-1"), pin(0, "node-2")}, 1, "node-1+node-2"},
+		{"claims of replicas scaled away are not counted", []replicaPin{pin(0, "node-1"), pin(4, "node-5")}, 1, "node-1"},
+		{"many replicas", []replicaPin{pin(0, "n")}, 52, "n" + strings.Repeat(",-", 49) + ",(2 more)"},
+	} {
+		if got := volumeNodes(tc.pins, tc.replicas); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

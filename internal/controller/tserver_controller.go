@@ -186,6 +186,7 @@ type observed struct {
 	waiting     bool     // something is under way that no watch will report
 	// storageClassProblem says why no volume is provisioned for the claims, if that is so.
 	storageClassProblem string
+	pins                []replicaPin  // the nodes replicas' node-local claims are on
 	nodeWaits           []nodeWait    // replicas held to a node that is gone or not Ready
 	requeueAfter        time.Duration // look again within this, if not zero
 }

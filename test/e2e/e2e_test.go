@@ -292,6 +292,12 @@ var _ = Describe("The seed's story on a local cluster", func() {
 			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), got)).To(Succeed())
 			return meta.FindStatusCondition(got.Status.Conditions, "VolumesBound")
 		}, timeout, interval).Should(HaveField("Status", metav1.ConditionTrue))
+		By("saying in its status where each replica's volumes are (kubectl get ts -o wide)")
+		Eventually(func() string {
+			got := &tarsv1beta1.TServer{}
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ts), got)).To(Succeed())
+			return got.Status.VolumeNodes
+		}, timeout, interval).Should(Equal(nodes[0] + "," + nodes[1]))
 	})
 
 	It("spreads the pods of servers with local volumes over the nodes, where their data stays", func() {
