@@ -294,6 +294,42 @@ func (r *ClaimReconciler) judgeExisting(pvc *corev1.PersistentVolumeClaim, pv *c
 	return v
 }
 
+// podFitsHere says, from this node's cache alone, whether every other claim of the server's
+// pod is sure to get its volume here, whatever claims the pod has: the node may hold data
+// volumes, no disk is in doubt, and no volume of the server is on the node but this pod's own
+// (bound or in the making, under reclaim policy Delete and no refused cleanup: at worst on its
+// way out). That spares the common case, a server's first replica on a node, the API server's
+// list of its claims.
+func (r *ClaimReconciler) podFitsHere(ctx context.Context, g group, pod string) (bool, error) {
+	node, err := r.node(ctx)
+	if err != nil || !supportsLocalVolumes(node) {
+		return false, err
+	}
+	if why, err := r.diskInDoubt(ctx, ""); why != "" || err != nil {
+		return false, err
+	}
+	list := &corev1.PersistentVolumeList{}
+	if err := r.List(ctx, list, client.MatchingLabels{
+		tarsv1beta1.LabelServerApp: g.app, tarsv1beta1.LabelServerName: g.server,
+	}); err != nil {
+		return false, err
+	}
+	for i := range list.Items {
+		pv := &list.Items[i]
+		other, ok := r.groupOfVolume(pv)
+		if !ok || other.namespace != g.namespace {
+			continue // not this server's volume of this node (the same server of another namespace)
+		}
+		ref := pv.Spec.ClaimRef
+		podsOwn := ref != nil && ref.Namespace == g.namespace && ref.Name == other.volume+"-"+pod &&
+			pv.Spec.PersistentVolumeReclaimPolicy == corev1.PersistentVolumeReclaimDelete && r.cleanupRefused(pv.Name) == ""
+		if !podsOwn {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 // dataDirectoryMissing says whether the directory of data volume pv is missing: its data, if any,
 // is not where it should be (a disk not mounted?), and binding the volume now could give a claim
 // an empty directory, and later the data under the wrong reclaim policy.
@@ -313,6 +349,9 @@ func (r *ClaimReconciler) podRefused(ctx context.Context, pvc *corev1.Persistent
 	pod, ok := strings.CutPrefix(pvc.Name, g.volume+"-")
 	if !ok {
 		return nil, nil
+	}
+	if fit, err := r.podFitsHere(ctx, g, pod); fit || err != nil {
+		return nil, err
 	}
 	list := &corev1.PersistentVolumeClaimList{}
 	if err := r.APIReader.List(ctx, list, client.InNamespace(pvc.Namespace), client.MatchingLabels{
