@@ -59,7 +59,9 @@ type options struct {
 	// The recovery scenario runs on a cluster of its own, of recoveryNodes nodes, in
 	// recoveryPairs pairs, with the manager's --node-loss-grace nodeLossGrace.
 	recoveryNodes, recoveryPairs int
-	nodeLossGrace                time.Duration
+	// usageFiles is how many files the usage scenario's volume holds.
+	usageFiles    int
+	nodeLossGrace time.Duration
 }
 
 // scenario is one of the bench's measurements: run on the cluster the scenarios share (run), in
@@ -87,6 +89,8 @@ var scenarios = []scenario{
 		shared: (*bench).admission},
 	{name: "recovery", about: "6, a replica back on another node after its Node's deletion, on a cluster of its own",
 		title: "Scenario 6: node-loss recovery", alone: recovery},
+	{name: "usage", about: "7, the agent's CPU and time for one pass over a volume of --usage-files files",
+		title: "Scenario 7: measuring a volume's usage", alone: usage},
 }
 
 // onShared says whether a scenario selected runs on the shared cluster.
@@ -153,6 +157,7 @@ func main() {
 		"Kubernetes alone; the pair with the median ratio counts.")
 	flag.DurationVar(&o.nodeLossGrace, "node-loss-grace", 10*time.Second, "The manager's --node-loss-grace in the "+
 		"recovery scenario (short for the bench; subtracted from the measured time).")
+	flag.IntVar(&o.usageFiles, "usage-files", 1_000_000, "Files in the volume the usage scenario measures.")
 	flag.StringVar(&o.jsonOut, "json", ".local/bench/results.json", "Where to write the results as JSON.")
 	names := make([]string, 0, len(scenarios))
 	for _, sc := range scenarios {

@@ -54,11 +54,15 @@ type Measure struct {
 	done  bool
 }
 
-// measureDir is a directory the pass is reading.
+// measureDir is a directory the pass is reading: the names it has read and not counted yet are
+// pending. The pass enters a subdirectory as soon as it meets it, so the stack of directories
+// is as deep as the tree, however many subdirectories one directory holds.
 type measureDir struct {
-	root *os.Root
-	f    *os.File
-	rel  string
+	root    *os.Root
+	f       *os.File
+	rel     string
+	pending []string
+	eof     bool
 }
 
 type fileID struct{ dev, ino uint64 }
@@ -92,19 +96,26 @@ func (r *Root) Measure(rel string) (*Measure, error) {
 func (m *Measure) Step(budget int) bool {
 	for budget > 0 && len(m.stack) > 0 {
 		top := m.stack[len(m.stack)-1]
-		entries, err := top.f.ReadDir(min(budget, readBatch))
-		budget -= len(entries)
-		for _, e := range entries {
-			m.entry(top, e.Name())
-		}
-		if errors.Is(err, io.EOF) || len(entries) == 0 && err == nil {
-			m.pop()
+		if len(top.pending) == 0 {
+			if top.eof {
+				m.pop()
+				continue
+			}
+			names, err := top.f.Readdirnames(readBatch)
+			top.pending = names
+			switch {
+			case errors.Is(err, io.EOF) || err == nil && len(names) == 0:
+				top.eof = true
+			case err != nil:
+				m.errs = append(m.errs, fmt.Errorf("reading %s: %w", top.rel, err))
+				top.eof = true
+			}
 			continue
 		}
-		if err != nil {
-			m.errs = append(m.errs, fmt.Errorf("reading %s: %w", top.rel, err))
-			m.pop()
-		}
+		name := top.pending[0]
+		top.pending = top.pending[1:]
+		budget--
+		m.entry(top, name)
 	}
 	m.done = len(m.stack) == 0
 	return m.done

@@ -205,6 +205,23 @@ func TestMeasureRefusesAPathThroughALink(t *testing.T) {
 	}
 }
 
+func TestMeasureDescendsAsDeepAsTheTreeNotAsWide(t *testing.T) {
+	r, _ := newRoot(t)
+	vol := filepath.Join(r.Dir(), volumeRel)
+	for i := range maxMeasureDepth + 50 { // more directories side by side than levels it may descend
+		if err := os.MkdirAll(filepath.Join(vol, fmt.Sprintf("d%d", i), "inside"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _, err := measure(t, r, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(1 + 2*(maxMeasureDepth+50)); got.Inodes != want {
+		t.Errorf("counted %d inodes, want %d", got.Inodes, want)
+	}
+}
+
 func TestMeasureReportsWhatItLeavesOut(t *testing.T) {
 	r, _ := newRoot(t)
 	deep := filepath.Join(r.Dir(), volumeRel)
