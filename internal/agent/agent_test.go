@@ -1085,6 +1085,25 @@ func volumeUsage(pvc *corev1.PersistentVolumeClaim) func() map[string][2]float64
 	}
 }
 
+// orphanBytes reads what an orphaned directory holds, by host path, from the agents' metrics.
+func orphanBytes(hostPath string) func() float64 {
+	return func() float64 {
+		families, err := ctrlmetrics.Registry.Gather()
+		Expect(err).NotTo(HaveOccurred())
+		for _, f := range families {
+			if f.GetName() != "tserver_agent_orphaned_directory_bytes" {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				if m.GetLabel()[0].GetValue() == hostPath {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+		return -1
+	}
+}
+
 // orphanReports lists the notes of the OrphanedDirectory events about node that name path.
 func orphanReports(node, path string) func() []string {
 	return func() []string {
@@ -1167,6 +1186,12 @@ var _ = Describe("The node agent's report of orphaned directories", func() {
 		Eventually(orphanReports("node-b", orphan), timeout, interval).Should(ConsistOf(
 			And(HavePrefix("Node node-b holds"), ContainSubstring("no PersistentVolume uses"))))
 		Expect(orphanSeries()).To(HaveKeyWithValue(orphan, 1.0))
+		By("sizing it as du does")
+		out, err := exec.Command("du", "-sxB1", dir).Output()
+		Expect(err).NotTo(HaveOccurred())
+		size, err := strconv.ParseFloat(strings.Fields(string(out))[0], 64)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(orphanBytes(orphan), timeout, interval).Should(Equal(size))
 
 		By("reporting it once, whatever the number of scans")
 		Consistently(orphanReports("node-b", orphan), 4*orphanScan, interval).Should(HaveLen(1))

@@ -83,6 +83,11 @@ var (
 		Help: "1 for each directory below this node's host root, by host path, that no PersistentVolume uses " +
 			"(tserver_agent_orphaned_directories counts them).",
 	}, []string{"path"})
+	orphanedDirectoryBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tserver_agent_orphaned_directory_bytes",
+		Help: "Bytes on disk that an orphaned directory below this node's host root holds (as du -x counts them), " +
+			"by host path, measured at each orphan scan.",
+	}, []string{"path"})
 )
 
 // The kubelet's volume statistics report the whole filesystem for a local volume; these report
@@ -116,5 +121,5 @@ var (
 func init() {
 	ctrlmetrics.Registry.MustRegister(volumesProvisioned, volumesDeleted, volumesGarbageCollected, cleanupsRefused,
 		volumeDirectoryMissing, ownershipRepairs, agentErrors, orphanedDirectories, orphanedDirectory,
-		volumeUsedBytes, volumeUsedInodes, hostRootBytes, hostRootInodes, usagePassSeconds)
+		volumeUsedBytes, volumeUsedInodes, hostRootBytes, hostRootInodes, usagePassSeconds, orphanedDirectoryBytes)
 }

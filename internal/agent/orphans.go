@@ -19,6 +19,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"slices"
@@ -89,11 +90,13 @@ func (s *orphanScanner) scan(ctx context.Context) error {
 	unreported, gone := s.state.observe(found, listErr == nil)
 	for _, p := range gone {
 		orphanedDirectory.DeleteLabelValues(p)
+		orphanedDirectoryBytes.DeleteLabelValues(p)
 	}
 	for p := range s.state.seen {
 		orphanedDirectory.WithLabelValues(p).Set(1)
 	}
 	orphanedDirectories.Set(float64(len(s.state.seen)))
+	s.sizeOrphans(ctx)
 	log := logf.FromContext(ctx)
 	if len(gone) > 0 {
 		log.Info("Found directories no longer orphaned", "paths", gone)
@@ -106,6 +109,24 @@ func (s *orphanScanner) scan(ctx context.Context) error {
 		s.state.markReported(unreported)
 	}
 	return listErr
+}
+
+// sizeOrphans measures what each orphaned directory holds, at the usage meter's rate
+// (tserver_agent_orphaned_directory_bytes): an orphan is data someone may want back, and its size
+// says what removing it would free.
+func (s *orphanScanner) sizeOrphans(ctx context.Context) {
+	limiter := newEntryRate(s.UsageRate)
+	for _, p := range slices.Sorted(maps.Keys(s.state.seen)) {
+		rel, ok := strings.CutPrefix(p, path.Clean(s.HostRoot)+"/")
+		if !ok || ctx.Err() != nil {
+			continue
+		}
+		used, err := s.measureDir(ctx, rel, limiter)
+		if err != nil {
+			continue // gone since the scan, or no directory (a file a cleanup left aside)
+		}
+		orphanedDirectoryBytes.WithLabelValues(p).Set(float64(used.Bytes))
+	}
 }
 
 // findOrphans lists the directories where volume directories are, and the volumes that may be

@@ -119,7 +119,12 @@ func (u *usageMeter) usageLabels(pv *corev1.PersistentVolume) ([]string, bool) {
 // measure makes one pass over pv's directory, at the rate limiter allows.
 func (u *usageMeter) measure(ctx context.Context, pv *corev1.PersistentVolume,
 	limiter *entryRate) (hostfs.Usage, error) {
-	m, err := u.Root.Measure(u.relativePath(pv))
+	return u.measureDir(ctx, u.relativePath(pv), limiter)
+}
+
+// measureDir makes one pass over the directory rel below the root, at the rate limiter allows.
+func (a *Agent) measureDir(ctx context.Context, rel string, limiter *entryRate) (hostfs.Usage, error) {
+	m, err := a.Root.Measure(rel)
 	if err != nil {
 		return hostfs.Usage{}, err
 	}
@@ -130,7 +135,7 @@ func (u *usageMeter) measure(ctx context.Context, pv *corev1.PersistentVolume,
 		}
 	}
 	if err := m.Err(); err != nil {
-		logf.FromContext(ctx).Info("Measured a volume's directory in part", "pv", pv.Name, "reason", err.Error())
+		logf.FromContext(ctx).Info("Measured a directory in part", "path", rel, "reason", err.Error())
 	}
 	return m.Usage(), nil
 }
