@@ -34,6 +34,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -108,6 +110,9 @@ type Agent struct {
 	// until it has made or deleted the volume: the two are changed one after the other. The
 	// orphan scan holds it to see directories and volumes at a moment when they agree.
 	dirChange sync.RWMutex
+	// measureRate paces the reading of directories to measure them (volumes' usage, orphans'
+	// sizes), together: UsageRate entries a second.
+	measureRate *rate.Limiter
 	// removing holds the places below the root of the directories this agent has moved aside
 	// and not removed yet (the removal of a large one takes a while): the orphan scan leaves
 	// them out.
@@ -126,6 +131,8 @@ func SetupWithManager(mgr ctrl.Manager, cfg Config) error {
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder(reportingController(cfg.NodeName)),
 		Events:    eventWriter,
+
+		measureRate: newMeasureRate(cfg.UsageRate),
 	}
 	if err := (&ClaimReconciler{Agent: a}).SetupWithManager(mgr); err != nil {
 		return err

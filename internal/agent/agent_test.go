@@ -522,6 +522,40 @@ var _ = Describe("The node agent", func() {
 		Consistently(selectedNode(delayBind), time.Second, interval).Should(Equal("node-b"))
 	})
 
+	It("judges a pod's claims from the API server whenever a volume here bears a name one of them needs", func() {
+		tserverStatefulSet(ns)
+		By("a volume with the name of replica 2's data volume on node-a, of a server spelt TARS (the same name)")
+		name := volumeOn("node-a", ns, "remote-log-dir")
+		other := &corev1.PersistentVolume{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
+				tarsv1beta1.LabelServerApp: "TARS", tarsv1beta1.LabelServerName: "tarslog",
+				tarsv1beta1.LabelLocalVolume: "remote-log-dir", corev1.LabelHostname: agents["node-a"].hostname,
+			}},
+			Spec: corev1.PersistentVolumeSpec{
+				Capacity:    corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
+				AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				PersistentVolumeSource: corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{
+					Path: hostRoot + "/" + ns + "/TARS.tarslog/remote-log-dir"}},
+				NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{
+					NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{
+						Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{agents["node-a"].hostname},
+					}}}},
+				}},
+				StorageClassName: testStorage,
+			},
+		}
+		Expect(k8sClient.Create(ctx, other)).To(Succeed())
+		delayBind := newClaim(ns, tarsv1beta1.DelayBindVolumeName, 2, nil)
+		newClaim(ns, "remote-log-dir", 2, seedOwnership)
+		schedule(delayBind, "node-a")
+		Eventually(selectedNode(delayBind), timeout, interval).Should(BeEmpty())
+		Consistently(pvExists(volumeOn("node-a", ns, tarsv1beta1.DelayBindVolumeName)),
+			time.Second, interval).Should(BeFalse())
+		got, err := getPV(name)()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(got.ResourceVersion).To(Equal(other.ResourceVersion))
+	})
+
 	It("repairs a bound volume's directory changed behind its back, and applies new annotations", func() {
 		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
 		bind(pvc, provisioned(pvc, "node-a"))

@@ -296,10 +296,12 @@ func (r *ClaimReconciler) judgeExisting(pvc *corev1.PersistentVolumeClaim, pv *c
 
 // podFitsHere says, from this node's cache alone, whether every other claim of the server's
 // pod is sure to get its volume here, whatever claims the pod has: the node may hold data
-// volumes, no disk is in doubt, and no volume of the server is on the node but this pod's own
-// (bound or in the making, under reclaim policy Delete and no refused cleanup: at worst on its
-// way out). That spares the common case, a server's first replica on a node, the API server's
-// list of its claims.
+// volumes, no disk is in doubt, and no volume of this node bears a name one of the pod's claims
+// could need (<namespace>-<any volume>-<app>-<server>-<this node's hash>) but the pod's own, of
+// its group and path, under reclaim policy Delete, no cleanup refused: at worst on its way out.
+// That spares the common case, a server's first replica on a node, the API server's list of
+// its claims. A volume named so but not in the cache (made by hand without the labels the cache
+// selects) is missed here as by the list's judgement.
 func (r *ClaimReconciler) podFitsHere(ctx context.Context, g group, pod string) (bool, error) {
 	node, err := r.node(ctx)
 	if err != nil || !supportsLocalVolumes(node) {
@@ -308,21 +310,28 @@ func (r *ClaimReconciler) podFitsHere(ctx context.Context, g group, pod string) 
 	if why, err := r.diskInDoubt(ctx, ""); why != "" || err != nil {
 		return false, err
 	}
+	// The name of volume "x" of the server here: any other volume's is the same around "x".
+	prefix := g.namespace + "-"
+	suffix := strings.TrimPrefix(r.volumeName(group{g.namespace, g.app, g.server, "x"}), prefix+"x")
 	list := &corev1.PersistentVolumeList{}
-	if err := r.List(ctx, list, client.MatchingLabels{
-		tarsv1beta1.LabelServerApp: g.app, tarsv1beta1.LabelServerName: g.server,
-	}); err != nil {
+	if err := r.List(ctx, list); err != nil {
 		return false, err
 	}
 	for i := range list.Items {
 		pv := &list.Items[i]
-		other, ok := r.groupOfVolume(pv)
-		if !ok || other.namespace != g.namespace {
-			continue // not this server's volume of this node (the same server of another namespace)
+		volume, hasPrefix := strings.CutPrefix(pv.Name, prefix)
+		volume, hasSuffix := strings.CutSuffix(volume, suffix)
+		if !hasPrefix || !hasSuffix || volume == "" {
+			continue // no name a claim of this server in this namespace could need here
 		}
+		own := group{g.namespace, g.app, g.server, volume}
+		labelled, _ := groupOf(g.namespace, pv.Labels)
 		ref := pv.Spec.ClaimRef
-		podsOwn := ref != nil && ref.Namespace == g.namespace && ref.Name == other.volume+"-"+pod &&
-			pv.Spec.PersistentVolumeReclaimPolicy == corev1.PersistentVolumeReclaimDelete && r.cleanupRefused(pv.Name) == ""
+		podsOwn := labelled == own && pv.Spec.StorageClassName == r.StorageClassName &&
+			pv.Labels[corev1.LabelHostname] == r.Hostname && r.relativePath(pv) == own.dir() &&
+			ref != nil && ref.Namespace == g.namespace && ref.Name == volume+"-"+pod &&
+			pv.Spec.PersistentVolumeReclaimPolicy == corev1.PersistentVolumeReclaimDelete &&
+			pv.Status.Phase != corev1.VolumeFailed && r.cleanupRefused(pv.Name) == ""
 		if !podsOwn {
 			return false, nil
 		}

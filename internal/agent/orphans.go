@@ -96,7 +96,6 @@ func (s *orphanScanner) scan(ctx context.Context) error {
 		orphanedDirectory.WithLabelValues(p).Set(1)
 	}
 	orphanedDirectories.Set(float64(len(s.state.seen)))
-	s.sizeOrphans(ctx)
 	log := logf.FromContext(ctx)
 	if len(gone) > 0 {
 		log.Info("Found directories no longer orphaned", "paths", gone)
@@ -108,24 +107,31 @@ func (s *orphanScanner) scan(ctx context.Context) error {
 		}
 		s.state.markReported(unreported)
 	}
+	s.sizeOrphans(ctx) // after the report: measuring may take long
 	return listErr
 }
 
-// sizeOrphans measures what each orphaned directory holds, at the usage meter's rate
-// (tserver_agent_orphaned_directory_bytes): an orphan is data someone may want back, and its size
-// says what removing it would free.
+// sizeOrphans measures what each orphaned directory not measured yet holds, at the agent's
+// measuring rate (tserver_agent_orphaned_directory_bytes), once: an orphan is data someone may
+// want back, no volume writes to it, and its size says what removing it would free. One that
+// cannot be measured (a file a cleanup left aside, gone meanwhile) has no figure.
 func (s *orphanScanner) sizeOrphans(ctx context.Context) {
-	limiter := newEntryRate(s.UsageRate)
+	prefix := strings.TrimSuffix(path.Clean(s.HostRoot), "/") + "/"
 	for _, p := range slices.Sorted(maps.Keys(s.state.seen)) {
-		rel, ok := strings.CutPrefix(p, path.Clean(s.HostRoot)+"/")
-		if !ok || ctx.Err() != nil {
+		rel, ok := strings.CutPrefix(p, prefix)
+		if !ok || s.state.sized[p] || ctx.Err() != nil {
 			continue
 		}
-		used, err := s.measureDir(ctx, rel, limiter)
+		used, err := s.measureDir(ctx, rel)
 		if err != nil {
-			continue // gone since the scan, or no directory (a file a cleanup left aside)
+			orphanedDirectoryBytes.DeleteLabelValues(p)
+			continue
 		}
 		orphanedDirectoryBytes.WithLabelValues(p).Set(float64(used.Bytes))
+		if s.state.sized == nil {
+			s.state.sized = map[string]bool{}
+		}
+		s.state.sized[p] = true
 	}
 }
 
@@ -187,6 +193,8 @@ type orphanState struct {
 	seen map[string]bool
 	// reported are those of seen that an event has named.
 	reported map[string]bool
+	// sized are those of seen whose size is measured.
+	sized map[string]bool
 }
 
 // observe takes the orphans a scan found; complete says it read the whole host root. It returns,
@@ -205,6 +213,7 @@ func (s *orphanState) observe(found []string, complete bool) (unreported, gone [
 		default:
 			gone = append(gone, p)
 			delete(s.reported, p)
+			delete(s.sized, p)
 		}
 	}
 	s.seen = now

@@ -23,6 +23,7 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -73,7 +74,6 @@ func (u *usageMeter) pass(ctx context.Context) {
 		log.Error(err, "Failed to list volumes")
 		return
 	}
-	limiter := newEntryRate(u.UsageRate)
 	measured := map[string][]string{}
 	for i := range list.Items {
 		pv := &list.Items[i]
@@ -81,7 +81,7 @@ func (u *usageMeter) pass(ctx context.Context) {
 		if !ok {
 			continue
 		}
-		used, err := u.measure(ctx, pv, limiter)
+		used, err := u.measureDir(ctx, u.relativePath(pv))
 		if ctx.Err() != nil {
 			return
 		}
@@ -116,23 +116,23 @@ func (u *usageMeter) usageLabels(pv *corev1.PersistentVolume) ([]string, bool) {
 		pv.Labels[tarsv1beta1.LabelLocalVolume], u.NodeName}, true
 }
 
-// measure makes one pass over pv's directory, at the rate limiter allows.
-func (u *usageMeter) measure(ctx context.Context, pv *corev1.PersistentVolume,
-	limiter *entryRate) (hostfs.Usage, error) {
-	return u.measureDir(ctx, u.relativePath(pv), limiter)
-}
-
-// measureDir makes one pass over the directory rel below the root, at the rate limiter allows.
-func (a *Agent) measureDir(ctx context.Context, rel string, limiter *entryRate) (hostfs.Usage, error) {
+// measureDir makes one pass over the directory rel below the root, reading no faster than the
+// agent's measuring rate allows (shared by the usage meter and the orphan scan).
+func (a *Agent) measureDir(ctx context.Context, rel string) (hostfs.Usage, error) {
 	m, err := a.Root.Measure(rel)
 	if err != nil {
 		return hostfs.Usage{}, err
 	}
 	defer m.Close()
-	for !m.Step(usageStep) {
-		if err := limiter.wait(ctx, usageStep); err != nil {
+	for read, done := 0, false; !done; {
+		done = m.Step(usageStep)
+		if a.measureRate == nil { // an Agent made without SetupWithManager: no limit
+			continue
+		}
+		if err := a.measureRate.WaitN(ctx, m.Entries()-read); err != nil {
 			return hostfs.Usage{}, err
 		}
+		read = m.Entries()
 	}
 	if err := m.Err(); err != nil {
 		logf.FromContext(ctx).Info("Measured a directory in part", "path", rel, "reason", err.Error())
@@ -153,30 +153,11 @@ func (u *usageMeter) hostRoot(ctx context.Context) {
 	hostRootInodes.WithLabelValues(u.NodeName, "available").Set(float64(stats.InodesFree))
 }
 
-// entryRate spaces out a pass's reads to at most perSecond entries a second; 0 is no limit.
-type entryRate struct {
-	perSecond int
-	start     time.Time
-	read      int
-}
-
-func newEntryRate(perSecond int) *entryRate {
-	return &entryRate{perSecond: perSecond, start: time.Now()}
-}
-
-// wait counts n entries read, and waits as long as reading them early requires.
-func (r *entryRate) wait(ctx context.Context, n int) error {
-	r.read += n
-	if r.perSecond <= 0 {
-		return ctx.Err()
+// newMeasureRate is the limiter of the agent's measuring: perSecond directory entries a second,
+// at most a step's worth at once; no limit for 0.
+func newMeasureRate(perSecond int) *rate.Limiter {
+	if perSecond <= 0 {
+		return rate.NewLimiter(rate.Inf, usageStep)
 	}
-	due := r.start.Add(time.Duration(float64(r.read) / float64(r.perSecond) * float64(time.Second)))
-	t := time.NewTimer(time.Until(due))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return rate.NewLimiter(rate.Limit(perSecond), usageStep)
 }

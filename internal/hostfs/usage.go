@@ -41,18 +41,30 @@ const maxMeasureDepth = 256
 // step is bounded however many files the volume holds. It reads entries with lstat only: a
 // symbolic link is counted, never followed, and a directory is entered only if it is the one its
 // parent lists under that name (one replaced by a link meanwhile is not) and is on the volume's
-// filesystem (a disk mounted inside the volume is not measured); every directory is opened
+// filesystem (a disk mounted inside the volume is not measured, nor counted); every directory is opened
 // below the one above it (os.Root), so nothing outside the volume is ever read. A tree that
 // changes while it is measured gives a count of some moment of each directory, as du does.
 type Measure struct {
 	rel   string
 	dev   uint64
 	stack []*measureDir
-	seen  map[fileID]struct{} // hard-linked files counted already
+	seen  map[fileID]struct{} // hard-linked files counted already, at most maxLinkedFiles
 	usage Usage
-	errs  []error
-	done  bool
+	// errs are the first maxMeasureErrors things the pass could not read; failed counts them all.
+	errs    []error
+	failed  int
+	entries int // entries read so far
+	done    bool
 }
+
+// maxMeasureErrors is how many of the things a pass could not read it says; it counts the rest.
+// A volume's contents are its user's: nothing they hold may grow the agent's memory unbounded.
+const maxMeasureErrors = 10
+
+// maxLinkedFiles is how many hard-linked files a pass remembers, to count each once; past that
+// it counts every further link of a file as a file of its own (and says so), rather than
+// growing the agent's memory with what a volume holds.
+const maxLinkedFiles = 100_000
 
 // measureDir is a directory the pass is reading: the names it has read and not counted yet are
 // pending. The pass enters a subdirectory as soon as it meets it, so the stack of directories
@@ -107,7 +119,7 @@ func (m *Measure) Step(budget int) bool {
 			case errors.Is(err, io.EOF) || err == nil && len(names) == 0:
 				top.eof = true
 			case err != nil:
-				m.errs = append(m.errs, fmt.Errorf("reading %s: %w", top.rel, err))
+				m.fail(fmt.Errorf("reading %s: %w", top.rel, err))
 				top.eof = true
 			}
 			continue
@@ -115,6 +127,7 @@ func (m *Measure) Step(budget int) bool {
 		name := top.pending[0]
 		top.pending = top.pending[1:]
 		budget--
+		m.entries++
 		m.entry(top, name)
 	}
 	m.done = len(m.stack) == 0
@@ -129,16 +142,19 @@ func (m *Measure) entry(dir *measureDir, name string) {
 		return // gone since it was listed
 	}
 	if err != nil {
-		m.errs = append(m.errs, fmt.Errorf("reading %s: %w", rel, err))
+		m.fail(fmt.Errorf("reading %s: %w", rel, err))
 		return
 	}
 	st := fi.Sys().(*syscall.Stat_t)
+	if st.Dev != m.dev {
+		return // a filesystem mounted inside the volume: neither counted nor entered, as du -x
+	}
 	m.count(st)
-	if !fi.IsDir() || st.Dev != m.dev {
+	if !fi.IsDir() {
 		return
 	}
 	if len(m.stack) >= maxMeasureDepth {
-		m.errs = append(m.errs, fmt.Errorf("%s: more than %d levels deep; not measured below", rel, maxMeasureDepth))
+		m.fail(fmt.Errorf("%s: more than %d levels deep; not measured below", rel, maxMeasureDepth))
 		return
 	}
 	sub, err := openDir(dir.root, name)
@@ -146,16 +162,23 @@ func (m *Measure) entry(dir *measureDir, name string) {
 		return
 	}
 	if err != nil {
-		m.errs = append(m.errs, fmt.Errorf("opening %s: %w", rel, err))
+		m.fail(fmt.Errorf("opening %s: %w", rel, err))
 		return
 	}
 	f, err := sub.Open(".")
 	if err != nil {
 		_ = sub.Close()
-		m.errs = append(m.errs, fmt.Errorf("opening %s: %w", rel, err))
+		m.fail(fmt.Errorf("opening %s: %w", rel, err))
 		return
 	}
 	m.stack = append(m.stack, &measureDir{root: sub, f: f, rel: rel})
+}
+
+// fail records something the pass could not read.
+func (m *Measure) fail(err error) {
+	if m.failed++; len(m.errs) < maxMeasureErrors {
+		m.errs = append(m.errs, err)
+	}
 }
 
 // count adds an inode, once however many links it has.
@@ -165,7 +188,13 @@ func (m *Measure) count(st *syscall.Stat_t) {
 		if _, ok := m.seen[id]; ok {
 			return
 		}
-		m.seen[id] = struct{}{}
+		if len(m.seen) < maxLinkedFiles {
+			m.seen[id] = struct{}{}
+		} else if len(m.seen) == maxLinkedFiles {
+			m.seen[fileID{}] = struct{}{} // said once
+			m.fail(fmt.Errorf("%s: more than %d hard-linked files: further links counted as files", m.rel,
+				maxLinkedFiles))
+		}
 	}
 	m.usage.Inodes++
 	m.usage.Bytes += st.Blocks * 512 // st_blocks is in 512-byte units whatever the block size
@@ -181,8 +210,17 @@ func (m *Measure) pop() {
 // Usage is what the pass has counted so far: the volume's usage once Step said it is over.
 func (m *Measure) Usage() Usage { return m.usage }
 
-// Err says what the pass could not read (it is counted without it), once it is over.
-func (m *Measure) Err() error { return errors.Join(m.errs...) }
+// Entries is how many directory entries the pass has read so far.
+func (m *Measure) Entries() int { return m.entries }
+
+// Err says what the pass could not read (it is counted without it), once it is over: the first
+// few things, and how many in all.
+func (m *Measure) Err() error {
+	if m.failed > len(m.errs) {
+		return errors.Join(append(m.errs, fmt.Errorf("and %d more", m.failed-len(m.errs)))...)
+	}
+	return errors.Join(m.errs...)
+}
 
 // Close ends the pass, over or not, releasing the directories it holds open.
 func (m *Measure) Close() {

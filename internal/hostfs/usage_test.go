@@ -264,3 +264,21 @@ func TestFilesystemIsWhatDfSays(t *testing.T) {
 		t.Errorf("available %d of %d bytes, %d of %d inodes free", got.BytesAvailable, got.Bytes, got.InodesFree, got.Inodes)
 	}
 }
+
+func TestMeasureSaysTheFirstFewThingsItCouldNotRead(t *testing.T) {
+	r, _ := newRoot(t)
+	for i := range maxMeasureErrors + 3 {
+		deep := filepath.Join(r.Dir(), volumeRel, fmt.Sprintf("chain%d", i))
+		for range maxMeasureDepth {
+			deep = filepath.Join(deep, "d")
+		}
+		if err := os.MkdirAll(deep, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _, err := measure(t, r, 1000)
+	if err == nil || strings.Count(err.Error(), "levels deep") != maxMeasureErrors ||
+		!strings.HasSuffix(err.Error(), "and 3 more") {
+		t.Errorf("err = %v, want the first %d and a count of the rest", err, maxMeasureErrors)
+	}
+}
