@@ -272,6 +272,12 @@ func (a *Agent) isOurClaim(pvc *corev1.PersistentVolumeClaim) bool {
 	return grouped && pvc.Spec.StorageClassName != nil && *pvc.Spec.StorageClassName == a.StorageClassName
 }
 
+// boundHere says whether pv is a tars volume of this node, bound to a claim and not being deleted.
+func (a *Agent) boundHere(pv *corev1.PersistentVolume) bool {
+	return a.isOurVolume(pv) && pv.Spec.ClaimRef != nil && pv.Status.Phase == corev1.VolumeBound &&
+		pv.DeletionTimestamp.IsZero()
+}
+
 // waitsForVolume says whether pvc is a tars claim of this agent's class that no volume is bound
 // to yet and that is not being deleted.
 func (a *Agent) waitsForVolume(pvc *corev1.PersistentVolumeClaim) bool {

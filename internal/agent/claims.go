@@ -26,6 +26,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -98,7 +99,9 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 			"provisioner", sc.Provisioner)
 		return nil
 	}
-	v, err := r.assess(ctx, pvc)
+	// The disks are judged once for the claim and the other claims of its pod.
+	doubt := sync.OnceValues(func() (string, error) { return r.diskInDoubt(ctx, "") })
+	v, err := r.assess(ctx, pvc, doubt)
 	if err != nil {
 		return err
 	}
@@ -115,7 +118,7 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 	if v.mine {
 		return nil // made for this claim already; the PV controller binds them
 	}
-	refused, err := r.podRefused(ctx, pvc)
+	refused, err := r.podRefused(ctx, pvc, doubt)
 	if err != nil {
 		return err
 	}
@@ -206,9 +209,11 @@ type verdict struct {
 	mine     bool
 }
 
-// assess judges whether this node can give pending claim pvc a volume. It changes nothing, so it
-// serves for the other claims of pvc's pod as well as for pvc.
-func (r *ClaimReconciler) assess(ctx context.Context, pvc *corev1.PersistentVolumeClaim) (verdict, error) {
+// assess judges whether this node can give pending claim pvc a volume, doubt saying why the
+// node's disks cannot be trusted, if so (diskInDoubt). It changes nothing, so it serves for the
+// other claims of pvc's pod as well as for pvc.
+func (r *ClaimReconciler) assess(ctx context.Context, pvc *corev1.PersistentVolumeClaim,
+	doubt func() (string, error)) (verdict, error) {
 	g, _ := groupOf(pvc.Namespace, pvc.Labels)
 	node, err := r.node(ctx)
 	if err != nil {
@@ -235,7 +240,7 @@ func (r *ClaimReconciler) assess(ctx context.Context, pvc *corev1.PersistentVolu
 		return verdict{}, err
 	}
 	if g.volume != tarsv1beta1.DelayBindVolumeName {
-		why, err := r.diskInDoubt(ctx, "")
+		why, err := doubt()
 		if err != nil {
 			return verdict{}, err
 		}
@@ -251,9 +256,6 @@ func (r *ClaimReconciler) assess(ctx context.Context, pvc *corev1.PersistentVolu
 // cannot give the claim refuses it.
 func (r *ClaimReconciler) judgeExisting(pvc *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume,
 	g group) verdict {
-	other, _ := groupOf(pvc.Namespace, pv.Labels)
-	sameGroup := other == g && pv.Spec.StorageClassName == r.StorageClassName &&
-		pv.Labels[corev1.LabelHostname] == r.Hostname && r.relativePath(pv) == g.dir()
 	ref := pv.Spec.ClaimRef
 	released := pv.Status.Phase == corev1.VolumeReleased
 	// A volume still naming an earlier claim of this name (gone: the name is this claim's) is
@@ -261,7 +263,7 @@ func (r *ClaimReconciler) judgeExisting(pvc *corev1.PersistentVolumeClaim, pv *c
 	earlier := ref != nil && ref.UID != pvc.UID && ref.Namespace == pvc.Namespace && ref.Name == pvc.Name
 	v := verdict{existing: pv}
 	switch {
-	case !sameGroup:
+	case !r.ofGroup(pv, g):
 		v.refuse = refuse(reasonCollision, "PersistentVolume %s already exists for something else "+
 			"(path %v, labels %v); it is left alone", pv.Name, localPath(pv), pv.Labels)
 	case (released || earlier) && pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete:
@@ -302,12 +304,13 @@ func (r *ClaimReconciler) judgeExisting(pvc *corev1.PersistentVolumeClaim, pv *c
 // That spares the common case, a server's first replica on a node, the API server's list of
 // its claims. A volume named so but not in the cache (made by hand without the labels the cache
 // selects) is missed here as by the list's judgement.
-func (r *ClaimReconciler) podFitsHere(ctx context.Context, g group, pod string) (bool, error) {
+func (r *ClaimReconciler) podFitsHere(ctx context.Context, g group, pod string,
+	doubt func() (string, error)) (bool, error) {
 	node, err := r.node(ctx)
 	if err != nil || !supportsLocalVolumes(node) {
 		return false, err
 	}
-	if why, err := r.diskInDoubt(ctx, ""); why != "" || err != nil {
+	if why, err := doubt(); why != "" || err != nil {
 		return false, err
 	}
 	// The name of volume "x" of the server here: any other volume's is the same around "x".
@@ -324,11 +327,8 @@ func (r *ClaimReconciler) podFitsHere(ctx context.Context, g group, pod string) 
 		if !hasPrefix || !hasSuffix || volume == "" {
 			continue // no name a claim of this server in this namespace could need here
 		}
-		own := group{g.namespace, g.app, g.server, volume}
-		labelled, _ := groupOf(g.namespace, pv.Labels)
 		ref := pv.Spec.ClaimRef
-		podsOwn := labelled == own && pv.Spec.StorageClassName == r.StorageClassName &&
-			pv.Labels[corev1.LabelHostname] == r.Hostname && r.relativePath(pv) == own.dir() &&
+		podsOwn := r.ofGroup(pv, group{g.namespace, g.app, g.server, volume}) &&
 			ref != nil && ref.Namespace == g.namespace && ref.Name == volume+"-"+pod &&
 			pv.Spec.PersistentVolumeReclaimPolicy == corev1.PersistentVolumeReclaimDelete &&
 			pv.Status.Phase != corev1.VolumeFailed && r.cleanupRefused(pv.Name) == ""
@@ -337,6 +337,14 @@ func (r *ClaimReconciler) podFitsHere(ctx context.Context, g group, pod string) 
 		}
 	}
 	return true, nil
+}
+
+// ofGroup says whether pv is the volume of group g on this node: its labels, class, hostname
+// and path are the group's.
+func (r *ClaimReconciler) ofGroup(pv *corev1.PersistentVolume, g group) bool {
+	labelled, _ := groupOf(g.namespace, pv.Labels)
+	return labelled == g && pv.Spec.StorageClassName == r.StorageClassName &&
+		pv.Labels[corev1.LabelHostname] == r.Hostname && r.relativePath(pv) == g.dir()
 }
 
 // dataDirectoryMissing says whether the directory of data volume pv is missing: its data, if any,
@@ -353,13 +361,14 @@ func (a *Agent) dataDirectoryMissing(pv *corev1.PersistentVolume) bool {
 // this node cannot serve gets, or nil. The pod's claims are those of the same server named
 // <their volume>-<pod>, as a StatefulSet names them, listed from the API server: the cache holds
 // only the claims that name this node. A claim of no StatefulSet's naming is judged alone.
-func (r *ClaimReconciler) podRefused(ctx context.Context, pvc *corev1.PersistentVolumeClaim) (*refusal, error) {
+func (r *ClaimReconciler) podRefused(ctx context.Context, pvc *corev1.PersistentVolumeClaim,
+	doubt func() (string, error)) (*refusal, error) {
 	g, _ := groupOf(pvc.Namespace, pvc.Labels)
 	pod, ok := strings.CutPrefix(pvc.Name, g.volume+"-")
 	if !ok {
 		return nil, nil
 	}
-	if fit, err := r.podFitsHere(ctx, g, pod); fit || err != nil {
+	if fit, err := r.podFitsHere(ctx, g, pod, doubt); fit || err != nil {
 		return nil, err
 	}
 	list := &corev1.PersistentVolumeClaimList{}
@@ -374,7 +383,7 @@ func (r *ClaimReconciler) podRefused(ctx context.Context, pvc *corev1.Persistent
 		if other.UID == pvc.UID || other.Name != og.volume+"-"+pod || !r.waitsForVolume(other) {
 			continue // not of the pod; bound already (the scheduler chose the node for it), or going
 		}
-		v, err := r.assess(ctx, other)
+		v, err := r.assess(ctx, other, doubt)
 		if err != nil {
 			return nil, err
 		}
@@ -527,8 +536,7 @@ func (r *ClaimReconciler) keep(ctx context.Context, pvc *corev1.PersistentVolume
 	}
 	rel := r.relativePath(pv)
 	// Only a bound volume: a released or departing one's directory is being removed.
-	if !r.isOurVolume(pv) || pv.Spec.ClaimRef == nil || pv.Spec.ClaimRef.UID != pvc.UID ||
-		pv.Status.Phase != corev1.VolumeBound || !pv.DeletionTimestamp.IsZero() {
+	if !r.boundHere(pv) || pv.Spec.ClaimRef.UID != pvc.UID {
 		return ctrl.Result{}, nil
 	}
 	// The claim's group must be the volume's: a claim of another group (bound by hand, or

@@ -182,7 +182,7 @@ func newTestScanner(t *testing.T, dirs []string, objs ...client.Object) (*orphan
 	events := &recordedEvents{}
 	return &orphanScanner{Agent: &Agent{
 		Config: Config{NodeName: "node-1", Hostname: "host-1", HostRoot: "/h", Root: root},
-		Client: c, APIReader: c, Events: events,
+		Client: c, APIReader: c, Events: events, measureRate: newMeasureRate(0),
 	}}, dir, events
 }
 

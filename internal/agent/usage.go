@@ -107,10 +107,10 @@ func (u *usageMeter) pass(ctx context.Context) {
 
 // usageLabels are the metric labels of a bound volume of this node, if it is one.
 func (u *usageMeter) usageLabels(pv *corev1.PersistentVolume) ([]string, bool) {
-	ref := pv.Spec.ClaimRef
-	if !u.isOurVolume(pv) || ref == nil || pv.Status.Phase != corev1.VolumeBound || !pv.DeletionTimestamp.IsZero() {
+	if !u.boundHere(pv) {
 		return nil, false
 	}
+	ref := pv.Spec.ClaimRef
 	app, server := pv.Labels[tarsv1beta1.LabelServerApp], pv.Labels[tarsv1beta1.LabelServerName]
 	return []string{ref.Namespace, ref.Name, pv.Name, tarsv1beta1.ResourceName(app, server),
 		pv.Labels[tarsv1beta1.LabelLocalVolume], u.NodeName}, true
@@ -126,9 +126,6 @@ func (a *Agent) measureDir(ctx context.Context, rel string) (hostfs.Usage, error
 	defer m.Close()
 	for read, done := 0, false; !done; {
 		done = m.Step(usageStep)
-		if a.measureRate == nil { // an Agent made without SetupWithManager: no limit
-			continue
-		}
 		if err := a.measureRate.WaitN(ctx, m.Entries()-read); err != nil {
 			return hostfs.Usage{}, err
 		}

@@ -147,31 +147,40 @@ func TestStatusWritesDelay(t *testing.T) {
 	}
 }
 
-// TestStatusWrittenOverAStaleCache has the cache miss the controller's last status write (a
-// replica lost), then the replica come back: the status computed equals the cache's but not the
-// one stored, and is written.
-func TestStatusWrittenOverAStaleCache(t *testing.T) {
-	ctx := context.Background()
+// statusFixture is a reconciler over a fake API server holding ts (uid-1, namespace default),
+// withReady what a reconcile observes of its 2-replica StatefulSet with n ready, and read the
+// TServer as the API server has it.
+func statusFixture(t *testing.T, ts *tarsv1beta1.TServer) (r *TServerReconciler, withReady func(n int32) *observed,
+	read func() *tarsv1beta1.TServer) {
+	t.Helper()
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
 	_ = tarsv1beta1.AddToScheme(scheme)
-	ts := tarslog(t)
 	ts.Namespace, ts.UID = "default", "uid-1"
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(ts).WithStatusSubresource(ts).Build()
-	r := &TServerReconciler{Client: c, Scheme: scheme, Recorder: events.NewFakeRecorder(100)}
-	withReady := func(n int32) *observed {
+	r = &TServerReconciler{Client: c, Scheme: scheme, Recorder: events.NewFakeRecorder(100)}
+	withReady = func(n int32) *observed {
 		sts := expand.StatefulSet(ts)
 		sts.Status = appsv1.StatefulSetStatus{ObservedGeneration: sts.Generation, Replicas: 2, ReadyReplicas: n,
 			CurrentReplicas: 2, UpdatedReplicas: 2}
 		return &observed{statefulSet: sts}
 	}
-	read := func() *tarsv1beta1.TServer {
+	read = func() *tarsv1beta1.TServer {
 		got := &tarsv1beta1.TServer{}
-		if err := c.Get(ctx, client.ObjectKeyFromObject(ts), got); err != nil {
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(ts), got); err != nil {
 			t.Fatal(err)
 		}
 		return got
 	}
+	return r, withReady, read
+}
+
+// TestStatusWrittenOverAStaleCache has the cache miss the controller's last status write (a
+// replica lost), then the replica come back: the status computed equals the cache's but not the
+// one stored, and is written.
+func TestStatusWrittenOverAStaleCache(t *testing.T) {
+	ctx := context.Background()
+	r, withReady, read := statusFixture(t, tarslog(t))
 	ready := func(ts *tarsv1beta1.TServer) metav1.ConditionStatus {
 		return meta.FindStatusCondition(ts.Status.Conditions, tarsv1beta1.ConditionReady).Status
 	}
@@ -216,30 +225,12 @@ func TestStatusWrittenOverAStaleCache(t *testing.T) {
 // held until then (updateStatus says for how long); news is written at once.
 func TestUpdateStatusHoldsProgress(t *testing.T) {
 	ctx := context.Background()
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	_ = tarsv1beta1.AddToScheme(scheme)
 	created := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
 	ts := tarslog(t)
-	ts.Namespace, ts.UID, ts.CreationTimestamp = "default", "uid-1", metav1.NewTime(created)
-	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(ts).WithStatusSubresource(ts).Build()
+	ts.CreationTimestamp = metav1.NewTime(created)
+	r, withReady, read := statusFixture(t, ts)
 	clock := clocktesting.NewFakePassiveClock(created)
-	r := &TServerReconciler{Client: c, Scheme: scheme, Recorder: events.NewFakeRecorder(100),
-		ProgressInterval: 10 * time.Second}
-	r.statusWrites.clock = clock
-	withReady := func(n int32) *observed {
-		sts := expand.StatefulSet(ts)
-		sts.Status = appsv1.StatefulSetStatus{ObservedGeneration: sts.Generation, Replicas: 2, ReadyReplicas: n,
-			CurrentReplicas: 2, UpdatedReplicas: 2}
-		return &observed{statefulSet: sts}
-	}
-	read := func() *tarsv1beta1.TServer {
-		got := &tarsv1beta1.TServer{}
-		if err := c.Get(ctx, client.ObjectKeyFromObject(ts), got); err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
+	r.ProgressInterval, r.statusWrites.clock = 10*time.Second, clock
 	step := func(at time.Duration, o *observed, wantHeld time.Duration, wantReady int32, wantWritten bool) {
 		t.Helper()
 		clock.SetTime(created.Add(at))

@@ -54,7 +54,6 @@ type Measure struct {
 	errs    []error
 	failed  int
 	entries int // entries read so far
-	done    bool
 }
 
 // maxMeasureErrors is how many of the things a pass could not read it says; it counts the rest.
@@ -130,8 +129,7 @@ func (m *Measure) Step(budget int) bool {
 		m.entries++
 		m.entry(top, name)
 	}
-	m.done = len(m.stack) == 0
-	return m.done
+	return len(m.stack) == 0
 }
 
 // entry counts the entry name of dir, and enters it if it is a directory to measure.
