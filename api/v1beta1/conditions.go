@@ -55,6 +55,10 @@ const (
 	// ReasonStorageClassNotProvisioning: node-local claims are pending and t-storage-class is
 	// missing or is not the operator's (TarsK8S's, say): nothing will provision them.
 	ReasonStorageClassNotProvisioning = "StorageClassNotProvisioning"
+	// ReasonProvisioningRefused: node-local claims are pending, and a node agent handed some back
+	// to the scheduler, saying why (its disk full, another replica's volume in the way, ...);
+	// the message quotes it for each claim it names.
+	ReasonProvisioningRefused = "ProvisioningRefused"
 )
 
 // Reasons of the VolumesHealthy condition.

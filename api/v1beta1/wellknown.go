@@ -41,6 +41,18 @@ const (
 	// sets it in the scheduler's own write, and the manager where that policy is missing. It is
 	// absent where the node name is not a label value (SelectedNodeLabelValue).
 	LabelSelectedNode = "tars.io/SelectedNode"
+	// LabelDiskFull is set by a node's agent while the filesystem of its host root has less free
+	// space or inodes than the agent keeps (its --min-free-space and --min-free-inodes); the value
+	// says which: DiskFullSpace, DiskFullInodes or DiskFullSpaceAndInodes. No new volume is made on
+	// such a node, and the pods of servers with node-local volumes prefer the other nodes; volumes
+	// made already stay, and their pods come back to them. The agent removes it once there is room
+	// again: it is the agent's, not an administrator's (tars.io/SupportLocalVolume: "false" keeps
+	// new volumes off a node for good).
+	LabelDiskFull = "tars.io/DiskFull"
+	// Values of LabelDiskFull.
+	DiskFullSpace          = "space"
+	DiskFullInodes         = "inodes"
+	DiskFullSpaceAndInodes = "space-and-inodes"
 
 	// AnnotationLocalVolumeUID is the owner uid a claim's directory must have.
 	AnnotationLocalVolumeUID = "tars.io/LocalVolumeUID"
@@ -68,6 +80,13 @@ const (
 	// and on which node. The agent removes it once the volume is sound again; the controller
 	// reports it in the TServer's VolumesHealthy condition, naming the replica.
 	AnnotationVolumeProblem = "tars.io/VolumeProblem"
+
+	// AnnotationProvisioningRefused is set by a node agent on a claim it hands back to the
+	// scheduler: the value names the node and why it could not make the claim's volume there
+	// (its disk full, another replica's volume in the way, ...). The controller shows it in the
+	// TServer's VolumesBound condition while the claim is pending; the agent that makes the
+	// claim's volume removes it.
+	AnnotationProvisioningRefused = "tars.io/ProvisioningRefused"
 
 	// AnnotationFreedFromNode is set by the manager on a node-local volume it deletes because its
 	// node is gone (its reclaim policy made Retain first): the value is the node, on whose disk

@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"net/http"
 	"os"
 	"runtime"
@@ -88,6 +89,19 @@ func runAgent(args []string) int {
 	fs.IntVar(&cfg.UsageRate, "usage-rate", 20000,
 		"How many directory entries a second the measuring reads at most, so that volumes of millions of "+
 			"files cost time, not bursts of I/O; 0 is no limit.")
+	cfg.MinFreeSpace = mustFloor(agent.DefaultMinFreeSpace, false)
+	cfg.MinFreeInodes = mustFloor(agent.DefaultMinFreeInodes, true)
+	fs.Var(&floorFlag{&cfg.MinFreeSpace, false}, "min-free-space",
+		"How much of the host root's filesystem must stay free for new volumes to be made on this node: a share "+
+			"(15%) or an amount (20Gi). Below it the agent makes no new volume here and labels the node "+
+			tarsv1beta1.LabelDiskFull+" (pods then prefer other nodes) until there is room again; volumes made "+
+			"already are untouched. 0 turns the floor off.")
+	fs.Var(&floorFlag{&cfg.MinFreeInodes, true}, "min-free-inodes",
+		"How many of the host root's filesystem's inodes must stay free for new volumes to be made on this node: "+
+			"a share (10%) or a number (100000); as --min-free-space.")
+	fs.DurationVar(&cfg.DiskCheckInterval, "disk-check-interval", 10*time.Second,
+		"How often the host root's free space and inodes are read to mark or unmark the node "+
+			"(provisioning reads them afresh too).")
 	fs.StringVar(&metricsAddr, "metrics-bind-address", ":8080",
 		"The address the metrics endpoint binds to; 0 disables it.")
 	fs.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the probe endpoint binds to.")
@@ -95,6 +109,11 @@ func runAgent(args []string) int {
 		"empty or 0 disables them.")
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if cfg.DiskCheckInterval <= 0 {
+		_, _ = fmt.Fprintf(fs.Output(), "invalid value %q for flag -disk-check-interval: must be positive\n",
+			cfg.DiskCheckInterval)
 		return 2
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
@@ -185,7 +204,8 @@ func runAgent(args []string) int {
 	}
 	log.Info("Starting agent", "node", cfg.NodeName, "hostname", cfg.Hostname, "hostRoot", cfg.HostRoot,
 		"hostRootMount", hostRootMount, "gcGracePeriod", cfg.GCGracePeriod, "orphanScanInterval", cfg.OrphanScanInterval,
-		"usageInterval", cfg.UsageInterval, "usageRate", cfg.UsageRate)
+		"usageInterval", cfg.UsageInterval, "usageRate", cfg.UsageRate, "minFreeSpace", cfg.MinFreeSpace,
+		"minFreeInodes", cfg.MinFreeInodes, "diskCheckInterval", cfg.DiskCheckInterval)
 	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "Failed to run the agent")
 		return 1
@@ -203,4 +223,35 @@ func releaseStartupPages(log logr.Logger, after string) {
 		return
 	}
 	log.Info("Released start-up pages", "after", after, "MiB", released>>20)
+}
+
+// floorFlag is a flag of a free-space floor (agent.ParseFreeFloor).
+type floorFlag struct {
+	floor  *agent.FreeFloor
+	inodes bool
+}
+
+func (f *floorFlag) String() string {
+	if f.floor == nil {
+		return ""
+	}
+	return f.floor.String()
+}
+
+func (f *floorFlag) Set(s string) error {
+	floor, err := agent.ParseFreeFloor(s, f.inodes)
+	if err != nil {
+		return err
+	}
+	*f.floor = floor
+	return nil
+}
+
+// mustFloor is a default floor.
+func mustFloor(s string, inodes bool) agent.FreeFloor {
+	floor, err := agent.ParseFreeFloor(s, inodes)
+	if err != nil {
+		panic(err)
+	}
+	return floor
 }

@@ -62,7 +62,7 @@ import (
 // +kubebuilder:rbac:groups="",resources=persistentvolumes,verbs=get;list;watch;create;delete;patch
 // +kubebuilder:rbac:groups="",resources=persistentvolumes/status,verbs=update
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;patch
-// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=list;watch
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -91,6 +91,13 @@ type Config struct {
 	UsageInterval time.Duration
 	// UsageRate is how many directory entries a second the measuring reads at most; 0 is no limit.
 	UsageRate int
+	// MinFreeSpace and MinFreeInodes are how much of the host root's filesystem must stay free
+	// for new volumes to be made on this node (spaceWatch).
+	MinFreeSpace, MinFreeInodes FreeFloor
+	// DiskCheckInterval is how often the host root's free space is read to mark the node.
+	DiskCheckInterval time.Duration
+	// Filesystem reads the host root's filesystem figures; nil is Root.Filesystem (tests set it).
+	Filesystem func() (hostfs.FilesystemStats, error)
 }
 
 // Agent holds what the agent's reconcilers share.
@@ -113,6 +120,8 @@ type Agent struct {
 	// measureRate paces the reading of directories to measure them (volumes' usage, orphans'
 	// sizes), together: UsageRate entries a second.
 	measureRate *rate.Limiter
+	// space is the node's full-disk protection.
+	space *spaceWatch
 	// removing holds the places below the root of the directories this agent has moved aside
 	// and not removed yet (the removal of a large one takes a while): the orphan scan leaves
 	// them out.
@@ -133,6 +142,13 @@ func SetupWithManager(mgr ctrl.Manager, cfg Config) error {
 		Events:    eventWriter,
 
 		measureRate: newMeasureRate(cfg.UsageRate),
+	}
+	if a.DiskCheckInterval <= 0 {
+		a.DiskCheckInterval = defaultDiskCheckInterval
+	}
+	a.space = newSpaceWatch(a, mgr.GetCache())
+	if err := mgr.Add(a.space); err != nil {
+		return err
 	}
 	if err := (&ClaimReconciler{Agent: a}).SetupWithManager(mgr); err != nil {
 		return err

@@ -1015,6 +1015,87 @@ var _ = Describe("The node agent", func() {
 		provisioned(pvc, "node-b")
 	})
 
+	It("makes no new volume on a node whose disk is nearly full, says so on the node and the claim, "+
+		"leaves the volumes there alone, and makes them again once there is room", func() {
+		a := agents["node-a"]
+		DeferCleanup(func() { a.disk.Store(&roomyDisk) })
+		node := &corev1.Node{}
+		diskLabel := func() (string, error) {
+			if err := k8sClient.Get(ctx, client.ObjectKey{Name: "node-a"}, node); err != nil {
+				return "", err
+			}
+			return node.Labels[tarsv1beta1.LabelDiskFull], nil
+		}
+		kept := newClaim(ns, "remote-log-dir", 0, seedOwnership)
+		keptPV := provisioned(kept, "node-a")
+		bind(kept, keptPV)
+
+		By("free space below the floor (10%): the node is labelled, with a Warning on it")
+		full := roomyDisk
+		full.BytesAvailable = 5 << 30
+		a.disk.Store(&full)
+		Eventually(diskLabel, timeout, interval).Should(Equal(tarsv1beta1.DiskFullSpace))
+		Eventually(eventNotes("Node", "node-a", "DiskFull"), timeout, interval).Should(ContainElement(
+			ContainSubstring("no new volume is made on this node")))
+
+		By("a new claim scheduled there (a mount added to the replica) is handed back, saying why on the claim; " +
+			"no volume is made")
+		refused := newClaim(ns, "data", 0, seedOwnership)
+		schedule(refused, "node-a")
+		Eventually(selectedNode(refused), timeout, interval).Should(BeEmpty())
+		got := &corev1.PersistentVolumeClaim{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(refused), got)).To(Succeed())
+		Expect(got.Annotations[tarsv1beta1.AnnotationProvisioningRefused]).To(And(
+			HavePrefix("node node-a: the node's disk is full"), ContainSubstring("--min-free-space 10%")))
+		Expect(eventNotes("PersistentVolumeClaim", refused.Name, "ProvisioningFailed")()).To(ContainElement(
+			ContainSubstring("the node's disk is full")))
+		Consistently(pvExists(volumeOn("node-a", ns, "data")), 300*time.Millisecond, interval).Should(BeFalse())
+
+		By("the volume made before is untouched, its directory still kept")
+		Expect(os.Chmod(filepath.Join(a.dir, ns, "tars.tarslog", "remote-log-dir"), 0o700)).To(Succeed())
+		Eventually(func() (os.FileMode, error) {
+			fi, err := os.Stat(filepath.Join(a.dir, ns, "tars.tarslog", "remote-log-dir"))
+			if err != nil {
+				return 0, err
+			}
+			return fi.Mode().Perm(), nil
+		}, timeout, interval).Should(Equal(os.FileMode(0o755)))
+		Expect(getPV(keptPV.Name)()).To(HaveField("Status.Phase", corev1.VolumeBound))
+
+		By("a claim whose directory is on the node already (its data) still gets its volume there")
+		Expect(os.MkdirAll(filepath.Join(a.dir, ns, "tars.tarslog", "cache"), 0o755)).To(Succeed())
+		back := newClaim(ns, "cache", 1, seedOwnership)
+		provisioned(back, "node-a")
+
+		By("out of inodes instead: the label says so")
+		noInodes := roomyDisk
+		noInodes.InodesFree = 999
+		a.disk.Store(&noInodes)
+		Eventually(diskLabel, timeout, interval).Should(Equal(tarsv1beta1.DiskFullInodes))
+
+		By("just above the floor: still full (the mark goes 2% above it, not to flap)")
+		a.disk.Store(&full)
+		Eventually(diskLabel, timeout, interval).Should(Equal(tarsv1beta1.DiskFullSpace))
+		nearly := roomyDisk
+		nearly.BytesAvailable = 11 << 30
+		a.disk.Store(&nearly)
+		Consistently(diskLabel, time.Second, interval).Should(Equal(tarsv1beta1.DiskFullSpace))
+
+		By("room again: the label goes, with a Normal event, and the claim gets its volume, the refusal cleared")
+		a.disk.Store(&roomyDisk)
+		Eventually(func() (bool, error) {
+			_, err := diskLabel()
+			_, labelled := node.Labels[tarsv1beta1.LabelDiskFull]
+			return labelled, err
+		}, timeout, interval).Should(BeFalse())
+		Eventually(eventNotes("Node", "node-a", "DiskSpaceAvailable"), timeout, interval).ShouldNot(BeEmpty())
+		bind(refused, provisioned(refused, "node-a"))
+		Eventually(func() (map[string]string, error) {
+			err := k8sClient.Get(ctx, client.ObjectKeyFromObject(refused), got)
+			return got.Annotations, err
+		}, timeout, interval).ShouldNot(HaveKey(tarsv1beta1.AnnotationProvisioningRefused))
+	})
+
 	It("converges after a restart: an agent that died after making a directory adopts it", func() {
 		a := agents["node-b"]
 		a.stop()

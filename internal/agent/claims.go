@@ -239,6 +239,9 @@ func (r *ClaimReconciler) assess(ctx context.Context, pvc *corev1.PersistentVolu
 	case !apierrors.IsNotFound(err):
 		return verdict{}, err
 	}
+	if why := r.space.refusal(ctx, g); why != "" {
+		return verdict{refuse: refuse(reasonDiskFull, "%s", why)}, nil
+	}
 	if g.volume != tarsv1beta1.DelayBindVolumeName {
 		why, err := doubt()
 		if err != nil {
@@ -312,6 +315,9 @@ func (r *ClaimReconciler) podFitsHere(ctx context.Context, g group, pod string,
 	}
 	if why, err := doubt(); why != "" || err != nil {
 		return false, err
+	}
+	if r.space.full(ctx) != (fullness{}) {
+		return false, nil // the other claims' directories may have to be made: each is judged
 	}
 	// The name of volume "x" of the server here: any other volume's is the same around "x".
 	prefix := g.namespace + "-"
@@ -468,6 +474,8 @@ func (r *ClaimReconciler) reschedule(ctx context.Context, pvc *corev1.Persistent
 		"Node %s cannot provision a volume for this claim: %s; its pod is scheduled again", r.NodeName, why)
 	patch := client.MergeFromWithOptions(pvc.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	delete(pvc.Annotations, volumehelpers.AnnSelectedNode)
+	// Said on the claim too, for the TServer's VolumesBound while it is pending.
+	pvc.Annotations[tarsv1beta1.AnnotationProvisioningRefused] = fmt.Sprintf("node %s: %s", r.NodeName, why)
 	if err := r.Patch(ctx, pvc, patch); err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
 		return err
 	}
@@ -591,6 +599,9 @@ func (r *ClaimReconciler) keep(ctx context.Context, pvc *corev1.PersistentVolume
 	if err := r.directoryBack(ctx, pvc, pv); err != nil {
 		return ctrl.Result{}, err
 	}
+	if err := r.refusalOver(ctx, pvc); err != nil {
+		return ctrl.Result{}, err
+	}
 	switch {
 	case res.Created:
 		r.Recorder.Eventf(pvc, pv, corev1.EventTypeNormal, "DirectoryRecreated", "Repair",
@@ -663,6 +674,17 @@ func (r *ClaimReconciler) directoryBack(ctx context.Context, pvc *corev1.Persist
 	r.Recorder.Eventf(pvc, pv, corev1.EventTypeNormal, "VolumeDirectoryRestored", "Repair",
 		"Directory %s of volume %s is present again on node %s", localPath(pv), pv.Name, r.NodeName)
 	return nil
+}
+
+// refusalOver removes from a claim bound to a volume of this node what an agent said when it
+// handed the claim back: it has its volume now.
+func (r *ClaimReconciler) refusalOver(ctx context.Context, pvc *corev1.PersistentVolumeClaim) error {
+	if _, refused := pvc.Annotations[tarsv1beta1.AnnotationProvisioningRefused]; !refused {
+		return nil
+	}
+	patch := client.MergeFrom(pvc.DeepCopy())
+	delete(pvc.Annotations, tarsv1beta1.AnnotationProvisioningRefused)
+	return client.IgnoreNotFound(r.Patch(ctx, pvc, patch))
 }
 
 // notDelayBind says why a claim labelled as a delay-bind claim is not one a TServer's own

@@ -32,6 +32,8 @@ const (
 	reasonUnsafePath         = "unsafe_path"
 	reasonMissingDirectory   = "missing_directory"
 	reasonOrphanScan         = "orphan_scan"
+	reasonDiskFull           = "disk_full"
+	reasonDiskCheck          = "disk_check"
 )
 
 // Label names of the agent's metrics: the kubelet's volume statistics' where they have them.
@@ -71,7 +73,8 @@ var (
 	agentErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tserver_agent_errors_total",
 		Help: "Errors by reason: name_collision, invalid_annotations, directory, create_volume, cleanup, " +
-			"retained_volume_in_the_way, unsafe_path, missing_directory, orphan_scan.",
+			"retained_volume_in_the_way, unsafe_path, missing_directory, orphan_scan, disk_full (a claim refused: the " +
+			"disk is full), disk_check (the host root's free space unreadable, or the node's mark not written).",
 	}, []string{"reason"})
 	orphanedDirectories = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "tserver_agent_orphaned_directories",
@@ -112,6 +115,11 @@ var (
 		Name: "tserver_agent_host_root_inodes",
 		Help: "Inodes (kind=capacity) and free inodes (kind=available) of the filesystem of this node's host root.",
 	}, []string{labelNode, "kind"})
+	diskFull = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tserver_agent_disk_full",
+		Help: "1 while this node is marked full (label tars.io/DiskFull) for lack of free space (resource=space) " +
+			"or inodes (resource=inodes) on its host root's filesystem: no new volume is made on it.",
+	}, []string{labelNode, "resource"})
 	usagePassSeconds = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "tserver_agent_usage_pass_seconds",
 		Help: "How long the last complete pass over this node's bound volumes took.",
@@ -121,5 +129,5 @@ var (
 func init() {
 	ctrlmetrics.Registry.MustRegister(volumesProvisioned, volumesDeleted, volumesGarbageCollected, cleanupsRefused,
 		volumeDirectoryMissing, ownershipRepairs, agentErrors, orphanedDirectories, orphanedDirectory,
-		volumeUsedBytes, volumeUsedInodes, hostRootBytes, hostRootInodes, usagePassSeconds, orphanedDirectoryBytes)
+		volumeUsedBytes, volumeUsedInodes, hostRootBytes, hostRootInodes, usagePassSeconds, orphanedDirectoryBytes, diskFull)
 }

@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,10 +57,14 @@ const (
 	resync      = 500 * time.Millisecond
 	orphanScan  = 500 * time.Millisecond
 	usageEvery  = 300 * time.Millisecond
+	diskCheck   = 200 * time.Millisecond
 	timeout     = 15 * time.Second
 	interval    = 100 * time.Millisecond
 	testStorage = tarsv1beta1.StorageClassName
 )
+
+// roomyDisk is a host root's filesystem with room: half its space and inodes free.
+var roomyDisk = hostfs.FilesystemStats{Bytes: 100 << 30, BytesAvailable: 50 << 30, Inodes: 1 << 20, InodesFree: 1 << 19}
 
 var (
 	ctx       context.Context
@@ -75,9 +80,11 @@ var (
 type testAgent struct {
 	node, hostname string
 	dir            string // the host root as this process reaches it
-	cache          client.Reader
-	stop           context.CancelFunc
-	done           chan struct{}
+	// disk is what the agent reads of its host root's filesystem: roomy unless a test says.
+	disk  atomic.Pointer[hostfs.FilesystemStats]
+	cache client.Reader
+	stop  context.CancelFunc
+	done  chan struct{}
 }
 
 func TestAgent(t *testing.T) {
@@ -220,13 +227,21 @@ func startAgentWith(node, hostname, dir string, funcs *interceptor.Funcs) {
 	}
 	mgr, err := ctrl.NewManager(cfg, opts)
 	Expect(err).NotTo(HaveOccurred())
+	a := &testAgent{node: node, hostname: hostname, dir: dir, cache: mgr.GetCache(), done: make(chan struct{})}
+	a.disk.Store(&roomyDisk)
+	minFreeSpace, err := ParseFreeFloor("10%", false)
+	Expect(err).NotTo(HaveOccurred())
+	minFreeInodes, err := ParseFreeFloor("1000", true)
+	Expect(err).NotTo(HaveOccurred())
 	Expect(SetupWithManager(mgr, Config{
 		NodeName: node, Hostname: hostname, HostRoot: hostRoot, Root: root,
 		StorageClassName: testStorage, GCGracePeriod: gcGrace, ResyncPeriod: resync, OrphanScanInterval: orphanScan,
 		UsageInterval: usageEvery, UsageRate: 1000,
+		MinFreeSpace: minFreeSpace, MinFreeInodes: minFreeInodes, DiskCheckInterval: diskCheck,
+		Filesystem: func() (hostfs.FilesystemStats, error) { return *a.disk.Load(), nil },
 	})).To(Succeed())
 	agentCtx, stop := context.WithCancel(ctx)
-	a := &testAgent{node: node, hostname: hostname, dir: dir, cache: mgr.GetCache(), stop: stop, done: make(chan struct{})}
+	a.stop = stop
 	agents[node] = a
 	go func() {
 		defer GinkgoRecover()

@@ -68,7 +68,6 @@ func (u *usageMeter) Start(ctx context.Context) error {
 func (u *usageMeter) pass(ctx context.Context) {
 	log := logf.FromContext(ctx)
 	start := time.Now()
-	u.hostRoot(ctx)
 	list := &corev1.PersistentVolumeList{}
 	if err := u.List(ctx, list); err != nil {
 		log.Error(err, "Failed to list volumes")
@@ -135,19 +134,6 @@ func (a *Agent) measureDir(ctx context.Context, rel string) (hostfs.Usage, error
 		logf.FromContext(ctx).Info("Measured a directory in part", "path", rel, "reason", err.Error())
 	}
 	return m.Usage(), nil
-}
-
-// hostRoot exports the capacity and free space of the host root's filesystem.
-func (u *usageMeter) hostRoot(ctx context.Context) {
-	stats, err := u.Root.Filesystem()
-	if err != nil {
-		logf.FromContext(ctx).Error(err, "Failed to read the host root's filesystem", "hostRoot", u.HostRoot)
-		return
-	}
-	hostRootBytes.WithLabelValues(u.NodeName, "capacity").Set(float64(stats.Bytes))
-	hostRootBytes.WithLabelValues(u.NodeName, "available").Set(float64(stats.BytesAvailable))
-	hostRootInodes.WithLabelValues(u.NodeName, "capacity").Set(float64(stats.Inodes))
-	hostRootInodes.WithLabelValues(u.NodeName, "available").Set(float64(stats.InodesFree))
 }
 
 // newMeasureRate is the limiter of the agent's measuring: perSecond directory entries a second,

@@ -105,6 +105,7 @@ func volumesBound(ts *tarsv1beta1.TServer, replicas int32, claims []corev1.Persi
 		bound[t.Name] = sets.New[int32]()
 	}
 	selected := map[string]string{} // claim -> the node whose agent is to provision it
+	refused := map[string]string{}  // claim -> why an agent handed it back
 	for _, pvc := range claims {
 		template, ordinal, ok := claimOrdinal(pvc.Name, ts.Name)
 		if !ok || bound[template] == nil || ordinal >= replicas {
@@ -115,6 +116,10 @@ func volumesBound(ts *tarsv1beta1.TServer, replicas int32, claims []corev1.Persi
 		}
 		if _, local := pvc.Labels[tarsv1beta1.LabelLocalVolume]; local && pvc.Spec.VolumeName == "" {
 			selected[pvc.Name] = pvc.Annotations[volumehelpers.AnnSelectedNode]
+			why := strings.TrimSpace(pvc.Annotations[tarsv1beta1.AnnotationProvisioningRefused])
+			if why != "" && pvc.Status.Phase != corev1.ClaimBound {
+				refused[pvc.Name] = why
+			}
 		}
 	}
 	total := int64(len(templates)) * int64(replicas)
@@ -137,6 +142,11 @@ func volumesBound(ts *tarsv1beta1.TServer, replicas int32, claims []corev1.Persi
 				// Scheduled: a claim that stays so waits for an agent (is one running there?).
 				name += " (on node " + node + ")"
 			}
+			if why := refused[name]; why != "" {
+				// Its pod is scheduled again; on a cluster where only that node can take it, it
+				// stays pending, and this says why.
+				name += " (refused by " + truncate(why, maxProblemLength) + ")"
+			}
 			shown = append(shown, name)
 		}
 	}
@@ -151,8 +161,11 @@ func volumesBound(ts *tarsv1beta1.TServer, replicas int32, claims []corev1.Persi
 	if more := pending - int64(len(shown)); more > 0 {
 		c.Message += fmt.Sprintf(" and %d more", more)
 	}
-	if storageClassProblem != "" && localPending {
+	switch {
+	case storageClassProblem != "" && localPending:
 		c.Reason, c.Message = tarsv1beta1.ReasonStorageClassNotProvisioning, storageClassProblem+"; "+c.Message
+	case len(refused) > 0:
+		c.Reason = tarsv1beta1.ReasonProvisioningRefused
 	}
 	return c
 }

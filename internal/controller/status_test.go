@@ -86,6 +86,12 @@ func TestVolumesBound(t *testing.T) {
 		Source: tarsv1beta1.TK8SMountSource{TLocalVolume: &tarsv1beta1.TLocalVolume{}}})
 	scheduled := claimFor(logDir, 3, corev1.ClaimPending)
 	scheduled.Annotations = map[string]string{"volume.kubernetes.io/selected-node": "node-3"}
+	refused := func(ordinal int, phase corev1.PersistentVolumeClaimPhase, why string) corev1.PersistentVolumeClaim {
+		pvc := claimFor(logDir, ordinal, phase)
+		pvc.Annotations = map[string]string{"tars.io/ProvisioningRefused": why}
+		return pvc
+	}
+	const full = "node node-2: the node's disk is full"
 	for _, tc := range []struct {
 		name        string
 		ts          *tarsv1beta1.TServer
@@ -135,6 +141,31 @@ func TestVolumesBound(t *testing.T) {
 				},
 			},
 			wantReason: "ClaimsPending", wantMessage: "1 of 1 claim(s) not bound yet: remote-log-dir-tars-tarslog-0",
+		},
+		{
+			name: "a claim an agent handed back says why", ts: ts, replicas: 3,
+			claims: []corev1.PersistentVolumeClaim{
+				refused(0, corev1.ClaimBound, "node node-1: stale, its volume made since"),
+				refused(1, corev1.ClaimPending, full), refused(2, corev1.ClaimPending, strings.Repeat("é", 400)),
+			},
+			wantReason: "ProvisioningRefused",
+			wantMessage: "2 of 3 claim(s) not bound yet: remote-log-dir-tars-tarslog-1 (refused by " + full + "), " +
+				"remote-log-dir-tars-tarslog-2 (refused by " + strings.Repeat("é", 254) + "...)",
+		},
+		{
+			name: "a refusal of a claim bound since is no reason", ts: ts, replicas: 2,
+			claims: []corev1.PersistentVolumeClaim{
+				refused(0, corev1.ClaimBound, full), claimFor(logDir, 1, corev1.ClaimPending),
+			},
+			wantReason: "ClaimsPending", wantMessage: "1 of 2 claim(s) not bound yet: remote-log-dir-tars-tarslog-1",
+		},
+		{
+			name: "a storage class that provisions nothing says so first", ts: ts, replicas: 1,
+			claims:     []corev1.PersistentVolumeClaim{refused(0, corev1.ClaimPending, full)},
+			scProblem:  "StorageClass t-storage-class has provisioner x",
+			wantReason: "StorageClassNotProvisioning",
+			wantMessage: "StorageClass t-storage-class has provisioner x; " +
+				"1 of 1 claim(s) not bound yet: remote-log-dir-tars-tarslog-0 (refused by " + full + ")",
 		},
 		{
 			name: "a storage class that provisions nothing", ts: ts, replicas: 1,

@@ -182,7 +182,8 @@ func buildContainerPorts(ts *tarsv1beta1.TServer) []corev1.ContainerPort {
 // on different nodes when notStacked asks for it or the server has node-local volumes: a node
 // holds one volume of each of a server's tLocalVolumes (and one delay-bind volume), at one path,
 // so two replicas can never share a node. Pods with tLocalVolumes also require a node labelled
-// tars.io/SupportLocalVolume (not "false"), the nodes where agents may provision them.
+// tars.io/SupportLocalVolume (not "false"), the nodes where agents may provision them; pods with
+// node-local volumes prefer nodes not labelled tars.io/DiskFull.
 func buildAffinity(ts *tarsv1beta1.TServer) *corev1.Affinity {
 	k := &ts.Spec.K8S
 	nodeRequirements := slices.Clone(k.NodeSelector)
@@ -203,6 +204,19 @@ func buildAffinity(ts *tarsv1beta1.TServer) *corev1.Affinity {
 				NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: nodeRequirements}},
 			},
 		}
+	}
+	if spread && len(LocalClaimTemplateNames(ts)) > 0 {
+		// A node whose agent marked its disk full makes no new volume: a new replica prefers the
+		// others. Only prefers: a replica whose volumes are there must still go back to them.
+		if affinity.NodeAffinity == nil {
+			affinity.NodeAffinity = &corev1.NodeAffinity{}
+		}
+		affinity.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution = []corev1.PreferredSchedulingTerm{{
+			Weight: 100,
+			Preference: corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{
+				Key: tarsv1beta1.LabelDiskFull, Operator: corev1.NodeSelectorOpDoesNotExist,
+			}}},
+		}}
 	}
 	if spread {
 		affinity.PodAntiAffinity = &corev1.PodAntiAffinity{

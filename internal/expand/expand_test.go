@@ -170,6 +170,13 @@ var supportsLocalVolumes = []corev1.NodeSelectorRequirement{
 	{Key: "tars.io/SupportLocalVolume", Operator: corev1.NodeSelectorOpNotIn, Values: []string{"false"}},
 }
 
+// notFull is the node affinity every server with node-local volumes prefers.
+var notFull = []corev1.PreferredSchedulingTerm{{Weight: 100, Preference: corev1.NodeSelectorTerm{
+	MatchExpressions: []corev1.NodeSelectorRequirement{{
+		Key: "tars.io/DiskFull", Operator: corev1.NodeSelectorOpDoesNotExist,
+	}},
+}}}
+
 func TestBuildAffinity(t *testing.T) {
 	spread := func(ts *tarsv1beta1.TServer) *corev1.PodAntiAffinity {
 		return &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
@@ -186,16 +193,35 @@ func TestBuildAffinity(t *testing.T) {
 		{"no node-local volume, notStacked",
 			func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts, ts.Spec.K8S.NotStacked = nil, true },
 			func(ts *tarsv1beta1.TServer) *corev1.Affinity { return &corev1.Affinity{PodAntiAffinity: spread(ts)} }},
-		{"delay-bind only: spread, on any node",
+		{"delay-bind only: spread, on any node, rather not a full one",
 			func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Mounts, ts.Spec.K8S.HostIPC = nil, true },
-			func(ts *tarsv1beta1.TServer) *corev1.Affinity { return &corev1.Affinity{PodAntiAffinity: spread(ts)} }},
-		{"a tLocalVolume: spread, on nodes that support them", nil, func(ts *tarsv1beta1.TServer) *corev1.Affinity {
-			return &corev1.Affinity{
-				NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
-					NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: supportsLocalVolumes}},
-				}},
-				PodAntiAffinity: spread(ts),
-			}
+			func(ts *tarsv1beta1.TServer) *corev1.Affinity {
+				return &corev1.Affinity{
+					NodeAffinity:    &corev1.NodeAffinity{PreferredDuringSchedulingIgnoredDuringExecution: notFull},
+					PodAntiAffinity: spread(ts),
+				}
+			}},
+		{"a tLocalVolume: spread, on nodes that support them, rather not a full one", nil,
+			func(ts *tarsv1beta1.TServer) *corev1.Affinity {
+				return &corev1.Affinity{
+					NodeAffinity: &corev1.NodeAffinity{
+						RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+							NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: supportsLocalVolumes}},
+						},
+						PreferredDuringSchedulingIgnoredDuringExecution: notFull,
+					},
+					PodAntiAffinity: spread(ts),
+				}
+			}},
+		{"nodeSelector, no node-local volume", func(ts *tarsv1beta1.TServer) {
+			ts.Spec.K8S.Mounts = nil
+			ts.Spec.K8S.NodeSelector = []corev1.NodeSelectorRequirement{{Key: "zone", Operator: corev1.NodeSelectorOpExists}}
+		}, func(ts *tarsv1beta1.TServer) *corev1.Affinity {
+			return &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+				RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+					NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: ts.Spec.K8S.NodeSelector}},
+				},
+			}}
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -277,11 +303,15 @@ func TestStatefulSetTarslog(t *testing.T) {
 						Ports:           []corev1.ContainerPort{{Name: "logobj", ContainerPort: 18993, Protocol: corev1.ProtocolTCP}},
 						VolumeMounts:    []corev1.VolumeMount{{Name: "remote-log-dir", MountPath: "/usr/local/app/tars/remote_app_log"}},
 					}},
-					// A node-local volume: a node that supports them, and one replica per node.
+					// A node-local volume: a node that supports them, rather not a full one, and one
+					// replica per node.
 					Affinity: &corev1.Affinity{
-						NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
-							NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: supportsLocalVolumes}},
-						}},
+						NodeAffinity: &corev1.NodeAffinity{
+							RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+								NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: supportsLocalVolumes}},
+							},
+							PreferredDuringSchedulingIgnoredDuringExecution: notFull,
+						},
 						PodAntiAffinity: &corev1.PodAntiAffinity{
 							RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
 								LabelSelector: &metav1.LabelSelector{MatchLabels: labels},
@@ -389,12 +419,15 @@ func TestStatefulSetFields(t *testing.T) {
 			},
 			check: func(t *testing.T, sts *appsv1.StatefulSet) {
 				want := &corev1.Affinity{
-					NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
-						NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{
-							{Key: "zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"a"}},
-							supportsLocalVolumes[0], supportsLocalVolumes[1],
-						}}},
-					}},
+					NodeAffinity: &corev1.NodeAffinity{
+						RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+							NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{
+								{Key: "zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"a"}},
+								supportsLocalVolumes[0], supportsLocalVolumes[1],
+							}}},
+						},
+						PreferredDuringSchedulingIgnoredDuringExecution: notFull,
+					},
 					PodAntiAffinity: &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
 						LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{
 							"tars.io/ServerApp": "tars", "tars.io/ServerName": "tarslog",

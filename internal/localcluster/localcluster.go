@@ -106,7 +106,9 @@ type Cluster struct {
 	off         map[string]bool
 	agentBinary string
 	agentArgs   []string
-	notices     io.Writer
+	// nodeAgentArgs are what RestartAgent gave a node's agent, after agentArgs.
+	nodeAgentArgs map[string][]string
+	notices       io.Writer
 }
 
 // WebhookServing is the address and certificate of the local webhook server.
@@ -146,6 +148,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	c := &Cluster{
 		LogDir: filepath.Join(stateDir, "logs"), KubeconfigPath: filepath.Join(stateDir, "kubeconfig"),
 		StateDir: stateDir, agents: map[string]*Process{}, off: map[string]bool{}, notices: opts.Notices,
+		nodeAgentArgs: map[string][]string{},
 	}
 	for _, dir := range []string{c.LogDir, filepath.Join(stateDir, "etcd"), filepath.Join(stateDir, "pki")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {

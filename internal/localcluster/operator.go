@@ -94,7 +94,8 @@ func (c *Cluster) Agent(node string) *Process {
 // has not run or node is powered off (then it returns nil), and waits until it is ready.
 func (c *Cluster) startAgent(ctx context.Context, node string) (*Process, error) {
 	c.mu.Lock()
-	binary, args, running, off := c.agentBinary, c.agentArgs, c.agents[node], c.off[node]
+	binary, running, off := c.agentBinary, c.agents[node], c.off[node]
+	args := append(slices.Clone(c.agentArgs), c.nodeAgentArgs[node]...)
 	c.mu.Unlock()
 	if binary == "" || off {
 		return nil, nil
@@ -137,6 +138,19 @@ func (c *Cluster) startAgent(ctx context.Context, node string) (*Process, error)
 	}
 	p.Supervise()
 	return p, nil
+}
+
+// RestartAgent stops node's agent, as a power cut would, and starts it again with nodeArgs after
+// StartAgents' extraArgs (of a flag given twice, the later wins), and waits until it is ready;
+// node's agent keeps nodeArgs, through crashes and power cycles, until the next RestartAgent.
+func (c *Cluster) RestartAgent(ctx context.Context, node string, nodeArgs ...string) (*Process, error) {
+	c.power.Lock()
+	defer c.power.Unlock()
+	c.mu.Lock()
+	c.nodeAgentArgs[node] = slices.Clone(nodeArgs)
+	c.mu.Unlock()
+	c.stopAgent(node)
+	return c.startAgent(ctx, node)
 }
 
 // stopAgent kills node's agent, if one runs, as a power cut would.

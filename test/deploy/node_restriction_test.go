@@ -190,7 +190,7 @@ func TestAgentNodeRestriction(t *testing.T) {
 	t.Run("writes nothing with a token bound to no pod", func(t *testing.T) {
 		unbound := newClient("")
 		denied(t, unbound.Create(ctx, testVolume("unbound", "node-1", "host-1", under("unbound"))),
-			"only a token bound to the agent's pod may write volumes and claims")
+			"only a token bound to the agent's pod may write volumes, claims and nodes")
 		claim := testClaim("unbound", "node-1")
 		allowed(t, c.admin.Create(ctx, claim))
 		denied(t, unbound.Patch(ctx, claim, mergePatch(`{"metadata":{"annotations":{"`+annSelectedNode+`":null}}}`)),
@@ -209,8 +209,29 @@ func TestAgentNodeRestriction(t *testing.T) {
 		denied(t, node1.Patch(ctx, ours, mergePatch(`{"metadata":{"finalizers":null}}`)), others)
 		problem := metadataPatch("annotations", tarsv1beta1.AnnotationVolumeProblem, "directory missing")
 		allowed(t, node1.Patch(ctx, ours, problem))
+		refused := metadataPatch("annotations", tarsv1beta1.AnnotationProvisioningRefused, "node node-1: disk full")
+		allowed(t, node1.Patch(ctx, ours, refused))
 		allowed(t, node1.Patch(ctx, ours, handBack))
 		allowed(t, node1.Patch(ctx, theirs, metadataPatch("labels", tarsv1beta1.LabelSelectedNode, "node-1")))
+	})
+	t.Run("marks only its own node's disk full, and does nothing else to nodes", func(t *testing.T) {
+		for _, name := range []string{"node-1", "node-2"} {
+			n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"team": "a"}}}
+			allowed(t, c.admin.Create(ctx, n))
+		}
+		own, other := &corev1.Node{}, &corev1.Node{}
+		own.Name, other.Name = "node-1", "node-2"
+		full := metadataPatch("labels", tarsv1beta1.LabelDiskFull, tarsv1beta1.DiskFullSpace)
+		allowed(t, node1.Patch(ctx, own, full))
+		allowed(t, node1.Patch(ctx, own, mergePatch(`{"metadata":{"labels":{"`+tarsv1beta1.LabelDiskFull+`":null}}}`)))
+		denied(t, node1.Patch(ctx, other, full), "Node node-2 is not this node")
+		const others = "may only get or lose the label tars.io/DiskFull"
+		denied(t, node1.Patch(ctx, own, metadataPatch("labels", tarsv1beta1.LabelDiskFull, "yes")), others)
+		denied(t, node1.Patch(ctx, own, metadataPatch("labels", tarsv1beta1.LabelSupportLocalVolume, "true")), others)
+		denied(t, node1.Patch(ctx, own, mergePatch(`{"metadata":{"labels":{"team":null}}}`)), others)
+		denied(t, node1.Patch(ctx, own, metadataPatch("annotations", "note", "x")), others)
+		denied(t, node1.Patch(ctx, own, mergePatch(`{"spec":{"unschedulable":true}}`)), others)
+		denied(t, newClient("").Patch(ctx, own, full), "only a token bound to the agent's pod")
 	})
 	t.Run("restricts no one else", func(t *testing.T) {
 		allowed(t, c.admin.Create(ctx, testVolume("admins", "", "anywhere", "/srv/data")))

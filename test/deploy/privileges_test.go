@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -165,9 +166,23 @@ func runAgentThroughItsWork(t *testing.T, c *agentCluster, node string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The host root's filesystem as the test says: half free, or nearly full.
+	var diskFull atomic.Bool
+	filesystem := func() (hostfs.FilesystemStats, error) {
+		stats := hostfs.FilesystemStats{Bytes: 100 << 30, BytesAvailable: 50 << 30, Inodes: 1 << 20, InodesFree: 1 << 19}
+		if diskFull.Load() {
+			stats.BytesAvailable = 1 << 30
+		}
+		return stats, nil
+	}
+	floor, err := agent.ParseFreeFloor("10%", false)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := agent.SetupWithManager(mgr, agent.Config{
 		NodeName: node, Hostname: hostname, HostRoot: c.hostRoot, Root: root, StorageClassName: sc,
 		GCGracePeriod: time.Second, ResyncPeriod: time.Second,
+		MinFreeSpace: floor, Filesystem: filesystem, DiskCheckInterval: 100 * time.Millisecond,
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -307,9 +322,22 @@ func runAgentThroughItsWork(t *testing.T, c *agentCluster, node string) {
 		return pv == nil || pv.DeletionTimestamp != nil
 	})
 
+	// The disk nearly full, then freed: patch nodes (label tars.io/DiskFull), create events.
+	diskFull.Store(true)
+	labelled := func() bool {
+		n := &corev1.Node{}
+		must(t, c.admin.Get(ctx, client.ObjectKey{Name: node}, n))
+		_, ok := n.Labels[tarsv1beta1.LabelDiskFull]
+		return ok
+	}
+	until("marked its node's disk full", labelled)
+	diskFull.Store(false)
+	until("unmarked its node's disk once freed", func() bool { return !labelled() })
+
 	// A node that does not support local volumes, and a delay-bind claim of no TServer's
 	// StatefulSet: get statefulsets (uncached), then patch persistentvolumeclaims (hand the claim
 	// back: selected-node removed).
+	must(t, c.admin.Get(ctx, client.ObjectKeyFromObject(nodeObj), nodeObj)) // the agent changed it
 	delete(nodeObj.Labels, tarsv1beta1.LabelSupportLocalVolume)
 	must(t, c.admin.Update(ctx, nodeObj))
 	handedBack := claim("delay-bind-shop-pay-0", "pay", tarsv1beta1.DelayBindVolumeName, nil)

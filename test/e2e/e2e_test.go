@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -369,6 +370,65 @@ var _ = Describe("The seed's story on a local cluster", func() {
 			g.Expect(got).To(Equal(want))
 			g.Expect(string(body)).To(MatchRegexp(`tserver_agent_host_root_bytes\{kind="available",node=%q\} \d`, nodes[0]))
 		}, timeout, interval).Should(Succeed())
+	})
+
+	It("places no new volume on a node whose disk is nearly full, says why, keeps the replicas already there, "+
+		"and takes new ones again once there is room", func() {
+		full := eligibleNodes[2]
+		before := tarslog(ns)
+		before.Spec.K8S.Replicas = int32(len(eligibleNodes))
+		Expect(k8sClient.Create(ctx, before)).To(Succeed())
+		onFull := slices.Index(waitRunning(before, len(eligibleNodes), "remote-log-dir"), full)
+		Expect(onFull).NotTo(Equal(-1), "a replica on %s", full)
+
+		By("the agent of " + full + " told to keep all of its disk free: the node is marked full")
+		DeferCleanup(func() {
+			_, err := cluster.RestartAgent(ctx, full)
+			Expect(err).NotTo(HaveOccurred())
+		})
+		_, err := cluster.RestartAgent(ctx, full, "--min-free-space=100%")
+		Expect(err).NotTo(HaveOccurred())
+		diskLabel := func() string {
+			node := &corev1.Node{}
+			Expect(k8sClient.Get(ctx, client.ObjectKey{Name: full}, node)).To(Succeed())
+			return node.Labels[tarsv1beta1.LabelDiskFull]
+		}
+		Eventually(diskLabel, timeout, interval).Should(Equal(tarsv1beta1.DiskFullSpace))
+		Eventually(eventsAbout("Node", full), timeout, interval).Should(ContainElement("DiskFull"))
+
+		By("a replica whose volume is there comes back to it")
+		Expect(restartPod(ns, fmt.Sprintf("%s-%d", before.Name, onFull)).Spec.NodeName).To(Equal(full))
+
+		By("the replicas of a new server go to the other nodes")
+		after := tarslog(ns)
+		after.Spec.Server += "new"
+		after.Name = tarsv1beta1.ResourceName(after.Spec.App, after.Spec.Server)
+		Expect(k8sClient.Create(ctx, after)).To(Succeed())
+		Expect(waitRunning(after, 2, "remote-log-dir")).NotTo(ContainElement(full))
+
+		By("a third replica, which only the full node can take, waits, and the TServer says why")
+		edit(after, func(ts *tarsv1beta1.TServer) { ts.Spec.K8S.Replicas = 3 })
+		Eventually(func() string {
+			pvc := getClaim(ns, claimName("remote-log-dir", after, 2))
+			if pvc == nil {
+				return ""
+			}
+			return pvc.Annotations[tarsv1beta1.AnnotationProvisioningRefused]
+		}, timeout, interval).Should(HavePrefix("node " + full + ": the node's disk is full"))
+		Eventually(condition(after, tarsv1beta1.ConditionVolumesBound), timeout, interval).Should(And(
+			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", tarsv1beta1.ReasonProvisioningRefused),
+			HaveField("Message", ContainSubstring("refused by node "+full+": the node's disk is full"))))
+		for _, pv := range volumesOf(ns, after, "remote-log-dir") {
+			Expect(pv.Labels[corev1.LabelHostname]).NotTo(Equal(full), "volume %s", pv.Name)
+		}
+
+		By("room again: the mark goes, and the replica gets its volume there")
+		_, err = cluster.RestartAgent(ctx, full)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(diskLabel, timeout, interval).Should(BeEmpty())
+		Expect(waitRunning(after, 3, "remote-log-dir")[2]).To(Equal(full))
+		Eventually(condition(after, tarsv1beta1.ConditionVolumesBound), timeout, interval).Should(
+			HaveField("Status", metav1.ConditionTrue))
 	})
 
 	DescribeTable("pins a server with host networking to its node with a delay-bind claim",
