@@ -62,21 +62,35 @@ vet: ## Run go vet against code.
 	go vet ./...
 
 .PHONY: test
-test: manifests generate fmt vet kube-binaries test-unit test-deploy test-e2e ## Run every test: unit, fuzz seed corpora, envtest suites, deployment manifests, then end-to-end on the local cluster.
+test: manifests generate fmt vet kube-binaries test-unit test-alerts test-deploy test-e2e ## Run every test: unit, fuzz seed corpora, envtest suites, alerts, deployment manifests, then end-to-end on the local cluster.
 
 .PHONY: test-unit
 test-unit: manifests generate fmt vet kube-binaries ## Run unit tests, fuzz seed corpora and the envtest suites.
 	KUBEBUILDER_ASSETS="$(KUBE_BIN_DIR)" go test $$(go list ./... | grep -v -e /test/e2e -e /test/deploy) -coverprofile cover.out
 
+.PHONY: test-alerts
+test-alerts: promtool ## Check the alerts (config/prometheus/rules.yaml) and the dashboard's queries with promtool, and run the alerts' unit tests (config/prometheus/tests).
+	rm -rf .local/alerts && mkdir -p .local/alerts
+	go run ./hack/promrules --rules config/prometheus/rules.yaml --dashboard config/grafana/tserver-operator.json \
+		--out .local/alerts
+	"$(PROMTOOL)" check rules --lint-fatal .local/alerts/rules.yaml .local/alerts/dashboard.yaml
+	cp config/prometheus/tests/*_test.yaml .local/alerts/
+	"$(PROMTOOL)" test rules .local/alerts/*_test.yaml
+
 .PHONY: test-deploy
-test-deploy: manifests kustomize install-helm kube-binaries check-chart ## Render config/default and the Helm chart; a real API server must accept every object (dry run); run an agent under its rendered role and node restriction policy: the role must grant exactly what it uses (audit log), the policy must keep it to its own node.
+test-deploy: manifests kustomize install-helm kube-binaries check-chart ## Render config/default and the Helm chart, without and with the monitoring; a real API server must accept every object (dry run); run an agent under its rendered role and node restriction policy: the role must grant exactly what it uses (audit log), the policy must keep it to its own node.
 	mkdir -p .local/deploy
 	"$(KUSTOMIZE)" build config/default > .local/deploy/kustomize.yaml
+	{ cat .local/deploy/kustomize.yaml; echo "---"; "$(KUSTOMIZE)" build config/monitoring; } > .local/deploy/kustomize-monitoring.yaml
 	"$(HELM)" template $(HELM_RELEASE) $(HELM_CHART_DIR) --namespace $(HELM_NAMESPACE) > .local/deploy/helm.yaml
+	"$(HELM)" template $(HELM_RELEASE) $(HELM_CHART_DIR) --namespace $(HELM_NAMESPACE) \
+		--set prometheus.enabled=true --set grafana.enabled=true > .local/deploy/helm-monitoring.yaml
 	crds="$$(go mod download -json github.com/cert-manager/cert-manager@$(CERT_MANAGER_VERSION) | sed -n 's/.*"Dir": "\(.*\)",/\1/p')/deploy/crds"; \
+	monitoring_crds="$$(go mod download -json github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) | sed -n 's/.*"Dir": "\(.*\)",/\1/p')/example/prometheus-operator-crd"; \
 	for rendering in kustomize helm; do \
 		echo "Checking the $$rendering rendering"; \
 		RENDERED_MANIFESTS="$(CURDIR)/.local/deploy/$$rendering.yaml" CERT_MANAGER_CRDS="$$crds" \
+			MONITORING_MANIFESTS="$(CURDIR)/.local/deploy/$$rendering-monitoring.yaml" PROMETHEUS_OPERATOR_CRDS="$$monitoring_crds" \
 			KUBEBUILDER_ASSETS="$(KUBE_BIN_DIR)" go test ./test/deploy/ -count=1 -v || exit 1; \
 	done
 
@@ -205,6 +219,7 @@ KUBECTL ?= kubectl
 KUSTOMIZE ?= $(LOCALBIN)/kustomize
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 GOLANGCI_LINT = $(LOCALBIN)/golangci-lint
+PROMTOOL ?= $(LOCALBIN)/promtool
 
 ## Tool Versions
 KUSTOMIZE_VERSION ?= v5.8.1
@@ -218,6 +233,11 @@ KUBE_VERSION ?= $(shell v='$(call gomodver,k8s.io/api)'; \
 ETCD_VERSION ?= v3.5.35
 # cert-manager's CRDs (from its Go module) let test-deploy dry-run the webhook certificates.
 CERT_MANAGER_VERSION ?= v1.21.2
+# prometheus-operator's CRDs (from its Go module) let test-deploy dry-run the ServiceMonitors and the
+# PrometheusRule of config/monitoring and of the chart with prometheus.enabled.
+PROMETHEUS_OPERATOR_VERSION ?= v0.85.0
+# promtool, built from Prometheus' Go module (v0.316.0 is Prometheus 3.16.0), checks and unit-tests the alerts.
+PROMTOOL_VERSION ?= v0.316.0
 KWOK_VERSION ?= v0.8.0
 KUBE_BIN_DIR ?= $(LOCALBIN)/k8s/$(KUBE_VERSION)
 FUZZTIME ?= 1m
@@ -235,6 +255,11 @@ $(KUSTOMIZE): $(LOCALBIN)
 controller-gen: $(CONTROLLER_GEN) ## Download controller-gen locally if necessary.
 $(CONTROLLER_GEN): $(LOCALBIN)
 	$(call go-install-tool,$(CONTROLLER_GEN),sigs.k8s.io/controller-tools/cmd/controller-gen,$(CONTROLLER_TOOLS_VERSION))
+
+.PHONY: promtool
+promtool: $(PROMTOOL) ## Build promtool into bin/ from Prometheus' Go module (checks and unit-tests the alert rules).
+$(PROMTOOL): $(LOCALBIN)
+	$(call go-install-tool,$(PROMTOOL),github.com/prometheus/prometheus/cmd/promtool,$(PROMTOOL_VERSION))
 
 .PHONY: kube-binaries
 kube-binaries: ## Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok from Go modules (reused when present).
@@ -293,21 +318,30 @@ $(HELM): $(LOCALBIN)
 $(KUBEBUILDER): $(LOCALBIN)
 	$(call go-install-tool,$(KUBEBUILDER),sigs.k8s.io/kubebuilder/v4,$(KUBEBUILDER_VERSION))
 
+# chart-files copies into the chart at $(1) the files of config/ that its hand-kept
+# templates/monitoring renders: the alerts and the dashboard.
+define chart-files
+mkdir -p "$(1)/files"
+cp config/prometheus/rules.yaml config/grafana/tserver-operator.json "$(1)/files/"
+endef
+
 .PHONY: helm-chart
-helm-chart: manifests kustomize $(KUBEBUILDER) ## Regenerate dist/chart from config/helm with kubebuilder's helm plugin (templates/agent and values.yaml are kept).
+helm-chart: manifests kustomize $(KUBEBUILDER) ## Regenerate dist/chart from config/helm with kubebuilder's helm plugin (templates/agent, templates/monitoring and values.yaml are kept; files/ is copied from config/).
 	mkdir -p .local/helm
 	"$(KUSTOMIZE)" build config/helm > .local/helm/install.yaml
 	"$(KUBEBUILDER)" edit --plugins=helm/v2-alpha --manifests .local/helm/install.yaml --output-dir dist
+	$(call chart-files,dist/chart)
 
 .PHONY: check-chart
-check-chart: manifests kustomize $(KUBEBUILDER) ## Fail if dist/chart is not what helm-chart generates from config/ (templates/agent and values.yaml are hand-kept).
+check-chart: manifests kustomize $(KUBEBUILDER) ## Fail if dist/chart is not what helm-chart generates from config/ (templates/agent, templates/monitoring and values.yaml are hand-kept).
 	rm -rf .local/chart-check && mkdir -p .local/chart-check
 	"$(KUSTOMIZE)" build config/helm > .local/chart-check/install.yaml
 	# The plugin records its paths in PROJECT: keep the ones helm-chart uses.
 	cp PROJECT .local/chart-check/PROJECT; \
 	"$(KUBEBUILDER)" edit --plugins=helm/v2-alpha --manifests .local/chart-check/install.yaml --output-dir .local/chart-check > /dev/null; \
 	status=$$?; cp .local/chart-check/PROJECT PROJECT; exit $$status
-	diff -r --exclude=values.yaml --exclude=agent .local/chart-check/chart $(HELM_CHART_DIR) || \
+	$(call chart-files,.local/chart-check/chart)
+	diff -r --exclude=values.yaml --exclude=agent --exclude=monitoring .local/chart-check/chart $(HELM_CHART_DIR) || \
 		{ echo "$(HELM_CHART_DIR) is not what config/ generates: run make helm-chart"; exit 1; }
 
 .PHONY: helm-deploy

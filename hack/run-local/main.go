@@ -188,11 +188,17 @@ frees the replicas of a node deleted, or tainted out-of-service while NotReady:
 
 %[10]s
 
+Give a node's agent flags (it restarts with them), e.g. to mark node-1's disk full:
+
+  kubectl annotate node node-1 %[12]s='--min-free-space=100%%'
+  kubectl get nodes -L tars.io/DiskFull    # node-1: space; new volumes go to the other nodes
+  kubectl annotate node node-1 %[12]s-    # back to the defaults
+
 Stop with Ctrl-C.
 ================================================================================
 `, took.Round(100*time.Millisecond), len(c.Nodes), len(c.Nodes), relative(c.StateDir),
 		agentLine, relative(c.StateDir), relative(c.LogDir), relative(c.KubeconfigPath),
-		relative(c.StateDir), powerCommands(c), usageCommand(c))
+		relative(c.StateDir), powerCommands(c), usageCommand(c), localcluster.AgentArgsAnnotation)
 }
 
 // usageCommand reads node-1's agent's figures of what each bound volume holds, if it runs.

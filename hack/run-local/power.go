@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/informers"
@@ -37,6 +38,8 @@ type powerSwitch struct {
 	cluster *localcluster.Cluster
 	// on is the power state last applied to each simulated node.
 	on map[string]bool
+	// args are the agent flags last applied to each node (AgentArgsAnnotation).
+	args map[string]string
 	// watch watches an agent the switch restarted.
 	watch func(*localcluster.Process)
 }
@@ -45,7 +48,7 @@ type powerSwitch struct {
 // labelled, deleted and created; stop stops it and waits for the switch in progress.
 func startPowerSwitch(ctx context.Context, c *localcluster.Cluster,
 	watch func(*localcluster.Process)) (stop func(), err error) {
-	s := &powerSwitch{cluster: c, on: map[string]bool{}, watch: watch}
+	s := &powerSwitch{cluster: c, on: map[string]bool{}, args: map[string]string{}, watch: watch}
 	for _, n := range c.Nodes {
 		s.on[n.Name] = true
 	}
@@ -77,7 +80,14 @@ func (s *powerSwitch) sync(ctx context.Context, obj any, deleted bool) {
 	}
 	on := !deleted && node.Labels[localcluster.PowerLabel] != localcluster.PoweredOff
 	was, known := s.on[node.Name]
-	if !known || was == on {
+	if !known {
+		return
+	}
+	if args := node.Annotations[localcluster.AgentArgsAnnotation]; on && was && args != s.args[node.Name] {
+		s.args[node.Name] = args
+		s.restartAgent(ctx, node.Name, args)
+	}
+	if was == on {
 		return
 	}
 	s.on[node.Name] = on
@@ -103,4 +113,20 @@ func (s *powerSwitch) sync(ctx context.Context, obj any, deleted bool) {
 		s.watch(p)
 	}
 	fmt.Printf("Powered on node %s: Ready, agent running\n", node.Name)
+}
+
+// restartAgent restarts node's agent with args after the cluster's flags.
+func (s *powerSwitch) restartAgent(ctx context.Context, node, args string) {
+	p, err := s.cluster.RestartAgent(ctx, node, strings.Fields(args)...)
+	if err != nil {
+		if ctx.Err() == nil {
+			fmt.Fprintf(os.Stderr, "Error: restarting the agent of node %s with %q: %v\n", node, args, err)
+		}
+		return
+	}
+	if p != nil {
+		s.watch(p)
+	}
+	fmt.Printf("Restarted the agent of node %s with %q (annotation %s)\n", node, args,
+		localcluster.AgentArgsAnnotation)
 }

@@ -127,6 +127,12 @@ var (
 )
 
 func init() {
+	// Every reason has a series from the start, so that increase() sees a reason's first error.
+	for _, reason := range []string{reasonCollision, reasonInvalidAnnotations, reasonDirectory, reasonCreateVolume,
+		reasonCleanup, reasonRetained, reasonUnsafePath, reasonMissingDirectory, reasonOrphanScan, reasonDiskFull,
+		reasonDiskCheck} {
+		agentErrors.WithLabelValues(reason)
+	}
 	ctrlmetrics.Registry.MustRegister(volumesProvisioned, volumesDeleted, volumesGarbageCollected, cleanupsRefused,
 		volumeDirectoryMissing, ownershipRepairs, agentErrors, orphanedDirectories, orphanedDirectory,
 		volumeUsedBytes, volumeUsedInodes, hostRootBytes, hostRootInodes, usagePassSeconds, orphanedDirectoryBytes, diskFull)

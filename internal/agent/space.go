@@ -308,12 +308,18 @@ func (w *spaceWatch) mark(ctx context.Context) {
 
 // describe says how much of the filesystem is free, against the floors.
 func (w *spaceWatch) describe(s hostfs.FilesystemStats) string {
-	return fmt.Sprintf("%s of %s free, floor %s (--min-free-space); %d of %d inodes free, floor %s (--min-free-inodes)",
-		bytesOf(s.BytesAvailable), bytesOf(s.Bytes), w.MinFreeSpace, s.InodesFree, s.Inodes, w.MinFreeInodes)
+	return fmt.Sprintf("%s of %s free (%s), floor %s (--min-free-space); %d of %d inodes free (%s), floor %s "+
+		"(--min-free-inodes)", gib(s.BytesAvailable), gib(s.Bytes), share(s.BytesAvailable, s.Bytes), w.MinFreeSpace,
+		s.InodesFree, s.Inodes, share(s.InodesFree, s.Inodes), w.MinFreeInodes)
 }
 
-func bytesOf(n uint64) string {
-	return resource.NewQuantity(int64(min(n, math.MaxInt64)), resource.BinarySI).String()
+func gib(n uint64) string { return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30)) }
+
+func share(part, whole uint64) string {
+	if whole == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%%", 100*float64(part)/float64(whole))
 }
 
 // full is the node's fullness now, from its filesystem read afresh. Unreadable, it is not full:

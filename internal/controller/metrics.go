@@ -20,6 +20,7 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -41,6 +42,13 @@ var (
 			"their directories stay on that node's disk.",
 	})
 
+	// claimsPending is how many claims of each TServer wait for a volume.
+	claimsPending = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tserver_claims_pending",
+		Help: "Claims of a TServer that are Pending (no volume bound yet), as of its last reconcile; " +
+			"absent for a TServer with none.",
+	}, []string{"namespace", "tserver"})
+
 	// replicasWaiting is how many replicas wait on a node that is gone or not Ready.
 	replicasWaiting = &waitingReplicas{desc: prometheus.NewDesc("tserver_node_loss_replicas_waiting",
 		"Replicas held by their node-local volumes to a node that is gone or not Ready and not freed, by reason "+
@@ -52,7 +60,7 @@ func init() {
 	for _, reason := range []string{tarsv1beta1.ReasonNodeDeleted, tarsv1beta1.ReasonNodeOutOfService} {
 		replicasFreed.WithLabelValues(reason)
 	}
-	metrics.Registry.MustRegister(replicasFreed, lostVolumesDeleted, replicasWaiting)
+	metrics.Registry.MustRegister(replicasFreed, lostVolumesDeleted, replicasWaiting, claimsPending)
 }
 
 // waitingReplicas collects, from the last reconcile of each TServer, its replicas that wait on
@@ -102,4 +110,20 @@ func (w *waitingReplicas) Collect(ch chan<- prometheus.Metric) {
 	for reason, n := range totals {
 		ch <- prometheus.MustNewConstMetric(w.desc, prometheus.GaugeValue, float64(n), reason)
 	}
+}
+
+// setClaimsPending records how many of claims (a TServer's, key) are Pending; none or nil forgets
+// the TServer.
+func setClaimsPending(key types.NamespacedName, claims []corev1.PersistentVolumeClaim) {
+	pending := 0
+	for i := range claims {
+		if claims[i].Status.Phase == corev1.ClaimPending && claims[i].DeletionTimestamp.IsZero() {
+			pending++
+		}
+	}
+	if pending == 0 {
+		claimsPending.DeleteLabelValues(key.Namespace, key.Name)
+		return
+	}
+	claimsPending.WithLabelValues(key.Namespace, key.Name).Set(float64(pending))
 }

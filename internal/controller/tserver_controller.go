@@ -124,6 +124,7 @@ func (r *TServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		if apierrors.IsNotFound(err) {
 			r.statusWrites.forget(req.NamespacedName)
 			replicasWaiting.set(req.NamespacedName, nil)
+			setClaimsPending(req.NamespacedName, nil)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -155,6 +156,7 @@ func (r *TServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		return ctrl.Result{}, err
 	}
 	replicasWaiting.set(req.NamespacedName, o.nodeWaits)
+	setClaimsPending(req.NamespacedName, o.claims)
 	// Having just made the StatefulSet or Service, the status would only say that nothing is
 	// ready yet; their creation brings a reconcile within statusBatchPeriod, which writes it
 	// (or holds it back, if it only reports progress). A custom resource's status write is

@@ -36,6 +36,9 @@ const (
 	PowerLabel = "localcluster.tars.io/power"
 	// PoweredOff is the value of PowerLabel on a node powered off.
 	PoweredOff = "off"
+	// AgentArgsAnnotation on a Node gives its agent flags (space-separated) after the cluster's:
+	// `make run` restarts the agent with them when it changes (RestartAgent).
+	AgentArgsAnnotation = "localcluster.tars.io/agent-args"
 )
 
 // PowerOff powers the simulated node off, like pulling its plug: its agent is killed (SIGKILL,

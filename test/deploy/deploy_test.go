@@ -15,10 +15,11 @@ limitations under the License.
 */
 
 // Package deploy checks what `make deploy` and the Helm chart install, as rendered: a real API
-// server accepts every object (server-side dry run, with cert-manager's CRDs installed); the
-// agent's ClusterRole grants exactly what the agent uses when it runs (read from the API server's
-// audit log); and the node restriction policy keeps each agent to the volumes and claims of its
-// own node.
+// server accepts every object (server-side dry run, with cert-manager's CRDs installed, and
+// prometheus-operator's for the monitoring); the agent's ClusterRole grants exactly what the
+// agent uses when it runs (read from the API server's audit log); the node restriction policy
+// keeps each agent to the volumes and claims of its own node; and turning the monitoring on adds
+// ServiceMonitors that reach the manager and every agent, the alerts and the dashboard of config/.
 package deploy
 
 import (
@@ -27,6 +28,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -49,6 +51,12 @@ func rendered(t *testing.T) []*unstructured.Unstructured {
 	if path == "" {
 		t.Skip("skipped: RENDERED_MANIFESTS is not set; `make test-deploy` renders config/default and sets it")
 	}
+	return decodeManifests(t, path)
+}
+
+// decodeManifests reads the objects of a file of YAML documents.
+func decodeManifests(t *testing.T, path string) []*unstructured.Unstructured {
+	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -87,15 +95,34 @@ func find(t *testing.T, objs []*unstructured.Unstructured, kind, name string, in
 	}
 }
 
-// TestAPIServerAcceptsEverything applies every rendered object with a server-side dry run.
+// TestAPIServerAcceptsEverything applies every rendered object with a server-side dry run, and
+// those the monitoring adds when `make test-deploy` renders it too.
 func TestAPIServerAcceptsEverything(t *testing.T) {
 	objs := rendered(t)
 	crds := os.Getenv("CERT_MANAGER_CRDS")
 	if crds == "" {
 		t.Skip("skipped: CERT_MANAGER_CRDS is not set; `make test-deploy` finds cert-manager's CRDs in its Go module")
 	}
+	crdPaths := []string{crds}
+	expected := []string{
+		"CustomResourceDefinition", "Deployment", "DaemonSet", "StorageClass", "Certificate", "Issuer",
+		"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "ClusterRole", "ClusterRoleBinding",
+		"MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding",
+		"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
+	}
+	if os.Getenv("MONITORING_MANIFESTS") != "" {
+		monitoringCRDs := os.Getenv("PROMETHEUS_OPERATOR_CRDS")
+		if monitoringCRDs == "" {
+			t.Skip("skipped: PROMETHEUS_OPERATOR_CRDS is not set; `make test-deploy` finds prometheus-operator's " +
+				"CRDs in its Go module")
+		}
+		crdPaths = append(crdPaths, filepath.Join(monitoringCRDs, "monitoring.coreos.com_servicemonitors.yaml"),
+			filepath.Join(monitoringCRDs, "monitoring.coreos.com_prometheusrules.yaml"))
+		objs = append(objs, monitoringAdded(t)...)
+		expected = append(expected, "ServiceMonitor", "PrometheusRule", "ConfigMap")
+	}
 	env := testenv.New(false)
-	env.CRDDirectoryPaths, env.ErrorIfCRDPathMissing = []string{crds}, true
+	env.CRDDirectoryPaths, env.ErrorIfCRDPathMissing = crdPaths, true
 	cfg, err := env.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -136,12 +163,7 @@ func TestAPIServerAcceptsEverything(t *testing.T) {
 			t.Errorf("%s %s rejected: %v", obj.GetKind(), obj.GetName(), err)
 		}
 	}
-	for _, kind := range []string{
-		"CustomResourceDefinition", "Deployment", "DaemonSet", "StorageClass", "Certificate", "Issuer",
-		"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "ClusterRole", "ClusterRoleBinding",
-		"MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding",
-		"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
-	} {
+	for _, kind := range expected {
 		if kinds[kind] == 0 {
 			t.Errorf("no %s rendered", kind)
 		}
