@@ -17,6 +17,7 @@ limitations under the License.
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -152,6 +153,21 @@ func readyReplicas(ts *tarsv1beta1.TServer, n int) int {
 		}
 	}
 	return ready
+}
+
+// agentMetrics is what node's agent serves on its metrics endpoint.
+func agentMetrics(node string) (string, error) {
+	agent := cluster.Agent(node)
+	if agent == nil {
+		return "", fmt.Errorf("no agent runs on %s", node)
+	}
+	resp, err := http.Get("http://" + agent.MetricsAddr + "/metrics")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	return string(body), err
 }
 
 // volumeOf is the volume a claim is bound to.
@@ -349,27 +365,49 @@ var _ = Describe("The seed's story on a local cluster", func() {
 		want := map[string]float64{"tserver_agent_volume_used_bytes": du("-sxB1"),
 			"tserver_agent_volume_used_inodes": du("-sx", "--inodes")}
 		Expect(want["tserver_agent_volume_used_bytes"]).To(BeNumerically(">=", 25*100_000))
-		agent := cluster.Process("agent-" + nodes[0])
-		Expect(agent).NotTo(BeNil())
 		labels := fmt.Sprintf(`{namespace=%q,node=%q,persistentvolume=%q,persistentvolumeclaim=%q,tserver=%q,volume=%q} `,
 			ns, nodes[0], volumeOf(ns, claimName("remote-log-dir", ts, 0)).Name, claimName("remote-log-dir", ts, 0),
 			ts.Name, "remote-log-dir")
 		Eventually(func(g Gomega) {
-			resp, err := http.Get("http://" + agent.MetricsAddr + "/metrics")
-			g.Expect(err).NotTo(HaveOccurred())
-			defer func() { _ = resp.Body.Close() }()
-			body, err := io.ReadAll(resp.Body)
+			body, err := agentMetrics(nodes[0])
 			g.Expect(err).NotTo(HaveOccurred())
 			got := map[string]float64{}
-			for line := range strings.Lines(string(body)) {
+			for line := range strings.Lines(body) {
 				if name, value, ok := strings.Cut(strings.TrimSpace(line), labels); ok && want[name] > 0 {
 					got[name], err = strconv.ParseFloat(value, 64)
 					g.Expect(err).NotTo(HaveOccurred())
 				}
 			}
 			g.Expect(got).To(Equal(want))
-			g.Expect(string(body)).To(MatchRegexp(`tserver_agent_host_root_bytes\{kind="available",node=%q\} \d`, nodes[0]))
+			g.Expect(body).To(MatchRegexp(`tserver_agent_host_root_bytes\{kind="available",node=%q\} \d`, nodes[0]))
 		}, timeout, interval).Should(Succeed())
+	})
+
+	It("reports a directory made by hand below the host root, with its size, and leaves it", func() {
+		node := eligibleNodes[0]
+		rel := filepath.Join(ns, "by.hand", "data")
+		dir := filepath.Join(cluster.HostRoot(node), rel)
+		Expect(os.MkdirAll(dir, 0o755)).To(Succeed())
+		Expect(os.WriteFile(filepath.Join(dir, "precious"), bytes.Repeat([]byte("precious"), 37_500), 0o644)).To(Succeed())
+		hostPath := localcluster.ProductionHostRoot + "/" + rel
+		Eventually(eventNotes("Node", node, "OrphanedDirectory"), timeout, interval).Should(
+			ContainElement(ContainSubstring(hostPath)))
+		Eventually(func(g Gomega) {
+			body, err := agentMetrics(node)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(body).To(MatchRegexp(`tserver_agent_orphaned_directory_bytes\{path=%q\} 3\d{5}\n`, hostPath))
+		}, timeout, interval).Should(Succeed())
+		By("still there after more scans")
+		Consistently(func() (int64, error) {
+			fi, err := os.Stat(filepath.Join(dir, "precious"))
+			if err != nil {
+				return 0, err
+			}
+			return fi.Size(), nil
+		}, 3*time.Second, interval).Should(Equal(int64(300_000)))
+		Expect(slices.DeleteFunc(eventNotes("Node", node, "OrphanedDirectory")(), func(note string) bool {
+			return !strings.Contains(note, hostPath)
+		})).To(HaveLen(1), "reported once")
 	})
 
 	It("places no new volume on a node whose disk is nearly full, says why, keeps the replicas already there, "+
