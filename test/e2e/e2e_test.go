@@ -157,11 +157,11 @@ func readyReplicas(ts *tarsv1beta1.TServer, n int) int {
 
 // agentMetrics is what node's agent serves on its metrics endpoint.
 func agentMetrics(node string) (string, error) {
-	agent := cluster.Agent(node)
-	if agent == nil {
+	p := cluster.Agent(node)
+	if p == nil {
 		return "", fmt.Errorf("no agent runs on %s", node)
 	}
-	resp, err := http.Get("http://" + agent.MetricsAddr + "/metrics")
+	resp, err := http.Get("http://" + p.MetricsAddr + "/metrics")
 	if err != nil {
 		return "", err
 	}
