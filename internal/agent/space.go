@@ -151,14 +151,16 @@ func fullnessOf(label string, labelled bool) fullness {
 }
 
 // below says whether free is below floor on a filesystem of total, for a resource that was
-// below it (wasFull) or not: leaving the floor takes clearMargin more.
+// below it (wasFull) or not: leaving the floor takes clearMargin more. A total of 0 is a
+// filesystem that does not count the resource: never below.
 func below(free, total uint64, floor FreeFloor, wasFull bool) bool {
 	limit := floor.of(total)
-	if limit == 0 {
-		return false
+	if limit == 0 || total == 0 {
+		return false // no floor, or a filesystem that does not count this (btrfs has no inode count)
 	}
 	if wasFull {
-		limit += uint64(math.Ceil(float64(total) * clearMargin))
+		margin := uint64(math.Ceil(float64(total) * clearMargin))
+		limit += min(margin, math.MaxUint64-limit) // saturating: a floor of exabytes stays one
 	}
 	return free < limit
 }

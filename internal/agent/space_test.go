@@ -79,7 +79,10 @@ func TestBelow(t *testing.T) {
 		{"full, above an amount but within the margin", 29, 1000, amount, true, true},
 		{"full, an amount and the margin reached", 30, 1000, amount, true, false},
 		{"no floor, nothing free", 0, 100, FreeFloor{}, true, false},
-		{"a share of an empty filesystem", 0, 0, percent, false, false},
+		{"a share of a filesystem without inode counts", 0, 0, percent, false, false},
+		{"an amount of a filesystem without inode counts", 0, 0, amount, true, false},
+		{"a huge amount", 1 << 62, 1 << 63, FreeFloor{Amount: 1<<64 - 1}, false, true},
+		{"full, a huge amount: the margin does not wrap", 1 << 62, 1 << 63, FreeFloor{Amount: 1<<64 - 1}, true, true},
 	} {
 		if got := below(tt.free, tt.total, tt.floor, tt.wasFull); got != tt.wantFull {
 			t.Errorf("%s: below(%d, %d, %v, %v) = %v, want %v", tt.name, tt.free, tt.total, tt.floor, tt.wasFull,
