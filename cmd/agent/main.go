@@ -93,7 +93,7 @@ func runAgent(args []string) int {
 	cfg.MinFreeInodes = mustFloor(agent.DefaultMinFreeInodes, true)
 	fs.Var(&floorFlag{&cfg.MinFreeSpace, false}, "min-free-space",
 		"How much of the host root's filesystem must stay free for new volumes to be made on this node: a share "+
-			"(15%) or an amount (20Gi). Below it the agent makes no new volume here and labels the node "+
+			"(12%) or an amount (20Gi). Below it the agent makes no new volume here and labels the node "+
 			tarsv1beta1.LabelDiskFull+" (pods then prefer other nodes) until there is room again; volumes made "+
 			"already are untouched. 0 turns the floor off.")
 	fs.Var(&floorFlag{&cfg.MinFreeInodes, true}, "min-free-inodes",

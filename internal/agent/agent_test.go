@@ -52,14 +52,21 @@ func newNamespace() string {
 	return ns.Name
 }
 
-// newClaim creates the claim the StatefulSet controller makes from a tLocalVolume claim template.
+// newClaim creates the claim the StatefulSet controller makes from a tLocalVolume claim template
+// of server tars.tarslog.
 func newClaim(ns, volume string, ordinal int, annotations map[string]string) *corev1.PersistentVolumeClaim {
+	return newServerClaim(ns, "tarslog", volume, ordinal, annotations)
+}
+
+// newServerClaim is newClaim for server tars.<server>.
+func newServerClaim(ns, server, volume string, ordinal int,
+	annotations map[string]string) *corev1.PersistentVolumeClaim {
 	labels := map[string]string{
-		tarsv1beta1.LabelServerApp: "tars", tarsv1beta1.LabelServerName: "tarslog", tarsv1beta1.LabelLocalVolume: volume,
+		tarsv1beta1.LabelServerApp: "tars", tarsv1beta1.LabelServerName: server, tarsv1beta1.LabelLocalVolume: volume,
 	}
 	pvc := &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: fmt.Sprintf("%s-tars-tarslog-%d", volume, ordinal), Namespace: ns, Labels: labels, Annotations: annotations,
+			Name: fmt.Sprintf("%s-tars-%s-%d", volume, server, ordinal), Namespace: ns, Labels: labels, Annotations: annotations,
 		},
 		Spec: corev1.PersistentVolumeClaimSpec{
 			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
@@ -1015,10 +1022,10 @@ var _ = Describe("The node agent", func() {
 		provisioned(pvc, "node-b")
 	})
 
-	It("makes no new volume on a node whose disk is nearly full, says so on the node and the claim, "+
-		"leaves the volumes there alone, and makes them again once there is room", func() {
+	It("makes no new volume on a node whose disk is nearly full for a pod that has nothing there, says so on "+
+		"the node and the claim, leaves the volumes there alone, and makes them again once there is room", func() {
 		a := agents["node-a"]
-		DeferCleanup(func() { a.disk.Store(&roomyDisk) })
+		DeferCleanup(func() { agents["node-a"].disk.Store(&roomyDisk) })
 		node := &corev1.Node{}
 		diskLabel := func() (string, error) {
 			if err := k8sClient.Get(ctx, client.ObjectKey{Name: "node-a"}, node); err != nil {
@@ -1030,17 +1037,18 @@ var _ = Describe("The node agent", func() {
 		keptPV := provisioned(kept, "node-a")
 		bind(kept, keptPV)
 
-		By("free space below the floor (10%): the node is labelled, with a Warning on it")
+		By("free space below the floor (10%): the node is labelled, with one Warning on it")
 		full := roomyDisk
 		full.BytesAvailable = 5 << 30
 		a.disk.Store(&full)
 		Eventually(diskLabel, timeout, interval).Should(Equal(tarsv1beta1.DiskFullSpace))
 		Eventually(eventNotes("Node", "node-a", "DiskFull"), timeout, interval).Should(ContainElement(
 			ContainSubstring("no new volume is made on this node")))
+		Consistently(func() []eventsv1.Event { return eventsAbout("Node", "node-a") }, time.Second, interval).Should(
+			ContainElement(And(HaveField("Reason", "DiskFull"), HaveField("Series", BeNil()))), "one event, no series")
 
-		By("a new claim scheduled there (a mount added to the replica) is handed back, saying why on the claim; " +
-			"no volume is made")
-		refused := newClaim(ns, "data", 0, seedOwnership)
+		By("a claim of a pod with nothing on the node is handed back, saying why on the claim; no volume is made")
+		refused := newClaim(ns, "data", 1, seedOwnership)
 		schedule(refused, "node-a")
 		Eventually(selectedNode(refused), timeout, interval).Should(BeEmpty())
 		got := &corev1.PersistentVolumeClaim{}
@@ -1062,23 +1070,53 @@ var _ = Describe("The node agent", func() {
 		}, timeout, interval).Should(Equal(os.FileMode(0o755)))
 		Expect(getPV(keptPV.Name)()).To(HaveField("Status.Phase", corev1.VolumeBound))
 
-		By("a claim whose directory is on the node already (its data) still gets its volume there")
+		By("a mount added to the replica whose volume is here: refusing would only keep it down, so it is made")
+		added := newClaim(ns, "logs", 0, seedOwnership)
+		provisioned(added, "node-a")
+
+		By("a pod whose data is here gets that volume and a new one beside it")
 		Expect(os.MkdirAll(filepath.Join(a.dir, ns, "tars.tarslog", "cache"), 0o755)).To(Succeed())
-		back := newClaim(ns, "cache", 1, seedOwnership)
+		Expect(os.WriteFile(filepath.Join(a.dir, ns, "tars.tarslog", "cache", "kept"), []byte("data"), 0o644)).To(Succeed())
+		back, beside := newClaim(ns, "cache", 2, seedOwnership), newClaim(ns, "scratch", 2, seedOwnership)
+		schedule(beside, "node-a")
 		provisioned(back, "node-a")
+		Eventually(pvExists(volumeOn("node-a", ns, "scratch")), timeout, interval).Should(BeTrue())
+
+		By("a delay-bind volume, an empty directory, is made, but not for a pod whose data could not follow")
+		// (Of a server with no volume on the node, whose pod the node's cache alone would judge.)
+		pinning := newServerClaim(ns, "pinned", tarsv1beta1.DelayBindVolumeName, 0, nil)
+		newServerClaim(ns, "pinned", "journal", 0, seedOwnership)
+		schedule(pinning, "node-a")
+		Eventually(selectedNode(pinning), timeout, interval).Should(BeEmpty())
+		Expect(eventNotes("PersistentVolumeClaim", pinning.Name, "ProvisioningFailed")()).To(ContainElement(
+			ContainSubstring("claim journal-tars-pinned-0 of the same pod tars-pinned-0 cannot have its volume")))
+		provisioned(newClaim(ns, tarsv1beta1.DelayBindVolumeName, 3, nil), "node-a")
 
 		By("out of inodes instead: the label says so")
 		noInodes := roomyDisk
 		noInodes.InodesFree = 999
 		a.disk.Store(&noInodes)
 		Eventually(diskLabel, timeout, interval).Should(Equal(tarsv1beta1.DiskFullInodes))
+		both := noInodes
+		both.BytesAvailable = full.BytesAvailable
+		a.disk.Store(&both)
+		Eventually(diskLabel, timeout, interval).Should(Equal(tarsv1beta1.DiskFullSpaceAndInodes))
 
-		By("just above the floor: still full (the mark goes 2% above it, not to flap)")
-		a.disk.Store(&full)
-		Eventually(diskLabel, timeout, interval).Should(Equal(tarsv1beta1.DiskFullSpace))
+		By("the filesystem unreadable: the mark stays, and nothing is refused for it")
+		a.disk.Store(nil)
+		unread := newClaim(ns, "spool", 4, seedOwnership)
+		provisioned(unread, "node-a")
+		Consistently(diskLabel, time.Second, interval).Should(Equal(tarsv1beta1.DiskFullSpaceAndInodes))
+
+		By("just above the floor: still full (the mark goes with a margin, not to flap), across a restart")
 		nearly := roomyDisk
 		nearly.BytesAvailable = 11 << 30
 		a.disk.Store(&nearly)
+		Eventually(diskLabel, timeout, interval).Should(Equal(tarsv1beta1.DiskFullSpace))
+		a.stop()
+		<-a.done
+		startAgentOnDisk(a.node, a.hostname, a.dir, &nearly)
+		a = agents["node-a"]
 		Consistently(diskLabel, time.Second, interval).Should(Equal(tarsv1beta1.DiskFullSpace))
 
 		By("room again: the label goes, with a Normal event, and the claim gets its volume, the refusal cleared")

@@ -99,9 +99,13 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 			"provisioner", sc.Provisioner)
 		return nil
 	}
-	// The disks are judged once for the claim and the other claims of its pod.
-	doubt := sync.OnceValues(func() (string, error) { return r.diskInDoubt(ctx, "") })
-	v, err := r.assess(ctx, pvc, doubt)
+	// The disks, and the pod's ties to this node, are judged once for the claim and the other
+	// claims of its pod.
+	pj := podJudgement{
+		doubt: sync.OnceValues(func() (string, error) { return r.diskInDoubt(ctx, "") }),
+		tied:  sync.OnceValues(func() (bool, error) { return r.podTiedHere(ctx, pvc) }),
+	}
+	v, err := r.assess(ctx, pvc, pj)
 	if err != nil {
 		return err
 	}
@@ -118,7 +122,7 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 	if v.mine {
 		return nil // made for this claim already; the PV controller binds them
 	}
-	refused, err := r.podRefused(ctx, pvc, doubt)
+	refused, err := r.podRefused(ctx, pvc, pj)
 	if err != nil {
 		return err
 	}
@@ -209,11 +213,19 @@ type verdict struct {
 	mine     bool
 }
 
-// assess judges whether this node can give pending claim pvc a volume, doubt saying why the
-// node's disks cannot be trusted, if so (diskInDoubt). It changes nothing, so it serves for the
-// other claims of pvc's pod as well as for pvc.
+// podJudgement is what provisioning judges once for a claim and the other claims of its pod.
+type podJudgement struct {
+	// doubt says why the node's disks cannot be trusted, if so (diskInDoubt).
+	doubt func() (string, error)
+	// tied says whether the pod has a volume or data here (podTiedHere).
+	tied func() (bool, error)
+}
+
+// assess judges whether this node can give pending claim pvc a volume, with what pj judged of
+// the node and the pod. It changes nothing, so it serves for the other claims of pvc's pod as
+// well as for pvc.
 func (r *ClaimReconciler) assess(ctx context.Context, pvc *corev1.PersistentVolumeClaim,
-	doubt func() (string, error)) (verdict, error) {
+	pj podJudgement) (verdict, error) {
 	g, _ := groupOf(pvc.Namespace, pvc.Labels)
 	node, err := r.node(ctx)
 	if err != nil {
@@ -239,11 +251,15 @@ func (r *ClaimReconciler) assess(ctx context.Context, pvc *corev1.PersistentVolu
 	case !apierrors.IsNotFound(err):
 		return verdict{}, err
 	}
-	if why := r.space.refusal(ctx, g); why != "" {
+	why, err := r.space.refusal(ctx, g, pj.tied)
+	if err != nil {
+		return verdict{}, err
+	}
+	if why != "" {
 		return verdict{refuse: refuse(reasonDiskFull, "%s", why)}, nil
 	}
 	if g.volume != tarsv1beta1.DelayBindVolumeName {
-		why, err := doubt()
+		why, err := pj.doubt()
 		if err != nil {
 			return verdict{}, err
 		}
@@ -307,13 +323,12 @@ func (r *ClaimReconciler) judgeExisting(pvc *corev1.PersistentVolumeClaim, pv *c
 // That spares the common case, a server's first replica on a node, the API server's list of
 // its claims. A volume named so but not in the cache (made by hand without the labels the cache
 // selects) is missed here as by the list's judgement.
-func (r *ClaimReconciler) podFitsHere(ctx context.Context, g group, pod string,
-	doubt func() (string, error)) (bool, error) {
+func (r *ClaimReconciler) podFitsHere(ctx context.Context, g group, pod string, pj podJudgement) (bool, error) {
 	node, err := r.node(ctx)
 	if err != nil || !supportsLocalVolumes(node) {
 		return false, err
 	}
-	if why, err := doubt(); why != "" || err != nil {
+	if why, err := pj.doubt(); why != "" || err != nil {
 		return false, err
 	}
 	if r.space.full(ctx) != (fullness{}) {
@@ -368,28 +383,25 @@ func (a *Agent) dataDirectoryMissing(pv *corev1.PersistentVolume) bool {
 // <their volume>-<pod>, as a StatefulSet names them, listed from the API server: the cache holds
 // only the claims that name this node. A claim of no StatefulSet's naming is judged alone.
 func (r *ClaimReconciler) podRefused(ctx context.Context, pvc *corev1.PersistentVolumeClaim,
-	doubt func() (string, error)) (*refusal, error) {
+	pj podJudgement) (*refusal, error) {
 	g, _ := groupOf(pvc.Namespace, pvc.Labels)
 	pod, ok := strings.CutPrefix(pvc.Name, g.volume+"-")
 	if !ok {
 		return nil, nil
 	}
-	if fit, err := r.podFitsHere(ctx, g, pod, doubt); fit || err != nil {
+	if fit, err := r.podFitsHere(ctx, g, pod, pj); fit || err != nil {
 		return nil, err
 	}
-	list := &corev1.PersistentVolumeClaimList{}
-	if err := r.APIReader.List(ctx, list, client.InNamespace(pvc.Namespace), client.MatchingLabels{
-		tarsv1beta1.LabelServerApp: g.app, tarsv1beta1.LabelServerName: g.server,
-	}); err != nil {
+	claims, err := r.podClaims(ctx, pvc.Namespace, g, pod)
+	if err != nil {
 		return nil, err
 	}
-	for i := range list.Items {
-		other := &list.Items[i]
-		og, _ := groupOf(other.Namespace, other.Labels)
-		if other.UID == pvc.UID || other.Name != og.volume+"-"+pod || !r.waitsForVolume(other) {
-			continue // not of the pod; bound already (the scheduler chose the node for it), or going
+	for i := range claims {
+		other := &claims[i]
+		if other.UID == pvc.UID || !r.waitsForVolume(other) {
+			continue // bound already (the scheduler chose the node for it), or going
 		}
-		v, err := r.assess(ctx, other, doubt)
+		v, err := r.assess(ctx, other, pj)
 		if err != nil {
 			return nil, err
 		}
@@ -400,6 +412,55 @@ func (r *ClaimReconciler) podRefused(ctx context.Context, pvc *corev1.Persistent
 		}
 	}
 	return nil, nil
+}
+
+// podClaims are the claims of pod, of the server of group g in namespace ns: its claims named
+// <their volume>-<pod>, as a StatefulSet names them, listed from the API server (the cache holds
+// only the claims that name this node).
+func (r *ClaimReconciler) podClaims(ctx context.Context, ns string, g group,
+	pod string) ([]corev1.PersistentVolumeClaim, error) {
+	list := &corev1.PersistentVolumeClaimList{}
+	if err := r.APIReader.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{
+		tarsv1beta1.LabelServerApp: g.app, tarsv1beta1.LabelServerName: g.server,
+	}); err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(list.Items, func(c corev1.PersistentVolumeClaim) bool {
+		cg, _ := groupOf(c.Namespace, c.Labels)
+		return c.Name != cg.volume+"-"+pod
+	}), nil
+}
+
+// podTiedHere says whether pvc's pod is tied to this node: a volume of this node is bound to one
+// of its claims (it can run nowhere else), or the directory of one of its data claims' groups is
+// here (its data, which volumes elsewhere would leave behind). A full disk refuses no claim of
+// such a pod: that would only keep it down, or send it away from its data.
+func (r *ClaimReconciler) podTiedHere(ctx context.Context, pvc *corev1.PersistentVolumeClaim) (bool, error) {
+	g, _ := groupOf(pvc.Namespace, pvc.Labels)
+	pod, ok := strings.CutPrefix(pvc.Name, g.volume+"-")
+	claims := []corev1.PersistentVolumeClaim{*pvc}
+	if ok {
+		var err error
+		if claims, err = r.podClaims(ctx, pvc.Namespace, g, pod); err != nil {
+			return false, err
+		}
+	}
+	for i := range claims {
+		c := &claims[i]
+		pv := &corev1.PersistentVolume{}
+		if c.Spec.VolumeName != "" && r.Get(ctx, client.ObjectKey{Name: c.Spec.VolumeName}, pv) == nil &&
+			r.boundHere(pv) && pv.Spec.ClaimRef.UID == c.UID {
+			return true, nil // the cache holds this node's volumes only
+		}
+		cg, grouped := groupOf(c.Namespace, c.Labels)
+		if !grouped || cg.volume == tarsv1beta1.DelayBindVolumeName {
+			continue
+		}
+		if _, err := r.Root.Ownership(cg.dir()); !errors.Is(err, fs.ErrNotExist) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // markBound sets the phase of a volume the agent has just made, bound to its claim (a claimRef

@@ -45,23 +45,29 @@ import (
 
 // Defaults of the free-space floors: above the kubelet's own eviction thresholds
 // (nodefs.available 10%, nodefs.inodesFree 5%), so that, where the host root shares the
-// kubelet's filesystem, new volumes stop going there before the kubelet starts evicting pods.
+// kubelet's filesystem, new volumes stop going there before the kubelet starts evicting pods;
+// and below where its image garbage collection starts (85% used), which a node sharing that
+// filesystem sits at in the normal course.
 const (
-	DefaultMinFreeSpace  = "15%"
+	DefaultMinFreeSpace  = "12%"
 	DefaultMinFreeInodes = "10%"
 )
 
-// clearMargin is how far above its floor free space or inodes must be, as a share of the
-// filesystem, before a node marked full is unmarked: without it, a node at its floor would
-// gain and lose the mark (and every pending claim's verdict) with each file written.
-const clearMargin = 0.02
+// clearMargin is how far above its floor free space or inodes must be before a node marked full
+// is unmarked, as a share of the filesystem, at most a fifth of the floor (clearFloorShare):
+// without it, a node at its floor would gain and lose the mark (and every pending claim's
+// verdict) with each file written.
+const (
+	clearMargin     = 0.02
+	clearFloorShare = 5
+)
 
 // defaultDiskCheckInterval is how often the host root's free space is read when the agent is not
 // told (Config.DiskCheckInterval).
 const defaultDiskCheckInterval = 10 * time.Second
 
 // FreeFloor is how much of a filesystem's space or inodes must stay free: a share of it
-// ("15%") or an amount ("20Gi" of space, "100000" inodes). The zero value keeps nothing free.
+// ("12%") or an amount ("20Gi" of space, "100000" inodes). The zero value keeps nothing free.
 type FreeFloor struct {
 	// Percent is the share, when the floor is one; else Amount is.
 	Percent float64
@@ -72,7 +78,7 @@ type FreeFloor struct {
 	inodes bool
 }
 
-// ParseFreeFloor reads a floor of free space (inodes false: "15%", "20Gi", "0") or of free
+// ParseFreeFloor reads a floor of free space (inodes false: "12%", "20Gi", "0") or of free
 // inodes (inodes true: "10%", "100000").
 func ParseFreeFloor(s string, inodes bool) (FreeFloor, error) {
 	f := FreeFloor{inodes: inodes}
@@ -94,9 +100,14 @@ func ParseFreeFloor(s string, inodes bool) (FreeFloor, error) {
 	}
 	q, err := resource.ParseQuantity(s)
 	if err != nil || q.Sign() < 0 {
-		return f, fmt.Errorf("%q is neither a percentage (15%%) nor an amount of bytes (20Gi)", s)
+		return f, fmt.Errorf("%q is neither a percentage (12%%) nor an amount of bytes (20Gi)", s)
 	}
-	f.Amount = uint64(q.Value())
+	n := q.Value() // rounded up, and capped at the largest int64
+	if q.Cmp(*resource.NewQuantity(n, q.Format)) != 0 || n == math.MaxInt64 {
+		// 500m is half a byte, not 500 megabytes; 10E does not fit.
+		return f, fmt.Errorf("%q is not a whole number of bytes up to 8Ei (for megabytes, write 500M or 500Mi)", s)
+	}
+	f.Amount = uint64(n)
 	return f, nil
 }
 
@@ -151,7 +162,8 @@ func fullnessOf(label string, labelled bool) fullness {
 }
 
 // below says whether free is below floor on a filesystem of total, for a resource that was
-// below it (wasFull) or not: leaving the floor takes clearMargin more. A total of 0 is a
+// below it (wasFull) or not: leaving the floor takes clearMargin of the filesystem more, at most
+// a fifth of the floor. A total of 0 is a
 // filesystem that does not count the resource: never below.
 func below(free, total uint64, floor FreeFloor, wasFull bool) bool {
 	limit := floor.of(total)
@@ -159,7 +171,7 @@ func below(free, total uint64, floor FreeFloor, wasFull bool) bool {
 		return false // no floor, or a filesystem that does not count this (btrfs has no inode count)
 	}
 	if wasFull {
-		margin := uint64(math.Ceil(float64(total) * clearMargin))
+		margin := min(uint64(math.Ceil(float64(total)*clearMargin)), limit/clearFloorShare+1)
 		limit += min(margin, math.MaxUint64-limit) // saturating: a floor of exabytes stays one
 	}
 	return free < limit
@@ -182,6 +194,13 @@ type spaceWatch struct {
 	known bool
 }
 
+// judged is what spaceWatch.judge saw: the fullness, whether it changed, the figures.
+type judged struct {
+	now     fullness
+	changed bool
+	stats   hostfs.FilesystemStats
+}
+
 func newSpaceWatch(a *Agent, c cache.Cache) *spaceWatch {
 	return &spaceWatch{Agent: a, cache: c, changed: make(chan struct{}, 1)}
 }
@@ -200,8 +219,8 @@ func (w *spaceWatch) Start(ctx context.Context) error {
 	ticker := time.NewTicker(w.DiskCheckInterval)
 	defer ticker.Stop()
 	for {
-		if _, err := w.judge(ctx); err == nil {
-			w.mark(ctx)
+		if j, err := w.judge(ctx); err == nil {
+			w.mark(ctx, j)
 		}
 		select {
 		case <-ctx.Done():
@@ -213,11 +232,12 @@ func (w *spaceWatch) Start(ctx context.Context) error {
 }
 
 // judge reads the host root's filesystem and judges the node's fullness from it and from what
-// it was (the label, the first time); on a failed read it keeps the last judgement.
-func (w *spaceWatch) judge(ctx context.Context) (fullness, error) {
-	stats, err := w.filesystem()
+// it was (the label, the first time); on a failed read it keeps the last judgement. The lock is
+// held across the read, so that judgements are made in the order of their figures.
+func (w *spaceWatch) judge(ctx context.Context) (judged, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	stats, err := w.filesystem()
 	if !w.known {
 		if node, nodeErr := w.node(ctx); nodeErr == nil {
 			label, labelled := node.Labels[tarsv1beta1.LabelDiskFull]
@@ -228,7 +248,7 @@ func (w *spaceWatch) judge(ctx context.Context) (fullness, error) {
 		agentErrors.WithLabelValues(reasonDiskCheck).Inc()
 		logf.FromContext(ctx).Error(err, "Failed to read the host root's filesystem; the node keeps its mark",
 			"hostRoot", w.HostRoot)
-		return w.now, err
+		return judged{now: w.now, stats: w.stats}, err
 	}
 	was := w.now
 	w.now = fullness{
@@ -242,13 +262,7 @@ func (w *spaceWatch) judge(ctx context.Context) (fullness, error) {
 	hostRootInodes.WithLabelValues(w.NodeName, "available").Set(float64(stats.InodesFree))
 	diskFull.WithLabelValues(w.NodeName, tarsv1beta1.DiskFullSpace).Set(boolGauge(w.now.space))
 	diskFull.WithLabelValues(w.NodeName, tarsv1beta1.DiskFullInodes).Set(boolGauge(w.now.inodes))
-	if w.now != was {
-		select {
-		case w.changed <- struct{}{}:
-		default:
-		}
-	}
-	return w.now, nil
+	return judged{now: w.now, changed: w.now != was, stats: stats}, nil
 }
 
 func (w *spaceWatch) filesystem() (hostfs.FilesystemStats, error) {
@@ -265,22 +279,28 @@ func boolGauge(b bool) float64 {
 	return 0
 }
 
-// mark sets the node's tars.io/DiskFull label to the last judgement, if it differs, with an
-// event on the node saying why.
-func (w *spaceWatch) mark(ctx context.Context) {
-	w.mu.Lock()
-	now, stats := w.now, w.stats
-	w.mu.Unlock()
+// mark sets the node's tars.io/DiskFull label to judgement j, if it differs, with an event on
+// the node saying why. The cached Node may not have seen the last mark yet: a difference is
+// read again from the API server before it is written.
+func (w *spaceWatch) mark(ctx context.Context, j judged) {
+	want := j.now.label()
+	differs := func(node *corev1.Node) bool {
+		label, labelled := node.Labels[tarsv1beta1.LabelDiskFull]
+		return label != want || labelled != (want != "")
+	}
 	node, err := w.node(ctx)
+	if err == nil && differs(node) {
+		node = &corev1.Node{}
+		err = w.APIReader.Get(ctx, client.ObjectKey{Name: w.NodeName}, node)
+	}
 	if err != nil {
 		logf.FromContext(ctx).Error(err, "Failed to read the node to mark its disk")
 		return
 	}
-	label, labelled := node.Labels[tarsv1beta1.LabelDiskFull]
-	want := now.label()
-	if label == want && labelled == (want != "") {
+	if !differs(node) {
 		return
 	}
+	was := node.Labels[tarsv1beta1.LabelDiskFull]
 	patch := client.MergeFrom(node.DeepCopy())
 	if want == "" {
 		delete(node.Labels, tarsv1beta1.LabelDiskFull)
@@ -296,16 +316,17 @@ func (w *spaceWatch) mark(ctx context.Context) {
 		return
 	}
 	logf.FromContext(ctx).Info("Marked the node's disk", "label", tarsv1beta1.LabelDiskFull, "value", want,
-		"was", label, "free", w.describe(stats))
+		"was", was, "free", w.describe(j.stats))
 	if want == "" {
 		w.Recorder.Eventf(node, nil, corev1.EventTypeNormal, "DiskSpaceAvailable", "CheckDisk",
-			"The host root %s has room again (%s): new volumes may be made on this node", w.HostRoot, w.describe(stats))
+			"The host root %s has room again (%s): new volumes may be made on this node", w.HostRoot,
+			w.describe(j.stats))
 		return
 	}
 	w.Recorder.Eventf(node, nil, corev1.EventTypeWarning, "DiskFull", "CheckDisk",
-		"The host root %s is nearly full (%s): no new volume is made on this node, and it is labelled %s=%s "+
-			"until free space and inodes are %g%% of the filesystem above their floors; volumes made already are untouched",
-		w.HostRoot, w.describe(stats), tarsv1beta1.LabelDiskFull, want, clearMargin*100)
+		"The host root %s is nearly full (%s): no new volume is made on this node for a pod that has none here, "+
+			"and it is labelled %s=%s until free space and inodes are back above their floors with a margin; "+
+			"volumes made already are untouched", w.HostRoot, w.describe(j.stats), tarsv1beta1.LabelDiskFull, want)
 }
 
 // describe says how much of the filesystem is free, against the floors.
@@ -324,24 +345,36 @@ func share(part, whole uint64) string {
 	return fmt.Sprintf("%.1f%%", 100*float64(part)/float64(whole))
 }
 
-// full is the node's fullness now, from its filesystem read afresh. Unreadable, it is not full:
-// making a directory there says what is wrong.
+// full is the node's fullness now, from its filesystem read afresh, and wakes the watch to mark
+// the node when it changed. Unreadable, it is not full: making a directory there says what is
+// wrong.
 func (w *spaceWatch) full(ctx context.Context) fullness {
-	now, err := w.judge(ctx)
+	j, err := w.judge(ctx)
 	if err != nil {
 		return fullness{}
 	}
-	return now
+	if j.changed {
+		select {
+		case w.changed <- struct{}{}:
+		default:
+		}
+	}
+	return j.now
 }
 
 // refusal says why no new volume of group g may be made on this node now, from the filesystem
-// as it is (read afresh: the label is for the scheduler, and may lag), or "" when there is room.
-// A directory of the group that exists already (data coming back to its node) costs no room,
-// and is never refused for it. The text stays the same while the node stays full (a claim and
-// its TServer's status quote it); the figures are in the node's event and the metrics.
-func (w *spaceWatch) refusal(ctx context.Context, g group) string {
+// as it is (read afresh: the label is for the scheduler, and may lag), or "" when there is room
+// or the volume costs none worth refusing: a delay-bind volume (an empty directory), a directory
+// of the group that is there already (data coming back), or a pod tied to this node (tied: a
+// volume or data of its here, so that refusing would only keep it down, or send it away from
+// its data). The text stays the same while the node stays full (a claim and its TServer's
+// status quote it); the figures are in the node's event and the metrics.
+func (w *spaceWatch) refusal(ctx context.Context, g group, tied func() (bool, error)) (string, error) {
+	if g.volume == tarsv1beta1.DelayBindVolumeName {
+		return "", nil
+	}
 	if _, err := w.Root.Ownership(g.dir()); !errors.Is(err, fs.ErrNotExist) {
-		return ""
+		return "", nil
 	}
 	var short string
 	switch now := w.full(ctx); {
@@ -353,8 +386,11 @@ func (w *spaceWatch) refusal(ctx context.Context, g group) string {
 	case now.inodes:
 		short = fmt.Sprintf("fewer free inodes than the agent keeps (--min-free-inodes %s)", w.MinFreeInodes)
 	default:
-		return ""
+		return "", nil
+	}
+	if isTied, err := tied(); isTied || err != nil {
+		return "", err
 	}
 	return fmt.Sprintf("the node's disk is full: its host root %s has %s; it is labelled %s until there is room",
-		w.HostRoot, short, tarsv1beta1.LabelDiskFull)
+		w.HostRoot, short, tarsv1beta1.LabelDiskFull), nil
 }

@@ -42,6 +42,11 @@ func TestParseFreeFloor(t *testing.T) {
 		{in: "-1Gi", wantErr: "nor an amount of bytes (20Gi)"},
 		{in: "lots", wantErr: "nor an amount of bytes"},
 		{in: "1Gi", inodes: true, wantErr: "nor a number of inodes (100000)"},
+		{in: "500m", wantErr: `"500m" is not a whole number of bytes up to 8Ei (for megabytes, write 500M or 500Mi)`},
+		{in: "0.5", wantErr: "is not a whole number of bytes"},
+		{in: "10E", wantErr: "is not a whole number of bytes"},
+		{in: "1e30", wantErr: "is not a whole number of bytes"},
+		{in: "7Ei", want: FreeFloor{Amount: 7 << 60}},
 	} {
 		got, err := ParseFreeFloor(tt.in, tt.inodes)
 		if tt.wantErr != "" {
@@ -76,8 +81,12 @@ func TestBelow(t *testing.T) {
 		{"full, above the share but within the margin", 11, 100, percent, true, true},
 		{"full, the margin reached", 12, 100, percent, true, false},
 		{"below an amount", 9, 1000, amount, false, true},
-		{"full, above an amount but within the margin", 29, 1000, amount, true, true},
-		{"full, an amount and the margin reached", 30, 1000, amount, true, false},
+		{"full, above an amount but within the margin (a fifth of it, less than 2% of the filesystem)",
+			12, 1000, amount, true, true},
+		{"full, an amount and the margin reached", 13, 1000, amount, true, false},
+		{"full, a share of a big filesystem: 2% of it, less than a fifth of the floor", 11_900, 100_000,
+			percent, true, true},
+		{"full, a share of a big filesystem, the margin reached", 12_000, 100_000, percent, true, false},
 		{"no floor, nothing free", 0, 100, FreeFloor{}, true, false},
 		{"a share of a filesystem without inode counts", 0, 0, percent, false, false},
 		{"an amount of a filesystem without inode counts", 0, 0, amount, true, false},

@@ -18,6 +18,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -80,7 +81,8 @@ var (
 type testAgent struct {
 	node, hostname string
 	dir            string // the host root as this process reaches it
-	// disk is what the agent reads of its host root's filesystem: roomy unless a test says.
+	// disk is what the agent reads of its host root's filesystem: roomy unless a test says; nil
+	// fails the read.
 	disk  atomic.Pointer[hostfs.FilesystemStats]
 	cache client.Reader
 	stop  context.CancelFunc
@@ -208,6 +210,18 @@ func startAgent(node, hostname, dir string) {
 // startAgentWith runs an agent whose client's calls go through funcs first, if not nil: a test
 // can act between the agent's reads and its writes.
 func startAgentWith(node, hostname, dir string, funcs *interceptor.Funcs) {
+	runAgent(node, hostname, dir, funcs, &roomyDisk)
+}
+
+// startAgentOnDisk runs an agent that reads disk as its host root's filesystem from the start.
+func startAgentOnDisk(node, hostname, dir string, disk *hostfs.FilesystemStats) {
+	runAgent(node, hostname, dir, nil, disk)
+}
+
+// errNoStatfs is what an agent reads of its host root's filesystem while its disk is nil.
+var errNoStatfs = errors.New("statfs: input/output error")
+
+func runAgent(node, hostname, dir string, funcs *interceptor.Funcs, disk *hostfs.FilesystemStats) {
 	root, err := hostfs.Open(dir)
 	Expect(err).NotTo(HaveOccurred())
 	opts := ctrl.Options{
@@ -228,7 +242,7 @@ func startAgentWith(node, hostname, dir string, funcs *interceptor.Funcs) {
 	mgr, err := ctrl.NewManager(cfg, opts)
 	Expect(err).NotTo(HaveOccurred())
 	a := &testAgent{node: node, hostname: hostname, dir: dir, cache: mgr.GetCache(), done: make(chan struct{})}
-	a.disk.Store(&roomyDisk)
+	a.disk.Store(disk)
 	minFreeSpace, err := ParseFreeFloor("10%", false)
 	Expect(err).NotTo(HaveOccurred())
 	minFreeInodes, err := ParseFreeFloor("1000", true)
@@ -238,7 +252,12 @@ func startAgentWith(node, hostname, dir string, funcs *interceptor.Funcs) {
 		StorageClassName: testStorage, GCGracePeriod: gcGrace, ResyncPeriod: resync, OrphanScanInterval: orphanScan,
 		UsageInterval: usageEvery, UsageRate: 1000,
 		MinFreeSpace: minFreeSpace, MinFreeInodes: minFreeInodes, DiskCheckInterval: diskCheck,
-		Filesystem: func() (hostfs.FilesystemStats, error) { return *a.disk.Load(), nil },
+		Filesystem: func() (hostfs.FilesystemStats, error) {
+			if d := a.disk.Load(); d != nil {
+				return *d, nil
+			}
+			return hostfs.FilesystemStats{}, errNoStatfs
+		},
 	})).To(Succeed())
 	agentCtx, stop := context.WithCancel(ctx)
 	a.stop = stop

@@ -242,7 +242,12 @@ func (r *Root) Filesystem() (FilesystemStats, error) {
 	if err := syscall.Statfs(r.dir, &st); err != nil {
 		return FilesystemStats{}, err
 	}
-	bsize := uint64(st.Bsize)
+	// Blocks count in fragment-size units (Frsize); Bsize, the preferred I/O size, is the same on
+	// local filesystems but not on every network or FUSE one.
+	bsize := uint64(st.Frsize)
+	if bsize == 0 {
+		bsize = uint64(st.Bsize)
+	}
 	return FilesystemStats{Bytes: st.Blocks * bsize, BytesAvailable: st.Bavail * bsize, Inodes: st.Files,
 		InodesFree: st.Ffree}, nil
 }
