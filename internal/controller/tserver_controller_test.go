@@ -145,17 +145,14 @@ func recreatedWithData(ts *tarsv1beta1.TServer) *appsv1.StatefulSet {
 }
 
 // podOf creates the pod of sts with that ordinal (envtest runs no StatefulSet controller),
-// mounting the claims of volumes, controlled by sts when owned, Running, and Ready or not.
+// mounting the claims of volumes, controlled by sts when owned, Running, and Ready or not. An
+// owned pod is adopted once its status is written: the controller replaces at once a pod it
+// controls that lacks claims and is not ready, as a pod is between its create and its status.
 func podOf(sts *appsv1.StatefulSet, ordinal int, ready, owned bool, volumes ...string) *corev1.Pod {
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: sts.Namespace, Name: fmt.Sprintf("%s-%d", sts.Name, ordinal),
 			Labels: sts.Spec.Selector.MatchLabels},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "c"}}},
-	}
-	if owned {
-		p.OwnerReferences = []metav1.OwnerReference{
-			*metav1.NewControllerRef(sts, appsv1.SchemeGroupVersion.WithKind("StatefulSet")),
-		}
 	}
 	for _, v := range volumes {
 		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: v, VolumeSource: corev1.VolumeSource{
@@ -174,6 +171,12 @@ func podOf(sts *appsv1.StatefulSet, ordinal int, ready, owned bool, volumes ...s
 		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: status}},
 	}
 	Expect(k8sClient.Status().Update(ctx, p)).To(Succeed())
+	if owned {
+		p.OwnerReferences = []metav1.OwnerReference{
+			*metav1.NewControllerRef(sts, appsv1.SchemeGroupVersion.WithKind("StatefulSet")),
+		}
+		Expect(k8sClient.Update(ctx, p)).To(Succeed())
+	}
 	return p
 }
 
