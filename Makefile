@@ -82,8 +82,9 @@ test-deploy: manifests kustomize install-helm kube-binaries check-chart ## Rende
 	mkdir -p .local/deploy
 	"$(KUSTOMIZE)" build config/default > .local/deploy/kustomize.yaml
 	{ cat .local/deploy/kustomize.yaml; echo "---"; "$(KUSTOMIZE)" build config/monitoring; } > .local/deploy/kustomize-monitoring.yaml
-	"$(HELM)" template $(HELM_RELEASE) $(HELM_CHART_DIR) --namespace $(HELM_NAMESPACE) > .local/deploy/helm.yaml
-	"$(HELM)" template $(HELM_RELEASE) $(HELM_CHART_DIR) --namespace $(HELM_NAMESPACE) \
+	"$(HELM)" template $(HELM_RELEASE) $(HELM_CHART_DIR) --namespace $(HELM_NAMESPACE) $(HELM_KUBE_FLAGS) \
+		> .local/deploy/helm.yaml
+	"$(HELM)" template $(HELM_RELEASE) $(HELM_CHART_DIR) --namespace $(HELM_NAMESPACE) $(HELM_KUBE_FLAGS) \
 		--set prometheus.enabled=true --set grafana.enabled=true > .local/deploy/helm-monitoring.yaml
 	crds="$$(go mod download -json github.com/cert-manager/cert-manager@$(CERT_MANAGER_VERSION) | sed -n 's/.*"Dir": "\(.*\)",/\1/p')/deploy/crds"; \
 	monitoring_crds="$$(go mod download -json github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) | sed -n 's/.*"Dir": "\(.*\)",/\1/p')/example/prometheus-operator-crd"; \
@@ -93,6 +94,11 @@ test-deploy: manifests kustomize install-helm kube-binaries check-chart ## Rende
 			MONITORING_MANIFESTS="$(CURDIR)/.local/deploy/$$rendering-monitoring.yaml" PROMETHEUS_OPERATOR_CRDS="$$monitoring_crds" \
 			KUBEBUILDER_ASSETS="$(KUBE_BIN_DIR)" go test ./test/deploy/ -count=1 -v || exit 1; \
 	done
+
+.PHONY: test-compat
+test-compat: ## Run the envtest suites, the deploy dry run and the end-to-end suite against another Kubernetes release, its binaries built into bin/k8s/<version>/: make test-compat KUBE_VERSION=v1.30.14 (docs/compatibility.md).
+	@[ "$(origin KUBE_VERSION)" = "command line" ] || { echo "Name the release: make test-compat KUBE_VERSION=v1.30.14"; exit 1; }
+	$(MAKE) kube-binaries test-unit test-deploy test-e2e KUBE_VERSION=$(KUBE_VERSION)
 
 .PHONY: test-e2e
 test-e2e: manifests generate kube-binaries ## Run the end-to-end suite on a local cluster (kube-controller-manager, scheduler, kwok nodes, agents).
@@ -183,6 +189,12 @@ build-installer: manifests generate kustomize ## Generate a consolidated YAML wi
 
 ##@ Deployment
 
+# What `make deploy` applies: config/default, or config/overlays/before-1.36 (without the
+# claim-labelling MutatingAdmissionPolicy) on a cluster that does not serve that API
+# (Kubernetes 1.30 to 1.35). Asked of the cluster only when a target needs it.
+DEPLOY_CONFIG ?= $(shell "$(KUBECTL)" api-resources --api-group=admissionregistration.k8s.io -o name 2>/dev/null | \
+	grep -q '^mutatingadmissionpolicies' && echo config/default || echo config/overlays/before-1.36)
+
 ifndef ignore-not-found
   ignore-not-found = false
 endif
@@ -198,14 +210,15 @@ uninstall: manifests kustomize ## Uninstall the CRDs and the StorageClass from t
 	"$(KUSTOMIZE)" build config/storageclass | "$(KUBECTL)" delete --ignore-not-found=$(ignore-not-found) -f -
 
 .PHONY: deploy
-deploy: manifests kustomize ## Deploy controller to the K8s cluster specified in ~/.kube/config.
+deploy: manifests kustomize ## Deploy controller to the K8s cluster specified in ~/.kube/config (config/default, or config/overlays/before-1.36 where MutatingAdmissionPolicy is not served).
 	cd config/manager && "$(KUSTOMIZE)" edit set image controller=${IMG}
 	cd config/agent && "$(KUSTOMIZE)" edit set image controller=${IMG}
-	"$(KUSTOMIZE)" build config/default | "$(KUBECTL)" apply -f -
+	@echo "Deploying $(DEPLOY_CONFIG)"
+	"$(KUSTOMIZE)" build $(DEPLOY_CONFIG) | "$(KUBECTL)" apply -f -
 
 .PHONY: undeploy
 undeploy: kustomize ## Undeploy controller from the K8s cluster specified in ~/.kube/config. Call with ignore-not-found=true to ignore resource not found errors during deletion.
-	"$(KUSTOMIZE)" build config/default | "$(KUBECTL)" delete --ignore-not-found=$(ignore-not-found) -f -
+	"$(KUSTOMIZE)" build $(DEPLOY_CONFIG) | "$(KUBECTL)" delete --ignore-not-found=$(ignore-not-found) -f -
 
 ##@ Dependencies
 
@@ -240,6 +253,11 @@ PROMETHEUS_OPERATOR_VERSION ?= v0.85.0
 PROMTOOL_VERSION ?= v0.316.0
 KWOK_VERSION ?= v0.8.0
 KUBE_BIN_DIR ?= $(LOCALBIN)/k8s/$(KUBE_VERSION)
+# What `helm template` renders for, as `helm install` learns it from the cluster: the release, and
+# MutatingAdmissionPolicy where that release serves it (1.36 and later).
+KUBE_MINOR = $(word 2,$(subst ., ,$(KUBE_VERSION)))
+HELM_KUBE_FLAGS = --kube-version $(KUBE_VERSION) $(if $(shell [ "$(KUBE_MINOR)" -ge 36 ] 2>/dev/null && echo y),\
+	--api-versions admissionregistration.k8s.io/v1/MutatingAdmissionPolicy)
 FUZZTIME ?= 1m
 # NODES is how many simulated nodes `make run` starts.
 NODES ?= 3
@@ -333,7 +351,7 @@ helm-chart: manifests kustomize $(KUBEBUILDER) ## Regenerate dist/chart from con
 	$(call chart-files,dist/chart)
 
 .PHONY: check-chart
-check-chart: manifests kustomize $(KUBEBUILDER) ## Fail if dist/chart is not what helm-chart generates from config/ (templates/agent, templates/monitoring and values.yaml are hand-kept).
+check-chart: manifests kustomize $(KUBEBUILDER) ## Fail if dist/chart is not what helm-chart generates from config/ (templates/agent, templates/monitoring, Chart.yaml and values.yaml are hand-kept).
 	rm -rf .local/chart-check && mkdir -p .local/chart-check
 	"$(KUSTOMIZE)" build config/helm > .local/chart-check/install.yaml
 	# The plugin records its paths in PROJECT: keep the ones helm-chart uses.
@@ -341,7 +359,7 @@ check-chart: manifests kustomize $(KUBEBUILDER) ## Fail if dist/chart is not wha
 	"$(KUBEBUILDER)" edit --plugins=helm/v2-alpha --manifests .local/chart-check/install.yaml --output-dir .local/chart-check > /dev/null; \
 	status=$$?; cp .local/chart-check/PROJECT PROJECT; exit $$status
 	$(call chart-files,.local/chart-check/chart)
-	diff -r --exclude=values.yaml --exclude=agent --exclude=monitoring .local/chart-check/chart $(HELM_CHART_DIR) || \
+	diff -r --exclude=values.yaml --exclude=Chart.yaml --exclude=agent --exclude=monitoring .local/chart-check/chart $(HELM_CHART_DIR) || \
 		{ echo "$(HELM_CHART_DIR) is not what config/ generates: run make helm-chart"; exit 1; }
 
 .PHONY: helm-deploy

@@ -30,7 +30,9 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -39,6 +41,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	k8sv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/compat"
 	"github.com/tserver-operator/tserver-operator/internal/controller"
 	webhookv1beta1 "github.com/tserver-operator/tserver-operator/internal/webhook/v1beta1"
 	// +kubebuilder:scaffold:imports
@@ -193,6 +196,9 @@ func main() {
 	// The API server is in the same cluster: compressing every watch event and response costs
 	// both ends CPU and saves no time.
 	restCfg.DisableCompression = true
+	if !checkServer(restCfg) {
+		os.Exit(1)
+	}
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsServerOptions,
@@ -266,4 +272,37 @@ func main() {
 		setupLog.Error(err, "Failed to run manager")
 		os.Exit(1)
 	}
+}
+
+// checkServer says, and logs, whether the API server is a Kubernetes release the operator
+// supports, and which way claims get their node label there (compat.Server.ClaimLabelling).
+func checkServer(cfg *rest.Config) bool {
+	d, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		setupLog.Error(err, "Failed to reach the API server")
+		return false
+	}
+	server, err := compat.Probe(d)
+	if err != nil {
+		setupLog.Error(err, "Failed to read what the API server offers")
+		return false
+	}
+	if err := server.Supported(); err != nil {
+		setupLog.Error(err, "Unsupported Kubernetes release")
+		return false
+	}
+	if !server.Tested() {
+		setupLog.Info("Kubernetes release newer than the newest this operator was tested against",
+			"kubernetes", server.Version.String(), "newestTested", fmt.Sprintf("1.%d", compat.NewestMinor))
+	}
+	server.Report()
+	if server.ClaimLabelling() == compat.PathPolicy {
+		setupLog.Info("MutatingAdmissionPolicy is served: claims are labelled with their node in the scheduler's "+
+			"write by the claim-labelling policy; the manager labels only those it missed",
+			"kubernetes", server.Version.String())
+	} else {
+		setupLog.Info("MutatingAdmissionPolicy is not served: the manager labels each node-local claim with its "+
+			"node, one API write a claim", "kubernetes", server.Version.String())
+	}
+	return true
 }
