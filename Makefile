@@ -80,7 +80,7 @@ test-alerts: promtool ## Check the alerts (config/prometheus/rules.yaml) and the
 .PHONY: test-deploy
 test-deploy: manifests kustomize install-helm kube-binaries check-chart ## Render config/default and the Helm chart, without and with the monitoring; a real API server must accept every object (dry run); run an agent under its rendered role and node restriction policy: the role must grant exactly what it uses (audit log), the policy must keep it to its own node.
 	mkdir -p .local/deploy
-	"$(KUSTOMIZE)" build config/default > .local/deploy/kustomize.yaml
+	"$(KUSTOMIZE)" build $(KUSTOMIZE_CONFIG) > .local/deploy/kustomize.yaml
 	{ cat .local/deploy/kustomize.yaml; echo "---"; "$(KUSTOMIZE)" build config/monitoring; } > .local/deploy/kustomize-monitoring.yaml
 	"$(HELM)" template $(HELM_RELEASE) $(HELM_CHART_DIR) --namespace $(HELM_NAMESPACE) $(HELM_KUBE_FLAGS) \
 		> .local/deploy/helm.yaml
@@ -92,7 +92,7 @@ test-deploy: manifests kustomize install-helm kube-binaries check-chart ## Rende
 		echo "Checking the $$rendering rendering"; \
 		RENDERED_MANIFESTS="$(CURDIR)/.local/deploy/$$rendering.yaml" CERT_MANAGER_CRDS="$$crds" \
 			MONITORING_MANIFESTS="$(CURDIR)/.local/deploy/$$rendering-monitoring.yaml" PROMETHEUS_OPERATOR_CRDS="$$monitoring_crds" \
-			KUBEBUILDER_ASSETS="$(KUBE_BIN_DIR)" go test ./test/deploy/ -count=1 -v || exit 1; \
+			KUBEBUILDER_ASSETS="$(KUBE_BIN_DIR)" KUBE_VERSION="$(KUBE_VERSION)" go test ./test/deploy/ -count=1 -v || exit 1; \
 	done
 
 .PHONY: test-compat
@@ -256,8 +256,11 @@ KUBE_BIN_DIR ?= $(LOCALBIN)/k8s/$(KUBE_VERSION)
 # What `helm template` renders for, as `helm install` learns it from the cluster: the release, and
 # MutatingAdmissionPolicy where that release serves it (1.36 and later).
 KUBE_MINOR = $(word 2,$(subst ., ,$(KUBE_VERSION)))
-HELM_KUBE_FLAGS = --kube-version $(KUBE_VERSION) $(if $(shell [ "$(KUBE_MINOR)" -ge 36 ] 2>/dev/null && echo y),\
-	--api-versions admissionregistration.k8s.io/v1/MutatingAdmissionPolicy)
+SERVES_MAP = $(shell [ "$(KUBE_MINOR)" -ge 36 ] 2>/dev/null && echo y)
+HELM_KUBE_FLAGS = --kube-version $(KUBE_VERSION) \
+	$(if $(SERVES_MAP),--api-versions admissionregistration.k8s.io/v1/MutatingAdmissionPolicy)
+# What test-deploy renders with kustomize for that release (make deploy asks the cluster).
+KUSTOMIZE_CONFIG = $(if $(SERVES_MAP),config/default,config/overlays/before-1.36)
 FUZZTIME ?= 1m
 # NODES is how many simulated nodes `make run` starts.
 NODES ?= 3

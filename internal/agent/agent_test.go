@@ -187,6 +187,12 @@ func schedule(pvc *corev1.PersistentVolumeClaim, node string) {
 			pvc.Annotations = map[string]string{}
 		}
 		pvc.Annotations["volume.kubernetes.io/selected-node"] = node
+		if labelByHand {
+			if pvc.Labels == nil {
+				pvc.Labels = map[string]string{}
+			}
+			pvc.Labels[tarsv1beta1.LabelSelectedNode] = tarsv1beta1.SelectedNodeLabelValue(node)
+		}
 		return k8sClient.Update(ctx, pvc)
 	}, timeout, interval).Should(Succeed())
 }

@@ -36,6 +36,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -48,6 +49,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/compat"
 	"github.com/tserver-operator/tserver-operator/internal/hostfs"
 	"github.com/tserver-operator/tserver-operator/internal/testenv"
 )
@@ -63,6 +65,10 @@ const (
 	interval    = 100 * time.Millisecond
 	testStorage = tarsv1beta1.StorageClassName
 )
+
+// labelByHand says the API server serves no MutatingAdmissionPolicy (Kubernetes before 1.36):
+// schedule labels claims with their node, as the manager's fallback does.
+var labelByHand bool
 
 // roomyDisk is a host root's filesystem with room: half its space and inodes free.
 var roomyDisk = hostfs.FilesystemStats{Bytes: 100 << 30, BytesAvailable: 50 << 30, Inodes: 1 << 20, InodesFree: 1 << 19}
@@ -115,8 +121,15 @@ var _ = BeforeSuite(func() {
 
 	useProvisioner(tarsv1beta1.Provisioner)
 	By("installing the admission policy that labels claims with the node of their pod")
-	createManifests(filepath.Join("..", "..", "config", "storageclass", "claim-node-label.yaml"))
-	waitForClaimLabelPolicy()
+	server, err := compat.Probe(discovery.NewDiscoveryClientForConfigOrDie(cfg))
+	Expect(err).NotTo(HaveOccurred())
+	if labelByHand = !server.MutatingAdmissionPolicy; labelByHand {
+		By("Kubernetes " + server.Version.String() + " serves no MutatingAdmissionPolicy: the tests label " +
+			"claims with their node, as the manager does there")
+	} else {
+		createManifests(filepath.Join("..", "..", "config", "storageclass", "claim-node-label.yaml"))
+		waitForClaimLabelPolicy()
+	}
 
 	By("registering three nodes: two that support local volumes, one that does not")
 	for name, support := range map[string]bool{"node-a": true, "node-b": true, "node-c": false} {

@@ -38,6 +38,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
@@ -180,7 +181,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	wh := c.env.WebhookInstallOptions
 	c.Webhook = WebhookServing{Host: wh.LocalServingHost, Port: wh.LocalServingPort, CertDir: wh.LocalServingCertDir}
 
-	if err := createManifests(ctx, c.Config, opts.Manifests); err != nil {
+	if err := c.createManifests(ctx, opts.Manifests); err != nil {
 		return nil, errors.Join(err, c.Stop())
 	}
 
@@ -203,12 +204,13 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 }
 
 // createManifests creates the objects of every YAML document in files; a directory stands for
-// its YAML files but kustomization.yaml.
-func createManifests(ctx context.Context, cfg *rest.Config, paths []string) error {
+// its YAML files but kustomization.yaml. An object of a kind the API server does not serve is
+// left out, with a notice.
+func (c *Cluster) createManifests(ctx context.Context, paths []string) error {
 	if len(paths) == 0 {
 		return nil
 	}
-	cl, err := client.New(cfg, client.Options{})
+	cl, err := client.New(c.Config, client.Options{})
 	if err != nil {
 		return err
 	}
@@ -242,7 +244,15 @@ func createManifests(ctx context.Context, cfg *rest.Config, paths []string) erro
 			if len(obj.Object) == 0 {
 				continue
 			}
-			if err = cl.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+			err = cl.Create(ctx, obj)
+			if meta.IsNoMatchError(err) {
+				// An API this release does not serve (MutatingAdmissionPolicy before 1.36): the
+				// operator does without, as on such a cluster.
+				c.notify(fmt.Sprintf("Left out %s %s of %s: this Kubernetes release does not serve it",
+					obj.GetKind(), obj.GetName(), filepath.Base(file)))
+				err = nil
+			}
+			if err != nil && !apierrors.IsAlreadyExists(err) {
 				break
 			}
 		}
