@@ -203,6 +203,9 @@ func runAgentThroughItsWork(t *testing.T, c *agentCluster, node string) {
 		pvc.Labels = map[string]string{
 			tarsv1beta1.LabelServerApp: app, tarsv1beta1.LabelServerName: server, tarsv1beta1.LabelLocalVolume: volume,
 		}
+		if !servesMutatingPolicy() {
+			pvc.Labels[tarsv1beta1.LabelSelectedNode] = node // as the manager does there
+		}
 		pvc.Annotations[tarsv1beta1.AnnotationLocalVolumeUID] = uid
 		pvc.Annotations[tarsv1beta1.AnnotationLocalVolumeGID] = gid
 		maps.Copy(pvc.Annotations, annotations)
