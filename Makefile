@@ -216,6 +216,10 @@ deploy: manifests kustomize ## Deploy controller to the K8s cluster specified in
 	@echo "Deploying $(DEPLOY_CONFIG)"
 	"$(KUSTOMIZE)" build $(DEPLOY_CONFIG) | "$(KUBECTL)" apply -f -
 
+.PHONY: deploy-config
+deploy-config: ## Print the kustomization make deploy would apply to the current cluster.
+	@echo $(DEPLOY_CONFIG)
+
 .PHONY: undeploy
 undeploy: kustomize ## Undeploy controller from the K8s cluster specified in ~/.kube/config. Call with ignore-not-found=true to ignore resource not found errors during deletion.
 	"$(KUSTOMIZE)" build $(DEPLOY_CONFIG) | "$(KUBECTL)" delete --ignore-not-found=$(ignore-not-found) -f -

@@ -28,8 +28,10 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -40,6 +42,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/tserver-operator/tserver-operator/internal/testenv"
 )
@@ -169,6 +172,48 @@ func TestAPIServerAcceptsEverything(t *testing.T) {
 		if kinds[kind] == 0 {
 			t.Errorf("no %s rendered", kind)
 		}
+	}
+}
+
+// TestMakeDeployPicksTheConfig asks `make deploy`'s own question (DEPLOY_CONFIG: does the cluster
+// serve MutatingAdmissionPolicy?) of a real API server of the release under test: config/default
+// from 1.36, config/overlays/before-1.36 before, so that `make deploy` needs no edit on either.
+func TestMakeDeployPicksTheConfig(t *testing.T) {
+	for _, tool := range []string{"make", "kubectl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("skipped: no %s on PATH", tool)
+		}
+	}
+	env := testenv.New(false)
+	if _, err := env.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	admin, err := env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, err := admin.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("make", "-s", "--no-print-directory", "deploy-config")
+	cmd.Dir = filepath.Join("..", "..")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+path)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("make deploy-config: %v", err)
+	}
+	want := "config/overlays/before-1.36"
+	if servesMutatingPolicy() {
+		want = "config/default"
+	}
+	if got := strings.TrimSpace(string(out)); got != want {
+		t.Errorf("make deploy would apply %q on Kubernetes %s, want %q", got, os.Getenv("KUBE_VERSION"), want)
 	}
 }
 
