@@ -192,8 +192,9 @@ build-installer: manifests generate kustomize ## Generate a consolidated YAML wi
 # What `make deploy` applies: config/default, or config/overlays/before-1.36 (without the
 # claim-labelling MutatingAdmissionPolicy) on a cluster that does not serve that API
 # (Kubernetes 1.30 to 1.35). Asked of the cluster only when a target needs it.
-DEPLOY_CONFIG ?= $(shell "$(KUBECTL)" api-resources --api-group=admissionregistration.k8s.io -o name 2>/dev/null | \
-	grep -q '^mutatingadmissionpolicies' && echo config/default || echo config/overlays/before-1.36)
+# (Asked afresh, not of kubectl's discovery cache, which may describe the cluster before an upgrade.)
+DEPLOY_CONFIG ?= $(shell "$(KUBECTL)" get --raw /apis/admissionregistration.k8s.io/v1 2>/dev/null | \
+	grep -q '"name":"mutatingadmissionpolicies"' && echo config/default || echo config/overlays/before-1.36)
 
 ifndef ignore-not-found
   ignore-not-found = false
