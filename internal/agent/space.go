@@ -17,9 +17,10 @@ limitations under the License.
 package agent
 
 // Full-disk protection: the agent makes no new volume on a node whose host root's filesystem
-// is nearly full, and says so on the Node (label tars.io/DiskFull, which the pods of servers
-// with node-local volumes prefer to avoid) until there is room again. Volumes made already are
-// untouched: their pods come back to them, their directories are kept and cleaned up as ever.
+// is nearly full for a pod that has nothing there yet, and says so on the Node (label
+// tars.io/DiskFull, which the pods of servers with node-local volumes prefer to avoid) until
+// there is room again. Volumes made already are untouched: their pods come back to them, their
+// directories are kept and cleaned up as ever.
 
 import (
 	"context"
