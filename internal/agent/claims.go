@@ -102,9 +102,10 @@ func (r *ClaimReconciler) provision(ctx context.Context, pvc *corev1.PersistentV
 	// The disks, and the pod's ties to this node, are judged once for the claim and the other
 	// claims of its pod.
 	pj := podJudgement{
-		doubt: sync.OnceValues(func() (string, error) { return r.diskInDoubt(ctx, "") }),
-		tied:  sync.OnceValues(func() (bool, error) { return r.podTiedHere(ctx, pvc) }),
+		doubt:  sync.OnceValues(func() (string, error) { return r.diskInDoubt(ctx, "") }),
+		claims: sync.OnceValues(func() ([]corev1.PersistentVolumeClaim, error) { return r.podClaims(ctx, pvc) }),
 	}
+	pj.tied = sync.OnceValues(func() (bool, error) { return r.podTiedHere(ctx, pj.claims) })
 	v, err := r.assess(ctx, pvc, pj)
 	if err != nil {
 		return err
@@ -217,6 +218,8 @@ type verdict struct {
 type podJudgement struct {
 	// doubt says why the node's disks cannot be trusted, if so (diskInDoubt).
 	doubt func() (string, error)
+	// claims are the pod's claims, read from the API server (podClaims).
+	claims func() ([]corev1.PersistentVolumeClaim, error)
 	// tied says whether the pod has a volume or data here (podTiedHere).
 	tied func() (bool, error)
 }
@@ -392,7 +395,7 @@ func (r *ClaimReconciler) podRefused(ctx context.Context, pvc *corev1.Persistent
 	if fit, err := r.podFitsHere(ctx, g, pod, pj); fit || err != nil {
 		return nil, err
 	}
-	claims, err := r.podClaims(ctx, pvc.Namespace, g, pod)
+	claims, err := pj.claims()
 	if err != nil {
 		return nil, err
 	}
@@ -414,13 +417,18 @@ func (r *ClaimReconciler) podRefused(ctx context.Context, pvc *corev1.Persistent
 	return nil, nil
 }
 
-// podClaims are the claims of pod, of the server of group g in namespace ns: its claims named
-// <their volume>-<pod>, as a StatefulSet names them, listed from the API server (the cache holds
-// only the claims that name this node).
-func (r *ClaimReconciler) podClaims(ctx context.Context, ns string, g group,
-	pod string) ([]corev1.PersistentVolumeClaim, error) {
+// podClaims are the claims of pvc's pod: its server's claims named <their volume>-<pod>, as a
+// StatefulSet names them, listed from the API server (the cache holds only the claims that name
+// this node); pvc alone when its name is of no StatefulSet's naming.
+func (r *ClaimReconciler) podClaims(ctx context.Context,
+	pvc *corev1.PersistentVolumeClaim) ([]corev1.PersistentVolumeClaim, error) {
+	g, _ := groupOf(pvc.Namespace, pvc.Labels)
+	pod, ok := strings.CutPrefix(pvc.Name, g.volume+"-")
+	if !ok {
+		return []corev1.PersistentVolumeClaim{*pvc}, nil
+	}
 	list := &corev1.PersistentVolumeClaimList{}
-	if err := r.APIReader.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{
+	if err := r.APIReader.List(ctx, list, client.InNamespace(pvc.Namespace), client.MatchingLabels{
 		tarsv1beta1.LabelServerApp: g.app, tarsv1beta1.LabelServerName: g.server,
 	}); err != nil {
 		return nil, err
@@ -431,19 +439,15 @@ func (r *ClaimReconciler) podClaims(ctx context.Context, ns string, g group,
 	}), nil
 }
 
-// podTiedHere says whether pvc's pod is tied to this node: a volume of this node is bound to one
-// of its claims (it can run nowhere else), or the directory of one of its data claims' groups is
-// here (its data, which volumes elsewhere would leave behind). A full disk refuses no claim of
-// such a pod: that would only keep it down, or send it away from its data.
-func (r *ClaimReconciler) podTiedHere(ctx context.Context, pvc *corev1.PersistentVolumeClaim) (bool, error) {
-	g, _ := groupOf(pvc.Namespace, pvc.Labels)
-	pod, ok := strings.CutPrefix(pvc.Name, g.volume+"-")
-	claims := []corev1.PersistentVolumeClaim{*pvc}
-	if ok {
-		var err error
-		if claims, err = r.podClaims(ctx, pvc.Namespace, g, pod); err != nil {
-			return false, err
-		}
+// podTiedHere says whether a pod, of podClaims, is tied to this node: a volume of this node is
+// bound to one of its claims (it can run nowhere else), or the directory of one of its data
+// claims' groups is here (its data, which volumes elsewhere would leave behind). A full disk
+// refuses no claim of such a pod: that would only keep it down, or send it away from its data.
+func (r *ClaimReconciler) podTiedHere(ctx context.Context,
+	podClaims func() ([]corev1.PersistentVolumeClaim, error)) (bool, error) {
+	claims, err := podClaims()
+	if err != nil {
+		return false, err
 	}
 	for i := range claims {
 		c := &claims[i]
