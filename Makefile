@@ -101,8 +101,8 @@ test-compat: ## Run the envtest suites, the deploy dry run and the end-to-end su
 	$(MAKE) kube-binaries test-unit test-deploy test-e2e KUBE_VERSION=$(KUBE_VERSION)
 
 .PHONY: test-e2e
-test-e2e: manifests generate kube-binaries ## Run the end-to-end suite on a local cluster (kube-controller-manager, scheduler, kwok nodes, agents).
-	KUBEBUILDER_ASSETS="$(KUBE_BIN_DIR)" go test ./test/e2e/ -timeout 30m -v -ginkgo.v
+test-e2e: manifests generate kube-binaries images real-node-deps ## Run the end-to-end suite on a local cluster (kube-controller-manager, scheduler, kwok nodes and their agents, and a real node with the agent DaemonSet).
+	KUBEBUILDER_ASSETS="$(KUBE_BIN_DIR)" IMAGE_DIR="$(IMAGE_DIR)" LOCAL_IMG="$(LOCAL_IMG)" go test ./test/e2e/ -timeout 30m -v -ginkgo.v
 
 .PHONY: bench
 bench: build kube-binaries ## Measure time to bound vs Kubernetes alone, leftovers, agent footprint, admission latency, node-loss recovery vs Kubernetes alone (see docs/performance.md).
@@ -141,13 +141,47 @@ build: manifests generate fmt vet ## Build the manager (bin/tserver-operator) an
 	CGO_ENABLED=0 go build -trimpath -o bin/tserver-operator ./cmd
 	CGO_ENABLED=0 go build -trimpath -o bin/tserver-agent ./cmd/agent
 
+# Images for the local cluster's real node, built without a container engine (hack/image): the
+# operator's (the binaries the Dockerfile ships, on an empty base), the pod sandbox, and the
+# end-to-end tests' workload (as uid 1000 and as uid 2000).
+IMAGE_DIR ?= $(LOCALBIN)/images
+LOCAL_IMG ?= localhost/tserver-operator:dev
+.PHONY: images
+images: build kustomize ## Build the image archives the local cluster's real node imports (bin/images/), and the deployment its agent DaemonSet comes from.
+	mkdir -p "$(IMAGE_DIR)"
+	"$(KUSTOMIZE)" build $(KUSTOMIZE_CONFIG) > "$(IMAGE_DIR)/deploy.yaml"
+	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/pause ./hack/image/pause
+	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/volume-writer ./test/images/volume-writer
+	go run ./hack/image --tag $(LOCAL_IMG) --output $(IMAGE_DIR)/tserver-operator.tar --user 65532:65532 \
+		--file /tserver-operator=bin/tserver-operator --file /tserver-agent=bin/tserver-agent --entrypoint /tserver-operator
+	go run ./hack/image --tag localhost/pause:local --output $(IMAGE_DIR)/pause.tar --file /pause=$(LOCALBIN)/pause \
+		--entrypoint /pause --user 65535:65535
+	go run ./hack/image --tag localhost/volume-writer:uid-1000 --output $(IMAGE_DIR)/volume-writer-1000.tar \
+		--file /volume-writer=$(LOCALBIN)/volume-writer --entrypoint /volume-writer --user 1000:0
+	go run ./hack/image --tag localhost/volume-writer:uid-2000 --output $(IMAGE_DIR)/volume-writer-2000.tar \
+		--file /volume-writer=$(LOCALBIN)/volume-writer --entrypoint /volume-writer --user 2000:2000
+
+# What the real node runs on, from Debian's packages: installed when missing, as root.
+REAL_NODE_PACKAGES = containerd runc containernetworking-plugins iptables
+.PHONY: real-node-deps
+real-node-deps: ## Install what the local cluster's real node runs on (Debian's containerd, runc, CNI plugins and iptables) if missing.
+	@if command -v containerd >/dev/null && command -v runc >/dev/null && command -v iptables >/dev/null && \
+		{ [ -x /usr/lib/cni/bridge ] || [ -x /opt/cni/bin/bridge ]; }; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+		echo "A real node needs $(REAL_NODE_PACKAGES) (Debian packages); install them as root: the real-node tests say they are skipped"; \
+		exit 0; fi; \
+	echo "Installing $(REAL_NODE_PACKAGES) for the real node"; \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(REAL_NODE_PACKAGES) || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(REAL_NODE_PACKAGES); }
+
 .PHONY: run
-run: manifests generate fmt vet build kube-binaries ## Run a local cluster with the operator until Ctrl-C (USE_EXISTING_CLUSTER=true: only the manager, against the current kubeconfig).
+run: manifests generate fmt vet build kube-binaries $(if $(filter-out 0,$(REAL_NODES)),images real-node-deps) ## Run a local cluster with the operator until Ctrl-C (REAL_NODES=1: and a real node; USE_EXISTING_CLUSTER=true: only the manager, against the current kubeconfig).
 ifeq ($(USE_EXISTING_CLUSTER),true)
 	go run ./cmd
 else
 	go build -o "$(LOCALBIN)/run-local" ./hack/run-local
-	"$(LOCALBIN)/run-local" --bin-dir "$(KUBE_BIN_DIR)" --operator "$(LOCALBIN)/tserver-operator" --agent "$(LOCALBIN)/tserver-agent" --state-dir .local --nodes $(NODES) --agents=$(AGENTS)
+	"$(LOCALBIN)/run-local" --bin-dir "$(KUBE_BIN_DIR)" --operator "$(LOCALBIN)/tserver-operator" --agent "$(LOCALBIN)/tserver-agent" --state-dir .local --nodes $(NODES) --agents=$(AGENTS) \
+		--real-nodes $(REAL_NODES) --image-dir "$(IMAGE_DIR)" --agent-image $(LOCAL_IMG) --deployment "$(IMAGE_DIR)/deploy.yaml"
 endif
 
 # If you wish to build the manager image targeting other platforms you can use the --platform flag.
@@ -271,6 +305,9 @@ FUZZTIME ?= 1m
 NODES ?= 3
 # AGENTS=false makes `make run` start no node agents, to run them by hand.
 AGENTS ?= true
+# REAL_NODES=1 makes `make run` start a real node too: a kubelet with containerd and runc, its agent
+# the DaemonSet (needs root; see README).
+REAL_NODES ?= 0
 
 .PHONY: kustomize
 kustomize: $(KUSTOMIZE) ## Download kustomize locally if necessary.

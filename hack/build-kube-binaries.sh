@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes binaries the tests and `make run` need, from Go modules only:
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (with its stage configs).
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, the kubelet (for the local cluster's
+# real node) and kwok (with its stage configs).
 #
 # Nothing is downloaded from anywhere but the Go module proxy, so it works where setup-envtest
 # cannot. A binary already built for the requested version is reused.
@@ -49,7 +50,7 @@ MOD
 
 build_kube() {
 	local missing=()
-	for b in kube-apiserver kube-controller-manager kube-scheduler; do
+	for b in kube-apiserver kube-controller-manager kube-scheduler kubelet; do
 		built "$b" "$KUBE_VERSION" || missing+=("$b")
 	done
 	[ ${#missing[@]} -eq 0 ] && return

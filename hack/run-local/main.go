@@ -45,6 +45,10 @@ type options struct {
 	nodes      int
 	gcGrace    time.Duration
 	agents     bool
+	realNodes  int
+	imageDir   string
+	agentImage string
+	deployment string
 }
 
 func main() {
@@ -61,9 +65,15 @@ func main() {
 	flag.IntVar(&o.nodes, "nodes", 3, "How many simulated nodes to run.")
 	flag.DurationVar(&o.gcGrace, "gc-grace-period", 2*time.Minute, "The agents' grace period for unneeded volumes.")
 	flag.BoolVar(&o.agents, "agents", true, "Start one node agent per node (false: start them by hand).")
+	flag.IntVar(&o.realNodes, "real-nodes", 0,
+		"How many real nodes to run (0 or 1): a kubelet with containerd and runc, its agent the DaemonSet.")
+	flag.StringVar(&o.imageDir, "image-dir", "bin/images", "The image archives `make images` builds, for the real node.")
+	flag.StringVar(&o.agentImage, "agent-image", "localhost/tserver-operator:dev", "The operator image of the real node's agent.")
+	flag.StringVar(&o.deployment, "deployment", "bin/images/deploy.yaml",
+		"config/default rendered by kustomize: the real node's agent DaemonSet and what it runs with.")
 	flag.Parse()
-	if o.binDir == "" || o.nodes < 1 {
-		fmt.Fprintln(os.Stderr, "--bin-dir is required and --nodes must be at least 1")
+	if o.binDir == "" || o.nodes < 1 || o.realNodes < 0 || o.realNodes > 1 {
+		fmt.Fprintln(os.Stderr, "--bin-dir is required, --nodes must be at least 1 and --real-nodes 0 or 1")
 		os.Exit(2)
 	}
 
@@ -80,6 +90,13 @@ func run(ctx context.Context, o options) (err error) {
 	nodes := localcluster.TarsNodes(o.nodes)
 	fmt.Printf("Starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and %d simulated nodes...\n",
 		o.nodes)
+	var realNode *localcluster.RealNode
+	if o.realNodes > 0 {
+		if realNode, err = localcluster.LocalRealNode(o.imageDir); err != nil {
+			return err
+		}
+		fmt.Printf("... and a real node, %s (kubelet, containerd and runc)...\n", realNode.Name)
+	}
 	cluster, err := localcluster.Start(ctx, localcluster.Options{
 		BinaryDir:    o.binDir,
 		StateDir:     o.stateDir,
@@ -87,6 +104,7 @@ func run(ctx context.Context, o options) (err error) {
 		WebhookPaths: []string{o.webhookDir},
 		Manifests:    strings.Split(o.manifests, ","),
 		Nodes:        nodes,
+		RealNode:     realNode,
 		// A manager or agent that crashes is started again, and says so here.
 		Notices: os.Stdout,
 	})
@@ -130,6 +148,13 @@ func run(ctx context.Context, o options) (err error) {
 		}
 		for _, p := range agents {
 			watch(p)
+		}
+	}
+	if realNode != nil {
+		fmt.Printf("Deploying the agent DaemonSet (%s) onto %s...\n", o.agentImage, realNode.Name)
+		if err := cluster.DeployAgent(ctx, o.deployment, o.agentImage, "--gc-grace-period="+o.gcGrace.String()); err != nil {
+			cancel()
+			return err
 		}
 	}
 	stopSwitch, err := startPowerSwitch(ctx, cluster, watch)

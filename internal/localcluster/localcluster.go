@@ -70,6 +70,9 @@ type Options struct {
 	// heartbeats, here the 10 s at which kwok renews node leases: 20s, not 10s, with which
 	// healthy nodes flap.
 	ControllerManagerFlags []string
+	// RealNode, when not nil, is a node of real machinery to run beside the simulated ones (see
+	// RealNode); it needs Nodes too.
+	RealNode *RealNode
 	// Notices, when not nil, is told of what happens to the cluster's processes by itself: a
 	// manager or agent that exited and is started again.
 	Notices io.Writer
@@ -110,6 +113,9 @@ type Cluster struct {
 	// nodeAgentArgs are what RestartAgent gave a node's agent, after agentArgs.
 	nodeAgentArgs map[string][]string
 	notices       io.Writer
+	// realNode is Options.RealNode; realNodeLock holds realNodeLock while it runs.
+	realNode     *RealNode
+	realNodeLock *os.File
 }
 
 // WebhookServing is the address and certificate of the local webhook server.
@@ -141,15 +147,34 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if n := killStale(needles); n > 0 {
 		fmt.Fprintf(os.Stderr, "Stopped %d process(es) left behind by an earlier run\n", n)
 	}
-	for _, path := range needles {
-		if err := os.RemoveAll(path); err != nil {
-			return nil, fmt.Errorf("cleaning %s: %w", path, err)
-		}
-	}
 	c := &Cluster{
 		LogDir: filepath.Join(stateDir, "logs"), KubeconfigPath: filepath.Join(stateDir, "kubeconfig"),
 		StateDir: stateDir, agents: map[string]*Process{}, off: map[string]bool{}, notices: opts.Notices,
-		nodeAgentArgs: map[string][]string{},
+		nodeAgentArgs: map[string][]string{}, realNode: opts.RealNode,
+	}
+	if opts.RealNode != nil {
+		if len(opts.Nodes) == 0 {
+			return nil, errors.New("a real node needs simulated nodes too (kube-controller-manager and the scheduler run with them)")
+		}
+		if err := RealNodeSupport(opts.BinaryDir); err != nil {
+			return nil, err
+		}
+		if c.realNodeLock, err = lockRealNode(); err != nil {
+			return nil, err
+		}
+		if err := cleanRealNode(); err != nil {
+			return nil, errors.Join(err, c.releaseRealNode())
+		}
+	}
+	// A real node's kubelet mounted volumes below nodes/: removing the state must not reach
+	// through them.
+	if err := unmountBelow(filepath.Join(stateDir, "nodes")); err != nil {
+		return nil, errors.Join(err, c.releaseRealNode())
+	}
+	for _, path := range needles {
+		if err := os.RemoveAll(path); err != nil {
+			return nil, errors.Join(fmt.Errorf("cleaning %s: %w", path, err), c.releaseRealNode())
+		}
 	}
 	for _, dir := range []string{c.LogDir, filepath.Join(stateDir, "etcd"), filepath.Join(stateDir, "pki")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -174,6 +199,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	c.env.ControlPlane.GetAPIServer().CertDir = filepath.Join(stateDir, "pki")
 	c.env.ControlPlane.GetAPIServer().Out, c.env.ControlPlane.GetAPIServer().Err = apiLog, apiLog
 	c.env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(stateDir, "etcd"), Out: etcdLog, Err: etcdLog}
+	if opts.RealNode != nil {
+		if err := prepareAPIServerForRealNode(c.env, filepath.Join(stateDir, "pki")); err != nil {
+			return nil, errors.Join(err, c.releaseRealNode())
+		}
+	}
 
 	if c.Config, err = c.env.Start(); err != nil {
 		return nil, errors.Join(fmt.Errorf("starting etcd and kube-apiserver (logs in %s): %w", c.LogDir, err), c.env.Stop())
@@ -198,6 +228,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if len(opts.Nodes) > 0 {
 		if err := c.startNodes(ctx, opts.BinaryDir, opts.Nodes, opts.ControllerManagerFlags); err != nil {
 			return nil, errors.Join(err, c.Stop())
+		}
+		if opts.RealNode != nil {
+			if err := c.startRealNode(ctx, opts.BinaryDir, *opts.RealNode); err != nil {
+				return nil, errors.Join(err, c.Stop())
+			}
 		}
 	}
 	return c, nil
@@ -231,20 +266,12 @@ func (c *Cluster) createManifests(ctx context.Context, paths []string) error {
 		}
 	}
 	for _, file := range files {
-		f, err := os.Open(file)
+		objs, err := readObjects(file)
 		if err != nil {
 			return err
 		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
-		for {
-			obj := &unstructured.Unstructured{}
-			if err = dec.Decode(&obj.Object); err != nil {
-				break
-			}
-			if len(obj.Object) == 0 {
-				continue
-			}
-			err = cl.Create(ctx, obj)
+		for _, obj := range objs {
+			err := cl.Create(ctx, obj)
 			if meta.IsNoMatchError(err) {
 				// An API this release does not serve (MutatingAdmissionPolicy before 1.36): the
 				// operator does without, as on such a cluster.
@@ -253,15 +280,33 @@ func (c *Cluster) createManifests(ctx context.Context, paths []string) error {
 				err = nil
 			}
 			if err != nil && !apierrors.IsAlreadyExists(err) {
-				break
+				return fmt.Errorf("creating the objects of %s: %w", file, err)
 			}
-		}
-		_ = f.Close()
-		if !errors.Is(err, io.EOF) {
-			return fmt.Errorf("creating the objects of %s: %w", file, err)
 		}
 	}
 	return nil
+}
+
+// readObjects reads the objects of every YAML document in file.
+func readObjects(file string) ([]*unstructured.Unstructured, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	var objs []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
+	for {
+		obj := &unstructured.Unstructured{}
+		if err := dec.Decode(&obj.Object); errors.Is(err, io.EOF) {
+			return objs, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", file, err)
+		}
+		if len(obj.Object) > 0 {
+			objs = append(objs, obj)
+		}
+	}
 }
 
 // logPath is the file of a component's output: StateDir/logs/<name>.log.
@@ -293,7 +338,21 @@ func (c *Cluster) Stop() error {
 	if c.env != nil {
 		errs = append(errs, c.env.Stop())
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, c.releaseRealNode())...)
+}
+
+// releaseRealNode, once the real node's kubelet and containerd have stopped, stops its containers
+// and shims, unmounts what its kubelet mounted, removes its network and lets another cluster run
+// one.
+func (c *Cluster) releaseRealNode() error {
+	if c.realNodeLock == nil {
+		return nil
+	}
+	killStale([]string{filepath.Join(c.StateDir, "nodes")})
+	err := errors.Join(cleanRealNode(), unmountBelow(filepath.Join(c.StateDir, "nodes")))
+	err = errors.Join(err, c.realNodeLock.Close())
+	c.realNodeLock = nil
+	return err
 }
 
 // Process is the newest process named name that runs and was not asked to stop (the manager,

@@ -1,0 +1,522 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package localcluster
+
+import (
+	"bufio"
+	"context"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	certutil "k8s.io/client-go/util/cert"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+func realNodeOS() error { return nil }
+
+// prepareAPIServerForRealNode has the API server serve the real node's pods as it serves a real
+// cluster's: on every address of this machine (the pods reach it through the bridge), with a
+// certificate valid for the `kubernetes` Service's address, and with the ServiceAccount admission
+// plugin (envtest turns it off) that gives pods their API credentials; it reaches the kubelet at
+// the node's address.
+func prepareAPIServerForRealNode(env *envtest.Environment, pkiDir string) error {
+	certPEM, keyPEM, err := certutil.GenerateSelfSignedCertKey("localhost",
+		[]net.IP{net.ParseIP("127.0.0.1"), net.ParseIP(apiServiceIP), net.ParseIP(gatewayIP)}, []string{"localhost"})
+	if err != nil {
+		return err
+	}
+	// The serving certificate, then the CA that signed it.
+	_, rest := pem.Decode(certPEM)
+	if ca, _ := pem.Decode(rest); ca == nil {
+		return errors.New("generating the API server's certificate: no CA certificate")
+	}
+	if err := os.WriteFile(filepath.Join(pkiDir, "apiserver.crt"), certPEM, 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(pkiDir, "apiserver.key"), keyPEM, 0o600); err != nil {
+		return err
+	}
+	// envtest then writes none of its certificates: the service account signing key too.
+	saCert, saKey, err := certutil.GenerateSelfSignedCertKey("service-accounts", nil, nil)
+	if err != nil {
+		return err
+	}
+	saCertOnly, _ := pem.Decode(saCert)
+	if err := os.WriteFile(filepath.Join(pkiDir, "sa-signer.crt"), pem.EncodeToMemory(saCertOnly), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(pkiDir, "sa-signer.key"), saKey, 0o600); err != nil {
+		return err
+	}
+	api := env.ControlPlane.GetAPIServer()
+	api.SecureServing.CA = rest
+	api.Configure().Set("bind-address", "0.0.0.0").Disable("disable-admission-plugins").
+		// The kubelet's name is no host name this machine resolves: logs and exec go to its address.
+		Set("kubelet-preferred-address-types", "InternalIP")
+	return nil
+}
+
+// startRealNode starts rn: containerd with its images imported, its pods' network, and a
+// kubelet, and waits until the node is Ready; it is then cordoned (see Cordon).
+func (c *Cluster) startRealNode(ctx context.Context, binDir string, rn RealNode) error {
+	dir := c.realNodeDir(rn.Name)
+	for _, d := range []string{c.HostRoot(rn.Name), filepath.Join(dir, "cni", "net.d")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	// A shared mount, as / is on systemd hosts: a disk mounted below the host root after the agent
+	// started reaches the agent's container (mountPropagation: HostToContainer needs it), and the
+	// kubelet's mounts stay below dir, where cleanRealNode finds them.
+	if err := syscall.Mount(dir, dir, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind-mounting %s onto itself: %w", dir, err)
+	}
+	if err := syscall.Mount("", dir, "", syscall.MS_SHARED|syscall.MS_REC, ""); err != nil {
+		return fmt.Errorf("making %s a shared mount: %w", dir, err)
+	}
+	if err := mountProductionHostRoot(c.HostRoot(rn.Name)); err != nil {
+		return err
+	}
+	if err := setUpRealNodeNetwork(c.apiServerPort()); err != nil {
+		return err
+	}
+	sock := filepath.Join(dir, "containerd", "containerd.sock")
+	if err := c.startContainerd(ctx, dir, sock, rn); err != nil {
+		return err
+	}
+	if err := c.startKubelet(ctx, binDir, dir, sock, rn); err != nil {
+		return err
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, nodeReadyTimeout)
+	defer cancel()
+	var lastErr error
+	err := poll(waitCtx, func() bool {
+		node := &corev1.Node{}
+		lastErr = c.cl.Get(waitCtx, client.ObjectKey{Name: rn.Name}, node)
+		return lastErr == nil && nodeReady(node)
+	})
+	if err != nil {
+		return fmt.Errorf("real node %s did not become Ready (kubelet's log in %s): %w", rn.Name, c.LogDir,
+			errors.Join(err, lastErr))
+	}
+	return c.Cordon(ctx, rn.Name, true)
+}
+
+// mountProductionHostRoot shows hostRoot at ProductionHostRoot, where the agent DaemonSet, its
+// node restriction policy and the volumes it makes have it on a real node. It refuses to hide
+// anything already there: a mount, or a directory that holds files.
+func mountProductionHostRoot(hostRoot string) error {
+	if mounts, err := mountsBelow(ProductionHostRoot); err != nil || len(mounts) > 0 {
+		return fmt.Errorf("%s is a mount point or has one below it (%s): a real node would hide it; unmount it first: %w",
+			ProductionHostRoot, strings.Join(mounts, ", "), err)
+	}
+	if err := os.MkdirAll(ProductionHostRoot, 0o755); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(ProductionHostRoot)
+	if err != nil {
+		return err
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("%s holds files (%s...): a real node would hide them behind its own host root; move them first",
+			ProductionHostRoot, entries[0].Name())
+	}
+	if err := syscall.Mount(hostRoot, ProductionHostRoot, "", syscall.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind-mounting %s at %s: %w", hostRoot, ProductionHostRoot, err)
+	}
+	return nil
+}
+
+// apiServerPort is the port the API server listens on.
+func (c *Cluster) apiServerPort() int {
+	port, _ := strconv.Atoi(c.env.ControlPlane.GetAPIServer().SecureServing.Port)
+	return port
+}
+
+// containerdConfig keeps everything of containerd below dir (but its shims' sockets, which
+// containerd 1.6 puts in /run/containerd/s), runs pods with runc and the CNI bridge, and restricts
+// containers' OOM score adjustments to no less than its own: lowering them needs a capability a
+// sandboxed machine may not grant (runc then fails "can't get final child's PID from pipe").
+const containerdConfig = `version = 2
+root = "{{dir}}/containerd/root"
+state = "{{dir}}/containerd/state"
+[grpc]
+  address = "{{sock}}"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{{sandbox}}"
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{{cni}}"
+    conf_dir = "{{dir}}/cni/net.d"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        Root = "{{dir}}/containerd/runc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{{dir}}/containerd/opt"
+`
+
+// cniConfig is the pods' network: a bridge with the host as gateway, addresses from podSubnet.
+const cniConfig = `{"cniVersion": "1.0.0", "name": "localcluster", "plugins": [{"type": "bridge",
+"bridge": "{{bridge}}", "isGateway": true, "isDefaultGateway": true, "ipMasq": false, "hairpinMode": true, "ipam": {"type": "host-local",
+"ranges": [[{"subnet": "{{subnet}}", "gateway": "{{gateway}}"}]], "dataDir": "{{dir}}/cni/ipam"}}]}
+`
+
+func (c *Cluster) startContainerd(ctx context.Context, dir, sock string, rn RealNode) error {
+	fill := strings.NewReplacer("{{dir}}", dir, "{{sock}}", sock, "{{sandbox}}", rn.SandboxImage,
+		"{{cni}}", cniBinDir(), "{{bridge}}", bridgeName, "{{subnet}}", podSubnet, "{{gateway}}", gatewayIP)
+	config := filepath.Join(dir, "containerd.toml")
+	if err := os.WriteFile(config, []byte(fill.Replace(containerdConfig)), 0o600); err != nil {
+		return err
+	}
+	cni := filepath.Join(dir, "cni", "net.d", "10-localcluster.conflist")
+	if err := os.WriteFile(cni, []byte(fill.Replace(cniConfig)), 0o600); err != nil {
+		return err
+	}
+	containerd, err := exec.LookPath("containerd")
+	if err != nil {
+		return err
+	}
+	p, err := c.StartProcess("containerd-"+rn.Name, containerd, []string{"--config", config}, nil, nil)
+	if err != nil {
+		return err
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var out []byte
+	if err := poll(waitCtx, func() bool {
+		out, err = exec.CommandContext(waitCtx, "ctr", "--address", sock, "version").CombinedOutput()
+		return err == nil
+	}); err != nil {
+		return fmt.Errorf("containerd did not start (log %s): %s", p.LogPath, out)
+	}
+	p.Supervise()
+	for _, image := range rn.Images {
+		out, err := exec.CommandContext(ctx, "ctr", "--address", sock, "--namespace", "k8s.io",
+			"images", "import", image).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("importing %s into the real node's containerd: %w: %s", image, err, out)
+		}
+	}
+	return nil
+}
+
+// kubeletConfig runs pods in cgroupRoot with the cgroupfs driver (no systemd here), on cgroup v1
+// too (failCgroupV1: false), serves on the node's address only, lets the API server in without
+// credentials (it reaches the kubelet for logs and exec), keeps every image (they cannot be pulled
+// again: nothing is in a registry) and evicts nothing for a disk that a developer's machine fills.
+const kubeletConfig = `apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+failCgroupV1: false
+cgroupDriver: cgroupfs
+cgroupRoot: {{cgroupRoot}}
+address: {{gateway}}
+port: {{port}}
+healthzBindAddress: 127.0.0.1
+healthzPort: {{healthzPort}}
+readOnlyPort: 0
+authentication:
+  anonymous:
+    enabled: true
+  webhook:
+    enabled: false
+authorization:
+  mode: AlwaysAllow
+containerRuntimeEndpoint: unix://{{sock}}
+failSwapOn: false
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard:
+  memory.available: "100Mi"
+  nodefs.available: "1%"
+  imagefs.available: "1%"
+  nodefs.inodesFree: "1%"
+resolvConf: ""
+podLogsDir: {{dir}}/pod-logs
+volumePluginDir: {{dir}}/kubelet-plugins
+syncFrequency: 10s
+`
+
+func (c *Cluster) startKubelet(ctx context.Context, binDir, dir, sock string, rn RealNode) error {
+	port, err := FreePort()
+	if err != nil {
+		return err
+	}
+	healthzPort, err := FreePort()
+	if err != nil {
+		return err
+	}
+	for _, ctrl := range cgroupControllers() {
+		if err := os.MkdirAll(filepath.Join("/sys/fs/cgroup", ctrl, cgroupRoot), 0o755); err != nil {
+			return fmt.Errorf("making the real node's cgroup: %w", err)
+		}
+	}
+	fill := strings.NewReplacer("{{cgroupRoot}}", cgroupRoot, "{{gateway}}", gatewayIP, "{{port}}", strconv.Itoa(port),
+		"{{healthzPort}}", strconv.Itoa(healthzPort), "{{sock}}", sock, "{{dir}}", dir)
+	config := filepath.Join(dir, "kubelet.yaml")
+	if err := os.WriteFile(config, []byte(fill.Replace(kubeletConfig)), 0o600); err != nil {
+		return err
+	}
+	user, err := c.env.AddUser(envtest.User{Name: "system:node:" + rn.Name,
+		Groups: []string{"system:nodes", "system:masters"}}, nil)
+	if err != nil {
+		return err
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		return err
+	}
+	kubeconfigPath := filepath.Join(dir, "kubelet.kubeconfig")
+	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
+		return err
+	}
+	labels := []string{RealNodeLabel + "=true"}
+	for k, v := range rn.Labels {
+		labels = append(labels, k+"="+v)
+	}
+	slices.Sort(labels)
+	p, err := c.StartProcess("kubelet-"+rn.Name, filepath.Join(binDir, "kubelet"), []string{
+		"--config=" + config,
+		"--kubeconfig=" + kubeconfigPath,
+		"--root-dir=" + filepath.Join(dir, "kubelet"),
+		"--cert-dir=" + filepath.Join(dir, "kubelet-pki"),
+		"--hostname-override=" + rn.Name,
+		"--node-ip=" + gatewayIP,
+		"--node-labels=" + strings.Join(labels, ","),
+	}, nil, nil)
+	if err != nil {
+		return err
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := WaitForReady(waitCtx, fmt.Sprintf("http://127.0.0.1:%d/healthz", healthzPort)); err != nil {
+		return fmt.Errorf("the kubelet did not become healthy (log %s): %w", p.LogPath, err)
+	}
+	p.Supervise()
+	return nil
+}
+
+// cgroupControllers are the cgroup v1 hierarchies mounted under /sys/fs/cgroup (none on a
+// cgroup v2 only machine, where the kubelet makes its own cgroups).
+func cgroupControllers() []string {
+	var ctrls []string
+	entries, _ := os.ReadDir("/sys/fs/cgroup")
+	for _, e := range entries {
+		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", e.Name(), "cgroup.procs")); err == nil &&
+			e.Name() != "unified" {
+			ctrls = append(ctrls, e.Name())
+		}
+	}
+	return ctrls
+}
+
+// setUpRealNodeNetwork makes the pods' bridge, with the host's address on it, and the route for
+// pods from the `kubernetes` Service's address to the API server's port, as kube-proxy would.
+func setUpRealNodeNetwork(apiServerPort int) error {
+	tearDownRealNodeNetwork()
+	steps := [][]string{
+		{"ip", "link", "add", bridgeName, "type", "bridge"},
+		{"ip", "addr", "add", gatewayIP + "/24", "dev", bridgeName},
+		{"ip", "link", "set", bridgeName, "up"},
+		{"iptables", "-t", "nat", "-N", natChain},
+		{"iptables", "-t", "nat", "-A", natChain, "-d", apiServiceIP, "-p", "tcp", "--dport", "443",
+			"-j", "DNAT", "--to-destination", gatewayIP + ":" + strconv.Itoa(apiServerPort)},
+		{"iptables", "-t", "nat", "-I", "PREROUTING", "-j", natChain},
+	}
+	for _, step := range steps {
+		if out, err := exec.Command(step[0], step[1:]...).CombinedOutput(); err != nil {
+			return fmt.Errorf("setting up the real node's network (%s): %w: %s", strings.Join(step, " "), err, out)
+		}
+	}
+	return nil
+}
+
+// tearDownRealNodeNetwork removes what setUpRealNodeNetwork made, as far as it exists.
+func tearDownRealNodeNetwork() {
+	for _, step := range [][]string{
+		{"iptables", "-t", "nat", "-D", "PREROUTING", "-j", natChain},
+		{"iptables", "-t", "nat", "-F", natChain},
+		{"iptables", "-t", "nat", "-X", natChain},
+		{"ip", "link", "del", bridgeName},
+	} {
+		_ = exec.Command(step[0], step[1:]...).Run()
+	}
+}
+
+// realNodeLock is held, while a real node runs, by the process that runs it: there can be one on
+// this machine, whatever the state directory.
+const realNodeLock = "/run/tserver-localcluster-real-node.lock"
+
+// lockRealNode takes realNodeLock, or says that another process holds it. The lock goes with the
+// process, however it ends; the file it returns holds it until closed.
+func lockRealNode() (*os.File, error) {
+	f, err := os.OpenFile(realNodeLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(realNodeLock)
+		_ = f.Close()
+		return nil, fmt.Errorf("another local cluster runs a real node on this machine (%s); stop it first: %w",
+			strings.TrimSpace(string(holder)), err)
+	}
+	_ = f.Truncate(0)
+	_, _ = fmt.Fprintf(f, "pid %d", os.Getpid())
+	return f, nil
+}
+
+// cleanRealNode removes what a real node leaves on this machine once its kubelet, containerd and
+// their shims have stopped (or died): the containers in cgroupRoot, its network and its host root
+// at ProductionHostRoot. The caller
+// holds realNodeLock, so none of it belongs to a running real node.
+func cleanRealNode() error {
+	killCgroup()
+	tearDownRealNodeNetwork()
+	mounts, err := readMounts()
+	if err != nil {
+		return err
+	}
+	for _, m := range mounts {
+		// Only a host root of a local cluster's real node (StateDir/nodes/<node>/host-mount) that
+		// mountProductionHostRoot put there: never a disk of this machine's own.
+		if m.point == ProductionHostRoot && filepath.Base(m.root) == "host-mount" &&
+			filepath.Base(filepath.Dir(filepath.Dir(m.root))) == "nodes" {
+			if err := syscall.Unmount(m.point, syscall.MNT_DETACH); err != nil {
+				return fmt.Errorf("unmounting the real node's host root from %s: %w", m.point, err)
+			}
+		}
+	}
+	return nil
+}
+
+// killCgroup kills every process in cgroupRoot (the real node's containers) and removes its
+// cgroups once empty.
+func killCgroup() {
+	for _, ctrl := range cgroupControllers() {
+		root := filepath.Join("/sys/fs/cgroup", ctrl, cgroupRoot)
+		var dirs []string
+		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, path)
+			}
+			return nil
+		})
+		for _, dir := range dirs {
+			procs, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+			for _, f := range strings.Fields(string(procs)) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+		for range 50 {
+			// Deepest first; a cgroup goes once its processes have.
+			removed := true
+			for _, dir := range slices.Backward(dirs) {
+				if err := syscall.Rmdir(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+					removed = false
+				}
+			}
+			if removed {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// unmountBelow unmounts every mount at or below dir, deepest first, and fails when one remains.
+func unmountBelow(dir string) error {
+	dir = filepath.Clean(dir)
+	var left []string
+	for range 3 {
+		mounts, err := mountsBelow(dir)
+		if err != nil {
+			return err
+		}
+		if len(mounts) == 0 {
+			return nil
+		}
+		for _, m := range slices.Backward(mounts) {
+			_ = syscall.Unmount(m, syscall.MNT_DETACH)
+		}
+		left = mounts
+	}
+	if mounts, err := mountsBelow(dir); err != nil || len(mounts) > 0 {
+		return fmt.Errorf("could not unmount %s: %w", strings.Join(left, ", "), err)
+	}
+	return nil
+}
+
+// mountsBelow are the mount points at or below dir, in the order they were mounted.
+func mountsBelow(dir string) ([]string, error) {
+	mounts, err := readMounts()
+	if err != nil {
+		return nil, err
+	}
+	var points []string
+	for _, m := range mounts {
+		if m.point == dir || strings.HasPrefix(m.point, dir+"/") {
+			points = append(points, m.point)
+		}
+	}
+	return points, nil
+}
+
+// mount is a line of /proc/self/mountinfo: where it is mounted and what of its filesystem.
+type mount struct{ point, root string }
+
+// readMounts are this process's mounts, in the order they were mounted.
+func readMounts() ([]mount, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	var mounts []mount
+	for s := bufio.NewScanner(f); s.Scan(); {
+		fields := strings.Fields(s.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mounts = append(mounts, mount{root: unescapeMountinfo(fields[3]), point: unescapeMountinfo(fields[4])})
+	}
+	return mounts, nil
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes of spaces, tabs, newlines and backslashes.
+func unescapeMountinfo(field string) string {
+	if s, err := strconv.Unquote(`"` + strings.ReplaceAll(field, `"`, `\"`) + `"`); err == nil {
+		return s
+	}
+	return field
+}
