@@ -68,7 +68,8 @@ func main() {
 	flag.IntVar(&o.realNodes, "real-nodes", 0,
 		"How many real nodes to run (0 or 1): a kubelet with containerd and runc, its agent the DaemonSet.")
 	flag.StringVar(&o.imageDir, "image-dir", "bin/images", "The image archives `make images` builds, for the real node.")
-	flag.StringVar(&o.agentImage, "agent-image", "localhost/tserver-operator:dev", "The operator image of the real node's agent.")
+	flag.StringVar(&o.agentImage, "agent-image", "localhost/tserver-operator:dev",
+		"The operator image of the real node's agent.")
 	flag.StringVar(&o.deployment, "deployment", "bin/images/deploy.yaml",
 		"config/default rendered by kustomize: the real node's agent DaemonSet and what it runs with.")
 	flag.Parse()
@@ -219,11 +220,28 @@ Give a node's agent flags (it restarts with them), e.g. to mark node-1's disk fu
   kubectl get nodes -L tars.io/DiskFull    # node-1: space; new volumes go to the other nodes
   kubectl annotate node node-1 %[12]s-    # back to the defaults
 
-Stop with Ctrl-C.
+%[13]sStop with Ctrl-C.
 ================================================================================
 `, took.Round(100*time.Millisecond), len(c.Nodes), len(c.Nodes), relative(c.StateDir),
 		agentLine, relative(c.StateDir), relative(c.LogDir), relative(c.KubeconfigPath),
-		relative(c.StateDir), powerCommands(c), usageCommand(c), localcluster.AgentArgsAnnotation)
+		relative(c.StateDir), powerCommands(c), usageCommand(c), localcluster.AgentArgsAnnotation, realNodeCommands(c))
+}
+
+// realNodeCommands try the real node, if the cluster has one.
+func realNodeCommands(c *localcluster.Cluster) string {
+	node := c.RealNodeName()
+	if node == "" {
+		return ""
+	}
+	return fmt.Sprintf(`A real node, %[1]s (kubelet, containerd, runc; cordoned: other servers' images are not
+on it), runs the agent DaemonSet of config/default. A server of yours there, writing into its volume:
+
+  kubectl -n tserver-operator-system get pods -o wide   # the agent DaemonSet's pod on %[1]s
+  kubectl uncordon %[1]s
+  kubectl apply -f config/samples/real-node/volume-writer.yaml
+  kubectl logs demo-writer-0                            # run 1 uid=1000 ...; delete the pod: run 2 ... previous=1
+
+`, node)
 }
 
 // usageCommand reads node-1's agent's figures of what each bound volume holds, if it runs.

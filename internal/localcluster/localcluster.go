@@ -154,7 +154,8 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	if opts.RealNode != nil {
 		if len(opts.Nodes) == 0 {
-			return nil, errors.New("a real node needs simulated nodes too (kube-controller-manager and the scheduler run with them)")
+			return nil, errors.New("a real node needs simulated nodes too " +
+				"(kube-controller-manager and the scheduler run with them)")
 		}
 		if err := RealNodeSupport(opts.BinaryDir); err != nil {
 			return nil, err
@@ -325,7 +326,7 @@ func (c *Cluster) notify(notice string) {
 }
 
 // Stop stops every process the cluster started (agents restarted by PowerOn too), newest first,
-// then kube-apiserver and etcd. No process starts after it.
+// then the real node's containers, then kube-apiserver and etcd. No process starts after it.
 func (c *Cluster) Stop() error {
 	c.mu.Lock()
 	processes := c.processes
@@ -335,10 +336,12 @@ func (c *Cluster) Stop() error {
 	for _, p := range slices.Backward(processes) {
 		errs = append(errs, p.Stop())
 	}
+	// The real node's containers (its agent among them) are clients of the API server too.
+	errs = append(errs, c.releaseRealNode())
 	if c.env != nil {
 		errs = append(errs, c.env.Stop())
 	}
-	return errors.Join(append(errs, c.releaseRealNode())...)
+	return errors.Join(errs...)
 }
 
 // releaseRealNode, once the real node's kubelet and containerd have stopped, stops its containers

@@ -176,7 +176,7 @@ func (c *Cluster) DeployAgent(ctx context.Context, manifest, image string, extra
 		switch {
 		case kind == "Namespace":
 		case kind == "DaemonSet":
-			if err := c.realNodeDaemonSet(obj, image, extraArgs); err != nil {
+			if err := realNodeDaemonSet(obj, image, extraArgs); err != nil {
 				return err
 			}
 		case slices.Contains([]string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy",
@@ -196,7 +196,7 @@ func (c *Cluster) DeployAgent(ctx context.Context, manifest, image string, extra
 }
 
 // realNodeDaemonSet changes the agent DaemonSet obj as DeployAgent says.
-func (c *Cluster) realNodeDaemonSet(obj *unstructured.Unstructured, image string, extraArgs []string) error {
+func realNodeDaemonSet(obj *unstructured.Unstructured, image string, extraArgs []string) error {
 	ds := &appsv1.DaemonSet{}
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, ds); err != nil {
 		return err

@@ -75,7 +75,7 @@ func prepareAPIServerForRealNode(env *envtest.Environment, pkiDir string) error 
 		return err
 	}
 	api := env.ControlPlane.GetAPIServer()
-	api.SecureServing.CA = rest
+	api.CA = rest
 	api.Configure().Set("bind-address", "0.0.0.0").Disable("disable-admission-plugins").
 		// The kubelet's name is no host name this machine resolves: logs and exec go to its address.
 		Set("kubelet-preferred-address-types", "InternalIP")
@@ -155,7 +155,7 @@ func mountProductionHostRoot(hostRoot string) error {
 
 // apiServerPort is the port the API server listens on.
 func (c *Cluster) apiServerPort() int {
-	port, _ := strconv.Atoi(c.env.ControlPlane.GetAPIServer().SecureServing.Port)
+	port, _ := strconv.Atoi(c.env.ControlPlane.GetAPIServer().Port)
 	return port
 }
 
@@ -187,8 +187,9 @@ state = "{{dir}}/containerd/state"
 
 // cniConfig is the pods' network: a bridge with the host as gateway, addresses from podSubnet.
 const cniConfig = `{"cniVersion": "1.0.0", "name": "localcluster", "plugins": [{"type": "bridge",
-"bridge": "{{bridge}}", "isGateway": true, "isDefaultGateway": true, "ipMasq": false, "hairpinMode": true, "ipam": {"type": "host-local",
-"ranges": [[{"subnet": "{{subnet}}", "gateway": "{{gateway}}"}]], "dataDir": "{{dir}}/cni/ipam"}}]}
+"bridge": "{{bridge}}", "isGateway": true, "isDefaultGateway": true, "ipMasq": false, "hairpinMode": true,
+"ipam": {"type": "host-local", "ranges": [[{"subnet": "{{subnet}}", "gateway": "{{gateway}}"}]],
+"dataDir": "{{dir}}/cni/ipam"}}]}
 `
 
 func (c *Cluster) startContainerd(ctx context.Context, dir, sock string, rn RealNode) error {
@@ -344,13 +345,13 @@ func cgroupControllers() []string {
 func setUpRealNodeNetwork(apiServerPort int) error {
 	tearDownRealNodeNetwork()
 	steps := [][]string{
-		{"ip", "link", "add", bridgeName, "type", "bridge"},
+		ipLink("add", bridgeName, "type", "bridge"),
 		{"ip", "addr", "add", gatewayIP + "/24", "dev", bridgeName},
-		{"ip", "link", "set", bridgeName, "up"},
-		{"iptables", "-t", "nat", "-N", natChain},
-		{"iptables", "-t", "nat", "-A", natChain, "-d", apiServiceIP, "-p", "tcp", "--dport", "443",
-			"-j", "DNAT", "--to-destination", gatewayIP + ":" + strconv.Itoa(apiServerPort)},
-		{"iptables", "-t", "nat", "-I", "PREROUTING", "-j", natChain},
+		ipLink("set", bridgeName, "up"),
+		natTable("-N", natChain),
+		natTable("-A", natChain, "-d", apiServiceIP, "-p", "tcp", "--dport", "443",
+			"-j", "DNAT", "--to-destination", gatewayIP+":"+strconv.Itoa(apiServerPort)),
+		natTable("-I", "PREROUTING", "-j", natChain),
 	}
 	for _, step := range steps {
 		if out, err := exec.Command(step[0], step[1:]...).CombinedOutput(); err != nil {
@@ -360,13 +361,19 @@ func setUpRealNodeNetwork(apiServerPort int) error {
 	return nil
 }
 
+// ipLink is the command `ip link args...`.
+func ipLink(args ...string) []string { return append([]string{"ip", "link"}, args...) }
+
+// natTable is the command `iptables -t nat args...`.
+func natTable(args ...string) []string { return append([]string{"iptables", "-t", "nat"}, args...) }
+
 // tearDownRealNodeNetwork removes what setUpRealNodeNetwork made, as far as it exists.
 func tearDownRealNodeNetwork() {
 	for _, step := range [][]string{
-		{"iptables", "-t", "nat", "-D", "PREROUTING", "-j", natChain},
-		{"iptables", "-t", "nat", "-F", natChain},
-		{"iptables", "-t", "nat", "-X", natChain},
-		{"ip", "link", "del", bridgeName},
+		natTable("-D", "PREROUTING", "-j", natChain),
+		natTable("-F", natChain),
+		natTable("-X", natChain),
+		ipLink("del", bridgeName),
 	} {
 		_ = exec.Command(step[0], step[1:]...).Run()
 	}
@@ -432,7 +439,7 @@ func killCgroup() {
 		})
 		for _, dir := range dirs {
 			procs, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
-			for _, f := range strings.Fields(string(procs)) {
+			for f := range strings.FieldsSeq(string(procs)) {
 				if pid, err := strconv.Atoi(f); err == nil {
 					_ = syscall.Kill(pid, syscall.SIGKILL)
 				}

@@ -58,6 +58,8 @@ var (
 	repoRoot  = filepath.Join("..", "..")
 	// eligibleNodes may hold real volumes.
 	eligibleNodes = []string{"node-1", "node-2", "node-3"}
+	// noRealNode says why the cluster has no real node (realnode_test.go), when it has none.
+	noRealNode error
 )
 
 func TestE2E(t *testing.T) {
@@ -101,7 +103,9 @@ var _ = BeforeSuite(func() {
 		}})
 	}
 	nodes = append(nodes, localcluster.Node{Name: ineligibleNode, Labels: map[string]string{"tars.io/node": "true"}})
+	realNode := startsRealNode(binDir)
 	cluster, err = localcluster.Start(ctx, localcluster.Options{
+		RealNode:     realNode,
 		BinaryDir:    binDir,
 		StateDir:     stateDir,
 		CRDPaths:     []string{filepath.Join(repoRoot, "config", "crd", "bases")},
@@ -120,6 +124,11 @@ var _ = BeforeSuite(func() {
 	_, err = cluster.StartAgents(ctx, agentBinary, "--gc-grace-period="+gcGrace.String(), "--resync-period=2s",
 		"--orphan-scan-interval=10s", "--usage-interval=2s")
 	Expect(err).NotTo(HaveOccurred())
+	if realNode != nil {
+		By("deploying the agent DaemonSet of config/default onto the real node")
+		Expect(cluster.DeployAgent(ctx, filepath.Join(os.Getenv("IMAGE_DIR"), "deploy.yaml"), os.Getenv("LOCAL_IMG"),
+			"--gc-grace-period="+gcGrace.String(), "--resync-period=2s")).To(Succeed())
+	}
 
 	scheme := runtime.NewScheme()
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
@@ -127,6 +136,30 @@ var _ = BeforeSuite(func() {
 	k8sClient, err = client.New(cluster.Config, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 })
+
+// startsRealNode is the real node the cluster starts with, or nil, noRealNode then saying why
+// (the real-node specs are skipped, loudly): the machine cannot run one, or `make images` has not
+// run. Under CI=true there must be one.
+func startsRealNode(binDir string) *localcluster.RealNode {
+	imageDir := os.Getenv("IMAGE_DIR")
+	noRealNode = localcluster.RealNodeSupport(binDir)
+	if noRealNode == nil && (imageDir == "" || os.Getenv("LOCAL_IMG") == "") {
+		noRealNode = fmt.Errorf("IMAGE_DIR and LOCAL_IMG must name the images `make images` builds; run `make test-e2e`")
+	}
+	var realNode *localcluster.RealNode
+	if noRealNode == nil {
+		realNode, noRealNode = localcluster.LocalRealNode(imageDir)
+	}
+	if noRealNode != nil {
+		if os.Getenv("CI") == "true" {
+			Fail(fmt.Sprintf("under CI the real-node specs must run: %v", noRealNode))
+		}
+		notice := fmt.Sprintf("\n*** THE REAL-NODE SPECS WILL BE SKIPPED: %v ***\n\n", noRealNode)
+		GinkgoWriter.Print(notice)
+		fmt.Fprint(os.Stderr, notice)
+	}
+	return realNode
+}
 
 var _ = AfterSuite(func() {
 	if cluster != nil {
