@@ -102,7 +102,8 @@ test-compat: ## Run the envtest suites, the deploy dry run and the end-to-end su
 
 .PHONY: test-e2e
 test-e2e: manifests generate kube-binaries images real-node-deps ## Run the end-to-end suite on a local cluster (kube-controller-manager, scheduler, kwok nodes and their agents, and a real node with the agent DaemonSet).
-	KUBEBUILDER_ASSETS="$(KUBE_BIN_DIR)" IMAGE_DIR="$(IMAGE_DIR)" LOCAL_IMG="$(LOCAL_IMG)" go test ./test/e2e/ -timeout 30m -v -ginkgo.v
+	KUBEBUILDER_ASSETS="$(KUBE_BIN_DIR)" IMAGE_DIR="$(IMAGE_DIR)" LOCAL_IMG="$(LOCAL_IMG)" go test ./test/e2e/ -timeout 30m -v -ginkgo.v \
+		-ginkgo.timeout 28m
 
 .PHONY: bench
 bench: build kube-binaries ## Measure time to bound vs Kubernetes alone, leftovers, agent footprint, admission latency, node-loss recovery vs Kubernetes alone (see docs/performance.md).

@@ -113,9 +113,11 @@ type Cluster struct {
 	// nodeAgentArgs are what RestartAgent gave a node's agent, after agentArgs.
 	nodeAgentArgs map[string][]string
 	notices       io.Writer
-	// realNode is Options.RealNode; realNodeLock holds realNodeLock while it runs.
+	// realNode is Options.RealNode; realNodeLock is held while it runs. stateLock is held while
+	// the cluster runs.
 	realNode     *RealNode
-	realNodeLock *os.File
+	realNodeLock *realNodeLock
+	stateLock    *os.File
 }
 
 // WebhookServing is the address and certificate of the local webhook server.
@@ -127,7 +129,7 @@ type WebhookServing struct {
 
 // Start cleans the state directory, stops processes a previous run left behind, and starts
 // etcd and kube-apiserver with the CRDs and webhook configurations installed.
-func Start(ctx context.Context, opts Options) (*Cluster, error) {
+func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	stateDir, err := filepath.Abs(opts.StateDir)
 	if err != nil {
 		return nil, err
@@ -137,21 +139,6 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			return nil, fmt.Errorf("%s not found in %s (run `make kube-binaries`): %w", name, opts.BinaryDir, err)
 		}
 	}
-	// What a cluster keeps in its state directory; only this is cleaned, so that another
-	// cluster's state directory may live inside it (the e2e suite's .local/e2e in make run's .local).
-	owned := []string{"kubeconfig", "logs", "etcd", "pki", "nodes", "kwok-stages"}
-	needles := make([]string, 0, len(owned))
-	for _, name := range owned {
-		needles = append(needles, filepath.Join(stateDir, name))
-	}
-	if n := killStale(needles); n > 0 {
-		fmt.Fprintf(os.Stderr, "Stopped %d process(es) left behind by an earlier run\n", n)
-	}
-	c := &Cluster{
-		LogDir: filepath.Join(stateDir, "logs"), KubeconfigPath: filepath.Join(stateDir, "kubeconfig"),
-		StateDir: stateDir, agents: map[string]*Process{}, off: map[string]bool{}, notices: opts.Notices,
-		nodeAgentArgs: map[string][]string{}, realNode: opts.RealNode,
-	}
 	if opts.RealNode != nil {
 		if len(opts.Nodes) == 0 {
 			return nil, errors.New("a real node needs simulated nodes too " +
@@ -160,22 +147,27 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		if err := RealNodeSupport(opts.BinaryDir); err != nil {
 			return nil, err
 		}
-		if c.realNodeLock, err = lockRealNode(); err != nil {
-			return nil, err
-		}
-		if err := cleanRealNode(); err != nil {
-			return nil, errors.Join(err, c.releaseRealNode())
-		}
 	}
-	// A real node's kubelet mounted volumes below nodes/: removing the state must not reach
-	// through them.
-	if err := unmountBelow(filepath.Join(stateDir, "nodes")); err != nil {
-		return nil, errors.Join(err, c.releaseRealNode())
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return nil, err
 	}
-	for _, path := range needles {
-		if err := os.RemoveAll(path); err != nil {
-			return nil, errors.Join(fmt.Errorf("cleaning %s: %w", path, err), c.releaseRealNode())
+	// Mounts are listed by their real paths: comparing them with a path through a symbolic link
+	// would miss one, and removing the state would then reach through it.
+	if stateDir, err = filepath.EvalSymlinks(stateDir); err != nil {
+		return nil, err
+	}
+	c := &Cluster{
+		LogDir: filepath.Join(stateDir, "logs"), KubeconfigPath: filepath.Join(stateDir, "kubeconfig"),
+		StateDir: stateDir, agents: map[string]*Process{}, off: map[string]bool{}, notices: opts.Notices,
+		nodeAgentArgs: map[string][]string{}, realNode: opts.RealNode,
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, c.releaseLocks())
 		}
+	}()
+	if err := c.takeStateDir(opts.RealNode != nil); err != nil {
+		return nil, err
 	}
 	for _, dir := range []string{c.LogDir, filepath.Join(stateDir, "etcd"), filepath.Join(stateDir, "pki")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -202,7 +194,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	c.env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(stateDir, "etcd"), Out: etcdLog, Err: etcdLog}
 	if opts.RealNode != nil {
 		if err := prepareAPIServerForRealNode(c.env, filepath.Join(stateDir, "pki")); err != nil {
-			return nil, errors.Join(err, c.releaseRealNode())
+			return nil, err
 		}
 	}
 
@@ -237,6 +229,51 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 	}
 	return c, nil
+}
+
+// takeStateDir locks the state directory for this cluster, stops what an earlier run on it left
+// running, and empties what a cluster keeps there; with realNode, it takes the right to run this
+// machine's real node too. Whoever may, cleans what a real node that died left on this machine.
+func (c *Cluster) takeStateDir(realNode bool) (err error) {
+	stateDir := c.StateDir
+	// A cluster that runs on this state directory is not stale: none of it may be touched.
+	if c.stateLock, _, err = lockFile(filepath.Join(stateDir, ".lock"),
+		"another local cluster runs on "+stateDir); err != nil {
+		return err
+	}
+	// What a cluster keeps in its state directory; only this is cleaned, so that another
+	// cluster's state directory may live inside it (the e2e suite's .local/e2e in make run's .local).
+	owned := []string{"kubeconfig", "logs", "etcd", "pki", "nodes", "kwok-stages"}
+	needles := make([]string, 0, len(owned))
+	for _, name := range owned {
+		needles = append(needles, filepath.Join(stateDir, name))
+	}
+	if n := killStale(needles); n > 0 {
+		fmt.Fprintf(os.Stderr, "Stopped %d process(es) left behind by an earlier run\n", n)
+	}
+	// Its cleaning comes with the lock; this cluster keeps the lock when it runs a real node.
+	lock, lockErr := lockRealNode(stateDir)
+	switch {
+	case lockErr == nil && realNode:
+		c.realNodeLock = lock
+	case lockErr == nil:
+		if err := lock.release(); err != nil {
+			return err
+		}
+	case realNode:
+		return lockErr
+	}
+	// A real node's kubelet mounted volumes below nodes/: removing the state must not reach
+	// through them.
+	if err := unmountBelow(filepath.Join(stateDir, "nodes")); err != nil {
+		return err
+	}
+	for _, path := range needles {
+		if err := os.RemoveAll(path); err != nil {
+			return fmt.Errorf("cleaning %s: %w", path, err)
+		}
+	}
+	return nil
 }
 
 // createManifests creates the objects of every YAML document in files; a directory stands for
@@ -341,19 +378,27 @@ func (c *Cluster) Stop() error {
 	if c.env != nil {
 		errs = append(errs, c.env.Stop())
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, c.releaseLocks())...)
+}
+
+// releaseLocks releases the real node, if the cluster runs one, and the state directory.
+func (c *Cluster) releaseLocks() error {
+	err := c.releaseRealNode()
+	if c.stateLock != nil {
+		err = errors.Join(err, c.stateLock.Close())
+		c.stateLock = nil
+	}
+	return err
 }
 
 // releaseRealNode, once the real node's kubelet and containerd have stopped, stops its containers
-// and shims, unmounts what its kubelet mounted, removes its network and lets another cluster run
-// one.
+// and shims, unmounts what its kubelet mounted, removes its network, puts back the kernel settings
+// its kubelet changed and lets another cluster run one.
 func (c *Cluster) releaseRealNode() error {
 	if c.realNodeLock == nil {
 		return nil
 	}
-	killStale([]string{filepath.Join(c.StateDir, "nodes")})
-	err := errors.Join(cleanRealNode(), unmountBelow(filepath.Join(c.StateDir, "nodes")))
-	err = errors.Join(err, c.realNodeLock.Close())
+	err := c.realNodeLock.release()
 	c.realNodeLock = nil
 	return err
 }

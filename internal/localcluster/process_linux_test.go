@@ -38,6 +38,11 @@ func TestNamesPath(t *testing.T) {
 		{"bin/manager\x00--kubeconfig=/w/.local/e2e/kubeconfig", false},
 		{"bin/manager\x00--kubeconfig=/w/.local/kubeconfig2\x00", false},
 		{"vim\x00notes", false},
+		// containerd's shims name the socket below the state as a flag's value of its own.
+		{"containerd-shim-runc-v2\x00-address\x00/w/.local/kubeconfig/c.sock", true},
+		// Another checkout's state, whose path ends with this one's.
+		{"bin/manager\x00--kubeconfig=/home/x/w/.local/kubeconfig", false},
+		{"tail\x00/old/w/.local/kubeconfig", false},
 	} {
 		if got := namesPath(tt.cmdline, state); got != tt.want {
 			t.Errorf("namesPath(%q) = %v, want %v", tt.cmdline, got, tt.want)

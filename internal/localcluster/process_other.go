@@ -18,7 +18,10 @@ limitations under the License.
 
 package localcluster
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+)
 
 // sysProcAttr puts a child in its own process group.
 func sysProcAttr() *syscall.SysProcAttr {
@@ -27,3 +30,9 @@ func sysProcAttr() *syscall.SysProcAttr {
 
 // killStale finds no stale processes where /proc is not available.
 func killStale([]string) int { return 0 }
+
+// lockFile opens path; where flock is not available it locks nothing.
+func lockFile(path, _ string) (*os.File, []byte, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	return f, nil, err
+}

@@ -92,8 +92,8 @@ const (
 var cniBinDirs = []string{"/usr/lib/cni", "/opt/cni/bin"}
 
 // RealNodeSupport says why this machine cannot run a real node, or nil when it can: it needs
-// Linux, root, the kubelet in binDir and, on PATH, containerd, ctr, runc, ip and iptables, and
-// the bridge, host-local and loopback CNI plugins.
+// Linux with cgroup v1, root, the kubelet in binDir and, on PATH, containerd, ctr, runc, ip and
+// iptables, the bridge, host-local and loopback CNI plugins, and no other cluster running one.
 func RealNodeSupport(binDir string) error {
 	var missing []string
 	if os.Geteuid() != 0 {
@@ -113,6 +113,11 @@ func RealNodeSupport(binDir string) error {
 	}
 	if err := realNodeOS(); err != nil {
 		missing = append(missing, err.Error())
+	}
+	if len(missing) == 0 {
+		if err := realNodeFree(); err != nil {
+			return err
+		}
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("a real node needs %s (`make real-node-deps` installs Debian's containerd, runc, "+

@@ -22,6 +22,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -38,7 +39,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
-func realNodeOS() error { return nil }
+// realNodeOS says what of Linux the real node lacks: cgroup v1 hierarchies, which it runs its
+// pods in (a cgroup v2 only machine is not supported yet).
+func realNodeOS() error {
+	if _, err := os.Stat("/sys/fs/cgroup/memory/cgroup.procs"); err != nil {
+		return errors.New("cgroup v1 hierarchies under /sys/fs/cgroup (this machine has none: cgroup v2 only " +
+			"machines are not supported yet)")
+	}
+	return nil
+}
 
 // prepareAPIServerForRealNode has the API server serve the real node's pods as it serves a real
 // cluster's: on every address of this machine (the pods reach it through the bridge), with a
@@ -100,7 +109,7 @@ func (c *Cluster) startRealNode(ctx context.Context, binDir string, rn RealNode)
 	if err := syscall.Mount("", dir, "", syscall.MS_SHARED|syscall.MS_REC, ""); err != nil {
 		return fmt.Errorf("making %s a shared mount: %w", dir, err)
 	}
-	if err := mountProductionHostRoot(c.HostRoot(rn.Name)); err != nil {
+	if err := c.realNodeLock.mountHostRoot(c.HostRoot(rn.Name)); err != nil {
 		return err
 	}
 	if err := setUpRealNodeNetwork(c.apiServerPort()); err != nil {
@@ -128,16 +137,22 @@ func (c *Cluster) startRealNode(ctx context.Context, binDir string, rn RealNode)
 	return c.Cordon(ctx, rn.Name, true)
 }
 
-// mountProductionHostRoot shows hostRoot at ProductionHostRoot, where the agent DaemonSet, its
-// node restriction policy and the volumes it makes have it on a real node. It refuses to hide
-// anything already there: a mount, or a directory that holds files.
-func mountProductionHostRoot(hostRoot string) error {
+// mountHostRoot shows hostRoot at ProductionHostRoot, where the agent DaemonSet, its node
+// restriction policy and the volumes it makes have it on a real node, and records what it mounted
+// (release, or whoever takes the lock after a crash, unmounts that and nothing else). It refuses
+// to hide anything already there, a mount or a directory that holds files, and to follow a
+// symbolic link.
+func (l *realNodeLock) mountHostRoot(hostRoot string) error {
 	if mounts, err := mountsBelow(ProductionHostRoot); err != nil || len(mounts) > 0 {
 		return fmt.Errorf("%s is a mount point or has one below it (%s): a real node would hide it; unmount it first: %w",
 			ProductionHostRoot, strings.Join(mounts, ", "), err)
 	}
 	if err := os.MkdirAll(ProductionHostRoot, 0o755); err != nil {
 		return err
+	}
+	if real, err := filepath.EvalSymlinks(ProductionHostRoot); err != nil || real != ProductionHostRoot {
+		return fmt.Errorf("%s leads elsewhere (%s) through a symbolic link: a real node would hide what is there: %w",
+			ProductionHostRoot, real, err)
 	}
 	entries, err := os.ReadDir(ProductionHostRoot)
 	if err != nil {
@@ -147,8 +162,48 @@ func mountProductionHostRoot(hostRoot string) error {
 		return fmt.Errorf("%s holds files (%s...): a real node would hide them behind its own host root; move them first",
 			ProductionHostRoot, entries[0].Name())
 	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(hostRoot, &st); err != nil {
+		return err
+	}
+	l.hostRoot = fmt.Sprintf("%d:%d", st.Dev, st.Ino)
+	if err := l.record(); err != nil {
+		return err
+	}
 	if err := syscall.Mount(hostRoot, ProductionHostRoot, "", syscall.MS_BIND, ""); err != nil {
 		return fmt.Errorf("bind-mounting %s at %s: %w", hostRoot, ProductionHostRoot, err)
+	}
+	return nil
+}
+
+// unmountHostRoot unmounts from ProductionHostRoot the host root that mountHostRoot mounted, whose
+// device and inode were id, as often as it is there on top; it fails when something else is
+// mounted over it.
+func unmountHostRoot(id string) error {
+	if id == "" {
+		return nil
+	}
+	for range 10 {
+		var st syscall.Stat_t
+		if err := syscall.Stat(ProductionHostRoot, &st); err != nil {
+			return nil //nolint:nilerr // not there: nothing mounted
+		}
+		if fmt.Sprintf("%d:%d", st.Dev, st.Ino) != id {
+			break
+		}
+		if err := syscall.Unmount(ProductionHostRoot, syscall.MNT_DETACH); err != nil {
+			return fmt.Errorf("unmounting the real node's host root from %s: %w", ProductionHostRoot, err)
+		}
+	}
+	mounts, err := readMounts()
+	if err != nil {
+		return err
+	}
+	for _, m := range mounts {
+		if m.point == ProductionHostRoot && filepath.Base(strings.TrimSuffix(m.root, "//deleted")) == "host-mount" {
+			return fmt.Errorf("%s is mounted over a real node's host root at %s; unmount it, then both go at the next start",
+				m.root, ProductionHostRoot)
+		}
 	}
 	return nil
 }
@@ -265,6 +320,7 @@ resolvConf: ""
 podLogsDir: {{dir}}/pod-logs
 volumePluginDir: {{dir}}/kubelet-plugins
 syncFrequency: 10s
+makeIPTablesUtilChains: false
 `
 
 func (c *Cluster) startKubelet(ctx context.Context, binDir, dir, sock string, rn RealNode) error {
@@ -343,13 +399,14 @@ func cgroupControllers() []string {
 // setUpRealNodeNetwork makes the pods' bridge, with the host's address on it, and the route for
 // pods from the `kubernetes` Service's address to the API server's port, as kube-proxy would.
 func setUpRealNodeNetwork(apiServerPort int) error {
-	tearDownRealNodeNetwork()
+	// Whatever is left has been reported by the clean-up that came with the lock.
+	_ = tearDownRealNodeNetwork()
 	steps := [][]string{
 		ipLink("add", bridgeName, "type", "bridge"),
 		{"ip", "addr", "add", gatewayIP + "/24", "dev", bridgeName},
 		ipLink("set", bridgeName, "up"),
 		natTable("-N", natChain),
-		natTable("-A", natChain, "-d", apiServiceIP, "-p", "tcp", "--dport", "443",
+		natTable("-A", natChain, "-i", bridgeName, "-s", podSubnet, "-d", apiServiceIP, "-p", "tcp", "--dport", "443",
 			"-j", "DNAT", "--to-destination", gatewayIP+":"+strconv.Itoa(apiServerPort)),
 		natTable("-I", "PREROUTING", "-j", natChain),
 	}
@@ -367,98 +424,200 @@ func ipLink(args ...string) []string { return append([]string{"ip", "link"}, arg
 // natTable is the command `iptables -t nat args...`.
 func natTable(args ...string) []string { return append([]string{"iptables", "-t", "nat"}, args...) }
 
-// tearDownRealNodeNetwork removes what setUpRealNodeNetwork made, as far as it exists.
-func tearDownRealNodeNetwork() {
-	for _, step := range [][]string{
-		natTable("-D", "PREROUTING", "-j", natChain),
-		natTable("-F", natChain),
-		natTable("-X", natChain),
-		ipLink("del", bridgeName),
-	} {
+// tearDownRealNodeNetwork removes what setUpRealNodeNetwork made, as far as it exists, and fails
+// when some of it remains.
+func tearDownRealNodeNetwork() error {
+	for range 10 {
+		if exec.Command(natTable("-D", "PREROUTING", "-j", natChain)[0],
+			natTable("-D", "PREROUTING", "-j", natChain)[1:]...).Run() != nil {
+			break
+		}
+	}
+	for _, step := range [][]string{natTable("-F", natChain), natTable("-X", natChain), ipLink("del", bridgeName)} {
 		_ = exec.Command(step[0], step[1:]...).Run()
 	}
-}
-
-// realNodeLock is held, while a real node runs, by the process that runs it: there can be one on
-// this machine, whatever the state directory.
-const realNodeLock = "/run/tserver-localcluster-real-node.lock"
-
-// lockRealNode takes realNodeLock, or says that another process holds it. The lock goes with the
-// process, however it ends; the file it returns holds it until closed.
-func lockRealNode() (*os.File, error) {
-	f, err := os.OpenFile(realNodeLock, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
+	var left []string
+	if exec.Command("ip", "link", "show", bridgeName).Run() == nil {
+		left = append(left, "the bridge "+bridgeName)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		holder, _ := os.ReadFile(realNodeLock)
-		_ = f.Close()
-		return nil, fmt.Errorf("another local cluster runs a real node on this machine (%s); stop it first: %w",
-			strings.TrimSpace(string(holder)), err)
+	if exec.Command("iptables", "-t", "nat", "-S", natChain).Run() == nil {
+		left = append(left, "the iptables chain "+natChain)
 	}
-	_ = f.Truncate(0)
-	_, _ = fmt.Fprintf(f, "pid %d", os.Getpid())
-	return f, nil
-}
-
-// cleanRealNode removes what a real node leaves on this machine once its kubelet, containerd and
-// their shims have stopped (or died): the containers in cgroupRoot, its network and its host root
-// at ProductionHostRoot. The caller
-// holds realNodeLock, so none of it belongs to a running real node.
-func cleanRealNode() error {
-	killCgroup()
-	tearDownRealNodeNetwork()
-	mounts, err := readMounts()
-	if err != nil {
-		return err
-	}
-	for _, m := range mounts {
-		// Only a host root of a local cluster's real node (StateDir/nodes/<node>/host-mount) that
-		// mountProductionHostRoot put there: never a disk of this machine's own.
-		if m.point == ProductionHostRoot && filepath.Base(m.root) == "host-mount" &&
-			filepath.Base(filepath.Dir(filepath.Dir(m.root))) == "nodes" {
-			if err := syscall.Unmount(m.point, syscall.MNT_DETACH); err != nil {
-				return fmt.Errorf("unmounting the real node's host root from %s: %w", m.point, err)
-			}
-		}
+	if len(left) > 0 {
+		return fmt.Errorf("could not remove %s", strings.Join(left, " and "))
 	}
 	return nil
 }
 
-// killCgroup kills every process in cgroupRoot (the real node's containers) and removes its
-// cgroups once empty.
-func killCgroup() {
+// realNodeLockPath is the lock of the right to run this machine's real node (there can be one:
+// it uses machine-wide cgroups, a bridge, a route and a path), and the record of what the holder's
+// real node changed on this machine, for whoever takes it next to clean up after a crash.
+const realNodeLockPath = "/run/tserver-localcluster-real-node.lock"
+
+// realNodeFree says whether another process runs a real node, without changing its record.
+func realNodeFree() error {
+	f, err := os.OpenFile(realNodeLockPath, os.O_CREATE|os.O_RDONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(realNodeLockPath)
+		pid, _, _ := strings.Cut(string(holder), "\n")
+		return fmt.Errorf("another local cluster runs a real node on this machine (%s): %w", pid, err)
+	}
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+}
+
+// realNodeLock is the right to run the real node, held by the process that runs it.
+type realNodeLock struct {
+	f *os.File
+	// stateDir is the cluster's; hostRoot the device and inode of the host root mountHostRoot
+	// mounted at ProductionHostRoot ("" before); sysctls the kernel settings before its kubelet
+	// changed them.
+	stateDir, hostRoot string
+	sysctls            map[string]string
+}
+
+// kubeletSysctls are the kernel settings the kubelet changes at start (unless told to protect
+// kernel defaults, when it refuses to run where they differ) and the bridge plugin's forwarding;
+// release puts them back.
+var kubeletSysctls = []string{"vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops",
+	"kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes", "net.ipv4.ip_forward"}
+
+// lockRealNode takes realNodeLockPath for the cluster of stateDir, or says that another process
+// holds it. It first cleans up what the previous holder's real node left, if it died.
+func lockRealNode(stateDir string) (*realNodeLock, error) {
+	f, previous, err := lockFile(realNodeLockPath, "another local cluster runs a real node on this machine")
+	if err != nil {
+		return nil, err
+	}
+	left := &realNodeLock{sysctls: map[string]string{}}
+	for line := range strings.Lines(string(previous)) {
+		fields := strings.Fields(line)
+		switch {
+		case len(fields) == 2 && fields[0] == "state":
+			left.stateDir = fields[1]
+		case len(fields) == 2 && fields[0] == "hostroot":
+			left.hostRoot = fields[1]
+		case len(fields) == 3 && fields[0] == "sysctl":
+			left.sysctls[fields[1]] = fields[2]
+		}
+	}
+	l := &realNodeLock{f: f, stateDir: stateDir}
+	if err := left.clean(); err != nil {
+		// The record stays for the next try.
+		_ = f.Truncate(0)
+		_, _ = f.WriteAt(previous, 0)
+		return nil, errors.Join(fmt.Errorf("cleaning up after a real node that died: %w", err), f.Close())
+	}
+	l.sysctls = map[string]string{}
+	for _, key := range kubeletSysctls {
+		if v, err := os.ReadFile(sysctlPath(key)); err == nil {
+			l.sysctls[key] = strings.TrimSpace(string(v))
+		}
+	}
+	if err := l.record(); err != nil {
+		return nil, errors.Join(err, f.Close())
+	}
+	return l, nil
+}
+
+// record writes what the real node changes on this machine into the lock file.
+func (l *realNodeLock) record() error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "pid %d\nstate %s\n", os.Getpid(), l.stateDir)
+	if l.hostRoot != "" {
+		fmt.Fprintf(&b, "hostroot %s\n", l.hostRoot)
+	}
+	for _, key := range slices.Sorted(maps.Keys(l.sysctls)) {
+		fmt.Fprintf(&b, "sysctl %s %s\n", key, l.sysctls[key])
+	}
+	if err := l.f.Truncate(0); err != nil {
+		return err
+	}
+	_, err := l.f.WriteAt([]byte(b.String()), 0)
+	return err
+}
+
+// release cleans up after the real node, once its kubelet and containerd have stopped, and lets
+// another cluster run one; what it could not clean stays recorded for the next holder.
+func (l *realNodeLock) release() error {
+	err := l.clean()
+	if err == nil {
+		err = l.f.Truncate(0)
+	}
+	return errors.Join(err, l.f.Close())
+}
+
+// clean removes what a real node leaves on this machine once its kubelet and containerd have
+// stopped (or died): containerd's shims, the containers in cgroupRoot, the mounts below its state
+// directory's nodes and its host root at ProductionHostRoot, its network; and puts back the kernel
+// settings its kubelet changed.
+func (l *realNodeLock) clean() error {
+	var errs []error
+	if l.stateDir != "" {
+		killStale([]string{filepath.Join(l.stateDir, "nodes")})
+	}
+	errs = append(errs, killCgroup(), tearDownRealNodeNetwork(), unmountHostRoot(l.hostRoot))
+	if l.stateDir != "" {
+		errs = append(errs, unmountBelow(filepath.Join(l.stateDir, "nodes")))
+	}
+	for key, v := range l.sysctls {
+		if cur, err := os.ReadFile(sysctlPath(key)); err == nil && strings.TrimSpace(string(cur)) != v {
+			errs = append(errs, os.WriteFile(sysctlPath(key), []byte(v), 0o644)) //nolint:gosec // a sysctl
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sysctlPath is the file of a kernel setting.
+func sysctlPath(key string) string {
+	return filepath.Join("/proc/sys", strings.ReplaceAll(key, ".", "/"))
+}
+
+// killCgroup kills every process in cgroupRoot (the real node's containers) until none is left,
+// and removes its cgroups; it fails when it cannot.
+func killCgroup() error {
+	var errs []error
 	for _, ctrl := range cgroupControllers() {
 		root := filepath.Join("/sys/fs/cgroup", ctrl, cgroupRoot)
-		var dirs []string
-		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, path)
-			}
-			return nil
-		})
-		for _, dir := range dirs {
-			procs, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
-			for f := range strings.FieldsSeq(string(procs)) {
-				if pid, err := strconv.Atoi(f); err == nil {
-					_ = syscall.Kill(pid, syscall.SIGKILL)
+		var left []string
+		for range 100 {
+			var dirs []string
+			_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+				if err == nil && d.IsDir() {
+					dirs = append(dirs, path)
 				}
+				return nil
+			})
+			if len(dirs) == 0 {
+				break
 			}
-		}
-		for range 50 {
-			// Deepest first; a cgroup goes once its processes have.
-			removed := true
+			left = nil
 			for _, dir := range slices.Backward(dirs) {
+				procs, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+				for f := range strings.FieldsSeq(string(procs)) {
+					// 0 stands for a process of another PID namespace: never kill(0), our own group.
+					if pid, err := strconv.Atoi(f); err == nil && pid > 0 && pid != os.Getpid() {
+						_ = syscall.Kill(pid, syscall.SIGKILL)
+					}
+				}
+				// Deepest first; a cgroup goes once its processes have.
 				if err := syscall.Rmdir(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
-					removed = false
+					left = append(left, dir)
 				}
 			}
-			if removed {
+			if len(left) == 0 {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
+		if len(left) > 0 {
+			errs = append(errs, fmt.Errorf("could not empty the real node's cgroups %s", strings.Join(left, ", ")))
+		}
 	}
+	return errors.Join(errs...)
 }
 
 // unmountBelow unmounts every mount at or below dir, deepest first, and fails when one remains.
@@ -510,14 +669,17 @@ func readMounts() ([]mount, error) {
 	}
 	defer func() { _ = f.Close() }()
 	var mounts []mount
-	for s := bufio.NewScanner(f); s.Scan(); {
-		fields := strings.Fields(s.Text())
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
 		if len(fields) < 5 {
 			continue
 		}
 		mounts = append(mounts, mount{root: unescapeMountinfo(fields[3]), point: unescapeMountinfo(fields[4])})
 	}
-	return mounts, nil
+	// A list cut short would look clean.
+	return mounts, sc.Err()
 }
 
 // unescapeMountinfo undoes mountinfo's octal escapes of spaces, tabs, newlines and backslashes.

@@ -21,7 +21,6 @@ package localcluster
 import (
 	"context"
 	"errors"
-	"os"
 
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
@@ -30,13 +29,17 @@ var errRealNodeOS = errors.New("Linux (containers, cgroups and mounts)")
 
 func realNodeOS() error { return errRealNodeOS }
 
+func realNodeFree() error { return errRealNodeOS }
+
 func prepareAPIServerForRealNode(*envtest.Environment, string) error { return errRealNodeOS }
 
 func (c *Cluster) startRealNode(context.Context, string, RealNode) error { return errRealNodeOS }
 
-func lockRealNode() (*os.File, error) { return nil, errRealNodeOS }
+type realNodeLock struct{}
 
-func cleanRealNode() error { return nil }
+func lockRealNode(string) (*realNodeLock, error) { return nil, errRealNodeOS }
+
+func (*realNodeLock) release() error { return nil }
 
 // unmountBelow has nothing to do: a real node, which mounts, runs on Linux only.
 func unmountBelow(string) error { return nil }

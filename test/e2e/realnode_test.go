@@ -67,6 +67,19 @@ func volumeWriter(ns, server, image string, port int32) *tarsv1beta1.TServer {
 	}
 }
 
+// waitBound waits until the claim of volume of ts's first replica is bound and returns the node of
+// its volume.
+func waitBound(ts *tarsv1beta1.TServer, volume string) string {
+	var pvc *corev1.PersistentVolumeClaim
+	Eventually(func() corev1.PersistentVolumeClaimPhase {
+		if pvc = getClaim(ts.Namespace, claimName(volume, ts, 0)); pvc == nil {
+			return ""
+		}
+		return pvc.Status.Phase
+	}, timeout, interval).Should(Equal(corev1.ClaimBound))
+	return volumeOf(ts.Namespace, pvc.Name).Labels[corev1.LabelHostname]
+}
+
 // served is what a server of volumeWriter serves at addr (host:port): its volume's records.
 func served(addr string) func() (string, error) {
 	return func() (string, error) {
@@ -145,6 +158,11 @@ var _ = Describe("A real node (kubelet, containerd, runc) with the agent DaemonS
 	It("keeps out a container whose uid the volume's mode forbids to write", func() {
 		ts := volumeWriter(ns, "intruder", "localhost/volume-writer:uid-2000", 8080)
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
+		Expect(waitBound(ts, "data")).To(Equal(node))
+		// Owned as the claim asks: uid 2000 is kept out by the mode, not by a root-owned directory.
+		dir := hostDir(node, ts, "data")
+		Eventually(func() []any { return ownershipOf(dir) }, timeout, interval).Should(
+			Equal([]any{uint32(1000), uint32(0), os.FileMode(0o755)}))
 		Eventually(func() string {
 			pod := getPod(ns, ts.Name+"-0")
 			if pod == nil || len(pod.Status.ContainerStatuses) == 0 {
@@ -157,11 +175,12 @@ var _ = Describe("A real node (kubelet, containerd, runc) with the agent DaemonS
 				}
 			}
 			return ""
-		}, timeout, interval).Should(And(HavePrefix("exit 1: uid 2000 "), HaveSuffix("permission denied")))
-		Expect(filepath.Join(hostDir(node, ts, "data"), "boots")).NotTo(BeAnExistingFile())
+		}, timeout, interval).Should(And(HavePrefix("exit 1: uid 2000 "),
+			HaveSuffix("open /data/boots: permission denied")))
+		Expect(filepath.Join(dir, "boots")).NotTo(BeAnExistingFile())
 	})
 
-	It("pins a server with host networking to the node through its delay-bind claim, and runs it", func() {
+	It("runs a server with host networking, its delay-bind claim bound on the node, serving on the host", func() {
 		port, err := localcluster.FreePort()
 		Expect(err).NotTo(HaveOccurred())
 		ts := volumeWriter(ns, "realhostnet", "localhost/volume-writer:uid-1000", int32(port))
@@ -176,12 +195,13 @@ var _ = Describe("A real node (kubelet, containerd, runc) with the agent DaemonS
 		disk := filepath.Join(cluster.HostRoot(node), ns)
 		Expect(os.MkdirAll(disk, 0o755)).To(Succeed())
 		Expect(syscall.Mount("tmpfs", disk, "tmpfs", 0, "size=16m")).To(Succeed())
+		// Cleanups run last first: the disk goes whatever becomes of the server.
+		DeferCleanup(func() { Expect(syscall.Unmount(disk, syscall.MNT_DETACH)).To(Succeed()) })
 		ts := volumeWriter(ns, "mounted", "localhost/volume-writer:uid-1000", 8080)
 		DeferCleanup(func(ctx context.Context) {
 			// The server goes first: its container holds the disk.
 			Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, ts))).To(Succeed())
 			Eventually(func() *corev1.Pod { return getPod(ns, ts.Name+"-0") }, timeout, interval).Should(BeNil())
-			Expect(syscall.Unmount(disk, syscall.MNT_DETACH)).To(Succeed())
 		})
 		Expect(k8sClient.Create(ctx, ts)).To(Succeed())
 		Expect(waitRunning(ts, 1, "data")).To(Equal([]string{node}))
