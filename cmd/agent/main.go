@@ -148,7 +148,14 @@ func runAgent(args []string) int {
 	// The API server is in the same cluster: compressing every watch event and response costs
 	// both ends CPU and saves no time.
 	restCfg.DisableCompression = true
-	if cfg.Hostname, err = agent.Hostname(ctx, restCfg, cfg.NodeName); err != nil {
+	_, stopProbes, err := agent.ServeWaitingProbes(probeAddr)
+	if err != nil {
+		log.Error(err, "Failed to serve the health probes", "address", probeAddr)
+		return 1
+	}
+	cfg.Hostname, err = agent.Hostname(ctx, restCfg, cfg.NodeName)
+	stopProbes()
+	if err != nil {
 		log.Error(err, "Failed to read the node", "node", cfg.NodeName)
 		return 1
 	}
