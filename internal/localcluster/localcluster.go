@@ -241,6 +241,12 @@ func (c *Cluster) takeStateDir(realNode bool) (err error) {
 		"another local cluster runs on "+stateDir); err != nil {
 		return err
 	}
+	if err := c.stateLock.Truncate(0); err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(c.stateLock, "pid %d\n", os.Getpid()); err != nil {
+		return err
+	}
 	// What a cluster keeps in its state directory; only this is cleaned, so that another
 	// cluster's state directory may live inside it (the e2e suite's .local/e2e in make run's .local).
 	owned := []string{"kubeconfig", "logs", "etcd", "pki", "nodes", "kwok-stages"}

@@ -17,8 +17,6 @@ limitations under the License.
 package localcluster
 
 import (
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -75,31 +73,4 @@ func namesPath(cmdline, path string) bool {
 		}
 		i = end
 	}
-}
-
-// lockFile takes an exclusive lock on path (made if missing) that goes with the process however it
-// ends, and writes the process's pid into it, returning what the previous holder had written; when
-// another process holds it, it fails with busy, the holder's pid and the reason. Closing the file
-// returned releases the lock.
-func lockFile(path, busy string) (*os.File, []byte, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		holder, _ := os.ReadFile(path)
-		_ = f.Close()
-		return nil, nil, fmt.Errorf("%s (%s); stop it first: %w", busy, strings.TrimSpace(string(holder)), err)
-	}
-	previous, err := os.ReadFile(path)
-	if err == nil {
-		err = f.Truncate(0)
-	}
-	if err == nil {
-		_, err = fmt.Fprintf(f, "pid %d\n", os.Getpid())
-	}
-	if err != nil {
-		return nil, nil, errors.Join(err, f.Close())
-	}
-	return f, previous, nil
 }

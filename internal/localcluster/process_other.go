@@ -18,10 +18,7 @@ limitations under the License.
 
 package localcluster
 
-import (
-	"os"
-	"syscall"
-)
+import "syscall"
 
 // sysProcAttr puts a child in its own process group.
 func sysProcAttr() *syscall.SysProcAttr {
@@ -30,9 +27,3 @@ func sysProcAttr() *syscall.SysProcAttr {
 
 // killStale finds no stale processes where /proc is not available.
 func killStale([]string) int { return 0 }
-
-// lockFile opens path; where flock is not available it locks nothing.
-func lockFile(path, _ string) (*os.File, []byte, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-	return f, nil, err
-}

@@ -18,11 +18,12 @@ package localcluster
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -106,6 +107,10 @@ func (c *Cluster) startRealNode(ctx context.Context, binDir string, rn RealNode)
 	if err := syscall.Mount(dir, dir, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind-mounting %s onto itself: %w", dir, err)
 	}
+	// A peer group of its own, not /'s (shared on systemd hosts): its mounts stay among its own.
+	if err := syscall.Mount("", dir, "", syscall.MS_PRIVATE|syscall.MS_REC, ""); err != nil {
+		return fmt.Errorf("making %s a private mount: %w", dir, err)
+	}
 	if err := syscall.Mount("", dir, "", syscall.MS_SHARED|syscall.MS_REC, ""); err != nil {
 		return fmt.Errorf("making %s a shared mount: %w", dir, err)
 	}
@@ -114,6 +119,13 @@ func (c *Cluster) startRealNode(ctx context.Context, binDir string, rn RealNode)
 	}
 	if err := setUpRealNodeNetwork(c.apiServerPort()); err != nil {
 		return err
+	}
+	// Where containerd, the CNI plugins and the kubelet write whatever their configuration: made
+	// and recorded here when missing, so that release removes them again.
+	for _, d := range machineDirs {
+		if err := c.realNodeLock.makeDirs(d); err != nil {
+			return err
+		}
 	}
 	sock := filepath.Join(dir, "containerd", "containerd.sock")
 	if err := c.startContainerd(ctx, dir, sock, rn); err != nil {
@@ -138,16 +150,18 @@ func (c *Cluster) startRealNode(ctx context.Context, binDir string, rn RealNode)
 }
 
 // mountHostRoot shows hostRoot at ProductionHostRoot, where the agent DaemonSet, its node
-// restriction policy and the volumes it makes have it on a real node, and records what it mounted
-// (release, or whoever takes the lock after a crash, unmounts that and nothing else). It refuses
-// to hide anything already there, a mount or a directory that holds files, and to follow a
-// symbolic link.
+// restriction policy and the volumes it makes have it on a real node, and records the mount it
+// made (release, or whoever takes the lock after a crash, unmounts that one and nothing else). It
+// refuses to hide anything already there, a mount or a directory that holds files, and to follow
+// a symbolic link. The mount is a slave of hostRoot's: disks mounted below the host root reach it
+// (and the agent's container), while what this machine mounts at ProductionHostRoot stays out of
+// the state directory.
 func (l *realNodeLock) mountHostRoot(hostRoot string) error {
 	if mounts, err := mountsBelow(ProductionHostRoot); err != nil || len(mounts) > 0 {
 		return fmt.Errorf("%s is a mount point or has one below it (%s): a real node would hide it; unmount it first: %w",
 			ProductionHostRoot, strings.Join(mounts, ", "), err)
 	}
-	if err := os.MkdirAll(ProductionHostRoot, 0o755); err != nil {
+	if err := l.makeDirs(ProductionHostRoot); err != nil {
 		return err
 	}
 	if real, err := filepath.EvalSymlinks(ProductionHostRoot); err != nil || real != ProductionHostRoot {
@@ -162,48 +176,68 @@ func (l *realNodeLock) mountHostRoot(hostRoot string) error {
 		return fmt.Errorf("%s holds files (%s...): a real node would hide them behind its own host root; move them first",
 			ProductionHostRoot, entries[0].Name())
 	}
-	var st syscall.Stat_t
-	if err := syscall.Stat(hostRoot, &st); err != nil {
-		return err
-	}
-	l.hostRoot = fmt.Sprintf("%d:%d", st.Dev, st.Ino)
-	if err := l.record(); err != nil {
-		return err
-	}
 	if err := syscall.Mount(hostRoot, ProductionHostRoot, "", syscall.MS_BIND, ""); err != nil {
 		return fmt.Errorf("bind-mounting %s at %s: %w", hostRoot, ProductionHostRoot, err)
+	}
+	top, err := topMount(ProductionHostRoot)
+	if err == nil && top == nil {
+		err = errors.New("not in the mount table")
+	}
+	if err == nil {
+		l.rec.HostRoot = top
+		err = l.record()
+	}
+	if err != nil {
+		return errors.Join(fmt.Errorf("recording the mount at %s: %w", ProductionHostRoot, err),
+			syscall.Unmount(ProductionHostRoot, syscall.MNT_DETACH))
+	}
+	if err := syscall.Mount("", ProductionHostRoot, "", syscall.MS_SLAVE, ""); err != nil {
+		return fmt.Errorf("making %s a slave mount: %w", ProductionHostRoot, err)
 	}
 	return nil
 }
 
-// unmountHostRoot unmounts from ProductionHostRoot the host root that mountHostRoot mounted, whose
-// device and inode were id, as often as it is there on top; it fails when something else is
-// mounted over it.
-func unmountHostRoot(id string) error {
-	if id == "" {
-		return nil
+// topMount is the mount on top at point, or nil.
+func topMount(point string) (*mount, error) {
+	mounts, err := readMounts()
+	if err != nil {
+		return nil, err
 	}
-	for range 10 {
-		var st syscall.Stat_t
-		if err := syscall.Stat(ProductionHostRoot, &st); err != nil {
-			return nil //nolint:nilerr // not there: nothing mounted
+	var top *mount
+	for i := range mounts {
+		if mounts[i].point == point {
+			top = &mounts[i]
 		}
-		if fmt.Sprintf("%d:%d", st.Dev, st.Ino) != id {
-			break
-		}
-		if err := syscall.Unmount(ProductionHostRoot, syscall.MNT_DETACH); err != nil {
-			return fmt.Errorf("unmounting the real node's host root from %s: %w", ProductionHostRoot, err)
-		}
+	}
+	return top, nil
+}
+
+// unmountHostRoot unmounts from ProductionHostRoot the mount mountHostRoot made, own, while it is
+// the one on top; it fails when another is mounted over it.
+func unmountHostRoot(own *mount) error {
+	if own == nil {
+		return nil
 	}
 	mounts, err := readMounts()
 	if err != nil {
 		return err
 	}
+	var at []mount
 	for _, m := range mounts {
-		if m.point == ProductionHostRoot && filepath.Base(strings.TrimSuffix(m.root, "//deleted")) == "host-mount" {
-			return fmt.Errorf("%s is mounted over a real node's host root at %s; unmount it, then both go at the next start",
-				m.root, ProductionHostRoot)
+		if m.point == ProductionHostRoot {
+			at = append(at, m)
 		}
+	}
+	i := slices.IndexFunc(at, func(m mount) bool { return m.ID == own.ID && m.sameRoot(own.Root) })
+	switch {
+	case i < 0:
+		return nil
+	case i < len(at)-1:
+		return fmt.Errorf("%s is mounted over the real node's host root at %s; unmount it, then both go at the next start",
+			at[len(at)-1].Root, ProductionHostRoot)
+	}
+	if err := syscall.Unmount(ProductionHostRoot, syscall.MNT_DETACH); err != nil {
+		return fmt.Errorf("unmounting the real node's host root from %s: %w", ProductionHostRoot, err)
 	}
 	return nil
 }
@@ -330,6 +364,11 @@ func (c *Cluster) startKubelet(ctx context.Context, binDir, dir, sock string, rn
 	}
 	healthzPort, err := FreePort()
 	if err != nil {
+		return err
+	}
+	// The kubelet serves device plugins there whatever its --root-dir; release removes its files
+	// when the directory was made for it (RealNodeSupport refuses where another kubelet runs).
+	if err := c.realNodeLock.makeDirs(devicePluginDir); err != nil {
 		return err
 	}
 	for _, ctrl := range cgroupControllers() {
@@ -461,60 +500,96 @@ func realNodeFree() error {
 		return err
 	}
 	defer func() { _ = f.Close() }()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		holder, _ := os.ReadFile(realNodeLockPath)
-		pid, _, _ := strings.Cut(string(holder), "\n")
-		return fmt.Errorf("another local cluster runs a real node on this machine (%s): %w", pid, err)
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		var rec realNodeRecord
+		data, _ := os.ReadFile(realNodeLockPath)
+		_ = json.Unmarshal(data, &rec)
+		return fmt.Errorf("another local cluster runs a real node on this machine (pid %d, %s): %w",
+			rec.PID, rec.StateDir, err)
+	}
+	if pid := otherKubelet(); pid != 0 {
+		return fmt.Errorf("a kubelet already runs on this machine (pid %d): a real node would take over its "+
+			"device-plugin directory, %s", pid, devicePluginDir)
 	}
 	return syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 }
 
-// realNodeLock is the right to run the real node, held by the process that runs it.
-type realNodeLock struct {
-	f *os.File
-	// stateDir is the cluster's; hostRoot the device and inode of the host root mountHostRoot
-	// mounted at ProductionHostRoot ("" before); sysctls the kernel settings before its kubelet
-	// changed them.
-	stateDir, hostRoot string
-	sysctls            map[string]string
+// devicePluginDir is where every kubelet serves device plugins, whatever its --root-dir.
+const devicePluginDir = "/var/lib/kubelet/device-plugins"
+
+// shimSocketDir is where containerd 1.6 puts its shims' sockets, whatever its configuration.
+const shimSocketDir = "/run/containerd/s"
+
+// machineDirs are the directories outside the state directory that the real node writes into:
+// containerd's shims' sockets, the CNI plugins' cache, the kubelet's links to its containers'
+// logs and its device plugins.
+var machineDirs = []string{shimSocketDir, "/var/lib/cni/results", "/var/log/containers", devicePluginDir}
+
+// otherKubelet is the pid of a kubelet running on this machine, or 0.
+func otherKubelet() int {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); err == nil &&
+			filepath.Base(strings.TrimSuffix(exe, " (deleted)")) == "kubelet" {
+			return pid
+		}
+	}
+	return 0
 }
 
-// kubeletSysctls are the kernel settings the kubelet changes at start (unless told to protect
-// kernel defaults, when it refuses to run where they differ) and the bridge plugin's forwarding;
-// release puts them back.
-var kubeletSysctls = []string{"vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops",
-	"kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes", "net.ipv4.ip_forward"}
+// realNodeRecord is what a real node changed on this machine, kept in realNodeLockPath's file.
+type realNodeRecord struct {
+	PID      int    `json:"pid"`
+	StateDir string `json:"stateDir,omitempty"`
+	// HostRoot is the mount mountHostRoot made at ProductionHostRoot: its mount ID and its root
+	// in its filesystem, as /proc/self/mountinfo says.
+	HostRoot *mount `json:"hostRoot,omitempty"`
+	// Sysctls are the kernel settings before the kubelet and the bridge plugin changed them.
+	Sysctls map[string]string `json:"sysctls,omitempty"`
+	// Made are directories made outside the state directory (ProductionHostRoot, the kubelet's
+	// device-plugin directory), removed again when empty.
+	Made []string `json:"made,omitempty"`
+}
+
+// realNodeLock is the right to run the real node, held by the process that runs it.
+type realNodeLock struct {
+	f   *os.File
+	rec realNodeRecord
+}
+
+// kubeletSysctls are the kernel settings the kubelet sets at start (unless told to protect kernel
+// defaults, when it refuses to run where they differ), and the forwarding the bridge plugin turns
+// on, with the values they set; clean puts back a setting still at that value.
+var kubeletSysctls = map[string]string{"vm.overcommit_memory": "1", "vm.panic_on_oom": "0", "kernel.panic": "10",
+	"kernel.panic_on_oops": "1", "kernel.keys.root_maxkeys": "1000000", "kernel.keys.root_maxbytes": "25000000",
+	"net.ipv4.ip_forward": "1"}
 
 // lockRealNode takes realNodeLockPath for the cluster of stateDir, or says that another process
-// holds it. It first cleans up what the previous holder's real node left, if it died.
+// holds it. It first cleans up what the previous holder's real node left, if it died; its record
+// stays until that succeeds.
 func lockRealNode(stateDir string) (*realNodeLock, error) {
 	f, previous, err := lockFile(realNodeLockPath, "another local cluster runs a real node on this machine")
 	if err != nil {
 		return nil, err
 	}
-	left := &realNodeLock{sysctls: map[string]string{}}
-	for line := range strings.Lines(string(previous)) {
-		fields := strings.Fields(line)
-		switch {
-		case len(fields) == 2 && fields[0] == "state":
-			left.stateDir = fields[1]
-		case len(fields) == 2 && fields[0] == "hostroot":
-			left.hostRoot = fields[1]
-		case len(fields) == 3 && fields[0] == "sysctl":
-			left.sysctls[fields[1]] = fields[2]
+	var left realNodeRecord
+	if len(bytes.TrimSpace(previous)) > 0 {
+		if err := json.Unmarshal(previous, &left); err != nil {
+			return nil, errors.Join(fmt.Errorf("reading %s (what a real node changed on this machine; remove it "+
+				"once nothing of a real node is left): %w", realNodeLockPath, err), f.Close())
 		}
 	}
-	l := &realNodeLock{f: f, stateDir: stateDir}
-	if err := left.clean(); err != nil {
-		// The record stays for the next try.
-		_ = f.Truncate(0)
-		_, _ = f.WriteAt(previous, 0)
+	if err := left.clean(stateDir); err != nil {
 		return nil, errors.Join(fmt.Errorf("cleaning up after a real node that died: %w", err), f.Close())
 	}
-	l.sysctls = map[string]string{}
-	for _, key := range kubeletSysctls {
+	l := &realNodeLock{f: f, rec: realNodeRecord{PID: os.Getpid(), StateDir: stateDir, Sysctls: map[string]string{}}}
+	for key := range kubeletSysctls {
 		if v, err := os.ReadFile(sysctlPath(key)); err == nil {
-			l.sysctls[key] = strings.TrimSpace(string(v))
+			l.rec.Sysctls[key] = strings.TrimSpace(string(v))
 		}
 	}
 	if err := l.record(); err != nil {
@@ -523,27 +598,24 @@ func lockRealNode(stateDir string) (*realNodeLock, error) {
 	return l, nil
 }
 
-// record writes what the real node changes on this machine into the lock file.
+// record writes l.rec into the lock file: the whole of it, then cut to its length, so that a
+// crash in between leaves the longer of the two readable.
 func (l *realNodeLock) record() error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "pid %d\nstate %s\n", os.Getpid(), l.stateDir)
-	if l.hostRoot != "" {
-		fmt.Fprintf(&b, "hostroot %s\n", l.hostRoot)
-	}
-	for _, key := range slices.Sorted(maps.Keys(l.sysctls)) {
-		fmt.Fprintf(&b, "sysctl %s %s\n", key, l.sysctls[key])
-	}
-	if err := l.f.Truncate(0); err != nil {
+	data, err := json.Marshal(l.rec)
+	if err != nil {
 		return err
 	}
-	_, err := l.f.WriteAt([]byte(b.String()), 0)
-	return err
+	data = append(data, '\n')
+	if _, err := l.f.WriteAt(data, 0); err != nil {
+		return err
+	}
+	return l.f.Truncate(int64(len(data)))
 }
 
 // release cleans up after the real node, once its kubelet and containerd have stopped, and lets
 // another cluster run one; what it could not clean stays recorded for the next holder.
 func (l *realNodeLock) release() error {
-	err := l.clean()
+	err := l.rec.clean(l.rec.StateDir)
 	if err == nil {
 		err = l.f.Truncate(0)
 	}
@@ -552,23 +624,112 @@ func (l *realNodeLock) release() error {
 
 // clean removes what a real node leaves on this machine once its kubelet and containerd have
 // stopped (or died): containerd's shims, the containers in cgroupRoot, the mounts below its state
-// directory's nodes and its host root at ProductionHostRoot, its network; and puts back the kernel
-// settings its kubelet changed.
-func (l *realNodeLock) clean() error {
-	var errs []error
-	if l.stateDir != "" {
-		killStale([]string{filepath.Join(l.stateDir, "nodes")})
+// directory's nodes and its host root at ProductionHostRoot, its network, the kubelet's files
+// outside the state directory; and puts back the kernel settings its kubelet changed. What is in
+// a state directory that another running cluster than ownStateDir's holds is that cluster's, and
+// left alone.
+func (r *realNodeRecord) clean(ownStateDir string) error {
+	nodes := ""
+	if r.StateDir != "" && (r.StateDir == ownStateDir || !stateDirBusy(r.StateDir)) {
+		nodes = filepath.Join(r.StateDir, "nodes")
+		killStale([]string{nodes})
 	}
-	errs = append(errs, killCgroup(), tearDownRealNodeNetwork(), unmountHostRoot(l.hostRoot))
-	if l.stateDir != "" {
-		errs = append(errs, unmountBelow(filepath.Join(l.stateDir, "nodes")))
+	errs := []error{killCgroup(), tearDownRealNodeNetwork(), unmountHostRoot(r.HostRoot)}
+	if nodes != "" {
+		errs = append(errs, unmountBelow(nodes), removeOwnLinks("/var/log/containers", nodes))
 	}
-	for key, v := range l.sysctls {
-		if cur, err := os.ReadFile(sysctlPath(key)); err == nil && strings.TrimSpace(string(cur)) != v {
-			errs = append(errs, os.WriteFile(sysctlPath(key), []byte(v), 0o644)) //nolint:gosec // a sysctl
+	// The CNI plugins' cache of the pods' addresses: the bridge's, by the network's name; the
+	// loopback's too where the directory was made for the real node.
+	cache, _ := filepath.Glob("/var/lib/cni/results/localcluster-*")
+	if slices.Contains(r.Made, "/var/lib/cni/results") {
+		loopback, _ := filepath.Glob("/var/lib/cni/results/cni-loopback-*")
+		cache = append(cache, loopback...)
+	}
+	for _, f := range cache {
+		errs = append(errs, os.Remove(f))
+	}
+	// In directories made for the real node (none other than it writes there: RealNodeSupport
+	// refuses where another kubelet runs), the kubelet's and the shims' sockets are its own.
+	if slices.Contains(r.Made, devicePluginDir) {
+		for _, f := range []string{"kubelet.sock", "kubelet_internal_checkpoint"} {
+			if err := os.Remove(filepath.Join(devicePluginDir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if slices.Contains(r.Made, shimSocketDir) {
+		entries, _ := os.ReadDir(shimSocketDir)
+		for _, e := range entries {
+			if e.Type()&os.ModeSocket != 0 {
+				errs = append(errs, os.Remove(filepath.Join(shimSocketDir, e.Name())))
+			}
+		}
+	}
+	for _, dir := range slices.Backward(r.Made) {
+		// Only when empty: nothing of anyone else's goes.
+		if err := syscall.Rmdir(dir); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENOTEMPTY) {
+			errs = append(errs, err)
+		}
+	}
+	for key, before := range r.Sysctls {
+		cur, err := os.ReadFile(sysctlPath(key))
+		// A setting someone changed since is theirs.
+		if err == nil && strings.TrimSpace(string(cur)) == kubeletSysctls[key] && before != kubeletSysctls[key] {
+			errs = append(errs, os.WriteFile(sysctlPath(key), []byte(before), 0o644)) //nolint:gosec // a sysctl
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// stateDirBusy says whether a running cluster holds the state directory dir.
+func stateDirBusy(dir string) bool {
+	f, err := os.Open(filepath.Join(dir, ".lock"))
+	if err != nil {
+		return false
+	}
+	defer func() { _ = f.Close() }()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return true
+	}
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}
+
+// removeOwnLinks removes the symbolic links in dir that lead below target: the kubelet's links to
+// its containers' logs, in a directory fixed whatever its --root-dir.
+func removeOwnLinks(dir, target string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil //nolint:nilerr // no such directory: nothing to remove
+	}
+	var errs []error
+	for _, e := range entries {
+		link := filepath.Join(dir, e.Name())
+		if dest, err := os.Readlink(link); err == nil && strings.HasPrefix(dest, target+"/") {
+			errs = append(errs, os.Remove(link))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// makeDirs makes dir and its missing parents, and records those it made.
+func (l *realNodeLock) makeDirs(dir string) error {
+	var missing []string
+	for d := dir; d != "/" && d != "."; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil {
+			break
+		}
+		missing = append(missing, d)
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	slices.Reverse(missing)
+	l.rec.Made = append(l.rec.Made, missing...)
+	if err := l.record(); err != nil {
+		return err
+	}
+	return os.MkdirAll(dir, 0o755)
 }
 
 // sysctlPath is the file of a kernel setting.
@@ -658,8 +819,17 @@ func mountsBelow(dir string) ([]string, error) {
 	return points, nil
 }
 
-// mount is a line of /proc/self/mountinfo: where it is mounted and what of its filesystem.
-type mount struct{ point, root string }
+// mount is a line of /proc/self/mountinfo: its ID, where it is mounted and what of its filesystem.
+type mount struct {
+	ID    int    `json:"id"`
+	Root  string `json:"root"`
+	point string
+}
+
+// sameRoot says whether m mounts root, or root once deleted.
+func (m mount) sameRoot(root string) bool {
+	return m.Root == root || m.Root == root+"//deleted"
+}
 
 // readMounts are this process's mounts, in the order they were mounted.
 func readMounts() ([]mount, error) {
@@ -676,7 +846,8 @@ func readMounts() ([]mount, error) {
 		if len(fields) < 5 {
 			continue
 		}
-		mounts = append(mounts, mount{root: unescapeMountinfo(fields[3]), point: unescapeMountinfo(fields[4])})
+		id, _ := strconv.Atoi(fields[0])
+		mounts = append(mounts, mount{ID: id, Root: unescapeMountinfo(fields[3]), point: unescapeMountinfo(fields[4])})
 	}
 	// A list cut short would look clean.
 	return mounts, sc.Err()
