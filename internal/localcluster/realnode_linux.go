@@ -103,7 +103,7 @@ func (c *Cluster) startRealNode(ctx context.Context, binDir string, rn RealNode)
 	}
 	// A shared mount, as / is on systemd hosts: a disk mounted below the host root after the agent
 	// started reaches the agent's container (mountPropagation: HostToContainer needs it), and the
-	// kubelet's mounts stay below dir, where cleanRealNode finds them.
+	// kubelet's mounts stay below dir, where the clean-up finds them.
 	if err := syscall.Mount(dir, dir, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind-mounting %s onto itself: %w", dir, err)
 	}
@@ -364,11 +364,6 @@ func (c *Cluster) startKubelet(ctx context.Context, binDir, dir, sock string, rn
 	}
 	healthzPort, err := FreePort()
 	if err != nil {
-		return err
-	}
-	// The kubelet serves device plugins there whatever its --root-dir; release removes its files
-	// when the directory was made for it (RealNodeSupport refuses where another kubelet runs).
-	if err := c.realNodeLock.makeDirs(devicePluginDir); err != nil {
 		return err
 	}
 	for _, ctrl := range cgroupControllers() {
