@@ -445,9 +445,18 @@ func setUpRealNodeNetwork(apiServerPort int) error {
 		natTable("-I", "PREROUTING", "-j", natChain),
 	}
 	for _, step := range steps {
-		if out, err := exec.Command(step[0], step[1:]...).CombinedOutput(); err != nil {
-			return fmt.Errorf("setting up the real node's network (%s): %w: %s", strings.Join(step, " "), err, out)
+		if err := run(step); err != nil {
+			return fmt.Errorf("setting up the real node's network: %w", err)
 		}
+	}
+	return nil
+}
+
+// run runs the command cmd (its name, then its arguments); its error quotes the command and its
+// output.
+func run(cmd []string) error {
+	if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %w: %s", strings.Join(cmd, " "), err, bytes.TrimSpace(out))
 	}
 	return nil
 }
@@ -462,19 +471,18 @@ func natTable(args ...string) []string { return append([]string{"iptables", "-t"
 // when some of it remains.
 func tearDownRealNodeNetwork() error {
 	for range 10 {
-		if exec.Command(natTable("-D", "PREROUTING", "-j", natChain)[0],
-			natTable("-D", "PREROUTING", "-j", natChain)[1:]...).Run() != nil {
+		if run(natTable("-D", "PREROUTING", "-j", natChain)) != nil {
 			break
 		}
 	}
 	for _, step := range [][]string{natTable("-F", natChain), natTable("-X", natChain), ipLink("del", bridgeName)} {
-		_ = exec.Command(step[0], step[1:]...).Run()
+		_ = run(step)
 	}
 	var left []string
-	if exec.Command("ip", "link", "show", bridgeName).Run() == nil {
+	if run(ipLink("show", bridgeName)) == nil {
 		left = append(left, "the bridge "+bridgeName)
 	}
-	if exec.Command("iptables", "-t", "nat", "-S", natChain).Run() == nil {
+	if run(natTable("-S", natChain)) == nil {
 		left = append(left, "the iptables chain "+natChain)
 	}
 	if len(left) > 0 {
@@ -490,12 +498,7 @@ const realNodeLockPath = "/run/tserver-localcluster-real-node.lock"
 
 // realNodeFree says whether another process runs a real node, without changing its record.
 func realNodeFree() error {
-	f, err := os.OpenFile(realNodeLockPath, os.O_CREATE|os.O_RDONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = f.Close() }()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+	if err := lockedElsewhere(realNodeLockPath); err != nil {
 		var rec realNodeRecord
 		data, _ := os.ReadFile(realNodeLockPath)
 		_ = json.Unmarshal(data, &rec)
@@ -505,6 +508,23 @@ func realNodeFree() error {
 	if pid := otherKubelet(); pid != 0 {
 		return fmt.Errorf("a kubelet already runs on this machine (pid %d): a real node would take over its "+
 			"device-plugin directory, %s", pid, devicePluginDir)
+	}
+	return nil
+}
+
+// lockedElsewhere fails when another open file holds the lock of path (lockFile's); a missing
+// file is no lock.
+func lockedElsewhere(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return err
 	}
 	return syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 }
@@ -677,18 +697,7 @@ func (r *realNodeRecord) clean(ownStateDir string) error {
 }
 
 // stateDirBusy says whether a running cluster holds the state directory dir.
-func stateDirBusy(dir string) bool {
-	f, err := os.Open(filepath.Join(dir, ".lock"))
-	if err != nil {
-		return false
-	}
-	defer func() { _ = f.Close() }()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
-		return true
-	}
-	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	return false
-}
+func stateDirBusy(dir string) bool { return lockedElsewhere(filepath.Join(dir, ".lock")) != nil }
 
 // removeOwnLinks removes the symbolic links in dir that lead below target: the kubelet's links to
 // its containers' logs, in a directory fixed whatever its --root-dir.

@@ -161,12 +161,24 @@ func agentMetrics(node string) (string, error) {
 	if p == nil {
 		return "", fmt.Errorf("no agent runs on %s", node)
 	}
-	resp, err := http.Get("http://" + p.MetricsAddr + "/metrics")
+	return httpGet("http://" + p.MetricsAddr + "/metrics")
+}
+
+// httpGet is the body of url's answer, which must be 200 OK.
+func httpGet(url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
 	if err != nil {
 		return "", err
 	}
 	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s: %s", url, resp.Status, body)
+	}
 	return string(body), err
 }
 

@@ -17,7 +17,6 @@ limitations under the License.
 package e2e
 
 import (
-	"fmt"
 	"path/filepath"
 	"strings"
 
@@ -61,9 +60,7 @@ func inLossPool(ns string) *tarsv1beta1.TServer {
 
 // cordon marks node unschedulable or schedulable again, as `kubectl cordon` and `uncordon` do.
 func cordon(node string, unschedulable bool) {
-	Expect(k8sClient.Patch(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}},
-		client.RawPatch(types.MergePatchType, fmt.Appendf(nil, `{"spec":{"unschedulable":%t}}`, unschedulable)),
-	)).To(Succeed())
+	Expect(cluster.Cordon(ctx, node, unschedulable)).To(Succeed())
 }
 
 // nodeReadyStatus reads the status of node's Ready condition.

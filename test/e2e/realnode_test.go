@@ -19,13 +19,10 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"syscall"
-	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -82,22 +79,7 @@ func waitBound(ts *tarsv1beta1.TServer, volume string) string {
 
 // served is what a server of volumeWriter serves at addr (host:port): its volume's records.
 func served(addr string) func() (string, error) {
-	return func() (string, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/", nil)
-		if err != nil {
-			return "", err
-		}
-		resp, err := (&http.Client{Timeout: 2 * time.Second}).Do(req)
-		if err != nil {
-			return "", err
-		}
-		defer func() { _ = resp.Body.Close() }()
-		body, err := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			return "", fmt.Errorf("GET %s: %s: %s", addr, resp.Status, body)
-		}
-		return string(body), err
-	}
+	return func() (string, error) { return httpGet("http://" + addr + "/") }
 }
 
 var _ = Describe("A real node (kubelet, containerd, runc) with the agent DaemonSet", Ordered, func() {
