@@ -52,6 +52,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -612,6 +613,17 @@ func CacheOptions() cache.Options {
 }
 
 // SetupWithManager sets up the controller with the Manager.
+// tserverChanged passes what a TServer's reconcile must follow: its creation, deletion and spec
+// changes (its generation), and its replacement by another of the same name. After a watch broke
+// (an API server restart), the informer's relist reports a TServer deleted and created again as an
+// update from the old to the new; with the same generation on both, GenerationChangedPredicate
+// alone drops it, and the new TServer is not reconciled until its next spec change, or ever.
+var tserverChanged = predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		return e.ObjectOld != nil && e.ObjectNew != nil && e.ObjectOld.GetUID() != e.ObjectNew.GetUID()
+	},
+})
+
 func (r *TServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &tarsv1beta1.TServer{}, appServerIndex,
 		func(obj client.Object) []string { return []string{appServer(obj.(*tarsv1beta1.TServer))} }); err != nil {
@@ -642,7 +654,7 @@ func (r *TServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	owner := handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &tarsv1beta1.TServer{},
 		handler.OnlyControllerOwner())
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&tarsv1beta1.TServer{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(&tarsv1beta1.TServer{}, builder.WithPredicates(tserverChanged)).
 		// Claims binding and pods getting ready come in bursts, and a reconcile that creates the
 		// Service and StatefulSet hears of both at once: one reconcile (and status write) per
 		// statusBatchPeriod is enough. An immediate one would also read the TServer from the
