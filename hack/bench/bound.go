@@ -123,9 +123,10 @@ func (b *bench) bound(ctx context.Context) ([]result, error) {
 		}
 		last = oursRun
 		pair := ratio("1 time to bound", fmt.Sprintf("pair %d: all claims Bound, all pods Running%s", i, byHand),
-			ours.Seconds(), lower.Seconds(), "s", 1.10)
+			ours.took.Seconds(), lower.took.Seconds(), "s", 1.10)
 		pair.Target, pair.Met = "", nil // the median pair below is the figure
-		fmt.Printf("  pair %d: %.2f s / %.2f s = %.2f\n", i, ours.Seconds(), lower.Seconds(), pair.Ratio)
+		fmt.Printf("  pair %d: %.2f s / %.2f s = %.2f; API requests per claim %.1f / %.1f\n", i,
+			ours.took.Seconds(), lower.took.Seconds(), pair.Ratio, ours.perClaim(), lower.perClaim())
 		if o.tracePV {
 			for _, run := range []string{lowerRun, oursRun} {
 				trace, err := pvControllerTrace(filepath.Join(cluster.LogDir, "kube-controller-manager.log"), run)
@@ -166,6 +167,47 @@ func (b *bench) bound(ctx context.Context) ([]result, error) {
 	return results, nil
 }
 
+// runFigures are what one run measured.
+type runFigures struct {
+	took time.Duration
+	// claims is how many claims the run bound; requests, how many requests the API server
+	// served meanwhile, whoever made them (watches counted as they start), by verb, resource and
+	// subresource.
+	claims   int
+	requests map[string]float64
+	// cpu is the CPU seconds each component used meanwhile (cpuByComponent).
+	cpu map[string]float64
+}
+
+// perClaim is the API requests per claim bound of the run.
+func (r runFigures) perClaim() float64 { return sum(r.requests) / float64(max(1, r.claims)) }
+
+// meter measures a run from its start: the API server's request counters and the components'
+// CPU seconds then.
+type meter struct {
+	start         time.Time
+	requests, cpu map[string]float64
+}
+
+// startMeter starts measuring a run.
+func (b *bench) startMeter(ctx context.Context) (*meter, error) {
+	requests, err := b.apiRequests(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &meter{start: time.Now(), requests: requests, cpu: cpuByComponent()}, nil
+}
+
+// stop is what the run measured once it bound claims.
+func (b *bench) stop(ctx context.Context, m *meter, claims int) (runFigures, error) {
+	took, cpu := time.Since(m.start), cpuSince(m.cpu)
+	requests, err := b.apiRequests(ctx)
+	if err != nil {
+		return runFigures{}, err
+	}
+	return runFigures{took: took, claims: claims, requests: since(requests, m.requests), cpu: cpu}, nil
+}
+
 // timeToBound creates servers TServers in a namespace of their own (app = name, so that no claim
 // matches another run's volumes) and measures until every claim is bound and every pod runs.
 // With precreate, the lower bound, the volumes are made first, exactly as the agents would make
@@ -174,28 +216,15 @@ func (b *bench) bound(ctx context.Context) ([]result, error) {
 // StatefulSets the controller would make are created instead of TServers. With profile (and
 // --profile-dir), the run is profiled.
 func (b *bench) timeToBound(ctx context.Context, name string, servers int,
-	precreate, profile bool) (time.Duration, error) {
+	precreate, profile bool) (runFigures, error) {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	if err := b.c.Create(ctx, ns); err != nil {
-		return 0, err
+		return runFigures{}, err
 	}
 	volumes := servers * b.o.replicas * b.o.volumes // one per claim
 	if precreate {
-		for i := range servers {
-			ts := b.tserver(name, name, i)
-			for r := range b.o.replicas {
-				node := b.cluster.Nodes[(i*b.o.replicas+r)%len(b.cluster.Nodes)]
-				for _, m := range ts.Spec.K8S.Mounts {
-					if err := b.c.Create(ctx, b.volume(ts, m.Name, node.Name)); err != nil {
-						return 0, err
-					}
-				}
-			}
-		}
-		// Pre-created volumes are ready to use: the clock starts once the PV controller has
-		// marked every one Available.
-		if err := b.waitAvailable(ctx, name, volumes); err != nil {
-			return 0, err
+		if err := b.precreate(ctx, name, servers); err != nil {
+			return runFigures{}, err
 		}
 	}
 	if b.o.profileDir != "" && profile {
@@ -203,13 +232,16 @@ func (b *bench) timeToBound(ctx context.Context, name string, servers int,
 	}
 	// Both runs start on a quiet cluster: whatever was just started (caches filling) or cleaned up
 	// is over, as it would be long before a real rollout.
-	if err := waitQuiet(ctx); err != nil {
-		return 0, err
+	if err := waitQuiet(ctx, b.quietCPU()); err != nil {
+		return runFigures{}, err
 	}
-	cpuBefore := cpuByComponent()
-	start := time.Now()
+	m, err := b.startMeter(ctx)
+	if err != nil {
+		return runFigures{}, err
+	}
+	start := m.start
 	if err := b.apply(ctx, name, servers, !precreate && !b.o.byHand); err != nil {
-		return 0, err
+		return runFigures{}, err
 	}
 	want := servers * b.o.replicas
 	// Milestones on the way, to show where the time goes.
@@ -225,18 +257,18 @@ func (b *bench) timeToBound(ctx context.Context, name string, servers int,
 		pods := &corev1.PodList{}
 		pvs := &corev1.PersistentVolumeList{}
 		if err := b.obs.List(ctx, pvcs, client.InNamespace(name), client.UnsafeDisableDeepCopy); err != nil {
-			return 0, err
+			return runFigures{}, err
 		}
 		if err := b.obs.List(ctx, pods, client.InNamespace(name), client.UnsafeDisableDeepCopy); err != nil {
-			return 0, err
+			return runFigures{}, err
 		}
 		if err := b.obs.List(ctx, pvs, client.MatchingLabels{tarsv1beta1.LabelServerApp: name},
 			client.UnsafeDisableDeepCopy); err != nil {
-			return 0, err
+			return runFigures{}, err
 		}
 		statefulSets := &appsv1.StatefulSetList{}
 		if err := b.obs.List(ctx, statefulSets, client.InNamespace(name), client.UnsafeDisableDeepCopy); err != nil {
-			return 0, err
+			return runFigures{}, err
 		}
 		mark("all StatefulSets exist", len(statefulSets.Items) == servers)
 		bound := 0
@@ -267,20 +299,44 @@ func (b *bench) timeToBound(ctx context.Context, name string, servers int,
 		mark("all pods scheduled", scheduled == want)
 		mark("all claims bound", bound == want*b.o.volumes)
 		if bound == want*b.o.volumes && running == want {
-			took := time.Since(start)
-			fmt.Printf("  %s: %d claims bound, %d pods running in %s\n", name, bound, running, took.Round(10*time.Millisecond))
+			run, err := b.stop(ctx, m, bound)
+			if err != nil {
+				return runFigures{}, err
+			}
+			fmt.Printf("  %s: %d claims bound, %d pods running in %s (%.1f claims/s, %.1f API requests per claim)\n",
+				name, bound, running, run.took.Round(10*time.Millisecond), float64(bound)/run.took.Seconds(),
+				run.perClaim())
 			for _, what := range []string{"all StatefulSets exist", "all claims exist", "all volumes exist",
 				"all volumes usable", "all pods exist", "all pods scheduled", "all claims bound"} {
 				fmt.Printf("    %-20s %s\n", what, milestones[what].Round(10*time.Millisecond))
 			}
-			printCPU(cpuBefore, cpuByComponent())
+			printCPU(run.cpu)
 			printSpread(pods.Items)
 			b.printEvents(ctx, name)
-			return took, nil
+			return run, nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return 0, fmt.Errorf("%s: not all claims bound and pods running after 15 minutes", name)
+	return runFigures{}, fmt.Errorf("%s: not all claims bound and pods running after 15 minutes", name)
+}
+
+// precreate makes the volumes of the run name's servers as the agents would make them (one per
+// claim, a replica's on one node, a server's replicas on different nodes), but unbound, and
+// waits until the PV controller has marked every one Available: pre-created volumes are ready
+// to use before the clock starts.
+func (b *bench) precreate(ctx context.Context, name string, servers int) error {
+	for i := range servers {
+		ts := b.tserver(name, name, i)
+		for r := range b.o.replicas {
+			node := b.cluster.Nodes[(i*b.o.replicas+r)%len(b.cluster.Nodes)]
+			for _, m := range ts.Spec.K8S.Mounts {
+				if err := b.c.Create(ctx, b.volume(ts, m.Name, node.Name)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return b.waitAvailable(ctx, name, servers*b.o.replicas*b.o.volumes)
 }
 
 // printSpread says how evenly the pods landed on the nodes (each node's agent provisions the

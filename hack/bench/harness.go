@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"time"
 
@@ -54,6 +55,38 @@ type bench struct {
 	obs     client.Reader
 	manager *localcluster.Process
 	agents  []*localcluster.Process
+	// apiServer reaches the API server's metrics; made at its first use.
+	apiServer *http.Client
+}
+
+// quietCPU is how much CPU all components together may use in a second on this cluster when it
+// is quiet: the node heartbeats grow with its nodes.
+func (b *bench) quietCPU() float64 { return quietCPU * max(1, float64(len(b.cluster.Nodes))/10) }
+
+// apiRequests is how many requests the API server has served since it started
+// (apiserver_request_total, whoever asked), by verb, resource and subresource.
+func (b *bench) apiRequests(ctx context.Context) (map[string]float64, error) {
+	if b.apiServer == nil {
+		var err error
+		if b.apiServer, err = rest.HTTPClientFor(b.cluster.Config); err != nil {
+			return nil, err
+		}
+	}
+	return apiServerMetric(ctx, b.apiServer, b.cluster.Config.Host, "apiserver_request_total",
+		"verb", "resource", "subresource")
+}
+
+// clusterOptions are those of a bench cluster of nodes, its state in stateDir: the operator's
+// CRDs, webhooks and storage class installed.
+func clusterOptions(o options, stateDir string, nodes []localcluster.Node) localcluster.Options {
+	return localcluster.Options{
+		BinaryDir:    o.binDir,
+		StateDir:     stateDir,
+		CRDPaths:     []string{"config/crd/bases"},
+		WebhookPaths: []string{"config/webhook/manifests.yaml"},
+		Manifests:    []string{"config/storageclass"},
+		Nodes:        nodes,
+	}
 }
 
 // tserver is a bench TServer: replicas of one container with volumes tLocalVolume mounts.

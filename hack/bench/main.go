@@ -62,6 +62,9 @@ type options struct {
 	// usageFiles is how many files the usage scenario's volume holds.
 	usageFiles    int
 	nodeLossGrace time.Duration
+	// The scale scenario's cluster has scaleNodes nodes and its fleet scaleServers TServers; its
+	// footprint is compared with the same load per node on scaleSmallNodes nodes.
+	scaleNodes, scaleServers, scaleSmallNodes int
 }
 
 // scenario is one of the bench's measurements: run on the cluster the scenarios share (run), in
@@ -72,6 +75,8 @@ type scenario struct {
 	title  string
 	shared func(b *bench, ctx context.Context) ([]result, error)
 	alone  func(ctx context.Context, o options) ([]result, error)
+	// optIn scenarios run only when named, not with all.
+	optIn bool
 }
 
 // scenarios are the bench's scenarios, in the order they run. To add one, write it in a file of
@@ -91,6 +96,9 @@ var scenarios = []scenario{
 		title: "Scenario 6: node-loss recovery", alone: recovery},
 	{name: "usage", about: "7, the agent's CPU and time for one pass over a volume of --usage-files files",
 		title: "Scenario 7: measuring a volume's usage", alone: usage},
+	{name: "scale", about: "8, --scale-servers TServers on --scale-nodes nodes rolled out and restarted at once, " +
+		"and the footprint at that scale, on a cluster of its own (only when named: about 25 minutes)",
+		alone: scale, optIn: true},
 }
 
 // onShared says whether a scenario selected runs on the shared cluster.
@@ -106,7 +114,7 @@ func selectScenarios(flagValue string) (map[string]bool, error) {
 		switch {
 		case name == "all":
 			for _, sc := range scenarios {
-				selected[sc.name] = true
+				selected[sc.name] = selected[sc.name] || !sc.optIn
 			}
 		case slices.ContainsFunc(scenarios, func(sc scenario) bool { return sc.name == name }):
 			selected[name] = true
@@ -158,6 +166,11 @@ func main() {
 	flag.DurationVar(&o.nodeLossGrace, "node-loss-grace", 10*time.Second, "The manager's --node-loss-grace in the "+
 		"recovery scenario (short for the bench; subtracted from the measured time).")
 	flag.IntVar(&o.usageFiles, "usage-files", 1_000_000, "Files in the volume the usage scenario measures.")
+	flag.IntVar(&o.scaleNodes, "scale-nodes", 50, "Simulated nodes of the scale scenario's own cluster.")
+	flag.IntVar(&o.scaleServers, "scale-servers", 1000, "TServers (of --replicas replicas and one tLocalVolume) "+
+		"of the scale scenario.")
+	flag.IntVar(&o.scaleSmallNodes, "scale-small-nodes", 10, "Nodes the scale scenario first runs a fleet on, "+
+		"the others cordoned, with as many pods per node as the whole fleet: the agents' RSS is compared with theirs.")
 	flag.StringVar(&o.jsonOut, "json", ".local/bench/results.json", "Where to write the results as JSON.")
 	names := make([]string, 0, len(scenarios))
 	for _, sc := range scenarios {
@@ -185,6 +198,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "--nodes, --servers, --replicas, --volumes, --creates, --pairs, --admission-rounds and "+
 			"--recovery-pairs must be at least 1")
 		os.Exit(2)
+	case o.selected["scale"] && (o.scaleSmallNodes < o.replicas || o.scaleNodes <= o.scaleSmallNodes):
+		fmt.Fprintf(os.Stderr, "--scale-small-nodes (%d) must be at least --replicas (%d) and less than --scale-nodes (%d)\n",
+			o.scaleSmallNodes, o.replicas, o.scaleNodes)
+		os.Exit(2)
+	case o.selected["scale"] && o.scaleServers*o.scaleSmallNodes/o.scaleNodes < scaleFirstServers:
+		fmt.Fprintf(os.Stderr, "--scale-servers (%d) must put at least %d TServers on --scale-small-nodes\n",
+			o.scaleServers, scaleFirstServers)
+		os.Exit(2)
 	case o.recoveryNodes <= recoveryReplicas:
 		fmt.Fprintf(os.Stderr, "--recovery-nodes (%d) must be more than the recovery scenario's %d replicas: "+
 			"the lost one needs a free node\n", o.recoveryNodes, recoveryReplicas)
@@ -199,7 +220,9 @@ func main() {
 			continue
 		}
 		// After the shared cluster is stopped: the two would share the two cores.
-		fmt.Println(sc.title + "...")
+		if sc.title != "" {
+			fmt.Println(sc.title + "...")
+		}
 		var more []result
 		more, err = sc.alone(context.Background(), o)
 		results = append(results, more...)
@@ -219,14 +242,7 @@ func run(ctx context.Context, o options) ([]result, error) {
 	nodes := localcluster.TarsNodes(o.nodes)
 	fmt.Printf("Starting a local cluster with %d nodes (kube-controller-manager QPS %d)...\n",
 		o.nodes, localcluster.ControllerManagerQPS)
-	opts := localcluster.Options{
-		BinaryDir:    o.binDir,
-		StateDir:     o.stateDir,
-		CRDPaths:     []string{"config/crd/bases"},
-		WebhookPaths: []string{"config/webhook/manifests.yaml"},
-		Manifests:    []string{"config/storageclass"},
-		Nodes:        nodes,
-	}
+	opts := clusterOptions(o, o.stateDir, nodes)
 	if o.tracePV {
 		opts.ControllerManagerFlags = []string{pvControllerVerbosity}
 	}

@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -116,26 +117,33 @@ func cpuByComponent() map[string]float64 {
 		if p != self {
 			continue
 		}
-		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil {
-			continue
+		if name := component(pid); name != "" {
+			out[name] += st.cpuSeconds
 		}
-		args := strings.Split(string(cmdline), "\x00")
-		name := filepath.Base(args[0])
-		if name == "tserver-agent" {
-			name = "agents"
-		}
-		out[name] += st.cpuSeconds
 	}
 	return out
 }
 
+// component is the component process pid counts for in cpuByComponent, or "" if it is gone.
+func component(pid int) string {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return ""
+	}
+	name, _, _ := strings.Cut(string(cmdline), "\x00")
+	if name = filepath.Base(name); name == "tserver-agent" {
+		return "agents"
+	}
+	return name
+}
+
 // quietCPU is how much CPU (seconds per second, all components together) counts as a quiet
-// cluster: kwok's node heartbeats and the controllers' resyncs, nothing else.
+// cluster of ten nodes: kwok's node heartbeats and the controllers' resyncs, nothing else.
 const quietCPU = 0.15
 
-// waitQuiet waits until the cluster's components together use less than quietCPU for a second.
-func waitQuiet(ctx context.Context) error {
+// waitQuiet waits until the cluster's components together use less than quiet CPU seconds in a
+// second.
+func waitQuiet(ctx context.Context, quiet float64) error {
 	start := time.Now()
 	before := sum(cpuByComponent())
 	for time.Since(start) < time.Minute {
@@ -145,7 +153,7 @@ func waitQuiet(ctx context.Context) error {
 		case <-time.After(time.Second):
 		}
 		now := sum(cpuByComponent())
-		if now-before < quietCPU {
+		if now-before < quiet {
 			fmt.Printf("    quiet after %s\n", time.Since(start).Round(100*time.Millisecond))
 			return nil
 		}
@@ -162,18 +170,24 @@ func sum(m map[string]float64) float64 {
 	return total
 }
 
-// printCPU prints the CPU seconds each component used since before.
-func printCPU(before, after map[string]float64) {
-	names := make([]string, 0, len(after))
-	for name := range after {
-		names = append(names, name)
+// cpuSince is the CPU seconds each component used since before (cpuByComponent).
+func cpuSince(before map[string]float64) map[string]float64 { return since(cpuByComponent(), before) }
+
+// since is what each of the counters in now grew by since before.
+func since(now, before map[string]float64) map[string]float64 {
+	grown := make(map[string]float64, len(now))
+	for k, v := range now {
+		grown[k] = v - before[k]
 	}
-	slices.SortFunc(names, func(a, b string) int {
-		return cmp.Compare(after[b]-before[b], after[a]-before[a])
-	})
+	return grown
+}
+
+// printCPU prints the CPU seconds each component used, the most first.
+func printCPU(used map[string]float64) {
+	names := slices.SortedFunc(maps.Keys(used), func(a, b string) int { return cmp.Compare(used[b], used[a]) })
 	parts := make([]string, 0, len(names))
 	for _, name := range names {
-		parts = append(parts, fmt.Sprintf("%s %.1f", name, after[name]-before[name]))
+		parts = append(parts, fmt.Sprintf("%s %.1f", name, used[name]))
 	}
 	fmt.Printf("    CPU seconds: %s\n", strings.Join(parts, ", "))
 }

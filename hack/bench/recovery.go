@@ -68,15 +68,8 @@ func recovery(ctx context.Context, o options) ([]result, error) {
 		nodes = append(nodes, recoveryNode(i+1))
 	}
 	fmt.Printf("Starting a local cluster with %d nodes for the recovery scenario...\n", o.recoveryNodes)
-	cluster, err := localcluster.Start(ctx, localcluster.Options{
-		BinaryDir: o.binDir,
-		// Inside the other scenarios' state directory: that cluster cleans only what it owns.
-		StateDir:     filepath.Join(o.stateDir, "recovery"),
-		CRDPaths:     []string{"config/crd/bases"},
-		WebhookPaths: []string{"config/webhook/manifests.yaml"},
-		Manifests:    []string{"config/storageclass"},
-		Nodes:        nodes,
-	})
+	// Inside the other scenarios' state directory: that cluster cleans only what it owns.
+	cluster, err := localcluster.Start(ctx, clusterOptions(o, filepath.Join(o.stateDir, "recovery"), nodes))
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +172,7 @@ func (b *bench) recoverOnce(ctx context.Context, name string, ours bool) (recove
 			l.oldClaims[claim] = pvc.UID
 		}
 	}
-	if err := waitQuiet(ctx); err != nil {
+	if err := waitQuiet(ctx, b.quietCPU()); err != nil {
 		return recoveryRun{}, err
 	}
 	run, err := b.timeRecovery(ctx, l)

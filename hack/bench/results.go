@@ -41,7 +41,7 @@ func ratio(scenario, metric string, value, bound float64, unit string, target fl
 		Target: fmt.Sprintf("ratio <= %.2f", target)}
 	if bound > 0 {
 		r.Ratio = value / bound
-		met := r.Ratio <= target+1e-9
+		met := r.Ratio > 0 && r.Ratio <= target+1e-9 // nothing measured is no figure
 		r.Met = &met
 	}
 	return r
@@ -56,6 +56,10 @@ func printTable(o options, results []result) {
 	if o.selected["recovery"] {
 		fmt.Printf("Recovery: %d nodes, one TServer of %d replicas x 1 tLocalVolume, node-loss grace %s, %d pairs\n",
 			o.recoveryNodes, recoveryReplicas, o.nodeLossGrace, o.recoveryPairs)
+	}
+	if o.selected["scale"] {
+		fmt.Printf("Scale: %d nodes (first %d), %d TServers x R=%d replicas x 1 tLocalVolume\n",
+			o.scaleNodes, o.scaleSmallNodes, o.scaleServers, o.replicas)
 	}
 	fmt.Println()
 	fmt.Printf("%-20s %-46s %10s %-9s %10s %7s %-16s %s\n",

@@ -86,7 +86,7 @@ func (b *bench) writeCost(ctx context.Context) ([]result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("waiting for the controller's status of the write-cost TServers: %w", err)
 	}
-	if err := waitQuiet(ctx); err != nil {
+	if err := waitQuiet(ctx, b.quietCPU()); err != nil {
 		return nil, err
 	}
 
@@ -115,11 +115,11 @@ func (b *bench) writeCost(ctx context.Context) ([]result, error) {
 			}
 			// What the watchers do with the last writes.
 			time.Sleep(300 * time.Millisecond)
-			after := cpuByComponent()
-			apiServer[kind] += after[apiServerName] - before[apiServerName]
-			all[kind] += sum(after) - sum(before)
+			used := cpuSince(before)
+			apiServer[kind] += used[apiServerName]
+			all[kind] += sum(used)
 			fmt.Printf("  %d %s writes: ", writeCostWrites, kind)
-			printCPU(before, after)
+			printCPU(used)
 		}
 	}
 	perWrite := func(cpu map[string]float64, kind string) float64 { return 1000 * cpu[kind] / (2 * writeCostWrites) }

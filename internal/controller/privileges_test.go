@@ -69,6 +69,16 @@ func bindManagerRole(ctx context.Context, c client.Client) *rbacv1.ClusterRole {
 type apiUse struct {
 	mu   sync.Mutex
 	used sets.Set[string] // "<group>/<resource>[/<subresource>] <verb>"
+	// lists counts the lists that are no informer's (not streamed through a watch), by
+	// "<namespace> <resource>".
+	lists map[string]int
+}
+
+// listsIn is how many lists of resource in namespace ns the manager made, informers' aside.
+func (u *apiUse) listsIn(ns, resource string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.lists[ns+" "+resource]
 }
 
 // wrap makes cfg record its requests in u.
@@ -79,9 +89,13 @@ func (u *apiUse) wrap(cfg *rest.Config) *rest.Config {
 			if uses := requestUses(req); len(uses) > 0 {
 				u.mu.Lock()
 				if u.used == nil {
-					u.used = sets.New[string]()
+					u.used, u.lists = sets.New[string](), map[string]int{}
 				}
 				u.used.Insert(uses...)
+				if parts := strings.Split(strings.Trim(req.URL.Path, "/"), "/"); len(uses) == 1 &&
+					strings.HasSuffix(uses[0], " list") && len(parts) >= 3 && parts[len(parts)-3] == "namespaces" {
+					u.lists[parts[len(parts)-2]+" "+parts[len(parts)-1]]++
+				}
 				u.mu.Unlock()
 			}
 			return rt.RoundTrip(req)

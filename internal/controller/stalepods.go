@@ -43,9 +43,11 @@ import (
 // only while every other pod is ready and none is going; the StatefulSet controller then makes
 // each again, with every claim. Readiness counts the replicas the StatefulSet keeps (not those
 // a scale-down condemns, which it removes only once it gets past the stale pods) and pods it has
-// yet to adopt. Pods are read from the API server, and only while the StatefulSet reports
-// replicas not yet updated or a claim of its templates is not bound (an added template can leave
-// the pod template, and so the revision, unchanged).
+// yet to adopt. It looks only while the StatefulSet reports replicas not yet updated or a claim
+// of its templates is not bound (an added template can leave the pod template, and so the
+// revision, unchanged), as in every rollout: first at the cached pods (podOnlyClaims), and only
+// when one of them lacks a claim at the pods read from the API server, which decide. A rollout of
+// a thousand new servers would otherwise list their pods from the API server at every reconcile.
 func (r *TServerReconciler) replacePodsWithoutClaims(ctx context.Context, ts *tarsv1beta1.TServer, o *observed) error {
 	sts := o.statefulSet
 	if sts == nil || sts.UID == "" || len(sts.Spec.VolumeClaimTemplates) == 0 ||
@@ -55,9 +57,16 @@ func (r *TServerReconciler) replacePodsWithoutClaims(ctx context.Context, ts *ta
 			}) {
 		return nil
 	}
+	serverPods := []client.ListOption{client.InNamespace(ts.Namespace), client.MatchingLabels(expand.PodLabels(ts))}
+	cached := &corev1.PodList{}
+	if err := r.List(ctx, cached, serverPods...); err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(cached.Items, func(pod corev1.Pod) bool { return lacksClaims(sts, &pod) }) {
+		return nil
+	}
 	pods := &corev1.PodList{}
-	if err := r.APIReader.List(ctx, pods, client.InNamespace(ts.Namespace),
-		client.MatchingLabels(expand.PodLabels(ts))); err != nil {
+	if err := r.APIReader.List(ctx, pods, serverPods...); err != nil {
 		return err
 	}
 	replicas := int(*sts.Spec.Replicas)
@@ -79,7 +88,7 @@ func (r *TServerReconciler) replacePodsWithoutClaims(ctx context.Context, ts *ta
 		if kept {
 			ready[ordinal] = podIsReady(pod)
 		}
-		if owner == nil || len(missingClaims(sts, pod, ordinal)) == 0 {
+		if !lacksClaims(sts, pod) {
 			continue // not adopted yet, or with every claim
 		}
 		stale = append(stale, pod)
@@ -123,6 +132,35 @@ func (r *TServerReconciler) replacePodsWithoutClaims(ctx context.Context, ts *ta
 			pod.Name, strings.Join(missing, ", "), sts.Name)
 	}
 	return nil
+}
+
+// lacksClaims says whether pod is one of the StatefulSet's, adopted, not going, and lacks a claim
+// of its templates.
+func lacksClaims(sts *appsv1.StatefulSet, pod *corev1.Pod) bool {
+	ordinal, ok := podOrdinal(pod.Name, sts.Name)
+	owner := metav1.GetControllerOf(pod)
+	return ok && owner != nil && owner.UID == sts.UID && pod.DeletionTimestamp.IsZero() &&
+		len(missingClaims(sts, pod, ordinal)) > 0
+}
+
+// podOnlyClaims strips a cached pod to what lacksClaims reads (its name, owner, deletion and
+// claims), so that the cache of a large fleet's pods stays small.
+func podOnlyClaims(obj any) (any, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	slim := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
+		Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID, ResourceVersion: pod.ResourceVersion,
+		Labels: pod.Labels, OwnerReferences: pod.OwnerReferences, DeletionTimestamp: pod.DeletionTimestamp,
+	}}
+	for _, v := range pod.Spec.Volumes {
+		if v.PersistentVolumeClaim != nil {
+			slim.Spec.Volumes = append(slim.Spec.Volumes, corev1.Volume{Name: v.Name,
+				VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: v.PersistentVolumeClaim}})
+		}
+	}
+	return slim, nil
 }
 
 // keptReplicaClaim says whether claim is one of the StatefulSet's templates for a replica it

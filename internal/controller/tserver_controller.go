@@ -77,8 +77,8 @@ type TServerReconciler struct {
 	client.Client
 	Scheme   *runtime.Scheme
 	Recorder events.EventRecorder
-	// APIReader reads what the controller needs too rarely to cache (the server's pods, while a
-	// removed volume's claims wait for them).
+	// APIReader reads afresh what a deletion rests on (the server's pods before a claim or pod
+	// is deleted, a lost node's objects), where the cache may lag behind.
 	APIReader client.Reader
 	// ProgressInterval is the least time between two status writes of a TServer that only
 	// report progress (onlyProgress); any other change of its status is written at once. Zero
@@ -96,9 +96,11 @@ type TServerReconciler struct {
 	nodeGoing       chan struct{}
 }
 
-// The manager reads TServers, StatefulSets, Services, claims, Nodes and t-storage-class from
-// its cache (list and watch), the server's pods with one uncached list (deleteUnusedClaims, and
-// replacePodsWithoutClaims while a StatefulSet rolls), and writes status with a patch. Freeing a
+// The manager reads TServers, StatefulSets, Services, claims, Nodes, t-storage-class and the
+// servers' pods (stripped to their claims) from its cache (list and watch), the server's pods
+// with one uncached list before it deletes claims or pods (deleteUnusedClaims, and
+// replacePodsWithoutClaims when the cache shows a pod without a claim), and writes status with a
+// patch. Freeing a
 // replica from a lost node (nodeloss.go) reads the Node, claims, volumes, pod and TServer from
 // the API server (get) before it deletes them, and the lost-volume sweeper lists node-local
 // volumes. The StatefulSet controller, not this one, creates the claims.
@@ -111,7 +113,7 @@ type TServerReconciler struct {
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=list;watch;create;update;delete
 // +kubebuilder:rbac:groups="",resources=services,verbs=list;watch;create;update
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;patch;delete
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;delete
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;delete
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=persistentvolumes,verbs=get;list;patch;delete
 // +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=list;watch
@@ -594,9 +596,10 @@ func mergeLabels(have, want map[string]string) map[string]string {
 	return out
 }
 
-// CacheOptions narrow the manager's caches of the kinds the controller watches to the objects
-// of TServers (labelled tars.io/ServerApp) and t-storage-class, and its Nodes to what node loss
-// needs (nodeOnlyLoss), so its memory does not grow with the rest of the cluster.
+// CacheOptions narrow the manager's caches of the kinds the controller reads to the objects of
+// TServers (labelled tars.io/ServerApp) and t-storage-class, its Nodes to what node loss needs
+// (nodeOnlyLoss) and its pods to their claims (podOnlyClaims), so its memory does not grow with
+// the rest of the cluster.
 func CacheOptions() cache.Options {
 	req, err := labels.NewRequirement(tarsv1beta1.LabelServerApp, selection.Exists, nil)
 	if err != nil {
@@ -607,6 +610,7 @@ func CacheOptions() cache.Options {
 		&appsv1.StatefulSet{}:           ours,
 		&corev1.Service{}:               ours,
 		&corev1.PersistentVolumeClaim{}: ours,
+		&corev1.Pod{}:                   {Label: ours.Label, Transform: podOnlyClaims},
 		&storagev1.StorageClass{}:       {Field: fields.OneTermEqualSelector("metadata.name", tarsv1beta1.StorageClassName)},
 		&corev1.Node{}:                  {Transform: nodeOnlyLoss},
 	}}
@@ -664,10 +668,33 @@ func (r *TServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.PersistentVolumeClaim{},
 			batched(handler.EnqueueRequestsFromMapFunc(tserverOfLabels), statusBatchPeriod)).
 		Watches(&corev1.Node{}, r.nodeHandler(mgr.GetClient())).
+		// Only pods that lack a claim of their StatefulSet's templates (replacePodsWithoutClaims):
+		// the cache learning of one brings a reconcile, whatever it read before. Batched too: the
+		// pods a StatefulSet adopts come together.
+		Watches(&corev1.Pod{}, batched(handler.EnqueueRequestsFromMapFunc(podWithoutClaims(mgr.GetClient())),
+			statusBatchPeriod)).
 		Named("tserver").
 		// TServers are independent; a rollout of many should not queue behind one worker.
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Complete(r)
+}
+
+// podWithoutClaims maps a pod that lacks a claim of its StatefulSet's templates (lacksClaims) to
+// its TServer, and any other pod to none.
+func podWithoutClaims(c client.Reader) handler.MapFunc {
+	return func(ctx context.Context, obj client.Object) []reconcile.Request {
+		pod, ok := obj.(*corev1.Pod)
+		owner := metav1.GetControllerOf(obj)
+		if !ok || owner == nil || owner.Kind != "StatefulSet" {
+			return nil
+		}
+		sts := &appsv1.StatefulSet{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: owner.Name}, sts); err != nil ||
+			!lacksClaims(sts, pod) {
+			return nil
+		}
+		return tserverOfLabels(ctx, pod)
+	}
 }
 
 // tserverOfLabels maps an object labelled with a server's app and name to its TServer.

@@ -1,0 +1,364 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Scenario 8, on a cluster of its own: a fleet of --scale-servers TServers of one tLocalVolume on
+// --scale-nodes nodes rolled out, and then restarted all at once, with the operator and with
+// Kubernetes alone; and the manager's and the agents' footprint at that scale.
+
+package main
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"maps"
+	"math"
+	"path/filepath"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
+	"github.com/tserver-operator/tserver-operator/internal/localcluster"
+)
+
+const scenarioScale = "8 scale"
+
+// Targets of the scale scenario: time ratios and API requests per claim against Kubernetes
+// alone, the manager's peak RSS, and an agent's RSS on a cluster five times bigger.
+const (
+	scaleTimeTarget     = 1.10
+	scaleRequestsTarget = 1.5
+	scaleManagerRSS     = 250 // MB
+	scaleAgentTarget    = 1.10
+)
+
+// scaleFirstServers is the fleet the manager's RSS is first read at, as in scenario 1.
+const scaleFirstServers = 30
+
+// scale runs scenario 8 on a cluster of o.scaleNodes nodes:
+//   - Kubernetes alone: the StatefulSets of o.scaleServers TServers applied by hand, one volume
+//     per claim pre-created (as in scenario 1); then every pod deleted at once, as a whole-cluster
+//     restart leaves a cluster.
+//   - The operator on o.scaleSmallNodes nodes (the others cordoned), with as many pods per node
+//     as the whole fleet will have: the manager's RSS at scaleFirstServers TServers and each of
+//     those nodes' agent's RSS.
+//   - The operator with the whole fleet, from a fresh manager and fresh agents: the same rollout
+//     and restart (the manager and the agents killed as the pods are deleted, started again as
+//     their kubelets would), and the footprint again.
+func scale(ctx context.Context, o options) ([]result, error) {
+	so := o
+	so.nodes, so.servers, so.volumes = o.scaleNodes, o.scaleServers, 1
+	fmt.Printf("Starting a local cluster with %d nodes for the scale scenario...\n", so.nodes)
+	// Inside the other scenarios' state directory: that cluster cleans only what it owns.
+	cluster, err := localcluster.Start(ctx, clusterOptions(o, filepath.Join(o.stateDir, "scale"),
+		localcluster.TarsNodes(so.nodes)))
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = cluster.Stop() }()
+	c, obs, err := clients(ctx, cluster.Config)
+	if err != nil {
+		return nil, err
+	}
+	b := &bench{o: so, cluster: cluster, c: c, obs: obs}
+	claims := so.servers * so.replicas
+
+	fmt.Println("Scenario 8, Kubernetes alone: warming up...")
+	if err := b.useProvisioner(ctx, tarsv1beta1.NoProvisioner); err != nil {
+		return nil, err
+	}
+	if _, err := b.timeToBound(ctx, "warmup", 2, true, false); err != nil {
+		return nil, err
+	}
+	if err := b.cleanUp(ctx, "warmup"); err != nil {
+		return nil, err
+	}
+	fmt.Printf("Scenario 8, Kubernetes alone: %d StatefulSets applied by hand, %d volumes pre-created...\n",
+		so.servers, claims)
+	alone, err := b.timeToBound(ctx, "alone", so.servers, true, false)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Println("Scenario 8, Kubernetes alone: every pod deleted at once...")
+	aloneRestart, err := b.restartAll(ctx, "alone", false)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.cleanUp(ctx, "alone"); err != nil {
+		return nil, err
+	}
+
+	small, err := b.smallFleet(ctx)
+	if err != nil {
+		return nil, err
+	}
+
+	fmt.Printf("Scenario 8, the operator: %d TServers on %d nodes, from a fresh manager and agents...\n",
+		so.servers, so.nodes)
+	if err := b.startOperator(ctx); err != nil {
+		return nil, err
+	}
+	ours, err := b.timeToBound(ctx, "ours", so.servers, false, false)
+	if err != nil {
+		return nil, err
+	}
+	printRequests(ours, alone)
+	managerPeak, managerCPU := procStats(b.manager.Pid())
+	agentsRSS := b.agentsRSS(small.nodes)
+	fmt.Println("Scenario 8, the operator: every pod deleted at once, the manager and the agents killed...")
+	oursRestart, err := b.restartAll(ctx, "ours", true)
+	if err != nil {
+		return nil, err
+	}
+	printRequests(oursRestart.runFigures, aloneRestart.runFigures)
+	// The manager started again took up the whole fleet at once.
+	restartedPeak, _ := procStats(b.manager.Pid())
+	fmt.Printf("  manager: peak RSS %.1f MB in the rollout, %.1f MB after the restart\n", managerPeak, restartedPeak)
+	managerPeak = max(managerPeak, restartedPeak)
+
+	results := []result{
+		ratio(scenarioScale, "rollout: all claims Bound, all pods Running", ours.took.Seconds(),
+			alone.took.Seconds(), "s", scaleTimeTarget),
+		{Scenario: scenarioScale, Metric: "rollout: claims bound per second", Unit: "claims/s",
+			Value: float64(ours.claims) / ours.took.Seconds(), Bound: float64(alone.claims) / alone.took.Seconds()},
+		ratio(scenarioScale, "rollout: API requests per claim", ours.perClaim(), alone.perClaim(), "requests",
+			scaleRequestsTarget),
+		ratio(scenarioScale, "restart: every replica Running again", oursRestart.took.Seconds(),
+			aloneRestart.took.Seconds(), "s", scaleTimeTarget),
+		{Scenario: scenarioScale, Metric: "restart: replicas on another node than before", Unit: "replicas",
+			Value: float64(oursRestart.moved), Bound: float64(aloneRestart.moved), Target: "= 0",
+			Met: new(oursRestart.moved == 0)},
+		ratio(scenarioScale, "restart: API requests per replica", oursRestart.perClaim(), aloneRestart.perClaim(),
+			"requests", scaleRequestsTarget),
+		{Scenario: scenarioScale, Metric: fmt.Sprintf("manager peak RSS at %d TServers", so.servers), Unit: "MB",
+			Value: managerPeak, Target: fmt.Sprintf("<= %d MB", scaleManagerRSS), Met: new(managerPeak <= scaleManagerRSS)},
+		{Scenario: scenarioScale, Metric: fmt.Sprintf("manager peak RSS at %d ÷ at %d TServers", so.servers,
+			scaleFirstServers), Unit: "MB", Value: managerPeak, Bound: small.managerRSS, Ratio: managerPeak / small.managerRSS},
+		{Scenario: scenarioScale, Metric: "manager CPU seconds, its whole life to the restart", Unit: "s",
+			Value: managerCPU},
+		ratio(scenarioScale, fmt.Sprintf("agent RSS at %d nodes ÷ at %d (median agent)", so.nodes, o.scaleSmallNodes),
+			median(agentsRSS), median(small.agentsRSS), "MB", scaleAgentTarget),
+	}
+	for _, name := range slices.Sorted(maps.Keys(ours.cpu)) {
+		results = append(results, result{Scenario: scenarioScale, Metric: "rollout: CPU seconds of " + name,
+			Unit: "s", Value: ours.cpu[name], Bound: alone.cpu[name]})
+	}
+	return results, nil
+}
+
+// smallFigures are the footprint of the operator's fleet on the few nodes.
+type smallFigures struct {
+	// managerRSS is the manager's peak RSS at scaleFirstServers TServers.
+	managerRSS float64
+	// nodes are the few nodes, and agentsRSS their agents' RSS.
+	nodes     []string
+	agentsRSS []float64
+}
+
+// smallFleet starts the manager and the agents, cordons every node but o.scaleSmallNodes, and
+// rolls out first scaleFirstServers TServers, then as many more as give those nodes as many pods
+// each as the whole fleet will give every node; it measures the manager's and those agents' RSS,
+// and deletes the fleet.
+func (b *bench) smallFleet(ctx context.Context) (smallFigures, error) {
+	o := b.o
+	var figures smallFigures
+	smallNodes := b.cluster.Nodes[:min(o.scaleSmallNodes, len(b.cluster.Nodes))]
+	servers := o.servers * len(smallNodes) / len(b.cluster.Nodes)
+	fmt.Printf("Scenario 8, the operator on %d nodes (the others cordoned): %d TServers, then %d more...\n",
+		len(smallNodes), scaleFirstServers, max(0, servers-scaleFirstServers))
+	if err := b.startOperator(ctx); err != nil {
+		return figures, err
+	}
+	for _, n := range b.cluster.Nodes[len(smallNodes):] {
+		if err := b.cluster.Cordon(ctx, n.Name, true); err != nil {
+			return figures, err
+		}
+	}
+	if _, err := b.timeToBound(ctx, "first", scaleFirstServers, false, false); err != nil {
+		return figures, err
+	}
+	figures.managerRSS, _ = procStats(b.manager.Pid())
+	if more := servers - scaleFirstServers; more > 0 {
+		if _, err := b.timeToBound(ctx, "small", more, false, false); err != nil {
+			return figures, err
+		}
+	}
+	for _, n := range smallNodes {
+		figures.nodes = append(figures.nodes, n.Name)
+	}
+	figures.agentsRSS = b.agentsRSS(figures.nodes)
+	for _, ns := range []string{"first", "small"} {
+		if err := b.cleanUp(ctx, ns); err != nil {
+			return figures, err
+		}
+	}
+	for _, n := range b.cluster.Nodes[len(smallNodes):] {
+		if err := b.cluster.Cordon(ctx, n.Name, false); err != nil {
+			return figures, err
+		}
+	}
+	return figures, nil
+}
+
+// startOperator starts the manager and the agents with t-storage-class of the operator, or
+// starts them anew.
+func (b *bench) startOperator(ctx context.Context) error {
+	if b.manager != nil {
+		if err := b.manager.Stop(); err != nil {
+			return err
+		}
+	}
+	if err := b.stopAgents(); err != nil {
+		return err
+	}
+	if err := b.useProvisioner(ctx, tarsv1beta1.Provisioner); err != nil {
+		return err
+	}
+	var err error
+	if b.manager, err = b.cluster.StartManager(ctx, b.o.operator, nil); err != nil {
+		return err
+	}
+	b.agents, err = b.cluster.StartAgents(ctx, b.o.agent, "--gc-grace-period="+b.o.gcGrace.String())
+	return err
+}
+
+// agentsRSS is the RSS in MB of the agent of each of nodes: the median of 40 readings over ten
+// seconds (a small Go heap is collected every few seconds, and one reading lands anywhere in
+// that cycle).
+func (b *bench) agentsRSS(nodes []string) []float64 {
+	samples := make([][]float64, len(nodes))
+	for range 40 {
+		for i, node := range nodes {
+			if a := b.cluster.Agent(node); a != nil {
+				samples[i] = append(samples[i], currentRSS(a.Pid()))
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	rss := make([]float64, 0, len(nodes))
+	for _, s := range samples {
+		rss = append(rss, median(s))
+	}
+	fmt.Printf("  agents of %d nodes: RSS %.1f to %.1f MB, median %.1f MB\n",
+		len(nodes), slices.Min(rss), slices.Max(rss), median(rss))
+	return rss
+}
+
+// median is the median of values (the upper one of an even count), 0 of none.
+func median(values []float64) float64 {
+	if len(values) == 0 {
+		return 0
+	}
+	sorted := slices.Sorted(slices.Values(values))
+	return sorted[len(sorted)/2]
+}
+
+// restartFigures are what one whole-fleet restart measured.
+type restartFigures struct {
+	runFigures
+	// moved counts replicas that came back on another node than before.
+	moved int
+}
+
+// restartAll deletes every pod of namespace ns at once, as a whole-cluster restart (a power cut,
+// an upgrade) leaves a cluster; with crash, the manager and the agents are killed meanwhile and
+// started again after their back-off, as their kubelets would. It measures until every replica
+// runs again, a new pod, and counts those on another node than before.
+func (b *bench) restartAll(ctx context.Context, ns string, crash bool) (restartFigures, error) {
+	before := &corev1.PodList{}
+	if err := b.obs.List(ctx, before, client.InNamespace(ns)); err != nil {
+		return restartFigures{}, err
+	}
+	nodeOf := make(map[string]string, len(before.Items))
+	old := make(map[types.UID]bool, len(before.Items))
+	for _, pod := range before.Items {
+		nodeOf[pod.Name], old[pod.UID] = pod.Spec.NodeName, true
+	}
+	if err := waitQuiet(ctx, b.quietCPU()); err != nil {
+		return restartFigures{}, err
+	}
+	m, err := b.startMeter(ctx)
+	if err != nil {
+		return restartFigures{}, err
+	}
+	if crash {
+		for _, p := range append([]*localcluster.Process{b.manager}, b.agents...) {
+			// What it used is gone with it: its run after the restart counts from 0.
+			pid := p.Pid()
+			name, used := component(pid), cpuSeconds(pid)
+			if p.Crash() == nil { // one waiting for its restart is down already
+				m.cpu[name] -= used
+			}
+		}
+	}
+	// At once, as a kubelet's last delete of a pod whose containers stopped: kwok's pod-delete
+	// stage deletes a pod marked for deletion by name, without its UID as a precondition, and
+	// under this load it came late enough to delete the StatefulSet's new pod of the same name,
+	// again and again (tried: 300 pods each scheduled twenty times, two minutes on).
+	if err := b.c.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(ns), client.GracePeriodSeconds(0)); err != nil {
+		return restartFigures{}, err
+	}
+	for deadline := m.start.Add(15 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		pods := &corev1.PodList{}
+		if err := b.obs.List(ctx, pods, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
+			return restartFigures{}, err
+		}
+		running, moved := 0, 0
+		for _, pod := range pods.Items {
+			if old[pod.UID] || pod.Status.Phase != corev1.PodRunning {
+				continue
+			}
+			running++
+			if pod.Spec.NodeName != nodeOf[pod.Name] {
+				moved++
+			}
+		}
+		if running < len(nodeOf) {
+			continue
+		}
+		figures, err := b.stop(ctx, m, running)
+		if err != nil {
+			return restartFigures{}, err
+		}
+		fmt.Printf("  %s: %d replicas Running again in %s, %d on another node (%.1f API requests per replica)\n",
+			ns, running, figures.took.Round(10*time.Millisecond), moved, figures.perClaim())
+		printCPU(figures.cpu)
+		return restartFigures{runFigures: figures, moved: moved}, nil
+	}
+	return restartFigures{}, fmt.Errorf("%s: not every replica Running again after 15 minutes", ns)
+}
+
+// printRequests prints, per claim, the kinds of API requests of which ours made more or fewer
+// than alone, the most different first.
+func printRequests(ours, alone runFigures) {
+	perClaim := func(r runFigures, kind string) float64 { return r.requests[kind] / float64(max(1, r.claims)) }
+	kinds := slices.Collect(maps.Keys(ours.requests))
+	for kind := range alone.requests {
+		if _, ok := ours.requests[kind]; !ok {
+			kinds = append(kinds, kind)
+		}
+	}
+	diff := func(kind string) float64 { return perClaim(ours, kind) - perClaim(alone, kind) }
+	slices.SortFunc(kinds, func(a, b string) int { return cmp.Compare(math.Abs(diff(b)), math.Abs(diff(a))) })
+	fmt.Println("    API requests per claim, with the operator and alone, where they differ most:")
+	for _, kind := range kinds[:min(10, len(kinds))] {
+		fmt.Printf("      %6.2f %6.2f  %s\n", perClaim(ours, kind), perClaim(alone, kind), kind)
+	}
+}
