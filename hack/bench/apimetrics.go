@@ -84,7 +84,7 @@ func (b *bench) profile(ctx context.Context, run string) (waitForProfiles func()
 	query := fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(b.o.profileFor.Seconds()))
 	targets := map[string]string{apiServerName: strings.TrimSuffix(b.cluster.Config.Host, "/") + query}
 	for _, p := range append([]*localcluster.Process{b.manager}, b.agents...) {
-		if running(p) {
+		if p != nil && running(p) { // no manager in Kubernetes alone's runs
 			targets[p.Name] = "http://" + p.PprofAddr + query
 		}
 	}

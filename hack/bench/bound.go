@@ -315,13 +315,14 @@ func (b *bench) timeToBound(ctx context.Context, name string, servers int,
 			b.printEvents(ctx, name)
 			return run, nil
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(pollEvery(want))
 	}
 	return runFigures{}, fmt.Errorf("%s: not all claims bound and pods running after 15 minutes", name)
 }
 
 // precreate makes the volumes of the run name's servers as the agents would make them (one per
-// claim, a replica's on one node, a server's replicas on different nodes), but unbound, and
+// claim, a replica's on one node, a server's replicas on different nodes), but unbound unless
+// b.preBind, and
 // waits until the PV controller has marked every one Available: pre-created volumes are ready
 // to use before the clock starts.
 func (b *bench) precreate(ctx context.Context, name string, servers int) error {
@@ -330,13 +331,20 @@ func (b *bench) precreate(ctx context.Context, name string, servers int) error {
 		for r := range b.o.replicas {
 			node := b.cluster.Nodes[(i*b.o.replicas+r)%len(b.cluster.Nodes)]
 			for _, m := range ts.Spec.K8S.Mounts {
-				if err := b.c.Create(ctx, b.volume(ts, m.Name, node.Name)); err != nil {
+				if err := b.c.Create(ctx, b.volume(ts, m.Name, r, node.Name)); err != nil {
 					return err
 				}
 			}
 		}
 	}
 	return b.waitAvailable(ctx, name, servers*b.o.replicas*b.o.volumes)
+}
+
+// pollEvery is how often a run of pods pods looks at its objects in the observer's cache: ten
+// times a second, and less often for runs of more than 300 pods, lest the bench's copies of
+// thousands of objects take the cores it measures.
+func pollEvery(pods int) time.Duration {
+	return max(100*time.Millisecond, time.Duration(pods)*time.Second/3000)
 }
 
 // printSpread says how evenly the pods landed on the nodes (each node's agent provisions the

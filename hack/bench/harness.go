@@ -57,6 +57,9 @@ type bench struct {
 	agents  []*localcluster.Process
 	// apiServer reaches the API server's metrics; made at its first use.
 	apiServer *http.Client
+	// preBind has the lower bound's pre-created volumes name the claim each is for, as the agent's
+	// do; else the scheduler binds them, as any existing volume.
+	preBind bool
 }
 
 // quietCPU is how much CPU all components together may use in a second on this cluster when it
@@ -256,14 +259,16 @@ func (b *bench) waitAvailable(ctx context.Context, app string, n int) error {
 		})
 }
 
-// volume is the PersistentVolume the agent of node would make for volume of ts: its own builder,
-// given the claim the controller makes.
-func (b *bench) volume(ts *tarsv1beta1.TServer, volume, node string) *corev1.PersistentVolume {
+// volume is the PersistentVolume the agent of node would make for volume of replica of ts: its
+// own builder, given the claim the StatefulSet controller makes; bound to that claim with
+// b.preBind.
+func (b *bench) volume(ts *tarsv1beta1.TServer, volume string, replica int, node string) *corev1.PersistentVolume {
 	claim := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ts.Namespace, Labels: map[string]string{
-			tarsv1beta1.LabelServerApp: ts.Spec.App, tarsv1beta1.LabelServerName: ts.Spec.Server,
-			tarsv1beta1.LabelLocalVolume: volume,
-		}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ts.Namespace, Name: fmt.Sprintf("%s-%s-%d", volume, ts.Name, replica),
+			Labels: map[string]string{
+				tarsv1beta1.LabelServerApp: ts.Spec.App, tarsv1beta1.LabelServerName: ts.Spec.Server,
+				tarsv1beta1.LabelLocalVolume: volume,
+			}},
 		Spec: corev1.PersistentVolumeClaimSpec{
 			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
 			Resources: corev1.VolumeResourceRequirements{
@@ -274,7 +279,9 @@ func (b *bench) volume(ts *tarsv1beta1.TServer, volume, node string) *corev1.Per
 	cfg := agent.Config{NodeName: node, Hostname: node, HostRoot: localcluster.ProductionHostRoot,
 		StorageClassName: tarsv1beta1.StorageClassName}
 	pv := cfg.Volume(claim, corev1.PersistentVolumeReclaimDelete)
-	pv.Spec.ClaimRef = nil // pre-created: the scheduler binds it, as any existing volume
+	if !b.preBind {
+		pv.Spec.ClaimRef = nil // pre-created: the scheduler binds it, as any existing volume
+	}
 	return pv
 }
 
