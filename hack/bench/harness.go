@@ -163,7 +163,8 @@ func observer(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme) (cl
 
 // cleanUp deletes a run's namespace and volumes, and waits until they are gone.
 func (b *bench) cleanUp(ctx context.Context, name string) error {
-	took, err := b.deleteAndWait(ctx, name, map[string]string{tarsv1beta1.LabelServerApp: name}, 5*time.Minute)
+	// A scale run's thousands of pods take minutes.
+	took, err := b.deleteAndWait(ctx, name, map[string]string{tarsv1beta1.LabelServerApp: name}, 15*time.Minute)
 	if err != nil {
 		return fmt.Errorf("cleaning up run %s: %w", name, err)
 	}

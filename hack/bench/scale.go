@@ -30,6 +30,7 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -315,11 +316,7 @@ func (b *bench) restartAll(ctx context.Context, ns string, crash bool) (restartF
 			}
 		}
 	}
-	// At once, as a kubelet's last delete of a pod whose containers stopped: kwok's pod-delete
-	// stage deletes a pod marked for deletion by name, without its UID as a precondition, and
-	// under this load it came late enough to delete the StatefulSet's new pod of the same name,
-	// again and again (tried: 300 pods each scheduled twenty times, two minutes on).
-	if err := b.c.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(ns), client.GracePeriodSeconds(0)); err != nil {
+	if err := b.deletePods(ctx, before.Items); err != nil {
 		return restartFigures{}, err
 	}
 	for deadline := m.start.Add(15 * time.Minute); time.Now().Before(deadline); time.Sleep(pollEvery(len(nodeOf))) {
@@ -350,6 +347,25 @@ func (b *bench) restartAll(ctx context.Context, ns string, crash bool) (restartF
 		return restartFigures{runFigures: figures, moved: moved}, nil
 	}
 	return restartFigures{}, fmt.Errorf("%s: not every replica Running again after 15 minutes", ns)
+}
+
+// deletePods deletes pods at once, each as a kubelet's last delete of a pod whose containers
+// stopped (no grace period, its UID as a precondition), sixteen at a time: one delete of the
+// collection of thousands outlasts the API server's request timeout. Not gracefully: kwok's
+// pod-delete stage deletes a pod marked for deletion by name, without its UID as a precondition,
+// and under this load it came late enough to delete the StatefulSet's new pod of the same name,
+// again and again (tried: 300 pods each scheduled twenty times, two minutes on).
+func (b *bench) deletePods(ctx context.Context, pods []corev1.Pod) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for i := range pods {
+		pod := &pods[i]
+		g.Go(func() error {
+			err := b.c.Delete(ctx, pod, client.GracePeriodSeconds(0), client.Preconditions{UID: &pod.UID})
+			return client.IgnoreNotFound(err)
+		})
+	}
+	return g.Wait()
 }
 
 // printRequests prints, per claim, the kinds of API requests of which ours made more or fewer
