@@ -27,6 +27,7 @@ import (
 	"os"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -181,7 +182,16 @@ func (b *bench) deleteAndWait(ctx context.Context, namespace string, volumeLabel
 	if err := b.c.Delete(ctx, ns); client.IgnoreNotFound(err) != nil {
 		return 0, err
 	}
-	if err := b.c.DeleteAllOf(ctx, &corev1.PersistentVolume{}, client.MatchingLabels(volumeLabels)); err != nil {
+	// One by one: one delete of the collection of thousands outlasts the API server's request
+	// timeout.
+	pvs := &metav1.PartialObjectMetadataList{}
+	pvs.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PersistentVolumeList"))
+	if err := b.c.List(ctx, pvs, client.MatchingLabels(volumeLabels)); err != nil {
+		return 0, err
+	}
+	if err := deleteEach(ctx, len(pvs.Items), func(ctx context.Context, i int) error {
+		return b.c.Delete(ctx, &pvs.Items[i])
+	}); err != nil {
 		return 0, err
 	}
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
@@ -194,6 +204,17 @@ func (b *bench) deleteAndWait(ctx context.Context, namespace string, volumeLabel
 		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
 	})
 	return time.Since(start), err
+}
+
+// deleteEach deletes n objects, sixteen at a time: delete(i) deletes the i-th; one already gone
+// is no error.
+func deleteEach(ctx context.Context, n int, deleteOne func(ctx context.Context, i int) error) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for i := range n {
+		g.Go(func() error { return client.IgnoreNotFound(deleteOne(ctx, i)) })
+	}
+	return g.Wait()
 }
 
 // useProvisioner makes t-storage-class one of provisioner (a class's provisioner is immutable:

@@ -30,7 +30,6 @@ import (
 	"slices"
 	"time"
 
-	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -350,22 +349,14 @@ func (b *bench) restartAll(ctx context.Context, ns string, crash bool) (restartF
 }
 
 // deletePods deletes pods at once, each as a kubelet's last delete of a pod whose containers
-// stopped (no grace period, its UID as a precondition), sixteen at a time: one delete of the
-// collection of thousands outlasts the API server's request timeout. Not gracefully: kwok's
+// stopped (no grace period, its UID as a precondition), one by one (deleteEach). Not gracefully: kwok's
 // pod-delete stage deletes a pod marked for deletion by name, without its UID as a precondition,
 // and under this load it came late enough to delete the StatefulSet's new pod of the same name,
 // again and again (tried: 300 pods each scheduled twenty times, two minutes on).
 func (b *bench) deletePods(ctx context.Context, pods []corev1.Pod) error {
-	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(16)
-	for i := range pods {
-		pod := &pods[i]
-		g.Go(func() error {
-			err := b.c.Delete(ctx, pod, client.GracePeriodSeconds(0), client.Preconditions{UID: &pod.UID})
-			return client.IgnoreNotFound(err)
-		})
-	}
-	return g.Wait()
+	return deleteEach(ctx, len(pods), func(ctx context.Context, i int) error {
+		return b.c.Delete(ctx, &pods[i], client.GracePeriodSeconds(0), client.Preconditions{UID: &pods[i].UID})
+	})
 }
 
 // printRequests prints, per claim, the kinds of API requests of which ours made more or fewer
