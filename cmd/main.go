@@ -96,8 +96,8 @@ func main() {
 	flag.StringVar(&metricsCertKey, "metrics-cert-key", "tls.key", "The name of the metrics server key file.")
 	flag.DurationVar(&progressInterval, "status-progress-interval", controller.DefaultProgressInterval,
 		"The least time between two writes of a TServer's status that only report a rollout's progress "+
-			"(replicas and claims coming up); a condition turning true, a problem or a lost replica is written at once. "+
-			"0 writes every change at once.")
+			"(replicas and claims coming up), longer while many servers roll out at once (5 such writes a second in all); "+
+			"a condition turning true, a problem or a lost replica is written at once. 0 writes every change at once.")
 	flag.DurationVar(&nodeLossGrace, "node-loss-grace", controller.DefaultNodeLossGrace,
 		"How long the Node object of a node holding node-local volumes must have been deleted before the replicas "+
 			"held there are freed to start elsewhere with new volumes (a node that registers again within it keeps "+

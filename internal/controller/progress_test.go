@@ -18,6 +18,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -144,6 +145,46 @@ func TestStatusWritesDelay(t *testing.T) {
 	w.forget(key)
 	if got := w.delay(ts, &ts.Status, &moreReady, interval, created.Add(15*time.Second)); got != 0 {
 		t.Errorf("after forget, 15s after creation: delay %s, want 0", got)
+	}
+}
+
+func TestStatusWritesSpacedByRollingServers(t *testing.T) {
+	created := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	rolling := status("False", "ReplicasNotReady", "False", "ClaimsPending", 0)
+	ready := status("True", "AllReplicasReady", "True", "AllClaimsBound", 3)
+	const interval = 10 * time.Second
+	var w statusWrites
+	server := func(i int) *tarsv1beta1.TServer {
+		return &tarsv1beta1.TServer{ObjectMeta: metav1.ObjectMeta{
+			Namespace: "default", Name: fmt.Sprintf("s%d", i), CreationTimestamp: metav1.NewTime(created),
+		}}
+	}
+	// A thousand servers roll out at once: the last to ask waits 200 s, not 10 s, from its creation.
+	now := created.Add(time.Second)
+	var got time.Duration
+	for i := range 1000 {
+		got = w.delay(server(i), &tarsv1beta1.TServerStatus{}, &rolling, interval, now)
+	}
+	if want := 200*time.Second - time.Second; got != want {
+		t.Errorf("1,000 servers rolling out: delay %s, want %s", got, want)
+	}
+	// Servers with news leave the count: the next waits as long as the rest still rolling make it.
+	for i := range 900 {
+		if d := w.delay(server(i), &rolling, &ready, interval, now); d != 0 {
+			t.Fatalf("a server becoming ready: delay %s, want 0 (news)", d)
+		}
+	}
+	got = w.delay(server(999), &tarsv1beta1.TServerStatus{}, &rolling, interval, now)
+	if want := 20*time.Second - time.Second; got != want {
+		t.Errorf("100 servers rolling out: delay %s, want %s", got, want)
+	}
+	// Those that stopped asking are not counted once their spacing and interval are past.
+	later := now.Add(31 * time.Second)
+	if got := w.delay(server(5000), &tarsv1beta1.TServerStatus{}, &rolling, interval, later); got != 0 {
+		t.Errorf("one server rolling out 32s after creation: delay %s, want 0", got)
+	}
+	if n := len(w.progressing); n != 1 {
+		t.Errorf("%d servers counted as rolling out, want 1", n)
 	}
 }
 

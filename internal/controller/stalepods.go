@@ -57,16 +57,16 @@ func (r *TServerReconciler) replacePodsWithoutClaims(ctx context.Context, ts *ta
 			}) {
 		return nil
 	}
-	serverPods := []client.ListOption{client.InNamespace(ts.Namespace), client.MatchingLabels(expand.PodLabels(ts))}
 	cached := &corev1.PodList{}
-	if err := r.List(ctx, cached, serverPods...); err != nil {
+	if err := r.List(ctx, cached, ofServer(ts)...); err != nil {
 		return err
 	}
 	if !slices.ContainsFunc(cached.Items, func(pod corev1.Pod) bool { return lacksClaims(sts, &pod) }) {
 		return nil
 	}
 	pods := &corev1.PodList{}
-	if err := r.APIReader.List(ctx, pods, serverPods...); err != nil {
+	if err := r.APIReader.List(ctx, pods, client.InNamespace(ts.Namespace),
+		client.MatchingLabels(expand.PodLabels(ts))); err != nil {
 		return err
 	}
 	replicas := int(*sts.Spec.Replicas)

@@ -333,6 +333,27 @@ func specHash(sts *appsv1.StatefulSet) (string, error) {
 	return hex.EncodeToString(sum[:8]), nil
 }
 
+// serverIndex indexes the claims and pods in the manager's cache by the server their labels name,
+// "<app>/<server>": a server's are found among the thousands of a namespace without matching
+// the labels of each (at a thousand servers, the manager's reconciles spent most of their CPU
+// there).
+const serverIndex = "tars.server"
+
+// serverOfLabels is the serverIndex value of an object labelled with a server's app and name.
+func serverOfLabels(obj client.Object) []string {
+	app, server := obj.GetLabels()[tarsv1beta1.LabelServerApp], obj.GetLabels()[tarsv1beta1.LabelServerName]
+	if app == "" || server == "" {
+		return nil
+	}
+	return []string{app + "/" + server} // a label value holds no slash
+}
+
+// ofServer selects the cached claims or pods of ts (serverIndex).
+func ofServer(ts *tarsv1beta1.TServer) []client.ListOption {
+	return []client.ListOption{client.InNamespace(ts.Namespace),
+		client.MatchingFields{serverIndex: ts.Spec.App + "/" + ts.Spec.Server}}
+}
+
 // appServerIndex indexes TServers by "<app>.<server>", to find the same server in other namespaces.
 const appServerIndex = "spec.appServer"
 
@@ -475,8 +496,7 @@ func (r *TServerReconciler) conflict(ts *tarsv1beta1.TServer, obj client.Object,
 // uses them.
 func (r *TServerReconciler) reconcileClaims(ctx context.Context, ts *tarsv1beta1.TServer, o *observed) error {
 	list := &corev1.PersistentVolumeClaimList{}
-	if err := r.List(ctx, list, client.InNamespace(ts.Namespace),
-		client.MatchingLabels(expand.PodLabels(ts))); err != nil {
+	if err := r.List(ctx, list, ofServer(ts)...); err != nil {
 		return err
 	}
 	o.claims = list.Items
@@ -632,6 +652,11 @@ func (r *TServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &tarsv1beta1.TServer{}, appServerIndex,
 		func(obj client.Object) []string { return []string{appServer(obj.(*tarsv1beta1.TServer))} }); err != nil {
 		return err
+	}
+	for _, obj := range []client.Object{&corev1.PersistentVolumeClaim{}, &corev1.Pod{}} {
+		if err := mgr.GetFieldIndexer().IndexField(context.Background(), obj, serverIndex, serverOfLabels); err != nil {
+			return err
+		}
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.PersistentVolumeClaim{}, claimNodeIndex,
 		func(obj client.Object) []string {
