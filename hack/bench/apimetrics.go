@@ -31,8 +31,6 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/client-go/rest"
-
 	"github.com/tserver-operator/tserver-operator/internal/localcluster"
 )
 
@@ -47,7 +45,7 @@ func (b *bench) profile(ctx context.Context, run string) (waitForProfiles func()
 		fmt.Printf("    profiles: %v\n", err)
 		return wg.Wait
 	}
-	apiServer, err := rest.HTTPClientFor(b.cluster.Config)
+	apiServer, err := b.apiServerClient()
 	if err != nil {
 		fmt.Printf("    profiles: %v\n", err)
 		return wg.Wait

@@ -110,20 +110,38 @@ func (b *bench) settledAgentRSS(ctx context.Context, name string) (float64, erro
 		return 0, err
 	}
 	time.Sleep(5 * time.Second) // caches filled, garbage collected once
-	// A Go heap this small is collected every few seconds, and its freed pages go back to the
-	// system a little later: one reading lands anywhere in that cycle. The median of readings
-	// over ten seconds does not.
-	var samples []float64
+	samples := readRSS(1, func(int) *localcluster.Process { return p })[0]
+	peak, _ := procStats(p.Pid())
+	rss := median(samples)
+	fmt.Printf("  agent %s: RSS %.1f MB (median of 10 s; %.1f to %.1f; peak %.1f MB)\n",
+		name, rss, slices.Min(samples), slices.Max(samples), peak)
+	return rss, nil
+}
+
+// readRSS reads the RSS in MB of n processes (process(i) is the i-th, or nil while it is not
+// running) 40 times over ten seconds: a small Go heap is collected every few seconds and its
+// freed pages go back to the system a little later, so one reading lands anywhere in that cycle
+// where the median of these does not.
+func readRSS(n int, process func(i int) *localcluster.Process) [][]float64 {
+	samples := make([][]float64, n)
 	for range 40 {
-		samples = append(samples, currentRSS(p.Pid()))
+		for i := range n {
+			if p := process(i); p != nil {
+				samples[i] = append(samples[i], currentRSS(p.Pid()))
+			}
+		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	slices.Sort(samples)
-	peak, _ := procStats(p.Pid())
-	median := samples[len(samples)/2]
-	fmt.Printf("  agent %s: RSS %.1f MB (median of 10 s; %.1f to %.1f; peak %.1f MB)\n",
-		name, median, samples[0], samples[len(samples)-1], peak)
-	return median, nil
+	return samples
+}
+
+// median is the median of values (the upper one of an even count), 0 of none.
+func median(values []float64) float64 {
+	if len(values) == 0 {
+		return 0
+	}
+	sorted := slices.Sorted(slices.Values(values))
+	return sorted[len(sorted)/2]
 }
 
 // The namespace of the unrelated claims, and the labels of the unrelated volumes.

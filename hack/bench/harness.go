@@ -56,7 +56,7 @@ type bench struct {
 	obs     client.Reader
 	manager *localcluster.Process
 	agents  []*localcluster.Process
-	// apiServer reaches the API server's metrics; made at its first use.
+	// apiServer reaches the API server's metrics and profiles (apiServerClient).
 	apiServer *http.Client
 	// preBind has the lower bound's pre-created volumes name the claim each is for, as the agent's
 	// do; else the scheduler binds them, as any existing volume.
@@ -70,14 +70,22 @@ func (b *bench) quietCPU() float64 { return quietCPU * max(1, float64(len(b.clus
 // apiRequests is how many requests the API server has served since it started
 // (apiserver_request_total, whoever asked), by verb, resource and subresource.
 func (b *bench) apiRequests(ctx context.Context) (map[string]float64, error) {
+	c, err := b.apiServerClient()
+	if err != nil {
+		return nil, err
+	}
+	return apiServerMetric(ctx, c, b.cluster.Config.Host, "apiserver_request_total", "verb", "resource", "subresource")
+}
+
+// apiServerClient reaches the API server's metrics and profiles; made at its first use.
+func (b *bench) apiServerClient() (*http.Client, error) {
 	if b.apiServer == nil {
 		var err error
 		if b.apiServer, err = rest.HTTPClientFor(b.cluster.Config); err != nil {
 			return nil, err
 		}
 	}
-	return apiServerMetric(ctx, b.apiServer, b.cluster.Config.Host, "apiserver_request_total",
-		"verb", "resource", "subresource")
+	return b.apiServer, nil
 }
 
 // clusterOptions are those of a bench cluster of nodes, its state in stateDir: the operator's

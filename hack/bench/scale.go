@@ -243,35 +243,15 @@ func (b *bench) startOperator(ctx context.Context) error {
 	return err
 }
 
-// agentsRSS is the RSS in MB of the agent of each of nodes: the median of 40 readings over ten
-// seconds (a small Go heap is collected every few seconds, and one reading lands anywhere in
-// that cycle).
+// agentsRSS is the RSS in MB of the agent of each of nodes, the median of readRSS's readings.
 func (b *bench) agentsRSS(nodes []string) []float64 {
-	samples := make([][]float64, len(nodes))
-	for range 40 {
-		for i, node := range nodes {
-			if a := b.cluster.Agent(node); a != nil {
-				samples[i] = append(samples[i], currentRSS(a.Pid()))
-			}
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
 	rss := make([]float64, 0, len(nodes))
-	for _, s := range samples {
+	for _, s := range readRSS(len(nodes), func(i int) *localcluster.Process { return b.cluster.Agent(nodes[i]) }) {
 		rss = append(rss, median(s))
 	}
 	fmt.Printf("  agents of %d nodes: RSS %.1f to %.1f MB, median %.1f MB\n",
 		len(nodes), slices.Min(rss), slices.Max(rss), median(rss))
 	return rss
-}
-
-// median is the median of values (the upper one of an even count), 0 of none.
-func median(values []float64) float64 {
-	if len(values) == 0 {
-		return 0
-	}
-	sorted := slices.Sorted(slices.Values(values))
-	return sorted[len(sorted)/2]
 }
 
 // restartFigures are what one whole-fleet restart measured.

@@ -339,19 +339,22 @@ func specHash(sts *appsv1.StatefulSet) (string, error) {
 // there).
 const serverIndex = "tars.server"
 
+// serverKey is the serverIndex value of a server's app and name (a label value holds no slash).
+func serverKey(app, server string) string { return app + "/" + server }
+
 // serverOfLabels is the serverIndex value of an object labelled with a server's app and name.
 func serverOfLabels(obj client.Object) []string {
 	app, server := obj.GetLabels()[tarsv1beta1.LabelServerApp], obj.GetLabels()[tarsv1beta1.LabelServerName]
 	if app == "" || server == "" {
 		return nil
 	}
-	return []string{app + "/" + server} // a label value holds no slash
+	return []string{serverKey(app, server)}
 }
 
 // ofServer selects the cached claims or pods of ts (serverIndex).
 func ofServer(ts *tarsv1beta1.TServer) []client.ListOption {
 	return []client.ListOption{client.InNamespace(ts.Namespace),
-		client.MatchingFields{serverIndex: ts.Spec.App + "/" + ts.Spec.Server}}
+		client.MatchingFields{serverIndex: serverKey(ts.Spec.App, ts.Spec.Server)}}
 }
 
 // appServerIndex indexes TServers by "<app>.<server>", to find the same server in other namespaces.
