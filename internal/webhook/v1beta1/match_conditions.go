@@ -23,59 +23,41 @@ import (
 )
 
 // The webhooks' match conditions: CEL the API server evaluates to decide whether to call a
-// webhook at all. They are the only place where rules of this package are restated, and this
-// file is the only place to change them: the +kubebuilder:webhook markers that carry them
-// (zz_generated.webhooks.go) are generated from it by `make manifests`, and a test fails when
-// the two differ.
+// webhook at all. They are the only place where rules of this package are restated. This file
+// assembles them; the +kubebuilder:webhook markers that carry them (zz_generated.webhooks.go)
+// are generated from it by `make manifests`, and a test fails when the two differ.
 
 // sparedCreate says, part by part of a TServer, when a create is valid without the validating
-// webhook: each part either meets the CEL that restates ValidateTServer's rules for it (often:
-// the part is absent or empty, so the rules have nothing to check), or is in schemaChecked. A
-// create that meets every entry is spared the webhook's round trip; any other create, and every
-// update, goes to it. To add a rule on a part listed here, add it to ValidateTServer and restate
-// it here (or make the entry require the part to be absent); a test fails when a field of the
+// webhook: each part either meets the CEL that restates ValidateTServer's rules for it, or is
+// in schemaChecked. A create that meets every entry is spared the webhook's round trip; any
+// other create, and every update, goes to it.
+//
+// Where the CEL restates a rule, it sits in tserver_validation.go beside the Go function that
+// checks it (sparedName above validateName, sparedMounts above validateMounts, ...), so that a
+// rule is added or changed in one place, Go and CEL together. The other parts are spared only
+// when absent or empty: a rule on them needs no CEL at all. A test fails when a field of the
 // TServer type is in neither list, and the webhook suite sends every case of ValidateTServer's
 // tests to a real API server and fails if an invalid one is stored without the webhook.
 var sparedCreate = []struct {
 	part, rules string // the spec field(s), and the functions of ValidateTServer that check them
 	cel         []string
 }{
-	{"metadata.name, spec.app, spec.server, spec.subType", "validateName, validateIdentifier", []string{
-		"has(object.spec)", "has(object.metadata.name)", "has(object.spec.app)", "has(object.spec.server)",
-		"has(object.spec.subType)",
-		"object.metadata.name == object.spec.app.lowerAscii() + '-' + object.spec.server.lowerAscii()",
-		"size(object.metadata.name) <= 52",
-	}},
-	{"spec.tars", "validateEndpoints", []string{"(object.spec.subType != 'tars' || (has(object.spec.tars) && " +
-		"!has(object.spec.normal) && (!has(object.spec.tars.servants) || object.spec.tars.servants.all(a, " +
-		distinctEndpoint("object.spec.tars.servants") + "))))"}},
-	{"spec.normal", "validateEndpoints", []string{"(object.spec.subType != 'normal' || (has(object.spec.normal) && " +
-		"!has(object.spec.tars) && (!has(object.spec.normal.ports) || object.spec.normal.ports.all(a, " +
-		distinctEndpoint("object.spec.normal.ports") + "))))"}},
-	{"spec.release", "validateRelease", []string{"(!has(object.spec.release) || (has(object.spec.release.id) && " +
-		"object.spec.release.id != '' && has(object.spec.release.image) && object.spec.release.image.trim() != '' && " +
-		"(!has(object.spec.release.secret) || object.spec.release.secret == '')))"}},
+	{"metadata.name, spec.app, spec.server, spec.subType", "validateName, validateIdentifier", sparedName},
+	{"spec.tars", "validateEndpoints", sparedEndpoints[:1]},
+	{"spec.normal", "validateEndpoints", sparedEndpoints[1:]},
+	{"spec.release", "validateRelease", sparedRelease},
 	{"spec.k8s", "validateK8S", []string{"has(object.spec.k8s)"}},
-	{"spec.k8s.replicas", "validateK8S (replicas)",
-		[]string{"(!has(object.spec.k8s.replicas) || object.spec.k8s.replicas >= 0)"}},
+	{"spec.k8s.replicas", "validateK8S (replicas)", sparedReplicas},
 	{"spec.k8s.serviceAccount", "dnsSubdomain", []string{empty("object.spec.k8s.serviceAccount", "''")}},
-	{"spec.k8s.env", "validateEnv", []string{"(!has(object.spec.k8s.env) || object.spec.k8s.env.all(e, has(e.name) && " +
-		"e.name.matches('^[ -<>-~]+$') && !(has(e.value) && e.value != '' && has(e.valueFrom))))"}},
+	{"spec.k8s.env", "validateEnv", sparedEnv},
 	{"spec.k8s.envFrom", "validateEnvFrom", []string{empty("object.spec.k8s.envFrom", "")}},
 	{"spec.k8s.hostPorts", "validateHostPorts", []string{empty("object.spec.k8s.hostPorts", "")}},
 	{"spec.k8s.nodeSelector", "validateNodeSelectorRequirement", []string{empty("object.spec.k8s.nodeSelector", "")}},
 	{"spec.k8s.readinessGates", "validateK8S (readiness gates)", []string{empty("object.spec.k8s.readinessGates", "")}},
 	{"spec.k8s.resources", "validateResources", []string{"(!has(object.spec.k8s.resources) || (" +
 		empty("object.spec.k8s.resources.requests", "") + " && " + empty("object.spec.k8s.resources.limits", "") + "))"}},
-	{"spec.k8s.updateStrategy", "validateUpdateStrategy", []string{"(!has(object.spec.k8s.updateStrategy) || " +
-		"(!has(object.spec.k8s.updateStrategy.rollingUpdate) && (!has(object.spec.k8s.updateStrategy.type) || " +
-		"object.spec.k8s.updateStrategy.type == 'RollingUpdate')))"}},
-	{"spec.k8s.mounts", "validateMounts", []string{"(!has(object.spec.k8s.mounts) || object.spec.k8s.mounts.all(m, " +
-		"has(m.mountPath) && m.mountPath.matches('^(/[^/]+)+$') && " +
-		"!m.mountPath.split('/').exists(p, p == '.' || p == '..') && " +
-		"object.spec.k8s.mounts.filter(n, has(n.mountPath) && n.mountPath == m.mountPath).size() == 1 && " +
-		"(!has(m.subPath) || m.subPath == '') && (!has(m.subPathExpr) || m.subPathExpr == '') && has(m.source) && " +
-		"(has(m.source.tLocalVolume) || has(m.source.emptyDir))))"}},
+	{"spec.k8s.updateStrategy", "validateUpdateStrategy", sparedUpdateStrategy},
+	{"spec.k8s.mounts", "validateMounts", sparedMounts},
 }
 
 // schemaChecked are the parts of a TServer's spec.k8s that the CRD's schema checks in full

@@ -128,6 +128,15 @@ func validateIdentifier(value string, fld *field.Path) field.ErrorList {
 	return nil
 }
 
+// sparedName restates validateName for the validating webhook's match condition
+// (match_conditions.go); the schema's patterns restate validateIdentifier. Change them together.
+var sparedName = []string{
+	"has(object.spec)", "has(object.metadata.name)", "has(object.spec.app)", "has(object.spec.server)",
+	"has(object.spec.subType)",
+	"object.metadata.name == object.spec.app.lowerAscii() + '-' + object.spec.server.lowerAscii()",
+	"size(object.metadata.name) <= 52",
+}
+
 // validateName checks metadata.name against app and server; it says nothing while app or server
 // is itself invalid, since the expected name is then meaningless.
 func validateName(ts *tarsv1beta1.TServer) field.ErrorList {
@@ -145,6 +154,16 @@ func validateName(ts *tarsv1beta1.TServer) field.ErrorList {
 			"the StatefulSet of that name labels its pods with name and revision, and a label value holds 63", maxNameLength))}
 	}
 	return nil
+}
+
+// sparedEndpoints restates validateEndpoints (tars, then normal) for the match condition.
+var sparedEndpoints = []string{
+	"(object.spec.subType != 'tars' || (has(object.spec.tars) && !has(object.spec.normal) && " +
+		"(!has(object.spec.tars.servants) || object.spec.tars.servants.all(a, " +
+		distinctEndpoint("object.spec.tars.servants") + "))))",
+	"(object.spec.subType != 'normal' || (has(object.spec.normal) && !has(object.spec.tars) && " +
+		"(!has(object.spec.normal.ports) || object.spec.normal.ports.all(a, " +
+		distinctEndpoint("object.spec.normal.ports") + "))))",
 }
 
 // validateEndpoints checks the servants or ports the subType calls for, and returns them for
@@ -202,6 +221,11 @@ func validatePort(port int32, fld *field.Path) field.ErrorList {
 	return invalidEach(fld, port, validation.IsValidPortNum(int(port)))
 }
 
+// sparedRelease restates validateRelease for the match condition.
+var sparedRelease = []string{"(!has(object.spec.release) || (has(object.spec.release.id) && " +
+	"object.spec.release.id != '' && has(object.spec.release.image) && object.spec.release.image.trim() != '' && " +
+	"(!has(object.spec.release.secret) || object.spec.release.secret == '')))"}
+
 func validateRelease(r *tarsv1beta1.TServerRelease, fld *field.Path) field.ErrorList {
 	if r == nil {
 		return nil
@@ -218,6 +242,10 @@ func validateRelease(r *tarsv1beta1.TServerRelease, fld *field.Path) field.Error
 	}
 	return errs
 }
+
+// sparedReplicas restates validateK8S's rules on replicas for the match condition (the
+// schema holds the maximum).
+var sparedReplicas = []string{"(!has(object.spec.k8s.replicas) || object.spec.k8s.replicas >= 0)"}
 
 func (o ValidationOptions) validateK8S(k *tarsv1beta1.TServerK8S, endpoints []tarsv1beta1.Endpoint,
 	fld *field.Path) field.ErrorList {
@@ -265,6 +293,10 @@ func invalidEach(fld *field.Path, value any, msgs []string) field.ErrorList {
 	}
 	return errs
 }
+
+// sparedEnv restates validateEnv for the match condition.
+var sparedEnv = []string{"(!has(object.spec.k8s.env) || object.spec.k8s.env.all(e, has(e.name) && " +
+	"e.name.matches('^[ -<>-~]+$') && !(has(e.value) && e.value != '' && has(e.valueFrom))))"}
 
 func validateEnv(env []corev1.EnvVar, fld *field.Path) field.ErrorList {
 	var errs field.ErrorList
@@ -365,6 +397,12 @@ func validateNodeSelectorRequirement(req corev1.NodeSelectorRequirement, fld *fi
 	return errs
 }
 
+// sparedUpdateStrategy restates validateUpdateStrategy for the match condition: the default
+// strategy only.
+var sparedUpdateStrategy = []string{"(!has(object.spec.k8s.updateStrategy) || " +
+	"(!has(object.spec.k8s.updateStrategy.rollingUpdate) && (!has(object.spec.k8s.updateStrategy.type) || " +
+	"object.spec.k8s.updateStrategy.type == 'RollingUpdate')))"}
+
 func validateUpdateStrategy(s *appsv1.StatefulSetUpdateStrategy, fld *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	switch s.Type {
@@ -405,6 +443,15 @@ func validateResources(r *corev1.ResourceRequirements, fld *field.Path) field.Er
 	}
 	return errs
 }
+
+// sparedMounts restates validateMounts for the match condition: tLocalVolume and emptyDir
+// mounts (whose fields the schema checks) at distinct clean absolute paths, without subPaths.
+var sparedMounts = []string{"(!has(object.spec.k8s.mounts) || object.spec.k8s.mounts.all(m, " +
+	"has(m.mountPath) && m.mountPath.matches('^(/[^/]+)+$') && " +
+	"!m.mountPath.split('/').exists(p, p == '.' || p == '..') && " +
+	"object.spec.k8s.mounts.filter(n, has(n.mountPath) && n.mountPath == m.mountPath).size() == 1 && " +
+	"(!has(m.subPath) || m.subPath == '') && (!has(m.subPathExpr) || m.subPathExpr == '') && has(m.source) && " +
+	"(has(m.source.tLocalVolume) || has(m.source.emptyDir))))"}
 
 func (o ValidationOptions) validateMounts(mounts []tarsv1beta1.TK8SMount, fld *field.Path) field.ErrorList {
 	var errs field.ErrorList
