@@ -39,6 +39,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -349,22 +350,47 @@ func supportsLocalVolumes(node *corev1.Node) bool {
 }
 
 // Hostname waits for the node to exist and returns its kubernetes.io/hostname label, the value
-// volumes' node affinity must name; the node name when the label is missing.
+// volumes' node affinity must name; the node name when the label is missing. It waits through
+// an API server that cannot be reached and a node not registered yet (up to 5 minutes), but not
+// through credentials the API server refuses, nor a read of the node refused for longer than
+// forbiddenPatience: waiting would not mend them, and an agent that exits says so where its pod
+// is looked at.
 func Hostname(ctx context.Context, cfg *rest.Config, nodeName string) (string, error) {
+	return hostname(ctx, cfg, nodeName, forbiddenPatience)
+}
+
+// forbiddenPatience is how long the agent keeps reading its node while the API server forbids it:
+// the binding of its ClusterRole may be created just after its DaemonSet.
+const forbiddenPatience = 30 * time.Second
+
+func hostname(ctx context.Context, cfg *rest.Config, nodeName string, patience time.Duration) (string, error) {
 	// A typed client: controller-runtime's would first discover the API's groups for one read.
 	nodes, err := corev1client.NewForConfig(cfg)
 	if err != nil {
 		return "", err
 	}
 	var node *corev1.Node
+	start := time.Now()
 	err = wait.PollUntilContextTimeout(ctx, time.Second, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
 		var err error
-		if node, err = nodes.Nodes().Get(ctx, nodeName, metav1.GetOptions{}); err != nil {
-			ctrl.Log.WithName("agent").Info("Waiting for the node", "node", nodeName, "error", err.Error())
+		node, err = nodes.Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+		switch {
+		case err == nil:
+			return true, nil
+		case apierrors.IsUnauthorized(err):
+			return false, fmt.Errorf("the API server refused the agent's credentials (401 Unauthorized): "+
+				"check its service account token, or the kubeconfig it was given: %w", err)
+		case apierrors.IsForbidden(err) && time.Since(start) >= patience:
+			return false, fmt.Errorf("the agent may not read Node %s (403 Forbidden, for %s): is the agent's "+
+				"ClusterRole bound to its service account? %w", nodeName, patience, err)
 		}
-		return err == nil, nil
+		ctrl.Log.WithName("agent").Info("Waiting for the node", "node", nodeName, "error", err.Error())
+		return false, nil
 	})
-	if err != nil {
+	switch {
+	case err != nil && (apierrors.IsUnauthorized(err) || apierrors.IsForbidden(err)):
+		return "", err
+	case err != nil:
 		return "", fmt.Errorf("node %s not found: %w", nodeName, errors.Join(err, ctx.Err()))
 	}
 	if h := node.Labels[corev1.LabelHostname]; h != "" {
