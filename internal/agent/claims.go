@@ -341,7 +341,7 @@ func (r *ClaimReconciler) podFitsHere(ctx context.Context, g group, pod string, 
 	prefix := g.namespace + "-"
 	suffix := strings.TrimPrefix(r.volumeName(group{g.namespace, g.app, g.server, "x"}), prefix+"x")
 	list := &corev1.PersistentVolumeList{}
-	if err := r.List(ctx, list); err != nil {
+	if err := r.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil { // read, never changed
 		return false, err
 	}
 	for i := range list.Items {

@@ -211,22 +211,31 @@ func (a *Agent) asideOf(pv *corev1.PersistentVolume) string {
 // would later cover, or that it should have held, is not this agent's to decide about.
 func (a *Agent) diskInDoubt(ctx context.Context, except string) (string, error) {
 	list := &corev1.PersistentVolumeList{}
-	if err := a.List(ctx, list); err != nil {
+	if err := a.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil { // read, never changed
 		return "", err
 	}
-	var missing []string
+	volumesOf := map[string][]string{} // by directory
+	var dirs []string
 	for i := range list.Items {
 		pv := &list.Items[i]
 		if pv.Name == except || pv.Status.Phase != corev1.VolumeBound || !a.isOurVolume(pv) ||
 			pv.Labels[tarsv1beta1.LabelLocalVolume] == tarsv1beta1.DelayBindVolumeName {
 			continue
 		}
-		if _, err := a.Root.Ownership(a.relativePath(pv)); errors.Is(err, fs.ErrNotExist) {
-			missing = append(missing, pv.Name)
+		dir := a.relativePath(pv)
+		if volumesOf[dir] == nil {
+			dirs = append(dirs, dir)
 		}
+		volumesOf[dir] = append(volumesOf[dir], pv.Name)
 	}
-	if len(missing) == 0 {
-		return "", nil
+	// Every volume of the node is checked at each provision: one pass over the directories.
+	gone, err := a.Root.Missing(dirs)
+	if err != nil || len(gone) == 0 {
+		return "", nil //nolint:nilerr // an unreadable root says nothing of a disk; making the directory will say
+	}
+	var missing []string
+	for _, dir := range gone {
+		missing = append(missing, volumesOf[dir]...)
 	}
 	slices.Sort(missing)
 	return fmt.Sprintf("the directories of %d bound volume(s) of this node are missing (%s): a data disk not mounted?",

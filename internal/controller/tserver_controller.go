@@ -716,9 +716,10 @@ func podWithoutClaims(c client.Reader) handler.MapFunc {
 		if !ok || owner == nil || owner.Kind != "StatefulSet" {
 			return nil
 		}
+		// Read, never changed: the cache's own object, not a copy of it at every pod event.
 		sts := &appsv1.StatefulSet{}
-		if err := c.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: owner.Name}, sts); err != nil ||
-			!lacksClaims(sts, pod) {
+		if err := c.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: owner.Name}, sts,
+			client.UnsafeDisableDeepCopy); err != nil || !lacksClaims(sts, pod) {
 			return nil
 		}
 		return tserverOfLabels(ctx, pod)

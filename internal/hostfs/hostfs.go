@@ -296,6 +296,90 @@ func (r *Root) Ownership(rel string) (Ownership, error) {
 	return ownershipOf(fi), nil
 }
 
+// Missing returns the paths of rels that are not there: an entry on the way, or the path
+// itself, does not exist. It says what Ownership's fs.ErrNotExist says, path by path, in one
+// pass: each directory on the way is looked at and opened once for every path below it, not
+// once per path, so that checking every volume of a node costs a few calls per volume. A path
+// that is not clean, or that leads through a symbolic link or something other than a directory,
+// is not missing (Ownership gives another error for it).
+func (r *Root) Missing(rels []string) ([]string, error) {
+	root, err := r.current()
+	if errors.Is(err, fs.ErrNotExist) {
+		// The root itself is gone: so is every path below it.
+		return slices.DeleteFunc(slices.Clone(rels), func(rel string) bool { return checkPath(rel) != nil }), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	dirs := map[string]*os.Root{".": root}
+	failed := map[string]error{}
+	defer func() {
+		for dir, d := range dirs {
+			if dir != "." {
+				_ = d.Close()
+			}
+		}
+	}()
+	// open returns dir, opened below its parent, never through a link.
+	var open func(dir string) (*os.Root, error)
+	open = func(dir string) (*os.Root, error) {
+		if d, ok := dirs[dir]; ok {
+			return d, nil
+		}
+		if err, ok := failed[dir]; ok {
+			return nil, err
+		}
+		parent, err := open(filepath.Dir(dir))
+		var d *os.Root
+		if err == nil {
+			d, err = subdir(parent, filepath.Base(dir))
+		}
+		if err != nil {
+			failed[dir] = err
+			return nil, err
+		}
+		dirs[dir] = d
+		return d, nil
+	}
+	var missing []string
+	for _, rel := range rels {
+		if checkPath(rel) != nil {
+			continue
+		}
+		parent, err := open(filepath.Dir(rel))
+		if err == nil {
+			_, err = parent.Lstat(filepath.Base(rel))
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			missing = append(missing, rel)
+		}
+	}
+	return missing, nil
+}
+
+// subdir opens the directory name of parent, refusing a symbolic link or anything else.
+func subdir(parent *os.Root, name string) (*os.Root, error) {
+	fi, err := parent.Lstat(name)
+	switch {
+	case err != nil:
+		return nil, err
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return nil, fmt.Errorf("%s: %w", name, ErrSymlink)
+	case !fi.IsDir():
+		return nil, fmt.Errorf("%s: %w", name, ErrNotDirectory)
+	}
+	d, err := parent.OpenRoot(name)
+	if err != nil {
+		return nil, err
+	}
+	// OpenRoot follows a link: name must still be the directory Lstat saw.
+	if now, err := d.Stat("."); err != nil || !os.SameFile(fi, now) {
+		_ = d.Close()
+		return nil, fmt.Errorf("%s: changed while it was opened: %w", name, ErrSymlink)
+	}
+	return d, nil
+}
+
 func ownershipOf(fi fs.FileInfo) Ownership {
 	o := Ownership{UID: -1, GID: -1, Mode: fi.Mode() & permBits}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {

@@ -507,3 +507,62 @@ func TestVolumeDirsUnreadable(t *testing.T) {
 		t.Errorf("VolumeDirs() error = %v, want the directory it may not read, and why", err)
 	}
 }
+
+// TestMissingSaysWhatOwnershipSays: Missing names exactly the paths whose Ownership is
+// fs.ErrNotExist, whatever is on the way (a missing directory, a file, a symbolic link inside or
+// out of the root, a path that is not clean), and never the ones that are there.
+func TestMissingSaysWhatOwnershipSays(t *testing.T) {
+	r, base := newRoot(t)
+	root := filepath.Join(base, "root")
+	for _, d := range []string{"ns/a.s/v", "ns/a.s/w", "ns/b.s/v", "other/c.s/v", "ns/file.s"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, content := range map[string]string{"ns/plain": "x", "ns/a.s/file": "x"} {
+		if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for link, target := range map[string]string{
+		"ns/inside.s": "a.s", "ns/out.s": filepath.Join(base, "outside"), "ns/a.s/link": "v", "dangling": "nowhere",
+	} {
+		if err := os.Symlink(target, filepath.Join(root, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rels := []string{
+		"ns/a.s/v", "ns/a.s/w", "ns/b.s/v", "other/c.s/v", // there
+		"ns/a.s/gone", "ns/gone.s/v", "gone/a.s/v", "other/c.s/gone", // missing, at each level
+		"ns/plain/v", "ns/a.s/file", "ns/a.s/file/v", // a file on the way, or at the path
+		"ns/inside.s/v", "ns/out.s/keep", "ns/a.s/link", "dangling/v", "dangling", // links
+		"", ".", "/ns/a.s/v", "ns/../ns/a.s/v", "ns//a.s/v", // not clean
+		"ns/a.s/gone", // twice
+	}
+	var want []string
+	for _, rel := range rels {
+		if _, err := r.Ownership(rel); errors.Is(err, fs.ErrNotExist) {
+			want = append(want, rel)
+		}
+	}
+	got, err := r.Missing(rels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Missing: %q\nOwnership says missing: %q", got, want)
+	}
+	if !slices.Contains(got, "gone/a.s/v") || slices.Contains(got, "ns/a.s/v") {
+		t.Errorf("Missing: %q: want gone/a.s/v and not ns/a.s/v", got)
+	}
+	assertOutsideIntact(t, base)
+
+	// The root itself gone (a disk that held it unmounted with its mount point): every clean path.
+	if err := os.Rename(root, filepath.Join(base, "moved")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.Missing([]string{"ns/a.s/v", "", "other/c.s/v"}); err != nil ||
+		!slices.Equal(got, []string{"ns/a.s/v", "other/c.s/v"}) {
+		t.Errorf("Missing without the root: %q, %v; want both clean paths", got, err)
+	}
+}
