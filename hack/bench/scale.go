@@ -63,9 +63,11 @@ const scaleFirstServers = 30
 //     and restart (the manager and the agents killed as the pods are deleted, started again as
 //     their kubelets would), and the footprint again.
 func scale(ctx context.Context, o options) ([]result, error) {
+	scaleBegan = time.Now()
+	defer func() { fmt.Printf("%sScenario 8 done\n", elapsed()) }()
 	so := o
 	so.nodes, so.servers, so.volumes = o.scaleNodes, o.scaleServers, 1
-	fmt.Printf("Starting a local cluster with %d nodes for the scale scenario...\n", so.nodes)
+	fmt.Printf(elapsed()+"Starting a local cluster with %d nodes for the scale scenario...\n", so.nodes)
 	// Inside the other scenarios' state directory: that cluster cleans only what it owns.
 	cluster, err := localcluster.Start(ctx, clusterOptions(o, filepath.Join(o.stateDir, "scale"),
 		localcluster.TarsNodes(so.nodes)))
@@ -83,7 +85,7 @@ func scale(ctx context.Context, o options) ([]result, error) {
 	b := &bench{o: so, cluster: cluster, c: c, obs: obs, preBind: true}
 	claims := so.servers * so.replicas
 
-	fmt.Println("Scenario 8, Kubernetes alone: warming up...")
+	fmt.Println(elapsed() + "Scenario 8, Kubernetes alone: warming up...")
 	if err := b.useProvisioner(ctx, tarsv1beta1.NoProvisioner); err != nil {
 		return nil, err
 	}
@@ -93,14 +95,14 @@ func scale(ctx context.Context, o options) ([]result, error) {
 	if err := b.cleanUp(ctx, "warmup"); err != nil {
 		return nil, err
 	}
-	fmt.Printf("Scenario 8, Kubernetes alone: %d StatefulSets applied by hand, %d volumes pre-created, each "+
+	fmt.Printf(elapsed()+"Scenario 8, Kubernetes alone: %d StatefulSets applied by hand, %d volumes pre-created, each "+
 		"bound to its claim...\n",
 		so.servers, claims)
 	alone, err := b.timeToBound(ctx, "alone", so.servers, true, true)
 	if err != nil {
 		return nil, err
 	}
-	fmt.Println("Scenario 8, Kubernetes alone: every pod deleted at once...")
+	fmt.Println(elapsed() + "Scenario 8, Kubernetes alone: every pod deleted at once...")
 	aloneRestart, err := b.restartAll(ctx, "alone", false)
 	if err != nil {
 		return nil, err
@@ -114,7 +116,7 @@ func scale(ctx context.Context, o options) ([]result, error) {
 		return nil, err
 	}
 
-	fmt.Printf("Scenario 8, the operator: %d TServers on %d nodes, from a fresh manager and agents...\n",
+	fmt.Printf(elapsed()+"Scenario 8, the operator: %d TServers on %d nodes, from a fresh manager and agents...\n",
 		so.servers, so.nodes)
 	if err := b.startOperator(ctx); err != nil {
 		return nil, err
@@ -126,7 +128,7 @@ func scale(ctx context.Context, o options) ([]result, error) {
 	printRequests(ours, alone)
 	managerPeak, managerCPU := procStats(b.manager.Pid())
 	agentsRSS := b.agentsRSS(small.nodes)
-	fmt.Println("Scenario 8, the operator: every pod deleted at once, the manager and the agents killed...")
+	fmt.Println(elapsed() + "Scenario 8, the operator: every pod deleted at once, the manager and the agents killed...")
 	oursRestart, err := b.restartAll(ctx, "ours", true)
 	if err != nil {
 		return nil, err
@@ -167,6 +169,12 @@ func scale(ctx context.Context, o options) ([]result, error) {
 	return results, nil
 }
 
+// scaleBegan is when the scale scenario began; elapsed is the time since, as its steps print it,
+// so that a run shows where its half hour goes.
+var scaleBegan time.Time
+
+func elapsed() string { return fmt.Sprintf("[%s] ", time.Since(scaleBegan).Round(time.Second)) }
+
 // smallFigures are the footprint of the operator's fleet on the few nodes.
 type smallFigures struct {
 	// managerRSS is the manager's peak RSS at scaleFirstServers TServers.
@@ -185,7 +193,7 @@ func (b *bench) smallFleet(ctx context.Context) (smallFigures, error) {
 	var figures smallFigures
 	smallNodes := b.cluster.Nodes[:min(o.scaleSmallNodes, len(b.cluster.Nodes))]
 	servers := o.servers * len(smallNodes) / len(b.cluster.Nodes)
-	fmt.Printf("Scenario 8, the operator on %d nodes (the others cordoned): %d TServers, then %d more...\n",
+	fmt.Printf(elapsed()+"Scenario 8, the operator on %d nodes (the others cordoned): %d TServers, then %d more...\n",
 		len(smallNodes), scaleFirstServers, max(0, servers-scaleFirstServers))
 	if err := b.startOperator(ctx); err != nil {
 		return figures, err
