@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -629,6 +630,52 @@ var _ = Describe("The node agent", func() {
 		schedule(next, "node-a")
 		Eventually(selectedNode(next), timeout, interval).Should(BeEmpty())
 		Expect(filepath.Join(dirOn("node-a", ns, "cache"), "data.log")).To(BeARegularFile())
+	})
+
+	It("cleans up the released volumes of a deleted fleet with far fewer lists of every volume than volumes", func() {
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-f", Labels: map[string]string{
+			corev1.LabelHostname: "host-f", tarsv1beta1.LabelSupportLocalVolume: "true",
+		}}}
+		Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, node))).To(Succeed())
+		var lists atomic.Int64
+		startAgentCountingLists("node-f", "host-f", GinkgoT().TempDir(), &lists)
+		DeferCleanup(func() {
+			a := agents["node-f"]
+			a.stop()
+			<-a.done
+		})
+		const n = 12
+		var claims []*corev1.PersistentVolumeClaim
+		var volumes []*corev1.PersistentVolume
+		for i := range n {
+			pvc := newClaim(ns, fmt.Sprintf("v%d", i), 0, seedOwnership)
+			pv := provisioned(pvc, "node-f")
+			bind(pvc, pv)
+			writeSentinel(dirOn("node-f", ns, fmt.Sprintf("v%d", i)))
+			claims, volumes = append(claims, pvc), append(volumes, pv)
+		}
+		lists.Store(0)
+
+		By(fmt.Sprintf("releasing the %d volumes at once, as a deleted fleet's", n))
+		for _, pvc := range claims {
+			deleteClaim(pvc)
+		}
+		var released sync.WaitGroup
+		for _, pv := range volumes {
+			released.Go(func() {
+				defer GinkgoRecover()
+				setPhase(pv.Name, corev1.VolumeReleased)
+			})
+		}
+		released.Wait()
+		for i, pv := range volumes {
+			Eventually(pvGone(pv.Name), timeout, interval).Should(BeTrue())
+			Expect(dirOn("node-f", ns, fmt.Sprintf("v%d", i))).NotTo(BeADirectory())
+			Eventually(pvEventReasons(pv.Name), timeout, interval).Should(ContainElement("CleanedUp"))
+		}
+		By(fmt.Sprintf("listing every volume %d times for %d cleanups", lists.Load(), n))
+		Expect(lists.Load()).To(BeNumerically(">=", 1), "each cleanup checks every volume of the cluster")
+		Expect(lists.Load()).To(BeNumerically("<=", n/2), "one list serves the volumes released together")
 	})
 
 	It("removes nothing on a status set to Released while its claim exists", func() {

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -223,18 +224,34 @@ func startAgent(node, hostname, dir string) {
 // startAgentWith runs an agent whose client's calls go through funcs first, if not nil: a test
 // can act between the agent's reads and its writes.
 func startAgentWith(node, hostname, dir string, funcs *interceptor.Funcs) {
-	runAgent(node, hostname, dir, funcs, &roomyDisk)
+	runAgent(node, hostname, dir, agentOptions{funcs: funcs, disk: &roomyDisk, orphanScan: orphanScan})
+}
+
+// startAgentCountingLists runs an agent that counts in lists the lists of every volume of the
+// cluster it reads from the API server (its caches' lists aside), with no orphan scan to add any.
+func startAgentCountingLists(node, hostname, dir string, lists *atomic.Int64) {
+	runAgent(node, hostname, dir, agentOptions{disk: &roomyDisk, orphanScan: time.Hour, volumeLists: lists})
 }
 
 // startAgentOnDisk runs an agent that reads disk as its host root's filesystem from the start.
 func startAgentOnDisk(node, hostname, dir string, disk *hostfs.FilesystemStats) {
-	runAgent(node, hostname, dir, nil, disk)
+	runAgent(node, hostname, dir, agentOptions{disk: disk, orphanScan: orphanScan})
 }
 
 // errNoStatfs is what an agent reads of its host root's filesystem while its disk is nil.
 var errNoStatfs = errors.New("statfs: input/output error")
 
-func runAgent(node, hostname, dir string, funcs *interceptor.Funcs, disk *hostfs.FilesystemStats) {
+// agentOptions are how a test agent differs from tserver-agent's: its client's calls go through
+// funcs first if not nil; disk is its host root's filesystem as it reads it; volumeLists, if not
+// nil, counts its lists of every volume.
+type agentOptions struct {
+	funcs       *interceptor.Funcs
+	disk        *hostfs.FilesystemStats
+	orphanScan  time.Duration
+	volumeLists *atomic.Int64
+}
+
+func runAgent(node, hostname, dir string, o agentOptions) {
 	root, err := hostfs.Open(dir)
 	Expect(err).NotTo(HaveOccurred())
 	opts := ctrl.Options{
@@ -243,26 +260,40 @@ func runAgent(node, hostname, dir string, funcs *interceptor.Funcs, disk *hostfs
 		Metrics:    metricsserver.Options{BindAddress: "0"},
 		Controller: config.Controller{SkipNameValidation: new(true)}, // several agents in one process
 	}
-	if funcs != nil {
+	if o.funcs != nil {
 		opts.NewClient = func(config *rest.Config, options client.Options) (client.Client, error) {
 			c, err := client.NewWithWatch(config, options)
 			if err != nil {
 				return nil, err
 			}
-			return interceptor.NewClient(c, *funcs), nil
+			return interceptor.NewClient(c, *o.funcs), nil
 		}
 	}
-	mgr, err := ctrl.NewManager(cfg, opts)
+	agentCfg := cfg
+	if o.volumeLists != nil {
+		agentCfg = rest.CopyConfig(cfg)
+		agentCfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+			return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+				q := req.URL.Query()
+				if req.Method == http.MethodGet && req.URL.Path == "/api/v1/persistentvolumes" &&
+					q.Get("watch") == "" && q.Get("labelSelector") == "" {
+					o.volumeLists.Add(1)
+				}
+				return rt.RoundTrip(req)
+			})
+		})
+	}
+	mgr, err := ctrl.NewManager(agentCfg, opts)
 	Expect(err).NotTo(HaveOccurred())
 	a := &testAgent{node: node, hostname: hostname, dir: dir, cache: mgr.GetCache(), done: make(chan struct{})}
-	a.disk.Store(disk)
+	a.disk.Store(o.disk)
 	minFreeSpace, err := ParseFreeFloor("10%", false)
 	Expect(err).NotTo(HaveOccurred())
 	minFreeInodes, err := ParseFreeFloor("1000", true)
 	Expect(err).NotTo(HaveOccurred())
 	Expect(SetupWithManager(mgr, Config{
 		NodeName: node, Hostname: hostname, HostRoot: hostRoot, Root: root,
-		StorageClassName: testStorage, GCGracePeriod: gcGrace, ResyncPeriod: resync, OrphanScanInterval: orphanScan,
+		StorageClassName: testStorage, GCGracePeriod: gcGrace, ResyncPeriod: resync, OrphanScanInterval: o.orphanScan,
 		UsageInterval: usageEvery, UsageRate: 1000,
 		MinFreeSpace: minFreeSpace, MinFreeInodes: minFreeInodes, DiskCheckInterval: diskCheck,
 		Filesystem: func() (hostfs.FilesystemStats, error) {
@@ -282,3 +313,7 @@ func runAgent(node, hostname, dir string, funcs *interceptor.Funcs, disk *hostfs
 		Expect(mgr.Start(agentCtx)).To(Succeed())
 	}()
 }
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }

@@ -24,6 +24,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -70,30 +71,107 @@ func (r *VolumeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 // volume. With Retain, nothing is touched: the data is the administrator's to keep. The phase
 // alone proves nothing (anyone allowed to write a volume's status can set it): the directory goes
 // only once cleanupRefusal, reading the API server, finds no reason to keep it.
+//
+// Other released volumes of this node waiting for their cleanup go along (at most
+// maxCleanupBatch in all), so that deleting a fleet does not list every volume of the cluster
+// once per volume: each is read afresh before the one list of every volume their checks share,
+// and again before its directory goes, as a volume cleaned up alone is. Only this volume's
+// refusal is reported here; another's is left to its own reconcile.
 func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVolume) (ctrl.Result, error) {
 	if pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete {
 		return ctrl.Result{}, nil
 	}
+	fresh, err := r.stillAsCached(ctx, pv)
+	if fresh == nil {
+		return ctrl.Result{}, err
+	}
+	batch := r.releasedAlongside(ctx, pv)
+	allVolumes := sync.OnceValues(func() ([]corev1.PersistentVolume, error) { return r.hostDirectoryVolumes(ctx) })
+	result, retired, err := r.retire(ctx, fresh, allVolumes, true)
+	done := []*corev1.PersistentVolume{}
+	if retired {
+		done = append(done, fresh)
+	}
+	for _, other := range batch {
+		if _, retired, err := r.retire(ctx, other, allVolumes, false); retired && err == nil {
+			done = append(done, other)
+		}
+	}
+	// Every directory moved aside first: a slow removal delays no other volume's.
+	for _, pv := range done {
+		r.purge(ctx, pv)
+	}
+	return result, err
+}
+
+// maxCleanupBatch is how many released volumes one cleanup takes up at most.
+const maxCleanupBatch = 16
+
+// stillAsCached reads pv from the API server, and returns it if it is still the cache's copy:
+// nil if it is gone or changed (its update brings the volume back).
+func (r *VolumeReconciler) stillAsCached(ctx context.Context, pv *corev1.PersistentVolume) (
+	*corev1.PersistentVolume, error) {
 	// The cache may lag: an administrator may just have cleared the claim to reuse the volume.
 	// Only the directory of a volume that is still this released one goes.
 	fresh := &corev1.PersistentVolume{}
 	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(pv), fresh); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		return nil, client.IgnoreNotFound(err)
 	}
 	if fresh.ResourceVersion != pv.ResourceVersion {
-		return ctrl.Result{}, nil // its update brings us back
+		return nil, nil
 	}
-	why, err := r.cleanupRefusal(ctx, fresh)
+	return fresh, nil
+}
+
+// releasedAlongside returns other released volumes of this node, of reclaim policy Delete and
+// whose cleanup was not refused before, as read afresh from the API server and unchanged since
+// the cache's copy: those a cleanup of pv takes along.
+func (r *VolumeReconciler) releasedAlongside(ctx context.Context,
+	pv *corev1.PersistentVolume) []*corev1.PersistentVolume {
+	list := &corev1.PersistentVolumeList{}
+	if err := r.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil { // read, never changed
+		return nil
+	}
+	var batch []*corev1.PersistentVolume
+	for i := range list.Items {
+		other := &list.Items[i]
+		if len(batch) == maxCleanupBatch-1 {
+			break
+		}
+		if other.Name == pv.Name || other.Status.Phase != corev1.VolumeReleased || !other.DeletionTimestamp.IsZero() ||
+			other.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete || !r.isOurVolume(other) {
+			continue
+		}
+		if _, refused := r.refused.Load(other.Name); refused {
+			continue // its own reconcile comes back to it
+		}
+		if fresh, err := r.stillAsCached(ctx, other); fresh != nil && err == nil {
+			batch = append(batch, fresh)
+		}
+	}
+	return batch
+}
+
+// retire checks released volume pv, as just read from the API server, and when nothing keeps its
+// directory, moves the directory aside and deletes the volume, and says so: purge then removes
+// the directory. allVolumes lists every volume that may be on this node, once for a whole
+// cleanup. With report, a refusal is recorded, reported and retried later.
+func (r *VolumeReconciler) retire(ctx context.Context, pv *corev1.PersistentVolume,
+	allVolumes func() ([]corev1.PersistentVolume, error), report bool) (ctrl.Result, bool, error) {
+	why, err := r.cleanupRefusal(ctx, pv, allVolumes)
 	if err != nil {
-		return ctrl.Result{}, err
+		return ctrl.Result{}, false, err
 	}
 	if why == "" {
 		why, err = r.diskInDoubt(ctx, pv.Name)
 		if err != nil {
-			return ctrl.Result{}, err
+			return ctrl.Result{}, false, err
 		}
 	}
 	if why != "" {
+		if !report {
+			return ctrl.Result{}, false, nil
+		}
 		r.refused.Store(pv.Name, why)
 		cleanupsRefused.Inc()
 		logf.FromContext(ctx).Info("Refused to remove the directory of a released PersistentVolume", "pv", pv.Name,
@@ -101,35 +179,38 @@ func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVol
 		r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupRefused", "Delete",
 			"Node %s keeps directory %s and volume %s: %s", r.NodeName, localPath(pv), pv.Name, why)
 		// Nothing that would change the verdict need be a change of this volume.
-		return ctrl.Result{RequeueAfter: r.GCGracePeriod}, nil
+		return ctrl.Result{RequeueAfter: r.GCGracePeriod}, false, nil
 	}
 	// Checking took round trips: only a volume still exactly as checked loses its directory.
-	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(pv), fresh); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if fresh.ResourceVersion != pv.ResourceVersion {
-		return ctrl.Result{}, nil
+	if fresh, err := r.stillAsCached(ctx, pv); fresh == nil {
+		return ctrl.Result{}, false, err
 	}
 	r.refused.Delete(pv.Name)
 	aside := r.asideOf(pv)
 	r.removing.Store(aside, true)
-	defer r.removing.Delete(aside)
-	if deleted, err := r.moveAsideAndDelete(ctx, pv); !deleted {
-		return ctrl.Result{}, err
+	deleted, err := r.moveAsideAndDelete(ctx, pv)
+	if !deleted {
+		r.removing.Delete(aside)
 	}
+	return ctrl.Result{}, deleted, err
+}
+
+// purge removes the directory of a volume retire deleted, from where it was moved aside.
+func (r *VolumeReconciler) purge(ctx context.Context, pv *corev1.PersistentVolume) {
+	aside := r.asideOf(pv)
+	defer r.removing.Delete(aside)
 	volumeDirectoryMissing.DeletePartialMatch(map[string]string{labelVolume: pv.Name})
 	if err := r.Root.RemoveAll(aside); err != nil {
 		agentErrors.WithLabelValues(reasonCleanup).Inc()
 		r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "Delete",
 			"Node %s deleted volume %s but cannot remove its directory, moved aside to %s: %v",
 			r.NodeName, pv.Name, path.Join(r.HostRoot, aside), err)
-		return ctrl.Result{}, nil // the volume is gone: nothing brings it back
+		return // the volume is gone: nothing brings it back
 	}
 	volumesDeleted.Inc()
 	logf.FromContext(ctx).Info("Deleted released PersistentVolume and its directory", "pv", pv.Name, "path", localPath(pv))
 	r.Recorder.Eventf(pv, nil, corev1.EventTypeNormal, "CleanedUp", "Delete",
 		"Node %s removed directory %s and volume %s, released with reclaim policy Delete", r.NodeName, localPath(pv), pv.Name)
-	return ctrl.Result{}, nil
 }
 
 // moveAsideAndDelete moves the directory of released volume pv aside, then deletes the volume
@@ -165,10 +246,11 @@ func (r *VolumeReconciler) moveAsideAndDelete(ctx context.Context, pv *corev1.Pe
 // must be kept, or "" when it may go: the volume is one this agent makes for a claim group (its
 // name is the group's on this node and its path exactly the group's directory), the claim it was
 // released from is gone (not found, or another of that name that does not ask for this volume by
-// name), and no other volume that may be on
-// this node, in any phase, has a path at, below or above it. Everything is read from the API
-// server: a cache that lags must not turn a doubt into a deletion.
-func (r *VolumeReconciler) cleanupRefusal(ctx context.Context, pv *corev1.PersistentVolume) (string, error) {
+// name), and no other volume that may be on this node, in any phase, has a path at, below or
+// above it (of allVolumes: every volume, listed after pv was read). Everything is read from the
+// API server: a cache that lags must not turn a doubt into a deletion.
+func (r *VolumeReconciler) cleanupRefusal(ctx context.Context, pv *corev1.PersistentVolume,
+	allVolumes func() ([]corev1.PersistentVolume, error)) (string, error) {
 	g, ok := r.groupOfVolume(pv)
 	switch {
 	case !ok || !r.isOurVolume(pv):
@@ -192,11 +274,14 @@ func (r *VolumeReconciler) cleanupRefusal(ctx context.Context, pv *corev1.Persis
 	case err != nil && !apierrors.IsNotFound(err):
 		return "", err
 	}
-	other, err := r.overlappingVolume(ctx, pv)
-	if err != nil || other == "" {
+	vols, err := allVolumes()
+	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("volume %s uses the same directory, or one above or below it", other), nil
+	if other := overlapping(vols, path.Clean(localPath(pv)), pv.UID); other != "" {
+		return fmt.Sprintf("volume %s uses the same directory, or one above or below it", other), nil
+	}
+	return "", nil
 }
 
 // asideOf is where the directory of a volume being deleted is moved first: beside it, named
@@ -240,16 +325,6 @@ func (a *Agent) diskInDoubt(ctx context.Context, except string) (string, error) 
 	slices.Sort(missing)
 	return fmt.Sprintf("the directories of %d bound volume(s) of this node are missing (%s): a data disk not mounted?",
 		len(missing), strings.Join(missing[:min(3, len(missing))], ", ")), nil
-}
-
-// overlappingVolume names a volume other than pv, read from the API server, that may be on this
-// node and whose local or host path is pv's, or above or below it; "" when there is none.
-func (r *VolumeReconciler) overlappingVolume(ctx context.Context, pv *corev1.PersistentVolume) (string, error) {
-	vols, err := r.hostDirectoryVolumes(ctx)
-	if err != nil {
-		return "", err
-	}
-	return overlapping(vols, path.Clean(localPath(pv)), pv.UID), nil
 }
 
 // hostDirectoryVolumes lists the volumes that mount a host directory and may be on this node (a
