@@ -645,8 +645,8 @@ var _ = Describe("The node agent", func() {
 			<-a.done
 		})
 		const n = 12
-		var claims []*corev1.PersistentVolumeClaim
-		var volumes []*corev1.PersistentVolume
+		claims := make([]*corev1.PersistentVolumeClaim, 0, n)
+		volumes := make([]*corev1.PersistentVolume, 0, n)
 		for i := range n {
 			pvc := newClaim(ns, fmt.Sprintf("v%d", i), 0, seedOwnership)
 			pv := provisioned(pvc, "node-f")
