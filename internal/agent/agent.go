@@ -114,6 +114,10 @@ type Agent struct {
 	// refused holds why the cleanup of a released volume (by name) was refused, for the claims of
 	// its group that wait for it on this node to be handed back, saying why.
 	refused sync.Map
+	// moveFailed holds the released volumes (by name) whose directory could not be moved aside or
+	// whose delete failed at their last cleanup: another volume's cleanup does not take them along
+	// (their own reconcile retries, with back-off, and reports).
+	moveFailed sync.Map
 	// dirChange is held for reading from where the agent makes or removes a volume's directory
 	// until it has made or deleted the volume: the two are changed one after the other. The
 	// orphan scan holds it to see directories and volumes at a moment when they agree.

@@ -632,7 +632,8 @@ var _ = Describe("The node agent", func() {
 		Expect(filepath.Join(dirOn("node-a", ns, "cache"), "data.log")).To(BeARegularFile())
 	})
 
-	It("cleans up the released volumes of a deleted fleet with far fewer lists of every volume than volumes", func() {
+	It("cleans up the released volumes of a deleted fleet with far fewer lists of every volume than volumes, "+
+		"keeping the one another volume's directory is in", func() {
 		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-f", Labels: map[string]string{
 			corev1.LabelHostname: "host-f", tarsv1beta1.LabelSupportLocalVolume: "true",
 		}}}
@@ -654,6 +655,21 @@ var _ = Describe("The node agent", func() {
 			writeSentinel(dirOn("node-f", ns, fmt.Sprintf("v%d", i)))
 			claims, volumes = append(claims, pvc), append(volumes, pv)
 		}
+		By("a volume made by hand, without any tars label, for a directory below the sixth one's")
+		kept := volumes[5]
+		overlapping := &corev1.PersistentVolume{
+			ObjectMeta: metav1.ObjectMeta{Name: ns + "-by-hand-f"},
+			Spec: corev1.PersistentVolumeSpec{
+				Capacity:    corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
+				AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				PersistentVolumeSource: corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{
+					Path: kept.Spec.Local.Path + "/shared",
+				}},
+				NodeAffinity:     kept.Spec.NodeAffinity,
+				StorageClassName: "manual",
+			},
+		}
+		Expect(k8sClient.Create(ctx, overlapping)).To(Succeed())
 		lists.Store(0)
 
 		By(fmt.Sprintf("releasing the %d volumes at once, as a deleted fleet's", n))
@@ -669,13 +685,21 @@ var _ = Describe("The node agent", func() {
 		}
 		released.Wait()
 		for i, pv := range volumes {
+			if pv == kept {
+				continue
+			}
 			Eventually(pvGone(pv.Name), timeout, interval).Should(BeTrue())
 			Expect(dirOn("node-f", ns, fmt.Sprintf("v%d", i))).NotTo(BeADirectory())
 			Eventually(pvEventReasons(pv.Name), timeout, interval).Should(ContainElement("CleanedUp"))
 		}
-		By(fmt.Sprintf("listing every volume %d times for %d cleanups", lists.Load(), n))
+		By(fmt.Sprintf("listing every volume %d times for %d cleanups", lists.Load(), n-1))
 		Expect(lists.Load()).To(BeNumerically(">=", 1), "each cleanup checks every volume of the cluster")
 		Expect(lists.Load()).To(BeNumerically("<=", n/2), "one list serves the volumes released together")
+
+		By("keeping the one whose directory the volume made by hand uses, saying why")
+		Eventually(eventNotes("PersistentVolume", kept.Name), timeout, interval).Should(
+			ContainElement(ContainSubstring("uses the same directory, or one above or below it")))
+		expectKept(kept.Name, filepath.Join(dirOn("node-f", ns, "v5"), "sentinel"))
 	})
 
 	It("removes nothing on a status set to Released while its claim exists", func() {

@@ -24,7 +24,6 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -74,9 +73,10 @@ func (r *VolumeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 //
 // Other released volumes of this node waiting for their cleanup go along (at most
 // maxCleanupBatch in all), so that deleting a fleet does not list every volume of the cluster
-// once per volume: each is read afresh before the one list of every volume their checks share,
-// and again before its directory goes, as a volume cleaned up alone is. Only this volume's
-// refusal is reported here; another's is left to its own reconcile.
+// once per volume: each is read afresh before the list of every volume their checks share (read
+// anew once it is maxListAge old), and again before its directory goes, as a volume cleaned up
+// alone is. Only this volume's refusal is reported here; another's, or a failure to move its
+// directory, is left to its own reconcile.
 func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVolume) (ctrl.Result, error) {
 	if pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete {
 		return ctrl.Result{}, nil
@@ -86,22 +86,44 @@ func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVol
 		return ctrl.Result{}, err
 	}
 	batch := r.releasedAlongside(ctx, pv)
-	allVolumes := sync.OnceValues(func() ([]corev1.PersistentVolume, error) { return r.hostDirectoryVolumes(ctx) })
-	result, retired, err := r.retire(ctx, fresh, allVolumes, true)
-	done := []*corev1.PersistentVolume{}
+	lister := &volumeLister{r: r}
+	result, retired, err := r.retire(ctx, fresh, lister.list, true)
 	if retired {
-		done = append(done, fresh)
+		r.purge(ctx, fresh)
 	}
 	for _, other := range batch {
-		if _, retired, err := r.retire(ctx, other, allVolumes, false); retired && err == nil {
-			done = append(done, other)
+		if _, retired, err := r.retire(ctx, other, lister.list, false); retired && err == nil {
+			r.purge(ctx, other)
 		}
 	}
-	// Every directory moved aside first: a slow removal delays no other volume's.
-	for _, pv := range done {
-		r.purge(ctx, pv)
-	}
 	return result, err
+}
+
+// volumeLister lists, for a cleanup, every volume that may be on this node (hostDirectoryVolumes)
+// once for the volumes checked within maxListAge of one another, and anew after that: a volume
+// is never checked against a list older than that, and always against one read after the volume
+// was (the batch is read before the first list).
+type volumeLister struct {
+	r      *VolumeReconciler
+	listed bool
+	at     time.Time // when the list was asked for
+	vols   []corev1.PersistentVolume
+}
+
+// maxListAge is how long one list of every volume serves a cleanup's checks.
+const maxListAge = time.Second
+
+func (l *volumeLister) list(ctx context.Context) ([]corev1.PersistentVolume, error) {
+	if l.listed && time.Since(l.at) < maxListAge {
+		return l.vols, nil
+	}
+	at := time.Now()
+	vols, err := l.r.hostDirectoryVolumes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l.listed, l.at, l.vols = true, at, vols
+	return vols, nil
 }
 
 // maxCleanupBatch is how many released volumes one cleanup takes up at most.
@@ -145,6 +167,9 @@ func (r *VolumeReconciler) releasedAlongside(ctx context.Context,
 		if _, refused := r.refused.Load(other.Name); refused {
 			continue // its own reconcile comes back to it
 		}
+		if _, failed := r.moveFailed.Load(other.Name); failed {
+			continue
+		}
 		if fresh, err := r.stillAsCached(ctx, other); fresh != nil && err == nil {
 			batch = append(batch, fresh)
 		}
@@ -154,10 +179,10 @@ func (r *VolumeReconciler) releasedAlongside(ctx context.Context,
 
 // retire checks released volume pv, as just read from the API server, and when nothing keeps its
 // directory, moves the directory aside and deletes the volume, and says so: purge then removes
-// the directory. allVolumes lists every volume that may be on this node, once for a whole
-// cleanup. With report, a refusal is recorded, reported and retried later.
+// the directory. allVolumes lists every volume that may be on this node (volumeLister). With
+// report, a refusal is recorded, reported and retried later.
 func (r *VolumeReconciler) retire(ctx context.Context, pv *corev1.PersistentVolume,
-	allVolumes func() ([]corev1.PersistentVolume, error), report bool) (ctrl.Result, bool, error) {
+	allVolumes func(context.Context) ([]corev1.PersistentVolume, error), report bool) (ctrl.Result, bool, error) {
 	why, err := r.cleanupRefusal(ctx, pv, allVolumes)
 	if err != nil {
 		return ctrl.Result{}, false, err
@@ -191,6 +216,11 @@ func (r *VolumeReconciler) retire(ctx context.Context, pv *corev1.PersistentVolu
 	deleted, err := r.moveAsideAndDelete(ctx, pv)
 	if !deleted {
 		r.removing.Delete(aside)
+	}
+	if err != nil {
+		r.moveFailed.Store(pv.Name, true)
+	} else {
+		r.moveFailed.Delete(pv.Name)
 	}
 	return ctrl.Result{}, deleted, err
 }
@@ -250,7 +280,7 @@ func (r *VolumeReconciler) moveAsideAndDelete(ctx context.Context, pv *corev1.Pe
 // above it (of allVolumes: every volume, listed after pv was read). Everything is read from the
 // API server: a cache that lags must not turn a doubt into a deletion.
 func (r *VolumeReconciler) cleanupRefusal(ctx context.Context, pv *corev1.PersistentVolume,
-	allVolumes func() ([]corev1.PersistentVolume, error)) (string, error) {
+	allVolumes func(context.Context) ([]corev1.PersistentVolume, error)) (string, error) {
 	g, ok := r.groupOfVolume(pv)
 	switch {
 	case !ok || !r.isOurVolume(pv):
@@ -274,7 +304,7 @@ func (r *VolumeReconciler) cleanupRefusal(ctx context.Context, pv *corev1.Persis
 	case err != nil && !apierrors.IsNotFound(err):
 		return "", err
 	}
-	vols, err := allVolumes()
+	vols, err := allVolumes(ctx)
 	if err != nil {
 		return "", err
 	}

@@ -299,9 +299,10 @@ func (r *Root) Ownership(rel string) (Ownership, error) {
 // Missing returns the paths of rels that are not there: an entry on the way, or the path
 // itself, does not exist. It says what Ownership's fs.ErrNotExist says, path by path, in one
 // pass: each directory on the way is looked at and opened once for every path below it, not
-// once per path, so that checking every volume of a node costs a few calls per volume. A path
-// that is not clean, or that leads through a symbolic link or something other than a directory,
-// is not missing (Ownership gives another error for it).
+// once per path, so that checking every volume of a node costs a few calls per volume, and no
+// more directories are open at once than a path is deep. A path that is not clean, or that leads
+// through a symbolic link or something other than a directory, is not missing (Ownership gives
+// another error for it).
 func (r *Root) Missing(rels []string) ([]string, error) {
 	root, err := r.current()
 	if errors.Is(err, fs.ErrNotExist) {
@@ -311,50 +312,66 @@ func (r *Root) Missing(rels []string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	dirs := map[string]*os.Root{".": root}
-	failed := map[string]error{}
+	// In sorted order, the paths below a directory come one after the other: only the directories
+	// on the way to the path at hand are held open, and each is opened once.
+	sorted := slices.Compact(slices.Sorted(slices.Values(rels)))
+	type opened struct {
+		dir string
+		d   *os.Root
+		err error // why dir could not be opened (then d is nil)
+	}
+	chain := []opened{{dir: ".", d: root}}
+	closeTop := func() {
+		if top := chain[len(chain)-1]; top.d != nil {
+			_ = top.d.Close()
+		}
+		chain = chain[:len(chain)-1]
+	}
 	defer func() {
-		for dir, d := range dirs {
-			if dir != "." {
-				_ = d.Close()
-			}
+		for len(chain) > 1 {
+			closeTop()
 		}
 	}()
-	// open returns dir, opened below its parent, never through a link.
-	var open func(dir string) (*os.Root, error)
-	open = func(dir string) (*os.Root, error) {
-		if d, ok := dirs[dir]; ok {
-			return d, nil
-		}
-		if err, ok := failed[dir]; ok {
-			return nil, err
-		}
-		parent, err := open(filepath.Dir(dir))
-		var d *os.Root
-		if err == nil {
-			d, err = subdir(parent, filepath.Base(dir))
-		}
-		if err != nil {
-			failed[dir] = err
-			return nil, err
-		}
-		dirs[dir] = d
-		return d, nil
-	}
-	var missing []string
-	for _, rel := range rels {
+	gone := map[string]bool{}
+	for _, rel := range sorted {
 		if checkPath(rel) != nil {
 			continue
 		}
-		parent, err := open(filepath.Dir(rel))
-		if err == nil {
-			_, err = parent.Lstat(filepath.Base(rel))
+		dir := filepath.Dir(rel)
+		for len(chain) > 1 && !leadsTo(chain[len(chain)-1].dir, dir) {
+			closeTop()
 		}
-		if errors.Is(err, fs.ErrNotExist) {
+		for top := chain[len(chain)-1]; top.dir != dir; top = chain[len(chain)-1] {
+			rest := dir
+			if top.dir != "." {
+				rest = strings.TrimPrefix(dir, top.dir+"/")
+			}
+			name, _, _ := strings.Cut(rest, "/")
+			next := opened{dir: filepath.Join(top.dir, name), err: top.err}
+			if next.err == nil {
+				next.d, next.err = subdir(top.d, name)
+			}
+			chain = append(chain, next)
+		}
+		top := chain[len(chain)-1]
+		err := top.err
+		if err == nil {
+			_, err = top.d.Lstat(filepath.Base(rel))
+		}
+		gone[rel] = errors.Is(err, fs.ErrNotExist)
+	}
+	var missing []string
+	for _, rel := range rels {
+		if gone[rel] {
 			missing = append(missing, rel)
 		}
 	}
 	return missing, nil
+}
+
+// leadsTo says whether directory d is dir or on the way to it (both clean, below the root).
+func leadsTo(d, dir string) bool {
+	return d == dir || strings.HasPrefix(dir, d+"/")
 }
 
 // subdir opens the directory name of parent, refusing a symbolic link or anything else.

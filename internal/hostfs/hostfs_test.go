@@ -514,7 +514,7 @@ func TestVolumeDirsUnreadable(t *testing.T) {
 func TestMissingSaysWhatOwnershipSays(t *testing.T) {
 	r, base := newRoot(t)
 	root := filepath.Join(base, "root")
-	for _, d := range []string{"ns/a.s/v", "ns/a.s/w", "ns/b.s/v", "other/c.s/v", "ns/file.s"} {
+	for _, d := range []string{"ns/a.s/v", "ns/a.s/w", "ns/b.s/v", "other/c.s/v", "ns/file.s", "ns.x/a.s/v", "nsz/a.s"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -537,7 +537,8 @@ func TestMissingSaysWhatOwnershipSays(t *testing.T) {
 		"ns/plain/v", "ns/a.s/file", "ns/a.s/file/v", // a file on the way, or at the path
 		"ns/inside.s/v", "ns/out.s/keep", "ns/a.s/link", "dangling/v", "dangling", // links
 		"", ".", "/ns/a.s/v", "ns/../ns/a.s/v", "ns//a.s/v", // not clean
-		"ns/a.s/gone", // twice
+		"ns/a.s/gone",                                          // twice
+		"ns.x/a.s/v", "nsz/a.s/gone", "nsz/a.s", "ns/b.s/gone", // neighbours whose names begin alike
 	}
 	var want []string
 	for _, rel := range rels {
