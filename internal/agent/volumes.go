@@ -50,7 +50,13 @@ type VolumeReconciler struct {
 func (r *VolumeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	pv := &corev1.PersistentVolume{}
 	if err := r.Get(ctx, req.NamespacedName, pv); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.moveFailed.Delete(req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if pv.Status.Phase != corev1.VolumeReleased {
+		r.moveFailed.Delete(pv.Name) // a failed move is of a released volume's cleanup only
 	}
 	if !r.isOurVolume(pv) || !pv.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
