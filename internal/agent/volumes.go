@@ -97,12 +97,15 @@ func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVol
 	if retired {
 		r.purge(ctx, fresh)
 	}
+	if err != nil {
+		return result, err // the others' own reconciles try them
+	}
 	for _, other := range batch {
 		if _, retired, err := r.retire(ctx, other, lister.list, false); retired && err == nil {
 			r.purge(ctx, other)
 		}
 	}
-	return result, err
+	return result, nil
 }
 
 // volumeLister lists, for a cleanup, every volume that may be on this node (hostDirectoryVolumes)
