@@ -363,14 +363,25 @@ var _ = Describe("Node loss", func() {
 		found := placeReplica(ts, "remote-log-dir", 1, nodeB, false)
 
 		By("deleting node A and registering another node that carries its hostname, as a confused administrator might")
-		Expect(k8sClient.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeA}})).To(Succeed())
+		deleteLossNode(nodeA)
 		twin := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
 			Name: ns + "-twin", Labels: map[string]string{corev1.LabelHostname: nodeA},
 		}}
 		Expect(k8sClient.Create(ctx, twin)).To(Succeed())
 		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, twin))).To(Succeed()) })
 		setReady(twin, corev1.ConditionTrue)
-		Expect(k8sClient.Delete(ctx, lost)).To(Succeed())
+		Eventually(func() (corev1.ConditionStatus, error) { // as the manager sees it
+			got := &corev1.Node{}
+			err := reconciler.Get(ctx, client.ObjectKeyFromObject(twin), got)
+			for _, c := range got.Status.Conditions {
+				if c.Type == corev1.NodeReady {
+					return c.Status, err
+				}
+			}
+			return "", err
+		}, timeout, interval).Should(Equal(corev1.ConditionTrue))
+		// Seen gone before the grace is passed: the grace counts from when the manager sees it.
+		deleteLossNode(lost.Name)
 
 		Eventually(func() error {
 			_, err := reconciler.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(ts)})
