@@ -657,19 +657,7 @@ var _ = Describe("The node agent", func() {
 		}
 		By("a volume made by hand, without any tars label, for a directory below the sixth one's")
 		kept := volumes[5]
-		overlapping := &corev1.PersistentVolume{
-			ObjectMeta: metav1.ObjectMeta{Name: ns + "-by-hand-f"},
-			Spec: corev1.PersistentVolumeSpec{
-				Capacity:    corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
-				AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-				PersistentVolumeSource: corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{
-					Path: kept.Spec.Local.Path + "/shared",
-				}},
-				NodeAffinity:     kept.Spec.NodeAffinity,
-				StorageClassName: "manual",
-			},
-		}
-		Expect(k8sClient.Create(ctx, overlapping)).To(Succeed())
+		byHand(ns+"-by-hand-f", kept.Spec.Local.Path+"/shared", "host-f", corev1.VolumePending)
 		lists.Store(0)
 
 		By(fmt.Sprintf("releasing the %d volumes at once, as a deleted fleet's", n))
@@ -752,19 +740,8 @@ var _ = Describe("The node agent", func() {
 	It("removes nothing of a released volume whose directory another volume uses", func() {
 		pvc, pv, sentinel := boundWithData(ns, "node-a")
 		By("a volume made by hand, without any tars label, for a directory below it")
-		other := &corev1.PersistentVolume{
-			ObjectMeta: metav1.ObjectMeta{Name: ns + "-by-hand"},
-			Spec: corev1.PersistentVolumeSpec{
-				Capacity:    corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
-				AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-				PersistentVolumeSource: corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{
-					Path: pv.Spec.Local.Path + "/shared",
-				}},
-				NodeAffinity:     pv.Spec.NodeAffinity,
-				StorageClassName: "manual",
-			},
-		}
-		Expect(k8sClient.Create(ctx, other)).To(Succeed())
+		other := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: ns + "-by-hand"}}
+		byHand(other.Name, pv.Spec.Local.Path+"/shared", "host-a", corev1.VolumePending)
 
 		release(pvc, pv)
 		Eventually(pvEventReasons(pv.Name), timeout, interval).Should(ContainElement("CleanupRefused"))
