@@ -27,7 +27,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -46,7 +45,8 @@ const kwokNodeAnnotation = "kwok.x-k8s.io/node"
 
 // kwokStages are the lifecycles kwok plays: nodes become and stay Ready; pods start, become
 // ready, and go when deleted. Volume stages are left out: the real PV binder binds. The node
-// stages are played only on nodes that are not powered off (writeNodeStage).
+// stages are played only on nodes that are not powered off, and pods deleted with no grace period
+// are left to the API server (stageTerms).
 var kwokStages = []string{
 	"node/fast/node-initialize.yaml",
 	"node/heartbeat/node-heartbeat.yaml",
@@ -167,8 +167,8 @@ func (c *Cluster) startNodes(ctx context.Context, binDir string, nodes []Node, k
 	return c.AddNodes(ctx, nodes...)
 }
 
-// writeKwokStages writes the stages kwok plays into dir: kwokStages, the node ones changed by
-// writeNodeStage, and podReadyAgainStage. It returns their files.
+// writeKwokStages writes the stages kwok plays into dir: kwokStages, those of stageTerms with
+// their term, and podReadyAgainStage. It returns their files.
 func writeKwokStages(binDir, dir string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -176,10 +176,10 @@ func writeKwokStages(binDir, dir string) ([]string, error) {
 	files := make([]string, 0, len(kwokStages)+1)
 	for _, stage := range kwokStages {
 		path := filepath.Join(binDir, "kwok-stages", stage)
-		if strings.HasPrefix(stage, "node/") {
+		if term, ok := stageTerms[stage]; ok {
 			src := path
 			path = filepath.Join(dir, filepath.Base(stage))
-			if err := writeNodeStage(src, path); err != nil {
+			if err := writeStage(src, path, term); err != nil {
 				return nil, err
 			}
 		}
@@ -192,10 +192,28 @@ func writeKwokStages(binDir, dir string) ([]string, error) {
 	return append(files, readyAgain), nil
 }
 
-// writeNodeStage writes kwok's node stage src to dst with one more selector term: the node is
-// not labelled PowerLabel=off. kwok forgets a node when it is powered off, but a heartbeat it is
-// playing at that moment queues the next one; the term ends that chain.
-func writeNodeStage(src, dst string) error {
+// stageTerms are the selector terms writeStage adds to some of kwok's stages.
+var stageTerms = map[string]map[string]any{
+	// kwok forgets a node when it is powered off, but a heartbeat it is playing at that moment
+	// queues the next one; the term ends that chain.
+	"node/fast/node-initialize.yaml":     notPoweredOff,
+	"node/heartbeat/node-heartbeat.yaml": notPoweredOff,
+	// A pod deleted with no grace period (a kubelet's last delete, kwok's own, a forced one) is
+	// deleted by the API server right after it is marked: kwok's delete, by name, would come
+	// later and hit the StatefulSet's new pod of the same name, whose marking comes back to kwok,
+	// and so on (hundreds of pods deleted again and again for minutes after a whole-fleet delete).
+	"pod/fast/pod-delete.yaml": {
+		"key": ".metadata.deletionGracePeriodSeconds | tostring", "operator": "NotIn", "values": []any{"0"},
+	},
+}
+
+// notPoweredOff selects the nodes not labelled PowerLabel=off.
+var notPoweredOff = map[string]any{
+	"key": fmt.Sprintf(".metadata.labels[%q]", PowerLabel), "operator": "NotIn", "values": []any{PoweredOff},
+}
+
+// writeStage writes kwok's stage src to dst with one more selector term.
+func writeStage(src, dst string, term map[string]any) error {
 	data, err := os.ReadFile(src)
 	if err != nil {
 		return err
@@ -209,11 +227,7 @@ func writeNodeStage(src, dst string) error {
 	if err != nil {
 		return fmt.Errorf("reading kwok stage %s: %w", src, err)
 	}
-	terms = append(terms, map[string]any{
-		"key":      fmt.Sprintf(".metadata.labels[%q]", PowerLabel),
-		"operator": "NotIn",
-		"values":   []any{PoweredOff},
-	})
+	terms = append(terms, term) // SetNestedSlice copies it
 	if err := unstructured.SetNestedSlice(stage, terms, path...); err != nil {
 		return err
 	}

@@ -30,7 +30,8 @@ import (
 
 // TestKwokStages matches nodes and pods against the stages the cluster gives kwok, with kwok's
 // own matching: a node powered off gets neither heartbeat nor initialisation, others do; the
-// running pods of a node back from NotReady become Ready again, and nothing else changes for pods.
+// running pods of a node back from NotReady become Ready again, a pod deleted gracefully is deleted,
+// one deleted with no grace period is left to the API server, and nothing else changes for pods.
 func TestKwokStages(t *testing.T) {
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
@@ -68,14 +69,15 @@ func TestKwokStages(t *testing.T) {
 		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: ready}}
 		return n
 	}
-	pod := func(phase corev1.PodPhase, ready corev1.ConditionStatus, deleting bool) *corev1.Pod {
+	// grace is the pod's deletion grace period, or -1 for a pod not being deleted.
+	pod := func(phase corev1.PodPhase, ready corev1.ConditionStatus, grace int64) *corev1.Pod {
 		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "default"}}
 		p.Spec.NodeName = "node-1"
 		p.Status.Phase = phase
 		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: ready}}
-		if deleting {
+		if grace >= 0 {
 			now := metav1.Now()
-			p.DeletionTimestamp = &now
+			p.DeletionTimestamp, p.DeletionGracePeriodSeconds = &now, &grace
 		}
 		return p
 	}
@@ -89,10 +91,15 @@ func TestKwokStages(t *testing.T) {
 		{"node NotReady", node("", corev1.ConditionUnknown), "node-initialize"},
 		{"node Ready, powered off", node(PoweredOff, corev1.ConditionTrue), ""},
 		{"node NotReady, powered off", node(PoweredOff, corev1.ConditionUnknown), ""},
-		{"pod Pending", pod(corev1.PodPending, corev1.ConditionFalse, false), "pod-ready"},
-		{"pod Running and Ready", pod(corev1.PodRunning, corev1.ConditionTrue, false), ""},
-		{"pod Running, not Ready", pod(corev1.PodRunning, corev1.ConditionFalse, false), "pod-ready-again"},
-		{"pod Running, not Ready, deleted", pod(corev1.PodRunning, corev1.ConditionFalse, true), "pod-delete"},
+		{"pod Pending", pod(corev1.PodPending, corev1.ConditionFalse, -1), "pod-ready"},
+		{"pod Running and Ready", pod(corev1.PodRunning, corev1.ConditionTrue, -1), ""},
+		{"pod Running, not Ready", pod(corev1.PodRunning, corev1.ConditionFalse, -1), "pod-ready-again"},
+		{"pod Running, not Ready, deleted", pod(corev1.PodRunning, corev1.ConditionFalse, 30), "pod-delete"},
+		{"pod Running and Ready, deleted", pod(corev1.PodRunning, corev1.ConditionTrue, 1), "pod-delete"},
+		// The API server deletes it right after marking it: kwok's delete by name would hit the
+		// pod that replaces it.
+		{"pod Running, deleted with no grace period", pod(corev1.PodRunning, corev1.ConditionTrue, 0), ""},
+		{"pod Pending, deleted with no grace period", pod(corev1.PodPending, corev1.ConditionFalse, 0), ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			kind := "Pod"
