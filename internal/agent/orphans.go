@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"os"
 	"path"
 	"slices"
@@ -58,10 +59,19 @@ type orphanScanner struct {
 // NeedLeaderElection is false: each agent scans its own node.
 func (s *orphanScanner) NeedLeaderElection() bool { return false }
 
-// Start scans once the caches have filled, then every OrphanScanInterval, until ctx ends.
+// Start scans once the caches have filled and a random part of OrphanScanInterval has passed,
+// then every OrphanScanInterval, until ctx ends. A scan lists every volume of the cluster from
+// the API server: when every node's agent starts at once (a whole-cluster restart, an upgrade
+// of the DaemonSet), their first scans are spread over the interval rather than all sent at
+// start, into the API server's busiest minutes.
 func (s *orphanScanner) Start(ctx context.Context) error {
 	if !s.cache.WaitForCacheSync(ctx) {
 		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-time.After(rand.N(s.OrphanScanInterval)):
 	}
 	log := ctrl.Log.WithName("agent").WithName("orphan-scan").WithValues("node", s.NodeName)
 	ctx = logf.IntoContext(ctx, log)

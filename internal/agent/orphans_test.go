@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -35,6 +36,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	eventsv1client "k8s.io/client-go/kubernetes/typed/events/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/cache/informertest"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/tserver-operator/tserver-operator/internal/hostfs"
@@ -283,6 +285,25 @@ func TestScanSeesNoDirectoryBeforeItsVolume(t *testing.T) {
 	}
 	for _, e := range events.created {
 		t.Errorf("the scan reported the directory of a volume being made: %q", e.Note)
+	}
+}
+
+// Every node's agent starts at once after a whole-cluster restart: an agent's first scan, a list of
+// every volume of the cluster, waits a random part of the interval (here an hour) rather than
+// coming at start with every other agent's.
+func TestFirstScanWaits(t *testing.T) {
+	s, _, events := newTestScanner(t, []string{"ns/a.b/orphan"})
+	s.cache, s.OrphanScanInterval = &informertest.FakeInformers{}, time.Hour
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Start(ctx) }()
+	time.Sleep(300 * time.Millisecond) // a scan at start takes milliseconds here
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events.created {
+		t.Errorf("the scan ran at start: %q", e.Note)
 	}
 }
 
