@@ -93,7 +93,15 @@ func (b *bench) profile(ctx context.Context, run string) (waitForProfiles func()
 		}
 		wg.Go(func() {
 			file := filepath.Join(b.o.profileDir, run+"-"+name+".pprof")
-			if err := download(ctx, c, url, file); err != nil {
+			err := download(ctx, c, url, file)
+			// One killed meanwhile (the restart's manager and agents) is profiled from when it is
+			// back: its start.
+			for deadline := time.Now().Add(b.o.profileFor); err != nil && name != apiServerName &&
+				time.Now().Before(deadline) && ctx.Err() == nil; {
+				time.Sleep(50 * time.Millisecond)
+				err = download(ctx, c, url, file)
+			}
+			if err != nil {
 				fmt.Printf("    profile of %s: %v\n", name, err)
 			}
 			if name == apiServerName {
