@@ -20,7 +20,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"os"
 	"path"
 	"slices"
@@ -33,6 +32,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/tserver-operator/tserver-operator/internal/hostfs"
@@ -59,19 +59,10 @@ type orphanScanner struct {
 // NeedLeaderElection is false: each agent scans its own node.
 func (s *orphanScanner) NeedLeaderElection() bool { return false }
 
-// Start scans once the caches have filled and a random part of OrphanScanInterval has passed,
-// then every OrphanScanInterval, until ctx ends. A scan lists every volume of the cluster from
-// the API server: when every node's agent starts at once (a whole-cluster restart, an upgrade
-// of the DaemonSet), their first scans are spread over the interval rather than all sent at
-// start, into the API server's busiest minutes.
+// Start scans once the caches have filled, then every OrphanScanInterval, until ctx ends.
 func (s *orphanScanner) Start(ctx context.Context) error {
 	if !s.cache.WaitForCacheSync(ctx) {
 		return nil
-	}
-	select {
-	case <-ctx.Done():
-		return nil
-	case <-time.After(rand.N(s.OrphanScanInterval)):
 	}
 	log := ctrl.Log.WithName("agent").WithName("orphan-scan").WithValues("node", s.NodeName)
 	ctx = logf.IntoContext(ctx, log)
@@ -146,7 +137,8 @@ func (s *orphanScanner) sizeOrphans(ctx context.Context) {
 }
 
 // findOrphans lists the directories where volume directories are, and the volumes that may be
-// on this node, and returns the host paths of the directories no volume uses. listErr says what
+// on this node (this node's from the cache, then every volume of the cluster for what those
+// leave unused), and returns the host paths of the directories no volume uses. listErr says what
 // part of the host root could not be read (what was read is returned all the same); err, why
 // nothing could be said. With hold, no directory or volume changes from the agent's own
 // provisioning or cleanup meanwhile.
@@ -161,6 +153,17 @@ func (s *orphanScanner) findOrphans(ctx context.Context, hold bool) (orphans []s
 		return true
 	})
 	rels, listErr := s.Root.VolumeDirs(orphanScanLimit)
+	// The node's own volumes, in the cache, use most directories. Every volume of the cluster is
+	// listed from the API server only for the directories they leave unexplained: a volume made
+	// by hand, without the labels the cache selects, may use one. A scan of a node that has no
+	// orphans reads no list, however many volumes the cluster holds.
+	cached := &corev1.PersistentVolumeList{}
+	if err := s.List(ctx, cached, client.UnsafeDisableDeepCopy); err != nil { // read, never changed
+		return nil, nil, err
+	}
+	rels = slices.DeleteFunc(s.unusedDirs(rels, cached.Items), func(rel string) bool {
+		return slices.Contains(removing, rel)
+	})
 	if len(rels) == 0 {
 		return nil, listErr, nil
 	}
@@ -169,9 +172,7 @@ func (s *orphanScanner) findOrphans(ctx context.Context, hold bool) (orphans []s
 		return nil, nil, err
 	}
 	for _, rel := range s.unusedDirs(rels, vols) {
-		if !slices.Contains(removing, rel) {
-			orphans = append(orphans, path.Join(s.HostRoot, rel))
-		}
+		orphans = append(orphans, path.Join(s.HostRoot, rel))
 	}
 	return orphans, listErr, nil
 }
