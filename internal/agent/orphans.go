@@ -153,6 +153,9 @@ func (s *orphanScanner) findOrphans(ctx context.Context, hold bool) (orphans []s
 		return true
 	})
 	rels, listErr := s.Root.VolumeDirs(orphanScanLimit)
+	if len(rels) == 0 {
+		return nil, listErr, nil
+	}
 	// The node's own volumes, in the cache, use most directories. Every volume of the cluster is
 	// listed from the API server only for the directories they leave unexplained: a volume made
 	// by hand, without the labels the cache selects, may use one. A scan of a node that has no
