@@ -202,6 +202,8 @@ var stageTerms = map[string]map[string]any{
 	// deleted by the API server right after it is marked: kwok's delete, by name, would come
 	// later and hit the StatefulSet's new pod of the same name, whose marking comes back to kwok,
 	// and so on (hundreds of pods deleted again and again for minutes after a whole-fleet delete).
+	// A delete cut between the mark and the removal (the API server killed) leaves the pod
+	// marked: its deleter deletes it again (the manager's node-loss handling does, on requeue).
 	"pod/fast/pod-delete.yaml": {
 		"key": ".metadata.deletionGracePeriodSeconds | tostring", "operator": "NotIn", "values": []any{"0"},
 	},
