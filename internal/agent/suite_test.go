@@ -30,6 +30,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -273,7 +274,7 @@ func runAgent(node, hostname, dir string, o agentOptions) {
 	if o.volumeLists != nil {
 		agentCfg = rest.CopyConfig(cfg)
 		agentCfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
-			return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+			return promhttp.RoundTripperFunc(func(req *http.Request) (*http.Response, error) {
 				q := req.URL.Query()
 				if req.Method == http.MethodGet && req.URL.Path == "/api/v1/persistentvolumes" &&
 					q.Get("watch") == "" && q.Get("labelSelector") == "" {
@@ -313,7 +314,3 @@ func runAgent(node, hostname, dir string, o agentOptions) {
 		Expect(mgr.Start(agentCtx)).To(Succeed())
 	}()
 }
-
-type roundTripperFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripperFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }

@@ -101,7 +101,7 @@ func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVol
 		return result, err // the others' own reconciles try them
 	}
 	for _, other := range batch {
-		if _, retired, err := r.retire(ctx, other, lister.list, false); retired && err == nil {
+		if _, retired, _ := r.retire(ctx, other, lister.list, false); retired { // errors: its own reconcile
 			r.purge(ctx, other)
 		}
 	}

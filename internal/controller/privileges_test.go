@@ -27,6 +27,7 @@ import (
 	"sync"
 
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -85,7 +86,7 @@ func (u *apiUse) listsIn(ns, resource string) int {
 func (u *apiUse) wrap(cfg *rest.Config) *rest.Config {
 	cfg = rest.CopyConfig(cfg)
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
-		return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		return promhttp.RoundTripperFunc(func(req *http.Request) (*http.Response, error) {
 			if uses := requestUses(req); len(uses) > 0 {
 				u.mu.Lock()
 				if u.used == nil {
@@ -103,10 +104,6 @@ func (u *apiUse) wrap(cfg *rest.Config) *rest.Config {
 	})
 	return cfg
 }
-
-type roundTripperFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripperFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
 
 // requestUses are the RBAC resource and verbs an API request stands for, as
 // "<group>/<resource> <verb>"; none for discovery and other requests RBAC does not grant by
