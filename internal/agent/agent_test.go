@@ -19,6 +19,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -692,6 +693,115 @@ var _ = Describe("The node agent", func() {
 		expectKept(kept.Name, filepath.Join(dirOn("node-f", ns, "v5"), "sentinel"))
 	})
 
+	It("keeps the directory of a released volume that a volume made by hand comes to use after its checks, "+
+		"in a batch", func() {
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-g", Labels: map[string]string{
+			corev1.LabelHostname: "host-g", tarsv1beta1.LabelSupportLocalVolume: "true",
+		}}}
+		Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, node))).To(Succeed())
+		const n = 4
+		claims := make([]*corev1.PersistentVolumeClaim, 0, n)
+		volumes := make([]*corev1.PersistentVolume, 0, n)
+		// The agent reads the volume, checks its claim, then reads the volume again before it moves its
+		// directory: read is how far along that it is.
+		var read atomic.Int32
+		var raced atomic.Bool
+		var target atomic.Pointer[corev1.PersistentVolume]
+		startAgentSeeingRequests("node-g", "host-g", GinkgoT().TempDir(), func(req *http.Request) {
+			pv := target.Load()
+			if pv == nil || req.Method != http.MethodGet || req.URL.Query().Get("watch") != "" {
+				return
+			}
+			switch req.URL.Path {
+			case "/api/v1/persistentvolumes/" + pv.Name:
+				if !read.CompareAndSwap(0, 1) && read.CompareAndSwap(2, 3) {
+					raced.Store(true)
+					By("an administrator making a volume by hand for a directory below it, after the agent checked its claim")
+					byHand(ns+"-by-hand-g", pv.Spec.Local.Path+"/shared", "host-g", corev1.VolumePending)
+				}
+			case "/api/v1/namespaces/" + ns + "/persistentvolumeclaims/" + pv.Spec.ClaimRef.Name:
+				read.CompareAndSwap(1, 2)
+			}
+		})
+		DeferCleanup(func() {
+			a := agents["node-g"]
+			a.stop()
+			<-a.done
+		})
+		for i := range n {
+			pvc := newClaim(ns, fmt.Sprintf("v%d", i), 0, seedOwnership)
+			pv := provisioned(pvc, "node-g")
+			bind(pvc, pv)
+			writeSentinel(dirOn("node-g", ns, fmt.Sprintf("v%d", i)))
+			claims, volumes = append(claims, pvc), append(volumes, pv)
+		}
+		kept := volumes[2]
+		target.Store(kept)
+
+		By(fmt.Sprintf("releasing the %d volumes at once, as a deleted fleet's", n))
+		for _, pvc := range claims {
+			deleteClaim(pvc)
+		}
+		var released sync.WaitGroup
+		for _, pv := range volumes {
+			released.Go(func() {
+				defer GinkgoRecover()
+				setPhase(pv.Name, corev1.VolumeReleased)
+			})
+		}
+		released.Wait()
+		for i, pv := range volumes {
+			if pv != kept {
+				Eventually(pvGone(pv.Name), timeout, interval).Should(BeTrue())
+				Expect(dirOn("node-g", ns, fmt.Sprintf("v%d", i))).NotTo(BeADirectory())
+			}
+		}
+		Expect(raced.Load()).To(BeTrue())
+		Eventually(eventNotes("PersistentVolume", kept.Name), timeout, interval).Should(
+			ContainElement(ContainSubstring("uses the same directory, or one above or below it")))
+		expectKept(kept.Name, filepath.Join(dirOn("node-g", ns, "v2"), "sentinel"))
+		entries, err := os.ReadDir(filepath.Dir(dirOn("node-g", ns, "v2")))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(entries).To(ConsistOf(HaveField("Name()", "v2")), "nothing left aside")
+	})
+
+	It("keeps a released volume whose directory is missing until it is back; "+
+		"finishes a cleanup a restart cut short after the move aside", func() {
+		pvc, pv, sentinel := boundWithData(ns, "node-a")
+		dir := dirOn("node-a", ns, "remote-log-dir")
+		By("the data disk not mounted, then the claim deleted: its volume is released")
+		Expect(os.Rename(dir, dir+".unmounted")).To(Succeed())
+		release(pvc, pv)
+		Eventually(eventNotes("PersistentVolume", pv.Name), timeout, interval).Should(
+			ContainElement(ContainSubstring("its directory is missing (a data disk not mounted?)")))
+		Consistently(pvExists(pv.Name), 2*gcGrace, interval).Should(BeTrue())
+
+		By("the disk mounted again: the cleanup the reclaim policy asks for goes ahead")
+		Expect(os.Rename(dir+".unmounted", dir)).To(Succeed())
+		Eventually(pvGone(pv.Name), 2*timeout, interval).Should(BeTrue())
+		Expect(sentinel).NotTo(BeAnExistingFile())
+		Expect(dir).NotTo(BeADirectory())
+
+		By("a cleanup cut short once it moved the directory aside")
+		pvc, pv, sentinel = boundWithData(ns, "node-a")
+		deleteClaim(pvc)
+		Expect(os.Rename(dir, dir+".deleting-"+string(pv.UID))).To(Succeed())
+		setPhase(pv.Name, corev1.VolumeReleased)
+		Eventually(pvGone(pv.Name), timeout, interval).Should(BeTrue())
+		Eventually(func() string { return dir + ".deleting-" + string(pv.UID) }, timeout, interval).ShouldNot(BeADirectory())
+		Expect(sentinel).NotTo(BeAnExistingFile())
+	})
+
+	It("deletes a released delay-bind volume whose directory is missing: it held nothing", func() {
+		pvc := newClaim(ns, tarsv1beta1.DelayBindVolumeName, 0, seedOwnership)
+		pv := provisioned(pvc, "node-a")
+		bind(pvc, pv)
+		deleteClaim(pvc)
+		Expect(os.Remove(dirOn("node-a", ns, tarsv1beta1.DelayBindVolumeName))).To(Succeed())
+		setPhase(pv.Name, corev1.VolumeReleased)
+		Eventually(pvGone(pv.Name), timeout, interval).Should(BeTrue())
+	})
+
 	It("removes nothing on a status set to Released while its claim exists", func() {
 		_, pv, sentinel := boundWithData(ns, "node-a")
 
@@ -792,6 +902,25 @@ var _ = Describe("The node agent", func() {
 		Eventually(claimAnnotation(pvc, tarsv1beta1.AnnotationVolumeProblem), timeout, interval).Should(BeEmpty())
 		Eventually(eventReasons(ns), timeout, interval).Should(ContainElement("VolumeDirectoryRestored"))
 		Expect(os.ReadFile(filepath.Join(dir, "sentinel"))).To(Equal([]byte("precious")))
+	})
+
+	It("gives a replica a new, empty volume once the claim and the volume of its missing directory are deleted", func() {
+		pvc, pv, _ := boundWithData(ns, "node-a")
+		dir := dirOn("node-a", ns, "remote-log-dir")
+		Expect(os.Rename(dir, dir+".lost")).To(Succeed())
+		Eventually(claimAnnotation(pvc, tarsv1beta1.AnnotationVolumeProblem), timeout, interval).Should(
+			ContainSubstring("delete the claim and the volume"))
+
+		By("the administrator accepting the loss: the claim and the volume deleted, then a new claim for the replica")
+		deleteClaim(pvc)
+		Expect(k8sClient.Delete(ctx, pv)).To(Succeed())
+		Eventually(pvGone(pv.Name), timeout, interval).Should(BeTrue())
+		again := provisioned(newClaim(ns, "remote-log-dir", 0, seedOwnership), "node-a")
+		Expect(again.UID).NotTo(Equal(pv.UID))
+		entries, err := os.ReadDir(dir)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(entries).To(BeEmpty())
+		Expect(filepath.Join(dir+".lost", "sentinel")).To(BeARegularFile(), "the lost data is never touched")
 	})
 
 	It("moves back the directory of a bound volume that an interrupted cleanup moved aside", func() {

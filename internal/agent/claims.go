@@ -699,12 +699,13 @@ func (r *ClaimReconciler) restoreAside(ctx context.Context, pv *corev1.Persisten
 // service start without its data, and hide the data once the disk is back. It says so on the
 // claim (annotation tars.io/VolumeProblem, which the controller shows on the TServer), in Warning
 // events on the claim and the volume, and in a metric; the directory is left to the administrator
-// (mount the disk) or the loss to be accepted (delete the claim: the replica gets a new volume).
+// (mount the disk) or the loss to be accepted (delete the claim and the volume: the replica gets
+// a new volume; a released volume whose directory is missing is kept, see moveAside).
 func (r *ClaimReconciler) missingDirectory(ctx context.Context, pvc *corev1.PersistentVolumeClaim,
 	pv *corev1.PersistentVolume) error {
 	volumeDirectoryMissing.WithLabelValues(pv.Name, pvc.Namespace, pvc.Name).Set(1)
 	msg := fmt.Sprintf("directory %s of volume %s is missing on node %s (a data disk not mounted, or replaced?); "+
-		"it is not recreated empty. Mount the disk, or delete the claim to accept the loss "+
+		"it is not recreated empty. Mount the disk, or delete the claim and the volume to accept the loss "+
 		"(the replica then gets a new volume)",
 		localPath(pv), pv.Name, r.NodeName)
 	if pvc.Annotations[tarsv1beta1.AnnotationVolumeProblem] == msg {

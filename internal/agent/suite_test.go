@@ -234,6 +234,13 @@ func startAgentCountingLists(node, hostname, dir string, lists *atomic.Int64) {
 	runAgent(node, hostname, dir, agentOptions{disk: &roomyDisk, orphanScan: time.Hour, volumeLists: lists})
 }
 
+// startAgentSeeingRequests runs an agent that calls seen with each request it sends the API
+// server, before it is sent, with no orphan scan to add any: a test can act between any two of
+// the agent's requests, also those of its API reader, which funcs do not see.
+func startAgentSeeingRequests(node, hostname, dir string, seen func(*http.Request)) {
+	runAgent(node, hostname, dir, agentOptions{disk: &roomyDisk, orphanScan: time.Hour, seen: seen})
+}
+
 // startAgentOnDisk runs an agent that reads disk as its host root's filesystem from the start.
 func startAgentOnDisk(node, hostname, dir string, disk *hostfs.FilesystemStats) {
 	runAgent(node, hostname, dir, agentOptions{disk: disk, orphanScan: orphanScan})
@@ -244,12 +251,13 @@ var errNoStatfs = errors.New("statfs: input/output error")
 
 // agentOptions are how a test agent differs from tserver-agent's: its client's calls go through
 // funcs first if not nil; disk is its host root's filesystem as it reads it; volumeLists, if not
-// nil, counts its lists of every volume.
+// nil, counts its lists of every volume; seen, if not nil, sees each request before it is sent.
 type agentOptions struct {
 	funcs       *interceptor.Funcs
 	disk        *hostfs.FilesystemStats
 	orphanScan  time.Duration
 	volumeLists *atomic.Int64
+	seen        func(*http.Request)
 }
 
 func runAgent(node, hostname, dir string, o agentOptions) {
@@ -272,14 +280,19 @@ func runAgent(node, hostname, dir string, o agentOptions) {
 	}
 	agentCfg := cfg
 	if o.volumeLists != nil {
+		o.seen = func(req *http.Request) {
+			q := req.URL.Query()
+			if req.Method == http.MethodGet && req.URL.Path == "/api/v1/persistentvolumes" &&
+				q.Get("watch") == "" && q.Get("labelSelector") == "" {
+				o.volumeLists.Add(1)
+			}
+		}
+	}
+	if o.seen != nil {
 		agentCfg = rest.CopyConfig(cfg)
 		agentCfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 			return promhttp.RoundTripperFunc(func(req *http.Request) (*http.Response, error) {
-				q := req.URL.Query()
-				if req.Method == http.MethodGet && req.URL.Path == "/api/v1/persistentvolumes" &&
-					q.Get("watch") == "" && q.Get("labelSelector") == "" {
-					o.volumeLists.Add(1)
-				}
+				o.seen(req)
 				return rt.RoundTrip(req)
 			})
 		})

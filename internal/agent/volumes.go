@@ -75,14 +75,13 @@ func (r *VolumeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 // reclaim removes the directory of a released volume whose reclaim policy is Delete, then the
 // volume. With Retain, nothing is touched: the data is the administrator's to keep. The phase
 // alone proves nothing (anyone allowed to write a volume's status can set it): the directory goes
-// only once cleanupRefusal, reading the API server, finds no reason to keep it.
+// only once cleanupRefusal, reading the API server, finds no reason to keep it, and retire finds
+// it at its path (or moved aside by a cleanup a restart cut short) and used by no other volume.
 //
 // Other released volumes of this node waiting for their cleanup go along (at most
 // maxCleanupBatch in all), so that deleting a fleet does not list every volume of the cluster
-// once per volume: each is read afresh before the list of every volume their checks share (read
-// anew once it is maxListAge old), and again before its directory goes, as a volume cleaned up
-// alone is. Only this volume's refusal is reported here; another's, or a failure to move its
-// directory, is left to its own reconcile.
+// once per volume. Only this volume's refusal is reported here; another's, or a failure to move
+// its directory, is left to its own reconcile.
 func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVolume) (ctrl.Result, error) {
 	if pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete {
 		return ctrl.Result{}, nil
@@ -91,48 +90,44 @@ func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVol
 	if fresh == nil {
 		return ctrl.Result{}, err
 	}
-	batch := r.releasedAlongside(ctx, pv)
-	lister := &volumeLister{r: r}
-	result, retired, err := r.retire(ctx, fresh, lister.list, true)
-	if retired {
-		r.purge(ctx, fresh)
+	why, err := r.cleanupRefusal(ctx, fresh)
+	if why == "" && err == nil {
+		why, err = r.diskInDoubt(ctx, pv.Name)
 	}
 	if err != nil {
-		return result, err // the others' own reconciles try them
+		return ctrl.Result{}, err
 	}
-	for _, other := range batch {
-		if _, retired, _ := r.retire(ctx, other, lister.list, false); retired { // errors: its own reconcile
-			r.purge(ctx, other)
+	if why != "" {
+		return r.refuse(ctx, fresh, why), nil
+	}
+	batch := []*corev1.PersistentVolume{fresh}
+	for _, other := range r.releasedAlongside(ctx, pv) {
+		if why, err := r.cleanupRefusal(ctx, other); why == "" && err == nil { // else: its own reconcile
+			batch = append(batch, other)
 		}
 	}
-	return result, nil
+	outcomes := r.retire(ctx, batch)
+	for _, o := range outcomes {
+		if o.deleted {
+			r.purge(ctx, o.pv)
+		}
+	}
+	if lead := outcomes[0]; lead.why != "" {
+		return r.refuse(ctx, lead.pv, lead.why), nil
+	}
+	return ctrl.Result{}, outcomes[0].err
 }
 
-// volumeLister lists, for a cleanup, every volume that may be on this node (hostDirectoryVolumes)
-// once for the volumes checked within maxListAge of one another, and anew after that: a volume
-// is never checked against a list older than that, and always against one read after the volume
-// was (the batch is read before the first list).
-type volumeLister struct {
-	r      *VolumeReconciler
-	listed bool
-	at     time.Time // when the list was asked for
-	vols   []corev1.PersistentVolume
-}
-
-// maxListAge is how long one list of every volume serves a cleanup's checks.
-const maxListAge = time.Second
-
-func (l *volumeLister) list(ctx context.Context) ([]corev1.PersistentVolume, error) {
-	if l.listed && time.Since(l.at) < maxListAge {
-		return l.vols, nil
-	}
-	at := time.Now()
-	vols, err := l.r.hostDirectoryVolumes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	l.listed, l.at, l.vols = true, at, vols
-	return vols, nil
+// refuse records, reports and counts why the directory of released volume pv is kept, and says
+// when to look again: nothing that would change the verdict need be a change of this volume.
+func (r *VolumeReconciler) refuse(ctx context.Context, pv *corev1.PersistentVolume, why string) ctrl.Result {
+	r.refused.Store(pv.Name, why)
+	cleanupsRefused.Inc()
+	logf.FromContext(ctx).Info("Refused to remove the directory of a released PersistentVolume", "pv", pv.Name,
+		"path", localPath(pv), "reason", why)
+	r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupRefused", "Delete",
+		"Node %s keeps directory %s and volume %s: %s", r.NodeName, localPath(pv), pv.Name, why)
+	return ctrl.Result{RequeueAfter: r.GCGracePeriod}
 }
 
 // maxCleanupBatch is how many released volumes one cleanup takes up at most.
@@ -186,52 +181,125 @@ func (r *VolumeReconciler) releasedAlongside(ctx context.Context,
 	return batch
 }
 
-// retire checks released volume pv, as just read from the API server, and when nothing keeps its
-// directory, moves the directory aside and deletes the volume, and says so: purge then removes
-// the directory. allVolumes lists every volume that may be on this node (volumeLister). With
-// report, a refusal is recorded, reported and retried later.
-func (r *VolumeReconciler) retire(ctx context.Context, pv *corev1.PersistentVolume,
-	allVolumes func(context.Context) ([]corev1.PersistentVolume, error), report bool) (ctrl.Result, bool, error) {
-	why, err := r.cleanupRefusal(ctx, pv, allVolumes)
-	if err != nil {
-		return ctrl.Result{}, false, err
-	}
-	if why == "" {
-		why, err = r.diskInDoubt(ctx, pv.Name)
-		if err != nil {
-			return ctrl.Result{}, false, err
+// outcome is what retire did with one volume of its batch: deleted it (its directory, moved
+// aside, is then purge's to remove), found why it must be kept, failed, or left it (a volume
+// that changed meanwhile: its update brings it back).
+type outcome struct {
+	pv      *corev1.PersistentVolume
+	deleted bool
+	why     string
+	err     error
+}
+
+// retire moves the directories of released volumes aside, each once it is read again unchanged
+// since it was checked, then lists every volume that may be on this node, and deletes each
+// volume none of those uses the directory of, with preconditions; the directories of the others
+// go back. The list is read after every directory of the batch left its path: a volume that
+// existed before is in it, and one made since found nothing there. One list serves the whole
+// batch. To the orphan scan, moving aside and deleting are one step.
+func (r *VolumeReconciler) retire(ctx context.Context, batch []*corev1.PersistentVolume) []outcome {
+	r.dirChange.RLock()
+	defer r.dirChange.RUnlock()
+	outcomes := make([]outcome, len(batch))
+	var moved []*outcome
+	for i, pv := range batch {
+		o := &outcomes[i]
+		o.pv = pv
+		// Checking took round trips: only a volume still exactly as checked loses its directory.
+		if fresh, err := r.stillAsCached(ctx, pv); fresh == nil {
+			o.err = err
+			continue
+		}
+		if o.why, o.err = r.moveAside(pv); o.why == "" && o.err == nil {
+			moved = append(moved, o)
 		}
 	}
-	if why != "" {
-		if !report {
-			return ctrl.Result{}, false, nil
+	var vols []corev1.PersistentVolume
+	var listErr error
+	if len(moved) > 0 {
+		vols, listErr = r.hostDirectoryVolumes(ctx)
+	}
+	for _, o := range moved {
+		switch {
+		case listErr != nil:
+			o.err = listErr
+		default:
+			if other := overlapping(vols, path.Clean(localPath(o.pv)), o.pv.UID); other != "" {
+				o.why = fmt.Sprintf("volume %s uses the same directory, or one above or below it", other)
+			} else {
+				o.deleted, o.err = r.deleteReleased(ctx, o.pv)
+			}
 		}
-		r.refused.Store(pv.Name, why)
-		cleanupsRefused.Inc()
-		logf.FromContext(ctx).Info("Refused to remove the directory of a released PersistentVolume", "pv", pv.Name,
-			"path", localPath(pv), "reason", why)
-		r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupRefused", "Delete",
-			"Node %s keeps directory %s and volume %s: %s", r.NodeName, localPath(pv), pv.Name, why)
-		// Nothing that would change the verdict need be a change of this volume.
-		return ctrl.Result{RequeueAfter: r.GCGracePeriod}, false, nil
+		if !o.deleted {
+			r.moveBack(ctx, o.pv)
+		}
 	}
-	// Checking took round trips: only a volume still exactly as checked loses its directory.
-	if fresh, err := r.stillAsCached(ctx, pv); fresh == nil {
-		return ctrl.Result{}, false, err
+	for _, o := range outcomes {
+		if o.err != nil {
+			r.moveFailed.Store(o.pv.Name, true)
+		} else {
+			r.moveFailed.Delete(o.pv.Name)
+		}
+		if o.deleted {
+			r.refused.Delete(o.pv.Name)
+		}
 	}
-	r.refused.Delete(pv.Name)
-	aside := r.asideOf(pv)
+	return outcomes
+}
+
+// moveAside moves the directory of released volume pv aside (asideOf), and says why it must be
+// kept instead, or what failed. A directory found aside already was moved there by a cleanup a
+// restart cut short. One neither at its path nor aside is missing: a data disk that is not
+// mounted hides it, and deleting the volume would leave its data there, unknown, to a later claim
+// of its group; it is kept until the directory is back (unless it is a delay-bind volume's, which
+// holds nothing), or an administrator deletes the volume.
+func (r *VolumeReconciler) moveAside(pv *corev1.PersistentVolume) (string, error) {
+	rel, aside := r.relativePath(pv), r.asideOf(pv)
 	r.removing.Store(aside, true)
-	deleted, err := r.moveAsideAndDelete(ctx, pv)
-	if !deleted {
+	gone, err := r.Root.Missing([]string{rel, aside})
+	if err == nil && slices.Contains(gone, rel) {
+		switch {
+		case !slices.Contains(gone, aside):
+			return "", nil
+		case pv.Labels[tarsv1beta1.LabelLocalVolume] == tarsv1beta1.DelayBindVolumeName:
+			return "", nil
+		}
 		r.removing.Delete(aside)
+		return fmt.Sprintf("its directory is missing (a data disk not mounted?): the volume goes once it is back; "+
+			"delete the volume to give up its data (kubectl delete pv %s)", pv.Name), nil
 	}
-	if err != nil {
-		r.moveFailed.Store(pv.Name, true)
-	} else {
-		r.moveFailed.Delete(pv.Name)
+	if err == nil {
+		err = r.Root.Rename(rel, aside)
 	}
-	return ctrl.Result{}, deleted, err
+	if err == nil {
+		return "", nil
+	}
+	r.removing.Delete(aside)
+	agentErrors.WithLabelValues(reasonCleanup).Inc()
+	r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "Delete",
+		"Node %s cannot move %s aside to remove it: %v", r.NodeName, localPath(pv), err)
+	return "", err
+}
+
+// moveBack moves the directory of volume pv back from aside, where it is no longer being removed.
+func (r *VolumeReconciler) moveBack(ctx context.Context, pv *corev1.PersistentVolume) {
+	rel, aside := r.relativePath(pv), r.asideOf(pv)
+	defer r.removing.Delete(aside)
+	if err := r.Root.Rename(aside, rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		agentErrors.WithLabelValues(reasonCleanup).Inc()
+		logf.FromContext(ctx).Error(err, "Failed to move a directory back from aside", "pv", pv.Name, "aside", aside)
+	}
+}
+
+// deleteReleased deletes released volume pv with preconditions, and says whether it did: a
+// volume that changed since it was read (an administrator clearing its claim to use it again)
+// stays, and so does its directory.
+func (r *VolumeReconciler) deleteReleased(ctx context.Context, pv *corev1.PersistentVolume) (bool, error) {
+	err := r.Delete(ctx, pv, client.Preconditions{UID: &pv.UID, ResourceVersion: &pv.ResourceVersion})
+	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		return false, nil // changed meanwhile; its update brings us back
+	}
+	return err == nil, err
 }
 
 // purge removes the directory of a volume retire deleted, from where it was moved aside.
@@ -252,44 +320,13 @@ func (r *VolumeReconciler) purge(ctx context.Context, pv *corev1.PersistentVolum
 		"Node %s removed directory %s and volume %s, released with reclaim policy Delete", r.NodeName, localPath(pv), pv.Name)
 }
 
-// moveAsideAndDelete moves the directory of released volume pv aside, then deletes the volume
-// with preconditions, and says whether it did; the caller then removes the directory. A volume
-// that changed meanwhile (an administrator clearing its claim to use it again) gets its
-// directory back instead. To the orphan scan, the two steps are one.
-func (r *VolumeReconciler) moveAsideAndDelete(ctx context.Context, pv *corev1.PersistentVolume) (bool, error) {
-	r.dirChange.RLock()
-	defer r.dirChange.RUnlock()
-	rel, aside := r.relativePath(pv), r.asideOf(pv)
-	err := r.Root.Rename(rel, aside)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) { // not there: missing, or moved aside before a restart
-		agentErrors.WithLabelValues(reasonCleanup).Inc()
-		r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "Delete",
-			"Node %s cannot move %s aside to remove it: %v", r.NodeName, localPath(pv), err)
-		return false, err
-	}
-	err = r.Delete(ctx, pv, client.Preconditions{UID: &pv.UID, ResourceVersion: &pv.ResourceVersion})
-	if err != nil {
-		if err := r.Root.Rename(aside, rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			logf.FromContext(ctx).Error(err, "Failed to move a directory back after a refused delete",
-				"pv", pv.Name, "aside", aside)
-		}
-		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-			return false, nil // changed meanwhile; its update brings us back
-		}
-		return false, err
-	}
-	return true, nil
-}
-
 // cleanupRefusal says why the directory of released volume pv, as just read from the API server,
-// must be kept, or "" when it may go: the volume is one this agent makes for a claim group (its
-// name is the group's on this node and its path exactly the group's directory), the claim it was
-// released from is gone (not found, or another of that name that does not ask for this volume by
-// name), and no other volume that may be on this node, in any phase, has a path at, below or
-// above it (of allVolumes: every volume, listed after pv was read). Everything is read from the
-// API server: a cache that lags must not turn a doubt into a deletion.
-func (r *VolumeReconciler) cleanupRefusal(ctx context.Context, pv *corev1.PersistentVolume,
-	allVolumes func(context.Context) ([]corev1.PersistentVolume, error)) (string, error) {
+// must be kept, or "" when retire may go on: the volume is one this agent makes for a claim group
+// (its name is the group's on this node and its path exactly the group's directory), and the
+// claim it was released from is gone (not found, or another of that name that does not ask for
+// this volume by name). Everything is read from the API server: a cache that lags must not turn
+// a doubt into a deletion.
+func (r *VolumeReconciler) cleanupRefusal(ctx context.Context, pv *corev1.PersistentVolume) (string, error) {
 	g, ok := r.groupOfVolume(pv)
 	switch {
 	case !ok || !r.isOurVolume(pv):
@@ -312,13 +349,6 @@ func (r *VolumeReconciler) cleanupRefusal(ctx context.Context, pv *corev1.Persis
 		return fmt.Sprintf("claim %s/%s asks for this volume by name", ref.Namespace, ref.Name), nil
 	case err != nil && !apierrors.IsNotFound(err):
 		return "", err
-	}
-	vols, err := allVolumes(ctx)
-	if err != nil {
-		return "", err
-	}
-	if other := overlapping(vols, path.Clean(localPath(pv)), pv.UID); other != "" {
-		return fmt.Sprintf("volume %s uses the same directory, or one above or below it", other), nil
 	}
 	return "", nil
 }
