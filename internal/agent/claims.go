@@ -682,15 +682,15 @@ func (r *ClaimReconciler) keep(ctx context.Context, pvc *corev1.PersistentVolume
 	return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil
 }
 
-// restoreAside moves back the directory of a bound volume that a cleanup moved aside and a
-// restart interrupted before the volume's delete, which did not happen (the volume is bound):
-// it is this volume's directory. It says whether it did.
-func (r *ClaimReconciler) restoreAside(ctx context.Context, pv *corev1.PersistentVolume) bool {
-	if err := r.Root.Rename(r.asideOf(pv), r.relativePath(pv)); err != nil {
+// restoreAside moves back the directory of a volume that a cleanup moved aside and a restart
+// interrupted before the volume's delete, which did not happen (the volume is bound, or made
+// available again): it is this volume's directory. It says whether it did.
+func (a *Agent) restoreAside(ctx context.Context, pv *corev1.PersistentVolume) bool {
+	if err := a.Root.Rename(a.asideOf(pv), a.relativePath(pv)); err != nil {
 		return false
 	}
-	logf.FromContext(ctx).Info("Moved back the directory of a bound volume moved aside by an interrupted cleanup",
-		"pv", pv.Name)
+	logf.FromContext(ctx).Info("Moved back the directory of a volume moved aside by an interrupted cleanup",
+		"pv", pv.Name, "phase", pv.Status.Phase)
 	return true
 }
 

@@ -191,57 +191,76 @@ type outcome struct {
 	err     error
 }
 
-// retire moves the directories of released volumes aside, each once it is read again unchanged
-// since it was checked, then lists every volume that may be on this node, and deletes each
-// volume none of those uses the directory of, with preconditions; the directories of the others
-// go back. The list is read after every directory of the batch left its path: a volume that
-// existed before is in it, and one made since found nothing there. One list serves the whole
-// batch. To the orphan scan, moving aside and deleting are one step.
+// retire moves the directories of released volumes aside and deletes the volumes, with
+// preconditions, when no other volume that may be on this node uses their directories: purge
+// then removes them. Every volume is listed twice for the whole batch: before the moves, so that
+// a directory another volume uses is never moved (a pod of that volume may be starting on it),
+// and after every move, so that a volume made before a directory left its path is always seen
+// (one made since found nothing there); a directory the second list finds used goes back. Each
+// volume is read again, unchanged since it was checked, before its directory moves. To the
+// orphan scan, moving aside and deleting are one step.
 func (r *VolumeReconciler) retire(ctx context.Context, batch []*corev1.PersistentVolume) []outcome {
+	outcomes := make([]outcome, len(batch))
+	for i, pv := range batch {
+		outcomes[i].pv = pv
+	}
+	// used says which volume uses the directory of o's volume, of vols.
+	used := func(o *outcome, vols []corev1.PersistentVolume) bool {
+		if other := overlapping(vols, path.Clean(localPath(o.pv)), o.pv.UID); other != "" {
+			o.why = fmt.Sprintf("volume %s uses the same directory, or one above or below it", other)
+		}
+		return o.why != ""
+	}
+	vols, err := r.hostDirectoryVolumes(ctx)
+	if err != nil {
+		for i := range outcomes {
+			outcomes[i].err = err
+		}
+		return r.settle(outcomes)
+	}
 	r.dirChange.RLock()
 	defer r.dirChange.RUnlock()
-	outcomes := make([]outcome, len(batch))
 	var moved []*outcome
-	for i, pv := range batch {
+	for i := range outcomes {
 		o := &outcomes[i]
-		o.pv = pv
+		if used(o, vols) {
+			continue
+		}
 		// Checking took round trips: only a volume still exactly as checked loses its directory.
-		if fresh, err := r.stillAsCached(ctx, pv); fresh == nil {
+		if fresh, err := r.stillAsCached(ctx, o.pv); fresh == nil {
 			o.err = err
 			continue
 		}
-		if o.why, o.err = r.moveAside(pv); o.why == "" && o.err == nil {
+		if o.why, o.err = r.moveAside(o.pv); o.why == "" && o.err == nil {
 			moved = append(moved, o)
 		}
 	}
-	var vols []corev1.PersistentVolume
-	var listErr error
 	if len(moved) > 0 {
-		vols, listErr = r.hostDirectoryVolumes(ctx)
+		vols, err = r.hostDirectoryVolumes(ctx)
 	}
 	for _, o := range moved {
 		switch {
-		case listErr != nil:
-			o.err = listErr
-		default:
-			if other := overlapping(vols, path.Clean(localPath(o.pv)), o.pv.UID); other != "" {
-				o.why = fmt.Sprintf("volume %s uses the same directory, or one above or below it", other)
-			} else {
-				o.deleted, o.err = r.deleteReleased(ctx, o.pv)
-			}
+		case err != nil:
+			o.err = err
+		case !used(o, vols):
+			r.refused.Delete(o.pv.Name)
+			o.deleted, o.err = r.deleteReleased(ctx, o.pv)
 		}
 		if !o.deleted {
 			r.moveBack(ctx, o.pv)
 		}
 	}
+	return r.settle(outcomes)
+}
+
+// settle records which volumes of outcomes failed (another volume's cleanup does not take them
+// along until their own reconcile succeeds), and returns outcomes.
+func (r *VolumeReconciler) settle(outcomes []outcome) []outcome {
 	for _, o := range outcomes {
 		if o.err != nil {
 			r.moveFailed.Store(o.pv.Name, true)
 		} else {
 			r.moveFailed.Delete(o.pv.Name)
-		}
-		if o.deleted {
-			r.refused.Delete(o.pv.Name)
 		}
 	}
 	return outcomes
@@ -256,17 +275,21 @@ func (r *VolumeReconciler) retire(ctx context.Context, batch []*corev1.Persisten
 func (r *VolumeReconciler) moveAside(pv *corev1.PersistentVolume) (string, error) {
 	rel, aside := r.relativePath(pv), r.asideOf(pv)
 	r.removing.Store(aside, true)
-	gone, err := r.Root.Missing([]string{rel, aside})
-	if err == nil && slices.Contains(gone, rel) {
+	gone, err := r.Root.Missing([]string{rel})
+	if err == nil && len(gone) == 1 {
+		// Only a directory found at the aside place is one: any doubt is no proof.
+		_, err = r.Root.Ownership(aside)
 		switch {
-		case !slices.Contains(gone, aside):
+		case err == nil:
 			return "", nil
+		case !errors.Is(err, fs.ErrNotExist):
 		case pv.Labels[tarsv1beta1.LabelLocalVolume] == tarsv1beta1.DelayBindVolumeName:
 			return "", nil
+		default:
+			r.removing.Delete(aside)
+			return fmt.Sprintf("its directory is missing (a data disk not mounted?): the volume goes once it is back; "+
+				"delete the volume to give up its data (kubectl delete pv %s)", pv.Name), nil
 		}
-		r.removing.Delete(aside)
-		return fmt.Sprintf("its directory is missing (a data disk not mounted?): the volume goes once it is back; "+
-			"delete the volume to give up its data (kubectl delete pv %s)", pv.Name), nil
 	}
 	if err == nil {
 		err = r.Root.Rename(rel, aside)
@@ -288,6 +311,9 @@ func (r *VolumeReconciler) moveBack(ctx context.Context, pv *corev1.PersistentVo
 	if err := r.Root.Rename(aside, rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		agentErrors.WithLabelValues(reasonCleanup).Inc()
 		logf.FromContext(ctx).Error(err, "Failed to move a directory back from aside", "pv", pv.Name, "aside", aside)
+		r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "Delete",
+			"Node %s cannot move directory %s back from %s, where its cleanup moved it: %v",
+			r.NodeName, localPath(pv), path.Join(r.HostRoot, aside), err)
 	}
 }
 
@@ -527,6 +553,9 @@ func (r *VolumeReconciler) collect(ctx context.Context, pv *corev1.PersistentVol
 	if !ok || r.relativePath(pv) != g.dir() {
 		return ctrl.Result{}, nil // not a volume this agent makes: someone else's to remove
 	}
+	// Released, then made available again by an administrator while its cleanup, cut short by a
+	// restart, had its directory aside: the directory is the volume's still.
+	r.restoreAside(ctx, pv)
 	if retained, err := r.retainData(ctx, pv, g); err != nil || retained {
 		return ctrl.Result{}, err // the update brings it back
 	}
