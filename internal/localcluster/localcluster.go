@@ -483,10 +483,25 @@ func poll(ctx context.Context, done func() bool) error {
 
 // FreePort returns a TCP port on localhost that nothing listens on at the moment.
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := FreePorts(1)
 	if err != nil {
 		return 0, err
 	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports[0], nil
+}
+
+// FreePorts returns n different TCP ports on localhost that nothing listens on at the moment.
+// Each is held until all are found: ports picked one at a time, each let go before the next,
+// may be the same (a bench run's agent got one port for its probes and its metrics).
+func FreePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer func() { _ = l.Close() }()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
 }

@@ -98,14 +98,11 @@ func (c *Cluster) startNodes(ctx context.Context, binDir string, nodes []Node, k
 	if err := os.WriteFile(caFile, c.Config.CAData, 0o600); err != nil {
 		return err
 	}
-	kcmPort, err := FreePort()
+	ports, err := FreePorts(2)
 	if err != nil {
 		return err
 	}
-	schedPort, err := FreePort()
-	if err != nil {
-		return err
-	}
+	kcmPort, schedPort := ports[0], ports[1]
 	kubeconfig := "--kubeconfig=" + c.KubeconfigPath
 	common := []string{kubeconfig, "--authentication-kubeconfig=" + c.KubeconfigPath,
 		"--authorization-kubeconfig=" + c.KubeconfigPath, "--leader-elect=false", "--bind-address=127.0.0.1"}

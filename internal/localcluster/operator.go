@@ -107,15 +107,12 @@ func (c *Cluster) startAgent(ctx context.Context, node string) (*Process, error)
 			return running, nil
 		}
 	}
-	probePort, pprofAddr, err := operatorPorts()
+	ports, err := FreePorts(3)
 	if err != nil {
 		return nil, err
 	}
-	metricsPort, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	metricsAddr := "127.0.0.1:" + strconv.Itoa(metricsPort)
+	probePort := ports[0]
+	pprofAddr, metricsAddr := "127.0.0.1:"+strconv.Itoa(ports[1]), "127.0.0.1:"+strconv.Itoa(ports[2])
 	p, err := c.StartProcess("agent-"+node, binary, append([]string{
 		"--kubeconfig=" + c.KubeconfigPath,
 		"--node-name=" + node,
@@ -167,14 +164,11 @@ func (c *Cluster) stopAgent(node string) {
 
 // operatorPorts picks the health probe port and the pprof address of an operator process.
 func operatorPorts() (probePort int, pprofAddr string, err error) {
-	if probePort, err = FreePort(); err != nil {
-		return 0, "", err
-	}
-	pprofPort, err := FreePort()
+	ports, err := FreePorts(2)
 	if err != nil {
 		return 0, "", err
 	}
-	return probePort, "127.0.0.1:" + strconv.Itoa(pprofPort), nil
+	return ports[0], "127.0.0.1:" + strconv.Itoa(ports[1]), nil
 }
 
 // waitProcessReady waits for p's /readyz, or fails when p exits first.

@@ -358,14 +358,11 @@ makeIPTablesUtilChains: false
 `
 
 func (c *Cluster) startKubelet(ctx context.Context, binDir, dir, sock string, rn RealNode) error {
-	port, err := FreePort()
+	ports, err := FreePorts(2)
 	if err != nil {
 		return err
 	}
-	healthzPort, err := FreePort()
-	if err != nil {
-		return err
-	}
+	port, healthzPort := ports[0], ports[1]
 	for _, ctrl := range cgroupControllers() {
 		if err := os.MkdirAll(filepath.Join("/sys/fs/cgroup", ctrl, cgroupRoot), 0o755); err != nil {
 			return fmt.Errorf("making the real node's cgroup: %w", err)
