@@ -85,7 +85,16 @@ func TestOnlyProgress(t *testing.T) {
 		{"StatefulSet seen: Progressing to ReplicasNotReady", status("False", "Progressing", "False", "ClaimsPending", 0),
 			rolling, true},
 		{"a spec change observed during a rollout", rolling, newGeneration(rolling), true},
-		{"claims all bound", rolling, status("False", "ReplicasNotReady", "True", "AllClaimsBound", 1), false},
+		{"claims all bound, replicas not yet", rolling, status("False", "ReplicasNotReady", "True", "AllClaimsBound", 1),
+			true},
+		{"first status with claims all bound, replicas not yet", tarsv1beta1.TServerStatus{},
+			status("False", "ReplicasNotReady", "True", "AllClaimsBound", 1), true},
+		{"claims all bound and a conflict", rolling, status("False", "Conflict", "True", "AllClaimsBound", 1), false},
+		{"claims all bound after a refusal", status("False", "ReplicasNotReady", "False", "ProvisioningRefused", 0),
+			status("False", "ReplicasNotReady", "True", "AllClaimsBound", 1), false},
+		{"claims bound again on a ready server losing replicas",
+			status("True", "AllReplicasReady", "False", "ClaimsPending", 3),
+			status("False", "ReplicasNotReady", "True", "AllClaimsBound", 2), false},
 		{"server ready", status("False", "ReplicasNotReady", "True", "AllClaimsBound", 2), ready, false},
 		{"first status already ready", tarsv1beta1.TServerStatus{}, ready, false},
 		{"ready server losing a replica", ready, status("False", "ReplicasNotReady", "True", "AllClaimsBound", 2), false},
@@ -138,8 +147,12 @@ func TestStatusWritesDelay(t *testing.T) {
 		t.Errorf("progress 3s after the last write: delay %s, want 7s", got)
 	}
 	bound := status("False", "ReplicasNotReady", "True", "AllClaimsBound", 2)
-	if got := w.delay(ts, &ts.Status, &bound, interval, created.Add(15*time.Second)); got != 0 {
-		t.Errorf("claims bound 3s after the last write: delay %s, want 0 (news)", got)
+	if got := w.delay(ts, &ts.Status, &bound, interval, created.Add(15*time.Second)); got != 7*time.Second {
+		t.Errorf("claims bound 3s after the last write, replicas not yet: delay %s, want 7s (a step of the rollout)", got)
+	}
+	conflict := status("False", "Conflict", "False", "ClaimsPending", 2)
+	if got := w.delay(ts, &ts.Status, &conflict, interval, created.Add(15*time.Second)); got != 0 {
+		t.Errorf("a conflict 3s after the last write: delay %s, want 0 (news)", got)
 	}
 
 	w.forget(key)
