@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -170,12 +171,20 @@ func observer(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme) (cl
 	return c, nil
 }
 
-// cleanUp deletes a run's namespace and volumes, and waits until they are gone.
+// cleanUp deletes a run's namespace and volumes, and waits until they are gone; then it removes
+// the run's directories from every node's host root, as an administrator would after deleting
+// volumes by hand. Left there, they would be orphans to every later run's agents, whose scans
+// then list every volume of the cluster: a cost of this bench's shortcut, not of a cluster.
 func (b *bench) cleanUp(ctx context.Context, name string) error {
 	// A scale run's thousands of pods take minutes.
 	took, err := b.deleteAndWait(ctx, name, map[string]string{tarsv1beta1.LabelServerApp: name}, 15*time.Minute)
 	if err != nil {
 		return fmt.Errorf("cleaning up run %s: %w", name, err)
+	}
+	for _, n := range b.cluster.Nodes {
+		if err := os.RemoveAll(filepath.Join(b.cluster.HostRoot(n.Name), name)); err != nil {
+			return fmt.Errorf("cleaning up run %s: %w", name, err)
+		}
 	}
 	fmt.Printf("  cleaned up %s in %s\n", name, took.Round(10*time.Millisecond))
 	return nil
