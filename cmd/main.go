@@ -43,6 +43,7 @@ import (
 	k8sv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 	"github.com/tserver-operator/tserver-operator/internal/compat"
 	"github.com/tserver-operator/tserver-operator/internal/controller"
+	"github.com/tserver-operator/tserver-operator/internal/logging"
 	webhookv1beta1 "github.com/tserver-operator/tserver-operator/internal/webhook/v1beta1"
 	// +kubebuilder:scaffold:imports
 )
@@ -114,7 +115,7 @@ func main() {
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	ctrl.SetLogger(logging.DeferValues(zap.New(zap.UseFlagOptions(&opts))))
 	if nodeLossGrace < 0 {
 		setupLog.Error(fmt.Errorf("--node-loss-grace %s is negative", nodeLossGrace), "Failed to read flags")
 		os.Exit(2)

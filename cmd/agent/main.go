@@ -42,6 +42,7 @@ import (
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 	"github.com/tserver-operator/tserver-operator/internal/agent"
 	"github.com/tserver-operator/tserver-operator/internal/hostfs"
+	"github.com/tserver-operator/tserver-operator/internal/logging"
 	"github.com/tserver-operator/tserver-operator/internal/memory"
 )
 
@@ -116,7 +117,7 @@ func runAgent(args []string) int {
 			cfg.DiskCheckInterval)
 		return 2
 	}
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	ctrl.SetLogger(logging.DeferValues(zap.New(zap.UseFlagOptions(&zapOpts))))
 	log := ctrl.Log.WithName("agent")
 	releaseStartupPages(log, "initialised")
 	if cfg.NodeName == "" {
