@@ -639,8 +639,21 @@ var _ = Describe("The node agent", func() {
 			corev1.LabelHostname: "host-f", tarsv1beta1.LabelSupportLocalVolume: "true",
 		}}}
 		Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, node))).To(Succeed())
-		var lists atomic.Int64
-		startAgentCountingLists("node-f", "host-f", GinkgoT().TempDir(), &lists)
+		// lists counts the lists of every volume; keptMoved, those read while the directory that a
+		// volume made by hand uses was not at its path: it must never be moved.
+		var lists, keptMoved atomic.Int64
+		var keptDir atomic.Pointer[string]
+		startAgentSeeingRequests("node-f", "host-f", GinkgoT().TempDir(), func(req *http.Request) {
+			if !isVolumeList(req) {
+				return
+			}
+			lists.Add(1)
+			if dir := keptDir.Load(); dir != nil {
+				if _, err := os.Stat(*dir); err != nil {
+					keptMoved.Add(1)
+				}
+			}
+		})
 		DeferCleanup(func() {
 			a := agents["node-f"]
 			a.stop()
@@ -660,6 +673,7 @@ var _ = Describe("The node agent", func() {
 		kept := volumes[5]
 		byHand(ns+"-by-hand-f", kept.Spec.Local.Path+"/shared", "host-f", corev1.VolumePending)
 		lists.Store(0)
+		keptDir.Store(new(dirOn("node-f", ns, "v5")))
 
 		By(fmt.Sprintf("releasing the %d volumes at once, as a deleted fleet's", n))
 		for _, pvc := range claims {
@@ -691,6 +705,7 @@ var _ = Describe("The node agent", func() {
 		Eventually(eventNotes("PersistentVolume", kept.Name), timeout, interval).Should(
 			ContainElement(ContainSubstring("uses the same directory, or one above or below it")))
 		expectKept(kept.Name, filepath.Join(dirOn("node-f", ns, "v5"), "sentinel"))
+		Expect(keptMoved.Load()).To(BeZero(), "a directory another volume uses is never moved")
 	})
 
 	It("keeps the directory of a released volume that a volume made by hand comes to use after its checks, "+
@@ -717,11 +732,10 @@ var _ = Describe("The node agent", func() {
 			if pv == nil || req.Method != http.MethodGet || q.Get("watch") != "" {
 				return
 			}
+			if _, err := os.Stat(dirOn("node-g", ns, "v2")); isVolumeList(req) && err != nil {
+				listedAside.Add(1)
+			}
 			switch req.URL.Path {
-			case "/api/v1/persistentvolumes":
-				if _, err := os.Stat(dirOn("node-g", ns, "v2")); q.Get("labelSelector") == "" && err != nil {
-					listedAside.Add(1)
-				}
 			case "/api/v1/persistentvolumes/" + pv.Name:
 				if !read.CompareAndSwap(0, 1) && read.CompareAndSwap(2, 3) {
 					raced.Store(true)

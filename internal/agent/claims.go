@@ -686,7 +686,11 @@ func (r *ClaimReconciler) keep(ctx context.Context, pvc *corev1.PersistentVolume
 // interrupted before the volume's delete, which did not happen (the volume is bound, or made
 // available again): it is this volume's directory. It says whether it did.
 func (a *Agent) restoreAside(ctx context.Context, pv *corev1.PersistentVolume) bool {
-	if err := a.Root.Rename(a.asideOf(pv), a.relativePath(pv)); err != nil {
+	aside := a.asideOf(pv)
+	if _, busy := a.removing.Load(aside); busy {
+		return false // a cleanup under way has it aside: it moves it back itself, or removes it
+	}
+	if err := a.Root.Rename(aside, a.relativePath(pv)); err != nil {
 		return false
 	}
 	logf.FromContext(ctx).Info("Moved back the directory of a volume moved aside by an interrupted cleanup",

@@ -228,10 +228,12 @@ func startAgentWith(node, hostname, dir string, funcs *interceptor.Funcs) {
 	runAgent(node, hostname, dir, agentOptions{funcs: funcs, disk: &roomyDisk, orphanScan: orphanScan})
 }
 
-// startAgentCountingLists runs an agent that counts in lists the lists of every volume of the
-// cluster it reads from the API server (its caches' lists aside), with no orphan scan to add any.
-func startAgentCountingLists(node, hostname, dir string, lists *atomic.Int64) {
-	runAgent(node, hostname, dir, agentOptions{disk: &roomyDisk, orphanScan: time.Hour, volumeLists: lists})
+// isVolumeList says whether req lists every volume of the cluster from the API server (a cache's
+// list, of the volumes of some labels, aside).
+func isVolumeList(req *http.Request) bool {
+	q := req.URL.Query()
+	return req.Method == http.MethodGet && req.URL.Path == "/api/v1/persistentvolumes" &&
+		q.Get("watch") == "" && q.Get("labelSelector") == ""
 }
 
 // startAgentSeeingRequests runs an agent that calls seen with each request it sends the API
@@ -250,14 +252,13 @@ func startAgentOnDisk(node, hostname, dir string, disk *hostfs.FilesystemStats) 
 var errNoStatfs = errors.New("statfs: input/output error")
 
 // agentOptions are how a test agent differs from tserver-agent's: its client's calls go through
-// funcs first if not nil; disk is its host root's filesystem as it reads it; volumeLists, if not
-// nil, counts its lists of every volume; seen, if not nil, sees each request before it is sent.
+// funcs first if not nil; disk is its host root's filesystem as it reads it; seen, if not nil,
+// sees each request before it is sent.
 type agentOptions struct {
-	funcs       *interceptor.Funcs
-	disk        *hostfs.FilesystemStats
-	orphanScan  time.Duration
-	volumeLists *atomic.Int64
-	seen        func(*http.Request)
+	funcs      *interceptor.Funcs
+	disk       *hostfs.FilesystemStats
+	orphanScan time.Duration
+	seen       func(*http.Request)
 }
 
 func runAgent(node, hostname, dir string, o agentOptions) {
@@ -279,15 +280,6 @@ func runAgent(node, hostname, dir string, o agentOptions) {
 		}
 	}
 	agentCfg := cfg
-	if o.volumeLists != nil {
-		o.seen = func(req *http.Request) {
-			q := req.URL.Query()
-			if req.Method == http.MethodGet && req.URL.Path == "/api/v1/persistentvolumes" &&
-				q.Get("watch") == "" && q.Get("labelSelector") == "" {
-				o.volumeLists.Add(1)
-			}
-		}
-	}
 	if o.seen != nil {
 		agentCfg = rest.CopyConfig(cfg)
 		agentCfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {

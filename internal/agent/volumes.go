@@ -52,6 +52,7 @@ func (r *VolumeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err := r.Get(ctx, req.NamespacedName, pv); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.moveFailed.Delete(req.Name)
+			r.refused.Delete(req.Name) // a volume of that name made anew is judged anew
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -100,6 +101,7 @@ func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVol
 	if why != "" {
 		return r.refuse(ctx, fresh, why), nil
 	}
+	r.refused.Delete(fresh.Name) // whatever stopped it before is gone; retire may say otherwise
 	batch := []*corev1.PersistentVolume{fresh}
 	for _, other := range r.releasedAlongside(ctx, pv) {
 		if why, err := r.cleanupRefusal(ctx, other); why == "" && err == nil { // else: its own reconcile
@@ -226,6 +228,7 @@ func (r *VolumeReconciler) retire(ctx context.Context, batch []*corev1.Persisten
 		if used(o, vols) {
 			continue
 		}
+		r.refused.Delete(o.pv.Name)
 		// Checking took round trips: only a volume still exactly as checked loses its directory.
 		if fresh, err := r.stillAsCached(ctx, o.pv); fresh == nil {
 			o.err = err
@@ -243,7 +246,6 @@ func (r *VolumeReconciler) retire(ctx context.Context, batch []*corev1.Persisten
 		case err != nil:
 			o.err = err
 		case !used(o, vols):
-			r.refused.Delete(o.pv.Name)
 			o.deleted, o.err = r.deleteReleased(ctx, o.pv)
 		}
 		if !o.deleted {
@@ -308,7 +310,13 @@ func (r *VolumeReconciler) moveAside(pv *corev1.PersistentVolume) (string, error
 func (r *VolumeReconciler) moveBack(ctx context.Context, pv *corev1.PersistentVolume) {
 	rel, aside := r.relativePath(pv), r.asideOf(pv)
 	defer r.removing.Delete(aside)
-	if err := r.Root.Rename(aside, rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	err := r.Root.Rename(aside, rel)
+	if errors.Is(err, fs.ErrExist) {
+		if gone, mErr := r.Root.Missing([]string{aside}); mErr == nil && len(gone) == 1 {
+			return // moved back already
+		}
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		agentErrors.WithLabelValues(reasonCleanup).Inc()
 		logf.FromContext(ctx).Error(err, "Failed to move a directory back from aside", "pv", pv.Name, "aside", aside)
 		r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "Delete",
