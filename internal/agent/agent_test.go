@@ -315,6 +315,39 @@ func boundWithData(ns, node string) (*corev1.PersistentVolumeClaim, *corev1.Pers
 	return pvc, pv, writeSentinel(dirOn(node, ns, "remote-log-dir"))
 }
 
+// boundFleet makes n claims of server tars.tarslog in ns (volumes v0 to v<n-1>, replica 0), has
+// node's agent provision their volumes, binds them, and writes a sentinel file into each
+// directory.
+func boundFleet(ns, node string, n int) ([]*corev1.PersistentVolumeClaim, []*corev1.PersistentVolume) {
+	claims := make([]*corev1.PersistentVolumeClaim, 0, n)
+	volumes := make([]*corev1.PersistentVolume, 0, n)
+	for i := range n {
+		pvc := newClaim(ns, fmt.Sprintf("v%d", i), 0, seedOwnership)
+		pv := provisioned(pvc, node)
+		bind(pvc, pv)
+		writeSentinel(dirOn(node, ns, fmt.Sprintf("v%d", i)))
+		claims, volumes = append(claims, pvc), append(volumes, pv)
+	}
+	return claims, volumes
+}
+
+// releaseFleet deletes the claims, then releases their volumes at once, as the PV controller
+// does when a fleet is deleted.
+func releaseFleet(claims []*corev1.PersistentVolumeClaim, volumes []*corev1.PersistentVolume) {
+	By(fmt.Sprintf("releasing the %d volumes at once, as a deleted fleet's", len(volumes)))
+	for _, pvc := range claims {
+		deleteClaim(pvc)
+	}
+	var released sync.WaitGroup
+	for _, pv := range volumes {
+		released.Go(func() {
+			defer GinkgoRecover()
+			setPhase(pv.Name, corev1.VolumeReleased)
+		})
+	}
+	released.Wait()
+}
+
 // expectKept checks that volume pv stays and the sentinel file keeps its data.
 func expectKept(pv, sentinel string) {
 	Consistently(pvExists(pv), time.Second, interval).Should(BeTrue())
@@ -660,33 +693,14 @@ var _ = Describe("The node agent", func() {
 			<-a.done
 		})
 		const n = 12
-		claims := make([]*corev1.PersistentVolumeClaim, 0, n)
-		volumes := make([]*corev1.PersistentVolume, 0, n)
-		for i := range n {
-			pvc := newClaim(ns, fmt.Sprintf("v%d", i), 0, seedOwnership)
-			pv := provisioned(pvc, "node-f")
-			bind(pvc, pv)
-			writeSentinel(dirOn("node-f", ns, fmt.Sprintf("v%d", i)))
-			claims, volumes = append(claims, pvc), append(volumes, pv)
-		}
+		claims, volumes := boundFleet(ns, "node-f", n)
 		By("a volume made by hand, without any tars label, for a directory below the sixth one's")
 		kept := volumes[5]
 		byHand(ns+"-by-hand-f", kept.Spec.Local.Path+"/shared", "host-f", corev1.VolumePending)
 		lists.Store(0)
 		keptDir.Store(new(dirOn("node-f", ns, "v5")))
 
-		By(fmt.Sprintf("releasing the %d volumes at once, as a deleted fleet's", n))
-		for _, pvc := range claims {
-			deleteClaim(pvc)
-		}
-		var released sync.WaitGroup
-		for _, pv := range volumes {
-			released.Go(func() {
-				defer GinkgoRecover()
-				setPhase(pv.Name, corev1.VolumeReleased)
-			})
-		}
-		released.Wait()
+		releaseFleet(claims, volumes)
 		for i, pv := range volumes {
 			if pv == kept {
 				continue
@@ -715,8 +729,6 @@ var _ = Describe("The node agent", func() {
 		}}}
 		Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, node))).To(Succeed())
 		const n = 4
-		claims := make([]*corev1.PersistentVolumeClaim, 0, n)
-		volumes := make([]*corev1.PersistentVolume, 0, n)
 		// The agent reads the volume, checks its claim, then reads the volume again before it moves its
 		// directory: read is how far along that it is.
 		var read atomic.Int32
@@ -751,28 +763,11 @@ var _ = Describe("The node agent", func() {
 			a.stop()
 			<-a.done
 		})
-		for i := range n {
-			pvc := newClaim(ns, fmt.Sprintf("v%d", i), 0, seedOwnership)
-			pv := provisioned(pvc, "node-g")
-			bind(pvc, pv)
-			writeSentinel(dirOn("node-g", ns, fmt.Sprintf("v%d", i)))
-			claims, volumes = append(claims, pvc), append(volumes, pv)
-		}
+		claims, volumes := boundFleet(ns, "node-g", n)
 		kept := volumes[2]
 		target.Store(kept)
 
-		By(fmt.Sprintf("releasing the %d volumes at once, as a deleted fleet's", n))
-		for _, pvc := range claims {
-			deleteClaim(pvc)
-		}
-		var released sync.WaitGroup
-		for _, pv := range volumes {
-			released.Go(func() {
-				defer GinkgoRecover()
-				setPhase(pv.Name, corev1.VolumeReleased)
-			})
-		}
-		released.Wait()
+		releaseFleet(claims, volumes)
 		for i, pv := range volumes {
 			if pv != kept {
 				Eventually(pvGone(pv.Name), timeout, interval).Should(BeTrue())

@@ -206,7 +206,7 @@ func (r *VolumeReconciler) retire(ctx context.Context, batch []*corev1.Persisten
 	for i, pv := range batch {
 		outcomes[i].pv = pv
 	}
-	// used says which volume uses the directory of o's volume, of vols.
+	// used says whether a volume of vols uses the directory of o's volume, and records in o which.
 	used := func(o *outcome, vols []corev1.PersistentVolume) bool {
 		if other := overlapping(vols, path.Clean(localPath(o.pv)), o.pv.UID); other != "" {
 			o.why = fmt.Sprintf("volume %s uses the same directory, or one above or below it", other)
