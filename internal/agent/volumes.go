@@ -101,7 +101,6 @@ func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVol
 	if why != "" {
 		return r.refuse(ctx, fresh, why), nil
 	}
-	r.refused.Delete(fresh.Name) // whatever stopped it before is gone; retire may say otherwise
 	batch := []*corev1.PersistentVolume{fresh}
 	for _, other := range r.releasedAlongside(ctx, pv) {
 		if why, err := r.cleanupRefusal(ctx, other); why == "" && err == nil { // else: its own reconcile
@@ -228,7 +227,6 @@ func (r *VolumeReconciler) retire(ctx context.Context, batch []*corev1.Persisten
 		if used(o, vols) {
 			continue
 		}
-		r.refused.Delete(o.pv.Name)
 		// Checking took round trips: only a volume still exactly as checked loses its directory.
 		if fresh, err := r.stillAsCached(ctx, o.pv); fresh == nil {
 			o.err = err
@@ -246,6 +244,9 @@ func (r *VolumeReconciler) retire(ctx context.Context, batch []*corev1.Persisten
 		case err != nil:
 			o.err = err
 		case !used(o, vols):
+			// Forgotten only now: a claim of the group that finds no refusal waits for the delete
+			// to bring it back, and a refusal stored anew would not.
+			r.refused.Delete(o.pv.Name)
 			o.deleted, o.err = r.deleteReleased(ctx, o.pv)
 		}
 		if !o.deleted {
