@@ -269,6 +269,16 @@ func (b *bench) useProvisioner(ctx context.Context, provisioner string) error {
 	return nil
 }
 
+// stopOperator stops the manager and the agents.
+func (b *bench) stopOperator() error {
+	var err error
+	if b.manager != nil {
+		err = b.manager.Stop()
+		b.manager = nil
+	}
+	return errors.Join(err, b.stopAgents())
+}
+
 // stopAgents stops the agents of the previous pair.
 func (b *bench) stopAgents() error {
 	errs := make([]error, 0, len(b.agents))
