@@ -120,7 +120,7 @@ func scale(ctx context.Context, o options) ([]result, error) {
 	if err != nil {
 		return nil, err
 	}
-	printRequests(ours, alone)
+	printRequests("", ours, alone)
 	managerPeak, managerCPU := procStats(b.manager.Pid())
 	agentsRSS := b.agentsRSS(small.nodes)
 	restarts, err := b.restarts(ctx, "ours")
@@ -299,8 +299,8 @@ func (b *bench) restarts(ctx context.Context, ns string) (restartRuns, error) {
 	if err := oursOnce("second"); err != nil {
 		return runs, err
 	}
-	for _, r := range runs.each {
-		printRequests(r.runFigures, runs.alone.runFigures)
+	for i, r := range runs.each {
+		printRequests(fmt.Sprintf(" (the operator's restart %d)", i+1), r.runFigures, runs.alone.runFigures)
 	}
 	runs.ours = meanRestart(runs.each)
 	return runs, nil
@@ -413,8 +413,8 @@ func (b *bench) deletePods(ctx context.Context, pods []corev1.Pod) error {
 }
 
 // printRequests prints, per claim, the kinds of API requests of which ours made more or fewer
-// than alone, the most different first.
-func printRequests(ours, alone runFigures) {
+// than alone, the most different first; which names ours where it is not the only run.
+func printRequests(which string, ours, alone runFigures) {
 	perClaim := func(r runFigures, kind string) float64 { return r.requests[kind] / float64(max(1, r.claims)) }
 	kinds := slices.Collect(maps.Keys(ours.requests))
 	for kind := range alone.requests {
@@ -424,7 +424,7 @@ func printRequests(ours, alone runFigures) {
 	}
 	diff := func(kind string) float64 { return perClaim(ours, kind) - perClaim(alone, kind) }
 	slices.SortFunc(kinds, func(a, b string) int { return cmp.Compare(math.Abs(diff(b)), math.Abs(diff(a))) })
-	fmt.Println("    API requests per claim, with the operator and alone, where they differ most:")
+	fmt.Printf("    API requests per claim, with the operator%s and alone, where they differ most:\n", which)
 	for _, kind := range kinds[:min(10, len(kinds))] {
 		fmt.Printf("      %6.2f %6.2f  %s\n", perClaim(ours, kind), perClaim(alone, kind), kind)
 	}
