@@ -55,6 +55,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 	"github.com/tserver-operator/tserver-operator/internal/hostfs"
@@ -114,6 +115,10 @@ type Agent struct {
 	// refused holds why the cleanup of a released volume (by name) was refused, for the claims of
 	// its group that wait for it on this node to be handed back, saying why.
 	refused sync.Map
+	// refusalStored brings each volume whose cleanup was just refused to the claim controller, so
+	// that the claims of its group waiting on this node learn why at once: a refusal changes no
+	// object that would bring them back.
+	refusalStored chan event.GenericEvent
 	// moveFailed holds the released volumes (by name) whose directory could not be moved aside or
 	// whose delete failed at their last cleanup: another volume's cleanup does not take them along
 	// (their own reconcile retries, with back-off, and reports).
@@ -146,7 +151,8 @@ func SetupWithManager(mgr ctrl.Manager, cfg Config) error {
 		Recorder:  mgr.GetEventRecorder(reportingController(cfg.NodeName)),
 		Events:    eventWriter,
 
-		measureRate: newMeasureRate(cfg.UsageRate),
+		measureRate:   newMeasureRate(cfg.UsageRate),
+		refusalStored: make(chan event.GenericEvent, maxCleanupBatch),
 	}
 	if a.DiskCheckInterval <= 0 {
 		a.DiskCheckInterval = defaultDiskCheckInterval

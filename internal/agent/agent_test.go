@@ -813,6 +813,50 @@ var _ = Describe("The node agent", func() {
 		Expect(sentinel).NotTo(BeAnExistingFile())
 	})
 
+	It("hands back a claim of the group that waits here for a released volume once its cleanup is refused", func() {
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-h", Labels: map[string]string{
+			corev1.LabelHostname: "host-h", tarsv1beta1.LabelSupportLocalVolume: "true",
+		}}}
+		Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, node))).To(Succeed())
+		var target atomic.Pointer[corev1.PersistentVolume]
+		var paused atomic.Bool
+		var waiting atomic.Pointer[corev1.PersistentVolumeClaim]
+		startAgentSeeingRequests("node-h", "host-h", GinkgoT().TempDir(), func(req *http.Request) {
+			defer GinkgoRecover()
+			pv := target.Load()
+			if pv == nil || req.Method != http.MethodGet || req.URL.Query().Get("watch") != "" ||
+				req.URL.Path != "/api/v1/persistentvolumes/"+pv.Name || !paused.CompareAndSwap(false, true) {
+				return
+			}
+			By("a new claim of the group scheduled here while the cleanup reads the volume afresh")
+			fresh := newClaim(ns, "remote-log-dir", 1, seedOwnership)
+			waiting.Store(fresh)
+			schedule(fresh, "node-h")
+			// Its reconcile finds the volume released and its cleanup under way, not refused: it waits.
+			time.Sleep(time.Second)
+		})
+		DeferCleanup(func() {
+			a := agents["node-h"]
+			a.stop()
+			<-a.done
+		})
+		pvc, pv, sentinel := boundWithData(ns, "node-h")
+		dir := dirOn("node-h", ns, "remote-log-dir")
+		By("the data disk not mounted, then the claim deleted: its volume is released")
+		Expect(os.Rename(dir, dir+".unmounted")).To(Succeed())
+		deleteClaim(pvc)
+		target.Store(pv)
+		setPhase(pv.Name, corev1.VolumeReleased)
+		Eventually(waiting.Load, timeout, interval).ShouldNot(BeNil())
+		fresh := waiting.Load()
+		Eventually(claimAnnotation(fresh, tarsv1beta1.AnnotationProvisioningRefused), timeout, interval).Should(
+			ContainSubstring("its cleanup was refused: its directory is missing"))
+		Expect(selectedNode(fresh)()).To(BeEmpty())
+		Expect(pvExists(pv.Name)()).To(BeTrue())
+		Expect(os.Rename(dir+".unmounted", dir)).To(Succeed())
+		Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
+	})
+
 	It("deletes a released delay-bind volume whose directory is missing: it held nothing", func() {
 		pvc := newClaim(ns, tarsv1beta1.DelayBindVolumeName, 0, seedOwnership)
 		pv := provisioned(pvc, "node-a")

@@ -45,6 +45,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
 	"github.com/tserver-operator/tserver-operator/internal/hostfs"
@@ -813,6 +814,7 @@ func (r *ClaimReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.allPendingClaims),
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		Watches(&storagev1.StorageClass{}, handler.EnqueueRequestsFromMapFunc(r.allPendingClaims)).
+		WatchesRawSource(source.Channel(r.refusalStored, handler.EnqueueRequestsFromMapFunc(r.claimsOfVolume))).
 		Named("claim").
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrentClaims}).
 		Complete(r)

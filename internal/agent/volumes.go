@@ -31,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -119,10 +120,15 @@ func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVol
 	return ctrl.Result{}, outcomes[0].err
 }
 
-// refuse records, reports and counts why the directory of released volume pv is kept, and says
-// when to look again: nothing that would change the verdict need be a change of this volume.
+// refuse records, reports and counts why the directory of released volume pv is kept, has the
+// claims of its group waiting on this node look again (handed back, they say why), and says when
+// to look again: nothing that would change the verdict need be a change of this volume.
 func (r *VolumeReconciler) refuse(ctx context.Context, pv *corev1.PersistentVolume, why string) ctrl.Result {
 	r.refused.Store(pv.Name, why)
+	select {
+	case r.refusalStored <- event.GenericEvent{Object: pv}:
+	case <-ctx.Done():
+	}
 	cleanupsRefused.Inc()
 	logf.FromContext(ctx).Info("Refused to remove the directory of a released PersistentVolume", "pv", pv.Name,
 		"path", localPath(pv), "reason", why)
