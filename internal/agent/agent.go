@@ -115,13 +115,12 @@ type Agent struct {
 	// refused holds why the cleanup of a released volume (by name) was refused, for the claims of
 	// its group that wait for it on this node to be handed back, saying why.
 	refused sync.Map
-	// refusalStored brings each volume whose cleanup was just refused to the claim controller, so
-	// that the claims of its group waiting on this node learn why at once: a refusal changes no
-	// object that would bring them back.
+	// refusalStored brings each volume whose cleanup was just refused, or failed, to the claim
+	// controller (wakeGroup).
 	refusalStored chan event.GenericEvent
 	// moveFailed holds the released volumes (by name) whose directory could not be moved aside or
-	// whose delete failed at their last cleanup: another volume's cleanup does not take them along
-	// (their own reconcile retries, with back-off, and reports).
+	// whose delete failed at their last cleanup, with the error: another volume's cleanup does not
+	// take them along (their own reconcile retries, with back-off, and reports).
 	moveFailed sync.Map
 	// dirChange is held for reading from where the agent makes or removes a volume's directory
 	// until it has made or deleted the volume: the two are changed one after the other. The

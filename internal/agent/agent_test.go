@@ -18,6 +18,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -38,6 +39,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -346,6 +348,24 @@ func releaseFleet(claims []*corev1.PersistentVolumeClaim, volumes []*corev1.Pers
 		})
 	}
 	released.Wait()
+}
+
+// scheduledMeanwhile makes a claim of replica 1 of remote-log-dir and schedules it on node, from
+// inside one of the agent's requests (which waits meanwhile): it returns once the agent's cache
+// has the claim and a second has passed, time for its reconcile to find the volume of its group
+// on node released and its cleanup under way, and to wait.
+func scheduledMeanwhile(ns, node string) *corev1.PersistentVolumeClaim {
+	fresh := newClaim(ns, "remote-log-dir", 1, seedOwnership)
+	schedule(fresh, node)
+	Eventually(func() string {
+		got := &corev1.PersistentVolumeClaim{}
+		if err := agents[node].cache.Get(ctx, client.ObjectKeyFromObject(fresh), got); err != nil {
+			return ""
+		}
+		return got.Annotations["volume.kubernetes.io/selected-node"]
+	}, timeout, interval).Should(Equal(node))
+	time.Sleep(time.Second)
+	return fresh
 }
 
 // expectKept checks that volume pv stays and the sentinel file keeps its data.
@@ -829,11 +849,7 @@ var _ = Describe("The node agent", func() {
 				return
 			}
 			By("a new claim of the group scheduled here while the cleanup reads the volume afresh")
-			fresh := newClaim(ns, "remote-log-dir", 1, seedOwnership)
-			waiting.Store(fresh)
-			schedule(fresh, "node-h")
-			// Its reconcile finds the volume released and its cleanup under way, not refused: it waits.
-			time.Sleep(time.Second)
+			waiting.Store(scheduledMeanwhile(ns, "node-h"))
 		})
 		DeferCleanup(func() {
 			a := agents["node-h"]
@@ -853,8 +869,47 @@ var _ = Describe("The node agent", func() {
 			ContainSubstring("its cleanup was refused: its directory is missing"))
 		Expect(selectedNode(fresh)()).To(BeEmpty())
 		Expect(pvExists(pv.Name)()).To(BeTrue())
-		Expect(os.Rename(dir+".unmounted", dir)).To(Succeed())
-		Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
+		Expect(os.ReadFile(filepath.Join(dir+".unmounted", filepath.Base(sentinel)))).To(Equal([]byte("precious")))
+	})
+
+	It("hands back a claim of the group that waits here for a released volume whose cleanup keeps failing", func() {
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-i", Labels: map[string]string{
+			corev1.LabelHostname: "host-i", tarsv1beta1.LabelSupportLocalVolume: "true",
+		}}}
+		Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, node))).To(Succeed())
+		var failing atomic.Bool
+		var waiting atomic.Pointer[corev1.PersistentVolumeClaim]
+		startAgentWith("node-i", "host-i", GinkgoT().TempDir(), &interceptor.Funcs{
+			Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+				pv, ok := obj.(*corev1.PersistentVolume)
+				if !ok || !strings.HasPrefix(pv.Name, ns+"-") || !failing.Load() {
+					return c.Delete(ctx, obj, opts...)
+				}
+				if waiting.Load() == nil {
+					By("a new claim of the group scheduled here while the cleanup deletes the volume")
+					waiting.Store(scheduledMeanwhile(ns, "node-i"))
+				}
+				return apierrors.NewForbidden(corev1.Resource("persistentvolumes"), pv.Name,
+					errors.New("denied by a policy"))
+			},
+		})
+		DeferCleanup(func() {
+			a := agents["node-i"]
+			a.stop()
+			<-a.done
+		})
+		pvc, pv, sentinel := boundWithData(ns, "node-i")
+		By("the claim deleted; every delete of its volume fails")
+		failing.Store(true)
+		release(pvc, pv)
+		Eventually(waiting.Load, timeout, interval).ShouldNot(BeNil())
+		fresh := waiting.Load()
+		Eventually(claimAnnotation(fresh, tarsv1beta1.AnnotationProvisioningRefused), timeout, interval).Should(And(
+			ContainSubstring("its cleanup failed: "), ContainSubstring("denied by a policy")))
+		Expect(selectedNode(fresh)()).To(BeEmpty())
+		Expect(pvExists(pv.Name)()).To(BeTrue())
+		Eventually(func() ([]byte, error) { return os.ReadFile(sentinel) }, timeout, interval).Should(
+			Equal([]byte("precious")), "the directory moved back at its path")
 	})
 
 	It("deletes a released delay-bind volume whose directory is missing: it held nothing", func() {

@@ -306,6 +306,9 @@ func (r *ClaimReconciler) judgeExisting(pvc *corev1.PersistentVolumeClaim, pv *c
 	case released && r.cleanupRefused(pv.Name) != "":
 		v.refuse = refuse("", "released volume %s of this server is in the way, and its cleanup was refused: %s",
 			pv.Name, r.cleanupRefused(pv.Name))
+	case released && r.cleanupFailed(pv.Name) != "":
+		v.refuse = refuse("", "released volume %s of this server is in the way, and its cleanup failed: %s",
+			pv.Name, r.cleanupFailed(pv.Name))
 	case released, earlier, ref == nil && !pv.DeletionTimestamp.IsZero():
 		// On its way out by itself: cleaned up (reclaim policy Delete), or deleted unbound. Its
 		// deletion brings the claim back. A volume being deleted that another claim still holds
@@ -486,6 +489,13 @@ func (r *ClaimReconciler) markBound(ctx context.Context, pv *corev1.PersistentVo
 func (r *ClaimReconciler) cleanupRefused(pv string) string {
 	why, _ := r.refused.Load(pv)
 	s, _ := why.(string)
+	return s
+}
+
+// cleanupFailed says how the last cleanup of a released volume failed, or "".
+func (r *ClaimReconciler) cleanupFailed(pv string) string {
+	err, _ := r.moveFailed.Load(pv)
+	s, _ := err.(string)
 	return s
 }
 

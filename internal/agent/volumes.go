@@ -58,7 +58,9 @@ func (r *VolumeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if pv.Status.Phase != corev1.VolumeReleased {
-		r.moveFailed.Delete(pv.Name) // a failed move is of a released volume's cleanup only
+		// A failed or refused cleanup is of a release only: released again, it is judged anew.
+		r.moveFailed.Delete(pv.Name)
+		r.refused.Delete(pv.Name)
 	}
 	if !r.isOurVolume(pv) || !pv.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
@@ -114,10 +116,14 @@ func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVol
 			r.purge(ctx, o.pv)
 		}
 	}
-	if lead := outcomes[0]; lead.why != "" {
+	lead := outcomes[0]
+	if lead.why != "" {
 		return r.refuse(ctx, lead.pv, lead.why), nil
 	}
-	return ctrl.Result{}, outcomes[0].err
+	if lead.err != nil {
+		r.wakeGroup(ctx, lead.pv) // a failure stored anew, as a refusal, changes no object
+	}
+	return ctrl.Result{}, lead.err
 }
 
 // refuse records, reports and counts why the directory of released volume pv is kept, has the
@@ -125,16 +131,27 @@ func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVol
 // to look again: nothing that would change the verdict need be a change of this volume.
 func (r *VolumeReconciler) refuse(ctx context.Context, pv *corev1.PersistentVolume, why string) ctrl.Result {
 	r.refused.Store(pv.Name, why)
-	select {
-	case r.refusalStored <- event.GenericEvent{Object: pv}:
-	case <-ctx.Done():
-	}
+	r.wakeGroup(ctx, pv)
 	cleanupsRefused.Inc()
 	logf.FromContext(ctx).Info("Refused to remove the directory of a released PersistentVolume", "pv", pv.Name,
 		"path", localPath(pv), "reason", why)
 	r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupRefused", "Delete",
 		"Node %s keeps directory %s and volume %s: %s", r.NodeName, localPath(pv), pv.Name, why)
 	return ctrl.Result{RequeueAfter: r.GCGracePeriod}
+}
+
+// wakeGroup has the claims of released volume pv's group that wait on this node look again, once
+// why its cleanup was refused or failed is stored: nothing else brings them back, and they are
+// then handed back to the scheduler, saying why. It is sent at every attempt: a claim whose
+// hand-back met a conflict is brought back by the next.
+func (a *Agent) wakeGroup(ctx context.Context, pv *corev1.PersistentVolume) {
+	if a.refusalStored == nil { // no claim controller
+		return
+	}
+	select {
+	case a.refusalStored <- event.GenericEvent{Object: pv}:
+	case <-ctx.Done():
+	}
 }
 
 // maxCleanupBatch is how many released volumes one cleanup takes up at most.
@@ -262,12 +279,13 @@ func (r *VolumeReconciler) retire(ctx context.Context, batch []*corev1.Persisten
 	return r.settle(outcomes)
 }
 
-// settle records which volumes of outcomes failed (another volume's cleanup does not take them
-// along until their own reconcile succeeds), and returns outcomes.
+// settle records which volumes of outcomes failed, and how (another volume's cleanup does not
+// take them along until their own reconcile succeeds; the claims of their group waiting on this
+// node are handed back, saying so), and returns outcomes.
 func (r *VolumeReconciler) settle(outcomes []outcome) []outcome {
 	for _, o := range outcomes {
 		if o.err != nil {
-			r.moveFailed.Store(o.pv.Name, true)
+			r.moveFailed.Store(o.pv.Name, o.err.Error())
 		} else {
 			r.moveFailed.Delete(o.pv.Name)
 		}
