@@ -77,7 +77,9 @@ func runAgent(args []string) int {
 	fs.StringVar(&cfg.StorageClassName, "storage-class", tarsv1beta1.StorageClassName,
 		"The storage class of the claims and volumes to handle.")
 	fs.DurationVar(&cfg.GCGracePeriod, "gc-grace-period", 10*time.Minute,
-		"How long an unbound volume that no claim waits for is kept before it is deleted.")
+		"How long an unbound volume that no claim waits for is kept before it is deleted; and how long the "+
+			"cleanup of a released volume may keep failing before the claims of its group waiting on the node "+
+			"are handed back to the scheduler.")
 	fs.DurationVar(&cfg.ResyncPeriod, "resync-period", time.Minute,
 		"How often the owner and mode of bound volumes' directories are checked and repaired.")
 	fs.DurationVar(&cfg.OrphanScanInterval, "orphan-scan-interval", 10*time.Minute,

@@ -350,22 +350,77 @@ func releaseFleet(claims []*corev1.PersistentVolumeClaim, volumes []*corev1.Pers
 	released.Wait()
 }
 
-// scheduledMeanwhile makes a claim of replica 1 of remote-log-dir and schedules it on node, from
-// inside one of the agent's requests (which waits meanwhile): it returns once the agent's cache
-// has the claim and a second has passed, time for its reconcile to find the volume of its group
-// on node released and its cleanup under way, and to wait.
-func scheduledMeanwhile(ns, node string) *corev1.PersistentVolumeClaim {
-	fresh := newClaim(ns, "remote-log-dir", 1, seedOwnership)
-	schedule(fresh, node)
-	Eventually(func() string {
-		got := &corev1.PersistentVolumeClaim{}
-		if err := agents[node].cache.Get(ctx, client.ObjectKeyFromObject(fresh), got); err != nil {
-			return ""
+// meanwhileClaim is the claim scheduledMeanwhile makes: replica 1 of remote-log-dir.
+const meanwhileClaim = "remote-log-dir-tars-tarslog-1"
+
+// readingClaim is an agent client's Get that sets read when the agent reads meanwhileClaim.
+func readingClaim(ns string, read *atomic.Bool) func(context.Context, client.WithWatch, client.ObjectKey,
+	client.Object, ...client.GetOption) error {
+	return func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object,
+		opts ...client.GetOption) error {
+		meanwhile := client.ObjectKey{Namespace: ns, Name: meanwhileClaim}
+		if _, ok := obj.(*corev1.PersistentVolumeClaim); ok && key == meanwhile {
+			read.Store(true)
 		}
-		return got.Annotations["volume.kubernetes.io/selected-node"]
-	}, timeout, interval).Should(Equal(node))
-	time.Sleep(time.Second)
+		return c.Get(ctx, key, obj, opts...)
+	}
+}
+
+// scheduledMeanwhile makes meanwhileClaim and schedules it on node, from inside one of the
+// agent's requests or writes (which waits meanwhile): it returns once the agent has read the
+// claim (readingClaim sets read) and had time to find the volume of its group on node released,
+// its cleanup under way, and to leave the claim waiting there.
+func scheduledMeanwhile(ns, node string, read *atomic.Bool) *corev1.PersistentVolumeClaim {
+	fresh := newClaim(ns, "remote-log-dir", 1, seedOwnership)
+	read.Store(false)
+	schedule(fresh, node)
+	Eventually(read.Load, timeout, interval).Should(BeTrue(), "the agent reading the claim to judge it")
+	time.Sleep(500 * time.Millisecond)
+	Expect(selectedNode(fresh)()).To(Equal(node), "the claim waiting for the cleanup")
 	return fresh
+}
+
+// cleanupFailing runs an agent on node whose deletes of volumes fail, always when lasting, else
+// once; has it provision and bind a volume with data, releases it, and schedules meanwhileClaim
+// on node during the first failing delete. It returns that claim, the released volume and the
+// sentinel file of its data.
+func cleanupFailing(ns, nodeName, hostname string, lasting bool) (*corev1.PersistentVolumeClaim,
+	*corev1.PersistentVolume, string) {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{
+		corev1.LabelHostname: hostname, tarsv1beta1.LabelSupportLocalVolume: "true",
+	}}}
+	Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, node))).To(Succeed())
+	var failing, read atomic.Bool
+	var waiting atomic.Pointer[corev1.PersistentVolumeClaim]
+	runAgent(nodeName, hostname, GinkgoT().TempDir(), agentOptions{disk: &roomyDisk, orphanScan: time.Hour,
+		funcs: &interceptor.Funcs{
+			Get: readingClaim(ns, &read),
+			Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+				defer GinkgoRecover()
+				pv, ok := obj.(*corev1.PersistentVolume)
+				if !ok || !strings.HasPrefix(pv.Name, ns+"-") || !failing.Load() {
+					return c.Delete(ctx, obj, opts...)
+				}
+				if waiting.Load() == nil {
+					By("a new claim of the group scheduled here while the cleanup deletes the volume")
+					waiting.Store(scheduledMeanwhile(ns, nodeName, &read))
+				}
+				failing.Store(lasting)
+				return apierrors.NewForbidden(corev1.Resource("persistentvolumes"), pv.Name,
+					errors.New("denied by a policy"))
+			},
+		}})
+	DeferCleanup(func() {
+		a := agents[nodeName]
+		a.stop()
+		<-a.done
+	})
+	pvc, pv, sentinel := boundWithData(ns, nodeName)
+	By("the claim deleted: its volume is released, and its delete fails")
+	failing.Store(true)
+	release(pvc, pv)
+	Eventually(waiting.Load, timeout, interval).ShouldNot(BeNil())
+	return waiting.Load(), pv, sentinel
 }
 
 // expectKept checks that volume pv stays and the sentinel file keeps its data.
@@ -839,17 +894,20 @@ var _ = Describe("The node agent", func() {
 		}}}
 		Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, node))).To(Succeed())
 		var target atomic.Pointer[corev1.PersistentVolume]
-		var paused atomic.Bool
+		var paused, read atomic.Bool
 		var waiting atomic.Pointer[corev1.PersistentVolumeClaim]
-		startAgentSeeingRequests("node-h", "host-h", GinkgoT().TempDir(), func(req *http.Request) {
-			defer GinkgoRecover()
-			pv := target.Load()
-			if pv == nil || req.Method != http.MethodGet || req.URL.Query().Get("watch") != "" ||
-				req.URL.Path != "/api/v1/persistentvolumes/"+pv.Name || !paused.CompareAndSwap(false, true) {
-				return
-			}
-			By("a new claim of the group scheduled here while the cleanup reads the volume afresh")
-			waiting.Store(scheduledMeanwhile(ns, "node-h"))
+		runAgent("node-h", "host-h", GinkgoT().TempDir(), agentOptions{
+			disk: &roomyDisk, orphanScan: time.Hour, funcs: &interceptor.Funcs{Get: readingClaim(ns, &read)},
+			seen: func(req *http.Request) {
+				defer GinkgoRecover()
+				pv := target.Load()
+				if pv == nil || req.Method != http.MethodGet || req.URL.Query().Get("watch") != "" ||
+					req.URL.Path != "/api/v1/persistentvolumes/"+pv.Name || !paused.CompareAndSwap(false, true) {
+					return
+				}
+				By("a new claim of the group scheduled here while the cleanup reads the volume afresh")
+				waiting.Store(scheduledMeanwhile(ns, "node-h", &read))
+			},
 		})
 		DeferCleanup(func() {
 			a := agents["node-h"]
@@ -873,37 +931,7 @@ var _ = Describe("The node agent", func() {
 	})
 
 	It("hands back a claim of the group that waits here for a released volume whose cleanup keeps failing", func() {
-		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-i", Labels: map[string]string{
-			corev1.LabelHostname: "host-i", tarsv1beta1.LabelSupportLocalVolume: "true",
-		}}}
-		Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, node))).To(Succeed())
-		var failing atomic.Bool
-		var waiting atomic.Pointer[corev1.PersistentVolumeClaim]
-		startAgentWith("node-i", "host-i", GinkgoT().TempDir(), &interceptor.Funcs{
-			Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
-				pv, ok := obj.(*corev1.PersistentVolume)
-				if !ok || !strings.HasPrefix(pv.Name, ns+"-") || !failing.Load() {
-					return c.Delete(ctx, obj, opts...)
-				}
-				if waiting.Load() == nil {
-					By("a new claim of the group scheduled here while the cleanup deletes the volume")
-					waiting.Store(scheduledMeanwhile(ns, "node-i"))
-				}
-				return apierrors.NewForbidden(corev1.Resource("persistentvolumes"), pv.Name,
-					errors.New("denied by a policy"))
-			},
-		})
-		DeferCleanup(func() {
-			a := agents["node-i"]
-			a.stop()
-			<-a.done
-		})
-		pvc, pv, sentinel := boundWithData(ns, "node-i")
-		By("the claim deleted; every delete of its volume fails")
-		failing.Store(true)
-		release(pvc, pv)
-		Eventually(waiting.Load, timeout, interval).ShouldNot(BeNil())
-		fresh := waiting.Load()
+		fresh, pv, sentinel := cleanupFailing(ns, "node-i", "host-i", true)
 		Eventually(claimAnnotation(fresh, tarsv1beta1.AnnotationProvisioningRefused), timeout, interval).Should(And(
 			ContainSubstring("its cleanup failed: "), ContainSubstring("denied by a policy")))
 		Expect(selectedNode(fresh)()).To(BeEmpty())
@@ -911,6 +939,23 @@ var _ = Describe("The node agent", func() {
 		Eventually(func() ([]byte, error) { return os.ReadFile(sentinel) }, timeout, interval).Should(
 			Equal([]byte("precious")), "the directory moved back at its path")
 	})
+
+	It("keeps a claim of the group waiting here through a cleanup failure that passes, and gives it the new volume",
+		func() {
+			fresh, pv, _ := cleanupFailing(ns, "node-j", "host-j", false)
+			Eventually(func() types.UID {
+				got, err := getPV(pv.Name)()
+				if err == nil && got.UID == pv.UID {
+					finishDeletion(got)
+				}
+				if err != nil || got.UID == pv.UID || got.Spec.ClaimRef == nil {
+					return ""
+				}
+				return got.Spec.ClaimRef.UID
+			}, timeout, interval).Should(Equal(fresh.UID))
+			Expect(claimAnnotation(fresh, tarsv1beta1.AnnotationProvisioningRefused)()).To(BeEmpty())
+			Expect(selectedNode(fresh)()).To(Equal("node-j"))
+		})
 
 	It("deletes a released delay-bind volume whose directory is missing: it held nothing", func() {
 		pvc := newClaim(ns, tarsv1beta1.DelayBindVolumeName, 0, seedOwnership)

@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -303,10 +304,10 @@ func (r *ClaimReconciler) judgeExisting(pvc *corev1.PersistentVolumeClaim, pv *c
 			v.refuse = refuse("", "the directory %s of its volume %s is missing", localPath(pv), pv.Name)
 		}
 		v.bind = v.refuse == nil
-	case released && r.cleanupRefused(pv.Name) != "":
+	case released && pv.DeletionTimestamp.IsZero() && r.cleanupRefused(pv.Name) != "":
 		v.refuse = refuse("", "released volume %s of this server is in the way, and its cleanup was refused: %s",
 			pv.Name, r.cleanupRefused(pv.Name))
-	case released && r.cleanupFailed(pv.Name) != "":
+	case released && pv.DeletionTimestamp.IsZero() && r.cleanupFailed(pv.Name) != "":
 		v.refuse = refuse("", "released volume %s of this server is in the way, and its cleanup failed: %s",
 			pv.Name, r.cleanupFailed(pv.Name))
 	case released, earlier, ref == nil && !pv.DeletionTimestamp.IsZero():
@@ -359,7 +360,7 @@ func (r *ClaimReconciler) podFitsHere(ctx context.Context, g group, pod string, 
 		podsOwn := r.ofGroup(pv, group{g.namespace, g.app, g.server, volume}) &&
 			ref != nil && ref.Namespace == g.namespace && ref.Name == volume+"-"+pod &&
 			pv.Spec.PersistentVolumeReclaimPolicy == corev1.PersistentVolumeReclaimDelete &&
-			pv.Status.Phase != corev1.VolumeFailed && r.cleanupRefused(pv.Name) == ""
+			pv.Status.Phase != corev1.VolumeFailed && r.cleanupRefused(pv.Name) == "" && r.cleanupFailed(pv.Name) == ""
 		if !podsOwn {
 			return false, nil
 		}
@@ -492,11 +493,15 @@ func (r *ClaimReconciler) cleanupRefused(pv string) string {
 	return s
 }
 
-// cleanupFailed says how the last cleanup of a released volume failed, or "".
+// cleanupFailed says how the cleanups of a released volume fail, once they have been failing for
+// the grace period, or "": a failure that passes (the API server busy for a moment) moves no
+// claim off its node.
 func (r *ClaimReconciler) cleanupFailed(pv string) string {
-	err, _ := r.moveFailed.Load(pv)
-	s, _ := err.(string)
-	return s
+	f, ok := r.moveFailed.Load(pv)
+	if !ok || time.Since(f.(cleanupFailure).since) < r.GCGracePeriod {
+		return ""
+	}
+	return f.(cleanupFailure).err
 }
 
 // bindExisting gives the claim an unused volume of its group on this node (one TarsK8S made

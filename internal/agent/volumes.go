@@ -279,13 +279,25 @@ func (r *VolumeReconciler) retire(ctx context.Context, batch []*corev1.Persisten
 	return r.settle(outcomes)
 }
 
-// settle records which volumes of outcomes failed, and how (another volume's cleanup does not
-// take them along until their own reconcile succeeds; the claims of their group waiting on this
-// node are handed back, saying so), and returns outcomes.
+// cleanupFailure is how the last cleanup of a released volume failed, and since when its
+// cleanups have been failing.
+type cleanupFailure struct {
+	err   string
+	since time.Time
+}
+
+// settle records which volumes of outcomes failed, how, and since when (another volume's cleanup
+// does not take them along until their own reconcile succeeds; once they have failed for the
+// grace period, the claims of their group waiting on this node are handed back, saying so), and
+// returns outcomes.
 func (r *VolumeReconciler) settle(outcomes []outcome) []outcome {
 	for _, o := range outcomes {
 		if o.err != nil {
-			r.moveFailed.Store(o.pv.Name, o.err.Error())
+			failure := cleanupFailure{err: o.err.Error(), since: time.Now()}
+			if earlier, ok := r.moveFailed.Load(o.pv.Name); ok {
+				failure.since = earlier.(cleanupFailure).since
+			}
+			r.moveFailed.Store(o.pv.Name, failure)
 		} else {
 			r.moveFailed.Delete(o.pv.Name)
 		}
