@@ -423,6 +423,22 @@ func cleanupFailing(ns, nodeName, hostname string, lasting bool) (*corev1.Persis
 	return waiting.Load(), pv, sentinel
 }
 
+// claimOfVolumeAfter finishes the deletion of released volume old once the agent deleted it (as
+// Kubernetes' PV protection would), and reads the uid of the claim that the volume of the same
+// name made after it is bound to ("" until there is one).
+func claimOfVolumeAfter(old *corev1.PersistentVolume) func() types.UID {
+	return func() types.UID {
+		pv, err := getPV(old.Name)()
+		if err == nil && pv.UID == old.UID {
+			finishDeletion(pv)
+		}
+		if err != nil || pv.UID == old.UID || pv.Spec.ClaimRef == nil {
+			return ""
+		}
+		return pv.Spec.ClaimRef.UID
+	}
+}
+
 // expectKept checks that volume pv stays and the sentinel file keeps its data.
 func expectKept(pv, sentinel string) {
 	Consistently(pvExists(pv), time.Second, interval).Should(BeTrue())
@@ -943,16 +959,7 @@ var _ = Describe("The node agent", func() {
 	It("keeps a claim of the group waiting here through a cleanup failure that passes, and gives it the new volume",
 		func() {
 			fresh, pv, _ := cleanupFailing(ns, "node-j", "host-j", false)
-			Eventually(func() types.UID {
-				got, err := getPV(pv.Name)()
-				if err == nil && got.UID == pv.UID {
-					finishDeletion(got)
-				}
-				if err != nil || got.UID == pv.UID || got.Spec.ClaimRef == nil {
-					return ""
-				}
-				return got.Spec.ClaimRef.UID
-			}, timeout, interval).Should(Equal(fresh.UID))
+			Eventually(claimOfVolumeAfter(pv), timeout, interval).Should(Equal(fresh.UID))
 			Expect(claimAnnotation(fresh, tarsv1beta1.AnnotationProvisioningRefused)()).To(BeEmpty())
 			Expect(selectedNode(fresh)()).To(Equal("node-j"))
 		})
@@ -1537,16 +1544,7 @@ var _ = Describe("The node agent", func() {
 		release(old, first)
 		fresh := newClaim(ns, "remote-log-dir", 1, seedOwnership)
 		schedule(fresh, "node-a")
-		Eventually(func() types.UID {
-			pv, err := getPV(first.Name)()
-			if err == nil && pv.UID == first.UID {
-				finishDeletion(pv)
-			}
-			if err != nil || pv.UID == first.UID || pv.Spec.ClaimRef == nil {
-				return ""
-			}
-			return pv.Spec.ClaimRef.UID
-		}, timeout, interval).Should(Equal(fresh.UID))
+		Eventually(claimOfVolumeAfter(first), timeout, interval).Should(Equal(fresh.UID))
 	})
 
 	It("provisions nothing under a StorageClass of another provisioner, and resumes when it is the operator's", func() {
