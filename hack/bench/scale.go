@@ -300,7 +300,7 @@ func (b *bench) restarts(ctx context.Context, ns string) (restartRuns, error) {
 		return runs, err
 	}
 	for i, r := range runs.each {
-		printRequests(fmt.Sprintf(" (the operator's restart %d)", i+1), r.runFigures, runs.alone.runFigures)
+		printRequests(fmt.Sprintf(" (restart %d)", i+1), r.runFigures, runs.alone.runFigures)
 	}
 	runs.ours = meanRestart(runs.each)
 	return runs, nil
