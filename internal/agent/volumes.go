@@ -248,6 +248,9 @@ func (r *VolumeReconciler) retire(ctx context.Context, batch []*corev1.Persisten
 	for i := range outcomes {
 		o := &outcomes[i]
 		if used(o, vols) {
+			// A cleanup a restart cut short may have left the directory aside: it is the other
+			// volume's now.
+			r.restoreAside(ctx, o.pv)
 			continue
 		}
 		// Checking took round trips: only a volume still exactly as checked loses its directory.
