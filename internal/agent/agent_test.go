@@ -551,6 +551,12 @@ var _ = Describe("The node agent", func() {
 
 		By("labelling the claim with its node, through the admission policy")
 		Expect(pvc.Labels).To(HaveKeyWithValue(tarsv1beta1.LabelSelectedNode, "node-a"))
+		if !labelByHand {
+			By("naming the provisioner in the claim from its creation, a write the PV controller then skips")
+			Expect(pvc.Annotations).To(And(
+				HaveKeyWithValue("volume.kubernetes.io/storage-provisioner", "tars.io/local-volume"),
+				HaveKeyWithValue("volume.beta.kubernetes.io/storage-provisioner", "tars.io/local-volume")))
+		}
 		By("making no volume on the other nodes")
 		Consistently(pvExists(volumeOn("node-b", ns, "remote-log-dir")), time.Second, interval).Should(BeFalse())
 		Expect(dirOn("node-b", ns, "remote-log-dir")).NotTo(BeADirectory())
@@ -902,6 +908,23 @@ var _ = Describe("The node agent", func() {
 		Eventually(pvGone(pv.Name), timeout, interval).Should(BeTrue())
 		Eventually(func() string { return dir + ".deleting-" + string(pv.UID) }, timeout, interval).ShouldNot(BeADirectory())
 		Expect(sentinel).NotTo(BeAnExistingFile())
+
+		By("a cleanup cut short once it moved the directory aside, then a volume made by hand for that directory")
+		pvc, pv, sentinel = boundWithData(ns, "node-a")
+		deleteClaim(pvc)
+		Expect(os.Rename(dir, dir+".deleting-"+string(pv.UID))).To(Succeed())
+		byHand(ns+"-by-hand-a", pv.Spec.Local.Path, "host-a", corev1.VolumeAvailable)
+		DeferCleanup(func() {
+			Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, &corev1.PersistentVolume{
+				ObjectMeta: metav1.ObjectMeta{Name: ns + "-by-hand-a"}}))).To(Succeed())
+		})
+		setPhase(pv.Name, corev1.VolumeReleased)
+		Eventually(eventNotes("PersistentVolume", pv.Name), timeout, interval).Should(
+			ContainElement(ContainSubstring("uses the same directory, or one above or below it")))
+		By("moving the directory back for the volume that uses it, and keeping the released one")
+		Eventually(sentinel, timeout, interval).Should(BeAnExistingFile())
+		Expect(dir + ".deleting-" + string(pv.UID)).NotTo(BeADirectory())
+		Consistently(pvExists(pv.Name), gcGrace, interval).Should(BeTrue())
 	})
 
 	It("hands back a claim of the group that waits here for a released volume once its cleanup is refused", func() {
@@ -1551,6 +1574,8 @@ var _ = Describe("The node agent", func() {
 		useProvisioner(tarsv1beta1.NoProvisioner)
 		DeferCleanup(useProvisioner, tarsv1beta1.Provisioner)
 		pvc := newClaim(ns, "remote-log-dir", 0, seedOwnership)
+		Expect(pvc.Annotations).NotTo(HaveKey("volume.kubernetes.io/storage-provisioner"),
+			"a claim of a class that provisions nothing is not said to be provisioned")
 		schedule(pvc, "node-a")
 		Consistently(pvExists(volumeOn("node-a", ns, "remote-log-dir")), time.Second, interval).Should(BeFalse())
 

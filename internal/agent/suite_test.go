@@ -41,6 +41,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	volumehelpers "k8s.io/component-helpers/storage/volume"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -121,8 +122,7 @@ var _ = BeforeSuite(func() {
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme.Scheme})
 	Expect(err).NotTo(HaveOccurred())
 
-	useProvisioner(tarsv1beta1.Provisioner)
-	By("installing the admission policy that labels claims with the node of their pod")
+	By("installing the admission policies that label claims with the node of their pod and name their provisioner")
 	server, err := compat.Probe(discovery.NewDiscoveryClientForConfigOrDie(cfg))
 	Expect(err).NotTo(HaveOccurred())
 	if labelByHand = !server.MutatingAdmissionPolicy; labelByHand {
@@ -130,8 +130,10 @@ var _ = BeforeSuite(func() {
 			"claims with their node, as the manager does there")
 	} else {
 		createManifests(filepath.Join("..", "..", "config", "storageclass", "claim-node-label.yaml"))
+		createManifests(filepath.Join("..", "..", "config", "storageclass", "claim-provisioner.yaml"))
 		waitForClaimLabelPolicy()
 	}
+	useProvisioner(tarsv1beta1.Provisioner)
 
 	By("registering three nodes: two that support local volumes, one that does not")
 	for name, support := range map[string]bool{"node-a": true, "node-b": true, "node-c": false} {
@@ -168,6 +170,35 @@ func useProvisioner(provisioner string) {
 			VolumeBindingMode: new(storagev1.VolumeBindingWaitForFirstConsumer),
 		})
 	}, timeout, interval).Should(Succeed())
+	if labelByHand {
+		return // no admission policy names the provisioner
+	}
+	// The claim-provisioner policy reads the class, its parameter, a moment after it changed.
+	want := ""
+	if provisioner == tarsv1beta1.Provisioner {
+		want = provisioner
+	}
+	Eventually(provisionerNamedAtCreate, timeout, interval).Should(Equal(want))
+}
+
+// provisionerNamedAtCreate creates a claim of the class and returns the provisioner its creation
+// named in it (volume.kubernetes.io/storage-provisioner), then deletes it.
+func provisionerNamedAtCreate() (string, error) {
+	probe := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "provisioner-probe-", Namespace: "default",
+			Labels: map[string]string{tarsv1beta1.LabelLocalVolume: "probe"}},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: new(testStorage),
+			Resources: corev1.VolumeResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1G")},
+			},
+		},
+	}
+	if err := k8sClient.Create(ctx, probe); err != nil {
+		return "", err
+	}
+	return probe.Annotations[volumehelpers.AnnStorageProvisioner], k8sClient.Delete(ctx, probe)
 }
 
 // waitForClaimLabelPolicy waits until the API server applies the claim-labelling policy, which it

@@ -263,9 +263,10 @@ func TestAgentDaemonSet(t *testing.T) {
 	}
 }
 
-// TestStorageClassAndClaimLabelPolicy checks the class provisions on the scheduler's node and the
-// admission policy that labels claims with that node is bound by its (prefixed) name.
-func TestStorageClassAndClaimLabelPolicy(t *testing.T) {
+// TestStorageClassAndClaimPolicies checks the class provisions on the scheduler's node, and that
+// the admission policies that label claims with that node and name their provisioner are each
+// bound by their (prefixed) names, the latter to the class as its parameter.
+func TestStorageClassAndClaimPolicies(t *testing.T) {
 	objs := rendered(t)
 	sc := &storagev1.StorageClass{}
 	find(t, objs, "StorageClass", "t-storage-class", sc)
@@ -273,23 +274,52 @@ func TestStorageClassAndClaimLabelPolicy(t *testing.T) {
 		*sc.VolumeBindingMode != storagev1.VolumeBindingWaitForFirstConsumer {
 		t.Errorf("StorageClass provisioner %q, binding mode %v", sc.Provisioner, sc.VolumeBindingMode)
 	}
-	var policy, binding string
+	var policies []string
+	params := map[string]string{} // by the name of the policy a binding binds: the name of its parameter
+	specs := map[string]any{}     // by kind and name
 	for _, obj := range objs {
 		switch obj.GetKind() {
 		case "MutatingAdmissionPolicy":
-			policy = obj.GetName()
+			policies = append(policies, obj.GetName())
 			if obj.GetNamespace() != "" {
-				t.Errorf("cluster-scoped policy %s has namespace %q", policy, obj.GetNamespace())
+				t.Errorf("cluster-scoped policy %s has namespace %q", obj.GetName(), obj.GetNamespace())
 			}
 		case "MutatingAdmissionPolicyBinding":
-			binding, _, _ = unstructured.NestedString(obj.Object, "spec", "policyName")
+			name, _, _ := unstructured.NestedString(obj.Object, "spec", "policyName")
+			params[name], _, _ = unstructured.NestedString(obj.Object, "spec", "paramRef", "name")
+			// The policy's and the binding's names are one: compared as the source's.
+			unstructured.RemoveNestedField(obj.Object, "spec", "policyName")
 		}
+		specs[obj.GetKind()+"/"+obj.GetName()] = obj.Object["spec"]
 	}
-	switch {
-	case !servesMutatingPolicy() && (policy != "" || binding != ""):
-		t.Errorf("policy %q, binding to %q, on Kubernetes %s, which serves no MutatingAdmissionPolicy", policy,
-			binding, os.Getenv("KUBE_VERSION"))
-	case servesMutatingPolicy() && (policy == "" || binding != policy):
-		t.Errorf("policy %q, binding to %q", policy, binding)
+	if !servesMutatingPolicy() {
+		if len(policies) > 0 || len(params) > 0 {
+			t.Errorf("policies %v, bindings to %v, on Kubernetes %s, which serves no MutatingAdmissionPolicy",
+				policies, params, os.Getenv("KUBE_VERSION"))
+		}
+		return
+	}
+	for _, suffix := range []string{"claim-node-label", "claim-provisioner"} {
+		i := slices.IndexFunc(policies, func(name string) bool { return strings.HasSuffix(name, suffix) })
+		if i < 0 {
+			t.Errorf("no policy %s rendered (policies %v)", suffix, policies)
+			continue
+		}
+		param, bound := params[policies[i]]
+		switch {
+		case !bound:
+			t.Errorf("policy %s is not bound (bindings to %v)", policies[i], params)
+		case suffix == "claim-provisioner" && param != sc.Name:
+			t.Errorf("policy %s reads StorageClass %q, not %q", policies[i], param, sc.Name)
+		}
+		// The chart's copies are written by hand: they must say what config/storageclass says.
+		for _, source := range decodeManifests(t, filepath.Join("..", "..", "config", "storageclass", suffix+".yaml")) {
+			unstructured.RemoveNestedField(source.Object, "spec", "policyName")
+			got := specs[source.GetKind()+"/"+policies[i]]
+			if diff := cmp.Diff(source.Object["spec"], got); diff != "" {
+				t.Errorf("rendered %s %s differs from config/storageclass/%s.yaml (-want +got):\n%s",
+					source.GetKind(), policies[i], suffix, diff)
+			}
+		}
 	}
 }
