@@ -118,9 +118,11 @@ type Agent struct {
 	// refusalStored brings each volume whose cleanup was just refused, or failed, to the claim
 	// controller (wakeGroup).
 	refusalStored chan event.GenericEvent
-	// moveFailed holds the released volumes (by name) whose directory could not be moved aside or
-	// whose delete failed at their last cleanup, with the error: another volume's cleanup does not
-	// take them along (their own reconcile retries, with back-off, and reports).
+	// moveFailed holds the released volumes (by name) whose last cleanup failed, with the error and
+	// since when they have been failing: their directory could not be moved aside, their delete
+	// failed, or a read before them did (the volume, its claim, the node's directories). Another
+	// volume's cleanup does not take them along (their own reconcile retries, with back-off, and
+	// reports).
 	moveFailed sync.Map
 	// dirChange is held for reading from where the agent makes or removes a volume's directory
 	// until it has made or deleted the volume: the two are changed one after the other. The

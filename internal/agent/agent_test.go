@@ -17,9 +17,12 @@ limitations under the License.
 package agent
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -421,6 +424,17 @@ func cleanupFailing(ns, nodeName, hostname string, lasting bool) (*corev1.Persis
 	release(pvc, pv)
 	Eventually(waiting.Load, timeout, interval).ShouldNot(BeNil())
 	return waiting.Load(), pv, sentinel
+}
+
+// forbidden is the API server's answer to req refusing it, saying why.
+func forbidden(req *http.Request, why string) *http.Response {
+	body, err := json.Marshal(&metav1.Status{
+		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status:   metav1.StatusFailure, Reason: metav1.StatusReasonForbidden, Code: http.StatusForbidden, Message: why,
+	})
+	Expect(err).NotTo(HaveOccurred())
+	return &http.Response{StatusCode: http.StatusForbidden, Header: http.Header{"Content-Type": {"application/json"}},
+		Body: io.NopCloser(bytes.NewReader(body)), Request: req}
 }
 
 // claimOfVolumeAfter finishes the deletion of released volume old once the agent deleted it (as
@@ -978,6 +992,39 @@ var _ = Describe("The node agent", func() {
 		Eventually(func() ([]byte, error) { return os.ReadFile(sentinel) }, timeout, interval).Should(
 			Equal([]byte("precious")), "the directory moved back at its path")
 	})
+
+	It("hands back a claim of the group that waits here for a released volume whose cleanup cannot read its claim",
+		func() {
+			node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-k", Labels: map[string]string{
+				corev1.LabelHostname: "host-k", tarsv1beta1.LabelSupportLocalVolume: "true",
+			}}}
+			Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, node))).To(Succeed())
+			var hidden atomic.Pointer[string]
+			runAgent("node-k", "host-k", GinkgoT().TempDir(), agentOptions{disk: &roomyDisk, orphanScan: time.Hour,
+				answer: func(req *http.Request) *http.Response {
+					if path := hidden.Load(); path == nil || req.Method != http.MethodGet || req.URL.Path != *path {
+						return nil
+					}
+					return forbidden(req, "claims hidden from the agent by the test")
+				}})
+			DeferCleanup(func() {
+				a := agents["node-k"]
+				a.stop()
+				<-a.done
+			})
+			pvc, pv, sentinel := boundWithData(ns, "node-k")
+			By("the claim deleted, and every read of it by the agent refused: its volume is released")
+			hidden.Store(new("/api/v1/namespaces/" + ns + "/persistentvolumeclaims/" + pvc.Name))
+			release(pvc, pv)
+			By("a new claim of the group scheduled here")
+			fresh := newClaim(ns, "remote-log-dir", 1, seedOwnership)
+			schedule(fresh, "node-k")
+			Eventually(claimAnnotation(fresh, tarsv1beta1.AnnotationProvisioningRefused), timeout, interval).Should(And(
+				ContainSubstring("its cleanup failed: "), ContainSubstring("claims hidden from the agent by the test")))
+			Expect(selectedNode(fresh)()).To(BeEmpty())
+			Expect(pvExists(pv.Name)()).To(BeTrue())
+			Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
+		})
 
 	It("keeps a claim of the group waiting here through a cleanup failure that passes, and gives it the new volume",
 		func() {

@@ -290,6 +290,8 @@ type agentOptions struct {
 	disk       *hostfs.FilesystemStats
 	orphanScan time.Duration
 	seen       func(*http.Request)
+	// answer, where it returns a response, answers the agent's request in place of the API server.
+	answer func(*http.Request) *http.Response
 }
 
 func runAgent(node, hostname, dir string, o agentOptions) {
@@ -311,11 +313,18 @@ func runAgent(node, hostname, dir string, o agentOptions) {
 		}
 	}
 	agentCfg := cfg
-	if o.seen != nil {
+	if o.seen != nil || o.answer != nil {
 		agentCfg = rest.CopyConfig(cfg)
 		agentCfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 			return promhttp.RoundTripperFunc(func(req *http.Request) (*http.Response, error) {
-				o.seen(req)
+				if o.seen != nil {
+					o.seen(req)
+				}
+				if o.answer != nil {
+					if resp := o.answer(req); resp != nil {
+						return resp, nil
+					}
+				}
 				return rt.RoundTrip(req)
 			})
 		})

@@ -91,15 +91,18 @@ func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVol
 		return ctrl.Result{}, nil
 	}
 	fresh, err := r.stillAsCached(ctx, pv)
+	if err != nil {
+		return ctrl.Result{}, r.cleanupErred(ctx, pv, err)
+	}
 	if fresh == nil {
-		return ctrl.Result{}, err
+		return ctrl.Result{}, nil
 	}
 	why, err := r.cleanupRefusal(ctx, fresh)
 	if why == "" && err == nil {
 		why, err = r.diskInDoubt(ctx, pv.Name)
 	}
 	if err != nil {
-		return ctrl.Result{}, err
+		return ctrl.Result{}, r.cleanupErred(ctx, fresh, err)
 	}
 	if why != "" {
 		return r.refuse(ctx, fresh, why), nil
@@ -126,11 +129,22 @@ func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVol
 	return ctrl.Result{}, lead.err
 }
 
+// cleanupErred records that the cleanup of released volume pv failed with err before it moved
+// anything (reading the API server or the node's directories), as a failure to move or delete
+// is recorded: once the cleanups have kept failing for the grace period, the claims of its group
+// waiting on this node are handed back, saying why, rather than wait in silence. It returns err.
+func (r *VolumeReconciler) cleanupErred(ctx context.Context, pv *corev1.PersistentVolume, err error) error {
+	r.settle([]outcome{{pv: pv, err: err}})
+	r.wakeGroup(ctx, pv)
+	return err
+}
+
 // refuse records, reports and counts why the directory of released volume pv is kept, has the
 // claims of its group waiting on this node look again (handed back, they say why), and says when
 // to look again: nothing that would change the verdict need be a change of this volume.
 func (r *VolumeReconciler) refuse(ctx context.Context, pv *corev1.PersistentVolume, why string) ctrl.Result {
 	r.refused.Store(pv.Name, why)
+	r.moveFailed.Delete(pv.Name) // the verdict, not an earlier failure, is what its claims hear
 	r.wakeGroup(ctx, pv)
 	cleanupsRefused.Inc()
 	logf.FromContext(ctx).Info("Refused to remove the directory of a released PersistentVolume", "pv", pv.Name,
