@@ -699,8 +699,9 @@ func (r *ClaimReconciler) keep(ctx context.Context, pvc *corev1.PersistentVolume
 }
 
 // restoreAside moves back the directory of a volume that a cleanup moved aside and a restart
-// interrupted before the volume's delete, which did not happen (the volume is bound, or made
-// available again): it is this volume's directory. It says whether it did.
+// interrupted before the volume's delete, which did not happen and must not (the volume is bound,
+// made available again, or its directory is another volume's too): it is that volume's
+// directory. It says whether it did; a directory already at the path is never replaced.
 func (a *Agent) restoreAside(ctx context.Context, pv *corev1.PersistentVolume) bool {
 	aside := a.asideOf(pv)
 	if _, busy := a.removing.Load(aside); busy {

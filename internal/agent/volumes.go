@@ -263,8 +263,13 @@ func (r *VolumeReconciler) retire(ctx context.Context, batch []*corev1.Persisten
 		o := &outcomes[i]
 		if used(o, vols) {
 			// A cleanup a restart cut short may have left the directory aside: it is the other
-			// volume's now.
-			r.restoreAside(ctx, o.pv)
+			// volume's now. One that cannot go back (its path taken meanwhile) is named.
+			if aside := r.asideOf(o.pv); !r.restoreAside(ctx, o.pv) {
+				if _, err := r.Root.Ownership(aside); err == nil {
+					o.why += fmt.Sprintf("; a cleanup cut short left its data in %s, which cannot go back to its path",
+						path.Join(r.HostRoot, aside))
+				}
+			}
 			continue
 		}
 		// Checking took round trips: only a volume still exactly as checked loses its directory.
