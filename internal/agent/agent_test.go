@@ -426,6 +426,55 @@ func cleanupFailing(ns, nodeName, hostname string, lasting bool) (*corev1.Persis
 	return waiting.Load(), pv, sentinel
 }
 
+// claimReadFailing runs an agent on a new node that supports local volumes, has it provision a
+// volume with data and releases it, refusing the agent's reads of the released claim from the
+// API server: every one if lasting, else the first. A new claim of the group is scheduled there
+// from inside the first refused read (scheduledMeanwhile). It returns that claim, the released
+// volume and the path of the sentinel file in its directory.
+func claimReadFailing(ns, nodeName, hostname string, lasting bool) (*corev1.PersistentVolumeClaim,
+	*corev1.PersistentVolume, string) {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{
+		corev1.LabelHostname: hostname, tarsv1beta1.LabelSupportLocalVolume: "true",
+	}}}
+	Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, node))).To(Succeed())
+	var read atomic.Bool
+	var hidden atomic.Pointer[string]
+	var released atomic.Pointer[corev1.PersistentVolume]
+	var waiting atomic.Pointer[corev1.PersistentVolumeClaim]
+	runAgent(nodeName, hostname, GinkgoT().TempDir(), agentOptions{disk: &roomyDisk, orphanScan: time.Hour,
+		funcs: &interceptor.Funcs{Get: readingClaim(ns, &read)},
+		answer: func(req *http.Request) *http.Response {
+			defer GinkgoRecover()
+			if path := hidden.Load(); path == nil || req.Method != http.MethodGet || req.URL.Path != *path {
+				return nil
+			}
+			// Only the cleanup's reads: the agent reads the claim of a bound volume too.
+			if pv, err := getPV(released.Load().Name)(); err != nil || pv.Status.Phase != corev1.VolumeReleased {
+				return nil
+			}
+			if waiting.Load() == nil {
+				By("a new claim of the group scheduled here while the cleanup reads the released claim")
+				waiting.Store(scheduledMeanwhile(ns, nodeName, &read))
+			}
+			if !lasting {
+				hidden.Store(nil)
+			}
+			return forbidden(req, "claims hidden from the agent by the test")
+		}})
+	DeferCleanup(func() {
+		a := agents[nodeName]
+		a.stop()
+		<-a.done
+	})
+	pvc, pv, sentinel := boundWithData(ns, nodeName)
+	By("the claim deleted, the agent's reads of it refused: its volume is released")
+	released.Store(pv)
+	hidden.Store(new("/api/v1/namespaces/" + ns + "/persistentvolumeclaims/" + pvc.Name))
+	release(pvc, pv)
+	Eventually(waiting.Load, timeout, interval).ShouldNot(BeNil())
+	return waiting.Load(), pv, sentinel
+}
+
 // forbidden is the API server's answer to req refusing it, saying why.
 func forbidden(req *http.Request, why string) *http.Response {
 	body, err := json.Marshal(&metav1.Status{
@@ -995,36 +1044,20 @@ var _ = Describe("The node agent", func() {
 
 	It("hands back a claim of the group that waits here for a released volume whose cleanup cannot read its claim",
 		func() {
-			node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-k", Labels: map[string]string{
-				corev1.LabelHostname: "host-k", tarsv1beta1.LabelSupportLocalVolume: "true",
-			}}}
-			Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, node))).To(Succeed())
-			var hidden atomic.Pointer[string]
-			runAgent("node-k", "host-k", GinkgoT().TempDir(), agentOptions{disk: &roomyDisk, orphanScan: time.Hour,
-				answer: func(req *http.Request) *http.Response {
-					if path := hidden.Load(); path == nil || req.Method != http.MethodGet || req.URL.Path != *path {
-						return nil
-					}
-					return forbidden(req, "claims hidden from the agent by the test")
-				}})
-			DeferCleanup(func() {
-				a := agents["node-k"]
-				a.stop()
-				<-a.done
-			})
-			pvc, pv, sentinel := boundWithData(ns, "node-k")
-			By("the claim deleted, and every read of it by the agent refused: its volume is released")
-			hidden.Store(new("/api/v1/namespaces/" + ns + "/persistentvolumeclaims/" + pvc.Name))
-			release(pvc, pv)
-			By("a new claim of the group scheduled here")
-			fresh := newClaim(ns, "remote-log-dir", 1, seedOwnership)
-			schedule(fresh, "node-k")
+			fresh, pv, sentinel := claimReadFailing(ns, "node-k", "host-k", true)
 			Eventually(claimAnnotation(fresh, tarsv1beta1.AnnotationProvisioningRefused), timeout, interval).Should(And(
 				ContainSubstring("its cleanup failed: "), ContainSubstring("claims hidden from the agent by the test")))
 			Expect(selectedNode(fresh)()).To(BeEmpty())
 			Expect(pvExists(pv.Name)()).To(BeTrue())
 			Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
 		})
+
+	It("keeps a claim of the group waiting here through a failure to read the released claim that passes", func() {
+		fresh, pv, _ := claimReadFailing(ns, "node-l", "host-l", false)
+		Eventually(claimOfVolumeAfter(pv), timeout, interval).Should(Equal(fresh.UID))
+		Expect(claimAnnotation(fresh, tarsv1beta1.AnnotationProvisioningRefused)()).To(BeEmpty())
+		Expect(selectedNode(fresh)()).To(Equal("node-l"))
+	})
 
 	It("keeps a claim of the group waiting here through a cleanup failure that passes, and gives it the new volume",
 		func() {
