@@ -389,13 +389,9 @@ func scheduledMeanwhile(ns, node string, read *atomic.Bool) *corev1.PersistentVo
 // sentinel file of its data.
 func cleanupFailing(ns, nodeName, hostname string, lasting bool) (*corev1.PersistentVolumeClaim,
 	*corev1.PersistentVolume, string) {
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{
-		corev1.LabelHostname: hostname, tarsv1beta1.LabelSupportLocalVolume: "true",
-	}}}
-	Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, node))).To(Succeed())
 	var failing, read atomic.Bool
 	var waiting atomic.Pointer[corev1.PersistentVolumeClaim]
-	runAgent(nodeName, hostname, GinkgoT().TempDir(), agentOptions{disk: &roomyDisk, orphanScan: time.Hour,
+	agentOnNewNode(nodeName, hostname, agentOptions{disk: &roomyDisk, orphanScan: time.Hour,
 		funcs: &interceptor.Funcs{
 			Get: readingClaim(ns, &read),
 			Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
@@ -413,11 +409,6 @@ func cleanupFailing(ns, nodeName, hostname string, lasting bool) (*corev1.Persis
 					errors.New("denied by a policy"))
 			},
 		}})
-	DeferCleanup(func() {
-		a := agents[nodeName]
-		a.stop()
-		<-a.done
-	})
 	pvc, pv, sentinel := boundWithData(ns, nodeName)
 	By("the claim deleted: its volume is released, and its delete fails")
 	failing.Store(true)
@@ -433,15 +424,11 @@ func cleanupFailing(ns, nodeName, hostname string, lasting bool) (*corev1.Persis
 // volume and the path of the sentinel file in its directory.
 func claimReadFailing(ns, nodeName, hostname string, lasting bool) (*corev1.PersistentVolumeClaim,
 	*corev1.PersistentVolume, string) {
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{
-		corev1.LabelHostname: hostname, tarsv1beta1.LabelSupportLocalVolume: "true",
-	}}}
-	Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, node))).To(Succeed())
 	var read atomic.Bool
 	var hidden atomic.Pointer[string]
 	var released atomic.Pointer[corev1.PersistentVolume]
 	var waiting atomic.Pointer[corev1.PersistentVolumeClaim]
-	runAgent(nodeName, hostname, GinkgoT().TempDir(), agentOptions{disk: &roomyDisk, orphanScan: time.Hour,
+	agentOnNewNode(nodeName, hostname, agentOptions{disk: &roomyDisk, orphanScan: time.Hour,
 		funcs: &interceptor.Funcs{Get: readingClaim(ns, &read)},
 		answer: func(req *http.Request) *http.Response {
 			defer GinkgoRecover()
@@ -461,11 +448,6 @@ func claimReadFailing(ns, nodeName, hostname string, lasting bool) (*corev1.Pers
 			}
 			return forbidden(req, "claims hidden from the agent by the test")
 		}})
-	DeferCleanup(func() {
-		a := agents[nodeName]
-		a.stop()
-		<-a.done
-	})
 	pvc, pv, sentinel := boundWithData(ns, nodeName)
 	By("the claim deleted, the agent's reads of it refused: its volume is released")
 	released.Store(pv)
@@ -828,30 +810,22 @@ var _ = Describe("The node agent", func() {
 
 	It("cleans up the released volumes of a deleted fleet with far fewer lists of every volume than volumes, "+
 		"keeping the one another volume's directory is in", func() {
-		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-f", Labels: map[string]string{
-			corev1.LabelHostname: "host-f", tarsv1beta1.LabelSupportLocalVolume: "true",
-		}}}
-		Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, node))).To(Succeed())
 		// lists counts the lists of every volume; keptMoved, those read while the directory that a
 		// volume made by hand uses was not at its path: it must never be moved.
 		var lists, keptMoved atomic.Int64
 		var keptDir atomic.Pointer[string]
-		startAgentSeeingRequests("node-f", "host-f", GinkgoT().TempDir(), func(req *http.Request) {
-			if !isVolumeList(req) {
-				return
-			}
-			lists.Add(1)
-			if dir := keptDir.Load(); dir != nil {
-				if _, err := os.Stat(*dir); err != nil {
-					keptMoved.Add(1)
+		agentOnNewNode("node-f", "host-f", agentOptions{disk: &roomyDisk, orphanScan: time.Hour,
+			seen: func(req *http.Request) {
+				if !isVolumeList(req) {
+					return
 				}
-			}
-		})
-		DeferCleanup(func() {
-			a := agents["node-f"]
-			a.stop()
-			<-a.done
-		})
+				lists.Add(1)
+				if dir := keptDir.Load(); dir != nil {
+					if _, err := os.Stat(*dir); err != nil {
+						keptMoved.Add(1)
+					}
+				}
+			}})
 		const n = 12
 		claims, volumes := boundFleet(ns, "node-f", n)
 		By("a volume made by hand, without any tars label, for a directory below the sixth one's")
@@ -884,10 +858,6 @@ var _ = Describe("The node agent", func() {
 
 	It("keeps the directory of a released volume that a volume made by hand comes to use after its checks, "+
 		"in a batch", func() {
-		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-g", Labels: map[string]string{
-			corev1.LabelHostname: "host-g", tarsv1beta1.LabelSupportLocalVolume: "true",
-		}}}
-		Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, node))).To(Succeed())
 		const n = 4
 		// The agent reads the volume, checks its claim, then reads the volume again before it moves its
 		// directory: read is how far along that it is.
@@ -897,32 +867,28 @@ var _ = Describe("The node agent", func() {
 		// listedAside counts the lists of every volume the agent read while the directory was not at
 		// its path: the list after the move, which must come once, and only once.
 		var listedAside atomic.Int32
-		startAgentSeeingRequests("node-g", "host-g", GinkgoT().TempDir(), func(req *http.Request) {
-			defer GinkgoRecover()
-			pv := target.Load()
-			q := req.URL.Query()
-			if pv == nil || req.Method != http.MethodGet || q.Get("watch") != "" {
-				return
-			}
-			if _, err := os.Stat(dirOn("node-g", ns, "v2")); isVolumeList(req) && err != nil {
-				listedAside.Add(1)
-			}
-			switch req.URL.Path {
-			case "/api/v1/persistentvolumes/" + pv.Name:
-				if !read.CompareAndSwap(0, 1) && read.CompareAndSwap(2, 3) {
-					raced.Store(true)
-					By("an administrator making a volume by hand for a directory below it, after the agent checked its claim")
-					byHand(ns+"-by-hand-g", pv.Spec.Local.Path+"/shared", "host-g", corev1.VolumePending)
+		agentOnNewNode("node-g", "host-g", agentOptions{disk: &roomyDisk, orphanScan: time.Hour,
+			seen: func(req *http.Request) {
+				defer GinkgoRecover()
+				pv := target.Load()
+				q := req.URL.Query()
+				if pv == nil || req.Method != http.MethodGet || q.Get("watch") != "" {
+					return
 				}
-			case "/api/v1/namespaces/" + ns + "/persistentvolumeclaims/" + pv.Spec.ClaimRef.Name:
-				read.CompareAndSwap(1, 2)
-			}
-		})
-		DeferCleanup(func() {
-			a := agents["node-g"]
-			a.stop()
-			<-a.done
-		})
+				if _, err := os.Stat(dirOn("node-g", ns, "v2")); isVolumeList(req) && err != nil {
+					listedAside.Add(1)
+				}
+				switch req.URL.Path {
+				case "/api/v1/persistentvolumes/" + pv.Name:
+					if !read.CompareAndSwap(0, 1) && read.CompareAndSwap(2, 3) {
+						raced.Store(true)
+						By("an administrator making a volume by hand for a directory below it, after the agent checked its claim")
+						byHand(ns+"-by-hand-g", pv.Spec.Local.Path+"/shared", "host-g", corev1.VolumePending)
+					}
+				case "/api/v1/namespaces/" + ns + "/persistentvolumeclaims/" + pv.Spec.ClaimRef.Name:
+					read.CompareAndSwap(1, 2)
+				}
+			}})
 		claims, volumes := boundFleet(ns, "node-g", n)
 		kept := volumes[2]
 		target.Store(kept)
@@ -991,14 +957,10 @@ var _ = Describe("The node agent", func() {
 	})
 
 	It("hands back a claim of the group that waits here for a released volume once its cleanup is refused", func() {
-		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-h", Labels: map[string]string{
-			corev1.LabelHostname: "host-h", tarsv1beta1.LabelSupportLocalVolume: "true",
-		}}}
-		Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, node))).To(Succeed())
 		var target atomic.Pointer[corev1.PersistentVolume]
 		var paused, read atomic.Bool
 		var waiting atomic.Pointer[corev1.PersistentVolumeClaim]
-		runAgent("node-h", "host-h", GinkgoT().TempDir(), agentOptions{
+		agentOnNewNode("node-h", "host-h", agentOptions{
 			disk: &roomyDisk, orphanScan: time.Hour, funcs: &interceptor.Funcs{Get: readingClaim(ns, &read)},
 			seen: func(req *http.Request) {
 				defer GinkgoRecover()
@@ -1010,11 +972,6 @@ var _ = Describe("The node agent", func() {
 				By("a new claim of the group scheduled here while the cleanup reads the volume afresh")
 				waiting.Store(scheduledMeanwhile(ns, "node-h", &read))
 			},
-		})
-		DeferCleanup(func() {
-			a := agents["node-h"]
-			a.stop()
-			<-a.done
 		})
 		pvc, pv, sentinel := boundWithData(ns, "node-h")
 		dir := dirOn("node-h", ns, "remote-log-dir")
@@ -1402,15 +1359,11 @@ var _ = Describe("The node agent", func() {
 	})
 
 	It("never deletes an unbound volume that gets bound between the agent's read and its delete", func() {
-		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-d", Labels: map[string]string{
-			corev1.LabelHostname: "host-d", tarsv1beta1.LabelSupportLocalVolume: "true",
-		}}}
-		Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, node))).To(Succeed())
 		var raced atomic.Bool
 		claim := &corev1.ObjectReference{
 			Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: ns, Name: "late", UID: "0000-late",
 		}
-		startAgentWith("node-d", "host-d", GinkgoT().TempDir(), &interceptor.Funcs{
+		agentOnNewNode("node-d", "host-d", agentOptions{disk: &roomyDisk, orphanScan: orphanScan, funcs: &interceptor.Funcs{
 			Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
 				if pv, ok := obj.(*corev1.PersistentVolume); ok && strings.HasPrefix(pv.Name, ns+"-") &&
 					raced.CompareAndSwap(false, true) {
@@ -1422,12 +1375,7 @@ var _ = Describe("The node agent", func() {
 				}
 				return c.Delete(ctx, obj, opts...)
 			},
-		})
-		DeferCleanup(func() {
-			a := agents["node-d"]
-			a.stop()
-			<-a.done
-		})
+		}})
 		pv := madeBeforehand("node-d", ns)
 		Eventually(raced.Load, timeout, interval).Should(BeTrue())
 		Consistently(func() (*metav1.Time, error) {
@@ -1441,12 +1389,8 @@ var _ = Describe("The node agent", func() {
 	})
 
 	It("gives a released volume its directory back when the volume changes before its delete", func() {
-		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-e", Labels: map[string]string{
-			corev1.LabelHostname: "host-e", tarsv1beta1.LabelSupportLocalVolume: "true",
-		}}}
-		Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, node))).To(Succeed())
 		var raced atomic.Bool
-		startAgentWith("node-e", "host-e", GinkgoT().TempDir(), &interceptor.Funcs{
+		agentOnNewNode("node-e", "host-e", agentOptions{disk: &roomyDisk, orphanScan: orphanScan, funcs: &interceptor.Funcs{
 			Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
 				if pv, ok := obj.(*corev1.PersistentVolume); ok && strings.HasPrefix(pv.Name, ns+"-") &&
 					raced.CompareAndSwap(false, true) {
@@ -1462,12 +1406,7 @@ var _ = Describe("The node agent", func() {
 				}
 				return c.Delete(ctx, obj, opts...)
 			},
-		})
-		DeferCleanup(func() {
-			a := agents["node-e"]
-			a.stop()
-			<-a.done
-		})
+		}})
 		pvc, pv, sentinel := boundWithData(ns, "node-e")
 		release(pvc, pv)
 		Eventually(raced.Load, timeout, interval).Should(BeTrue())

@@ -267,11 +267,21 @@ func isVolumeList(req *http.Request) bool {
 		q.Get("watch") == "" && q.Get("labelSelector") == ""
 }
 
-// startAgentSeeingRequests runs an agent that calls seen with each request it sends the API
-// server, before it is sent, with no orphan scan to add any: a test can act between any two of
-// the agent's requests, also those of its API reader, which funcs do not see.
-func startAgentSeeingRequests(node, hostname, dir string, seen func(*http.Request)) {
-	runAgent(node, hostname, dir, agentOptions{disk: &roomyDisk, orphanScan: time.Hour, seen: seen})
+// agentOnNewNode registers node, labelled with hostname and as supporting local volumes, and
+// runs its agent, with o, on a host root of its own until the spec ends. (An agent that sees its
+// requests to act between them, also those of its API reader, which o.funcs do not see, is best
+// given no orphan scan, which would add some.)
+func agentOnNewNode(node, hostname string, o agentOptions) {
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node, Labels: map[string]string{
+		corev1.LabelHostname: hostname, tarsv1beta1.LabelSupportLocalVolume: "true",
+	}}}
+	Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, n))).To(Succeed())
+	runAgent(node, hostname, GinkgoT().TempDir(), o)
+	DeferCleanup(func() {
+		a := agents[node]
+		a.stop()
+		<-a.done
+	})
 }
 
 // startAgentOnDisk runs an agent that reads disk as its host root's filesystem from the start.
