@@ -954,6 +954,25 @@ var _ = Describe("The node agent", func() {
 		Eventually(sentinel, timeout, interval).Should(BeAnExistingFile())
 		Expect(dir + ".deleting-" + string(pv.UID)).NotTo(BeADirectory())
 		Consistently(pvExists(pv.Name), gcGrace, interval).Should(BeTrue())
+
+		By("the same, with the path made anew meanwhile: the data stays aside, and the refusal says where")
+		claims, volumes := boundFleet(ns, "node-a", 1)
+		v0 := dirOn("node-a", ns, "v0")
+		aside := v0 + ".deleting-" + string(volumes[0].UID)
+		deleteClaim(claims[0])
+		Expect(os.Rename(v0, aside)).To(Succeed())
+		Expect(os.Mkdir(v0, 0o755)).To(Succeed())
+		byHand(ns+"-by-hand-v0", volumes[0].Spec.Local.Path, "host-a", corev1.VolumeAvailable)
+		DeferCleanup(func() {
+			Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, &corev1.PersistentVolume{
+				ObjectMeta: metav1.ObjectMeta{Name: ns + "-by-hand-v0"}}))).To(Succeed())
+		})
+		setPhase(volumes[0].Name, corev1.VolumeReleased)
+		Eventually(eventNotes("PersistentVolume", volumes[0].Name), timeout, interval).Should(ContainElement(
+			ContainSubstring("a cleanup cut short left its data in " + volumes[0].Spec.Local.Path + ".deleting-")))
+		Expect(filepath.Join(aside, "sentinel")).To(BeAnExistingFile())
+		Expect(v0).To(BeADirectory())
+		Expect(pvExists(volumes[0].Name)()).To(BeTrue())
 	})
 
 	It("hands back a claim of the group that waits here for a released volume once its cleanup is refused", func() {
