@@ -819,6 +819,10 @@ const maxConcurrentClaims = 4
 // pending claim again), the node (a new tars.io/SupportLocalVolume label makes it eligible) and
 // the storage class (which must exist, with the operator's provisioner).
 func (r *ClaimReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.PersistentVolumeClaim{},
+		waitingGroupIndex, r.waitingGroup); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&corev1.PersistentVolumeClaim{}, builder.WithPredicates(predicate.Funcs{
 			CreateFunc: func(e event.CreateEvent) bool { return r.concerns(e.Object) },
@@ -866,6 +870,27 @@ func claimChanged(e event.UpdateEvent) bool {
 		!maps.Equal(old.Annotations, pvc.Annotations) || !old.DeletionTimestamp.Equal(pvc.DeletionTimestamp)
 }
 
+// waitingGroupIndex indexes the cached claims waiting for a volume on this node by their group
+// (waitingGroup), so that a volume's event finds the claims of its group without going through
+// every claim of the node: at start, every volume of the node has one.
+const waitingGroupIndex = "waitingGroup"
+
+// waitingGroup is the index value of a claim whose pod the scheduler put on this node and that
+// waits for a volume: its group's key; none for any other claim.
+func (r *ClaimReconciler) waitingGroup(obj client.Object) []string {
+	pvc, ok := obj.(*corev1.PersistentVolumeClaim)
+	if !ok || !r.waitsForVolume(pvc) || pvc.Annotations[volumehelpers.AnnSelectedNode] != r.NodeName {
+		return nil
+	}
+	g, _ := groupOf(pvc.Namespace, pvc.Labels) // a claim of ours has one
+	return []string{g.key()}
+}
+
+// key names the group in an index: its namespace and label values, which hold no slash.
+func (g group) key() string {
+	return g.namespace + "/" + g.app + "/" + g.server + "/" + g.volume
+}
+
 // claimsOfVolume maps a volume to its claim and to the claims of its group waiting on this node.
 func (r *ClaimReconciler) claimsOfVolume(ctx context.Context, obj client.Object) []reconcile.Request {
 	pv := obj.(*corev1.PersistentVolume)
@@ -874,10 +899,8 @@ func (r *ClaimReconciler) claimsOfVolume(ctx context.Context, obj client.Object)
 		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}})
 	}
 	if g, ok := r.groupOfVolume(pv); ok {
-		for _, pvc := range r.waitingClaims(ctx) {
-			if other, _ := groupOf(pvc.Namespace, pvc.Labels); other == g {
-				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&pvc)})
-			}
+		for _, pvc := range r.waitingClaims(ctx, client.MatchingFields{waitingGroupIndex: g.key()}) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&pvc)})
 		}
 	}
 	return reqs
@@ -894,14 +917,15 @@ func (r *ClaimReconciler) allPendingClaims(ctx context.Context, _ client.Object)
 }
 
 // waitingClaims lists the cached claims whose pods were scheduled on this node and that wait
-// for a volume. They come straight from the cache: read them, never change them.
-func (r *ClaimReconciler) waitingClaims(ctx context.Context) []corev1.PersistentVolumeClaim {
+// for a volume, of those opts select. They come straight from the cache: read them, never change
+// them.
+func (r *ClaimReconciler) waitingClaims(ctx context.Context, opts ...client.ListOption) []corev1.PersistentVolumeClaim {
 	list := &corev1.PersistentVolumeClaimList{}
-	if err := r.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
+	if err := r.List(ctx, list, append(opts, client.UnsafeDisableDeepCopy)...); err != nil {
 		logf.FromContext(ctx).Error(err, "Failed to list claims")
 		return nil
 	}
 	return slices.DeleteFunc(list.Items, func(pvc corev1.PersistentVolumeClaim) bool {
-		return !r.waitsForVolume(&pvc) || pvc.Annotations[volumehelpers.AnnSelectedNode] != r.NodeName
+		return r.waitingGroup(&pvc) == nil
 	})
 }

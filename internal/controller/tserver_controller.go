@@ -622,14 +622,15 @@ func mergeLabels(have, want map[string]string) map[string]string {
 // CacheOptions narrow the manager's caches of the kinds the controller reads to the objects of
 // TServers (labelled tars.io/ServerApp) and t-storage-class, its Nodes to what node loss needs
 // (nodeOnlyLoss) and its pods to their claims (podOnlyClaims), so its memory does not grow with
-// the rest of the cluster.
+// the rest of the cluster. No object keeps its managed fields, which nothing here reads and which
+// are often the bulk of an object (an update without them keeps the stored ones).
 func CacheOptions() cache.Options {
 	req, err := labels.NewRequirement(tarsv1beta1.LabelServerApp, selection.Exists, nil)
 	if err != nil {
 		panic(err) // a constant requirement
 	}
 	ours := cache.ByObject{Label: labels.NewSelector().Add(*req)}
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+	return cache.Options{DefaultTransform: cache.TransformStripManagedFields(), ByObject: map[client.Object]cache.ByObject{
 		&appsv1.StatefulSet{}:           ours,
 		&corev1.Service{}:               ours,
 		&corev1.PersistentVolumeClaim{}: ours,
