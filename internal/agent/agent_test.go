@@ -1024,6 +1024,7 @@ var _ = Describe("The node agent", func() {
 			Eventually(claimAnnotation(fresh, tarsv1beta1.AnnotationProvisioningRefused), timeout, interval).Should(And(
 				ContainSubstring("its cleanup failed: "), ContainSubstring("claims hidden from the agent by the test")))
 			Expect(selectedNode(fresh)()).To(BeEmpty())
+			Eventually(pvEventReasons(pv.Name), timeout, interval).Should(ContainElement("CleanupFailed"))
 			Expect(pvExists(pv.Name)()).To(BeTrue())
 			Expect(os.ReadFile(sentinel)).To(Equal([]byte("precious")))
 		})

@@ -132,8 +132,12 @@ func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVol
 // cleanupErred records that the cleanup of released volume pv failed with err before it moved
 // anything (reading the API server or the node's directories), as a failure to move or delete
 // is recorded: once the cleanups have kept failing for the grace period, the claims of its group
-// waiting on this node are handed back, saying why, rather than wait in silence. It returns err.
+// waiting on this node are handed back, saying why, rather than wait in silence. It is counted and
+// reported on the volume as those are. It returns err.
 func (r *VolumeReconciler) cleanupErred(ctx context.Context, pv *corev1.PersistentVolume, err error) error {
+	agentErrors.WithLabelValues(reasonCleanup).Inc()
+	r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "Delete",
+		"Node %s cannot check yet that directory %s may be removed: %v", r.NodeName, localPath(pv), err)
 	r.settle([]outcome{{pv: pv, err: err}})
 	r.wakeGroup(ctx, pv)
 	return err
