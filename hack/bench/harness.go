@@ -54,13 +54,14 @@ type bench struct {
 	c       client.Client
 	// obs watches the runs' claims, pods and volumes: polling them with lists would load the
 	// API server the bench measures.
-	obs     client.Reader
+	obs     cache.Cache
 	manager *localcluster.Process
 	agents  []*localcluster.Process
 	// apiServer reaches the API server's metrics and profiles (apiServerClient).
 	apiServer *http.Client
-	// preBind has the lower bound's pre-created volumes name the claim each is for, as the agent's
-	// do; else the scheduler binds them, as any existing volume.
+	// preBind has the lower bound's volumes made for their claims as the claims appear, each
+	// bound to its claim as the agent's are (volumePerClaim); else they are made before the run,
+	// bound to nothing, and the scheduler binds them, as any existing volume.
 	preBind bool
 }
 
@@ -124,7 +125,7 @@ func (b *bench) tserver(ns, app string, i int) *tarsv1beta1.TServer {
 }
 
 // clients makes a client of the cluster at cfg, for core and TServer kinds, and an observer.
-func clients(ctx context.Context, cfg *rest.Config) (client.Client, client.Reader, error) {
+func clients(ctx context.Context, cfg *rest.Config) (client.Client, cache.Cache, error) {
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
 	_ = tarsv1beta1.AddToScheme(scheme)
@@ -140,7 +141,7 @@ func clients(ctx context.Context, cfg *rest.Config) (client.Client, client.Reade
 }
 
 // observer starts a cache of every claim and pod and of the tars volumes, and waits for it.
-func observer(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme) (client.Reader, error) {
+func observer(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme) (cache.Cache, error) {
 	cfg = rest.CopyConfig(cfg)
 	cfg.DisableCompression = true
 	tars, err := labels.Parse(tarsv1beta1.LabelServerApp)
