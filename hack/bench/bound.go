@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -35,8 +36,10 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/wait"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -212,19 +215,20 @@ func (b *bench) stop(ctx context.Context, m *meter, claims int) (runFigures, err
 
 // timeToBound creates servers TServers in a namespace of their own (app = name, so that no claim
 // matches another run's volumes) and measures until every claim is bound and every pod runs.
-// With precreate, the lower bound, the volumes are made first, exactly as the agents would make
-// them (one per claim, a replica's on one node, a server's replicas on different nodes), but
-// unbound, for the scheduler to bind as it binds any pre-created local volume; and the
-// StatefulSets the controller would make are created instead of TServers. With profile (and
-// --profile-dir), the run is profiled.
+// With lowerBound, the volumes are made as the agents would make them (one per
+// claim, a replica's on one node, a server's replicas on different nodes; lowerBoundVolumes):
+// first and unbound, for the scheduler to bind as it binds any pre-created local volume, or,
+// with b.preBind, each bound to its claim as the claim appears; and the StatefulSets the
+// controller would make are created instead of TServers. With profile (and --profile-dir), the
+// run is profiled.
 func (b *bench) timeToBound(ctx context.Context, name string, servers int,
-	precreate, profile bool) (runFigures, error) {
+	lowerBound, profile bool) (runFigures, error) {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	if err := b.c.Create(ctx, ns); err != nil {
 		return runFigures{}, err
 	}
 	volumes := servers * b.o.replicas * b.o.volumes // one per claim
-	if precreate {
+	if lowerBound {
 		done, err := b.lowerBoundVolumes(ctx, name, servers)
 		if err != nil {
 			return runFigures{}, err
@@ -244,7 +248,7 @@ func (b *bench) timeToBound(ctx context.Context, name string, servers int,
 		return runFigures{}, err
 	}
 	start := m.start
-	if err := b.apply(ctx, name, servers, !precreate && !b.o.byHand); err != nil {
+	if err := b.apply(ctx, name, servers, !lowerBound && !b.o.byHand); err != nil {
 		return runFigures{}, err
 	}
 	want := servers * b.o.replicas
@@ -293,8 +297,10 @@ func (b *bench) timeToBound(ctx context.Context, name string, servers int,
 		mark("all claims exist", len(pvcs.Items) == want*b.o.volumes)
 		available := 0
 		for _, pv := range pvs.Items {
+			// Available, or bound since; a volume made bound to its claim (the agents', or
+			// volumePerClaim's) stays Pending until the PV controller binds it.
 			if pv.Status.Phase != corev1.VolumePending {
-				available++ // Available, or bound since
+				available++
 			}
 		}
 		mark("all volumes exist", len(pvs.Items) >= volumes)
@@ -373,12 +379,13 @@ func (b *bench) volumes(name string, servers int) []*corev1.PersistentVolume {
 
 // volumePerClaim has the volume of each claim of the run name's servers made the moment the
 // claim appears, bound to it by name and UID as its agent binds the volume it makes (those of
-// precreate, on the same nodes): the fastest Kubernetes alone can bind claims to volumes made
-// for them. Made before the claims, a volume could name its claim without its UID only, and the
-// scheduler and the PV controller would both write the volume to add it: the loser of that race
-// fails its pod's scheduling ("the object has been modified") and backs it off, which held
-// Kubernetes alone back (2,595 of 3,000 pods in one run). It returns a function that stops
-// making volumes and says whether any create failed.
+// precreate, on the same nodes, picked beforehand: no provisioner can know a pod's node before
+// the scheduler does). Made before the claims, a volume could name its claim without its UID
+// only, and the scheduler and the PV controller would both write the volume to add it: when the
+// scheduler lost that race it failed its pod's scheduling ("the object has been modified") and
+// backed it off, which held Kubernetes alone back (2,595 of 3,000 pods in one run). A create
+// that fails is tried again until the run ends, and said at once. It returns a function that
+// stops making volumes and says whether any volume could not be made.
 func (b *bench) volumePerClaim(ctx context.Context, name string, servers int) (func() error, error) {
 	byClaim := map[string]*corev1.PersistentVolume{}
 	for _, pv := range b.volumes(name, servers) {
@@ -388,19 +395,22 @@ func (b *bench) volumePerClaim(ctx context.Context, name string, servers int) (f
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	// Never closed: a handler call under way may still run after the handler is removed. Each
+	// claim is added once (a relist or resync updates it), and the buffer holds them all.
 	claims := make(chan *corev1.PersistentVolumeClaim, len(byClaim))
 	registration, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{AddFunc: func(obj any) {
 		if pvc, ok := obj.(*corev1.PersistentVolumeClaim); ok && pvc.Namespace == name && byClaim[pvc.Name] != nil {
 			select {
 			case claims <- pvc:
-			default: // a claim seen again: its volume is on its way
+			case <-ctx.Done():
 			}
 		}
 	}})
 	if err != nil {
+		cancel()
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
 	var (
 		workers sync.WaitGroup
 		mu      sync.Mutex
@@ -413,11 +423,10 @@ func (b *bench) volumePerClaim(ctx context.Context, name string, servers int) (f
 				case <-ctx.Done():
 					return
 				case pvc := <-claims:
-					pv := byClaim[pvc.Name].DeepCopy()
-					pv.Spec.ClaimRef.UID, pv.Spec.ClaimRef.ResourceVersion = pvc.UID, pvc.ResourceVersion
-					if err := b.c.Create(ctx, pv); client.IgnoreAlreadyExists(err) != nil && ctx.Err() == nil {
+					if err := b.volumeFor(ctx, pvc, byClaim[pvc.Name]); err != nil && ctx.Err() == nil {
+						fmt.Printf("    %s: %v\n", name, err)
 						mu.Lock()
-						failed = cmp.Or(failed, fmt.Errorf("volume of claim %s: %w", pvc.Name, err))
+						failed = cmp.Or(failed, err)
 						mu.Unlock()
 					}
 				}
@@ -432,8 +441,30 @@ func (b *bench) volumePerClaim(ctx context.Context, name string, servers int) (f
 	}, nil
 }
 
-// volumeMakers is how many volumes volumePerClaim creates at once: about what the agents of a
-// few nodes provisioning at once do.
+// volumeFor creates volume pv bound to claim pvc, trying again with back-off for about 25 s (as
+// an agent's requeue would); a volume of that name bound to another claim is an error.
+func (b *bench) volumeFor(ctx context.Context, pvc *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume) error {
+	pv = pv.DeepCopy()
+	pv.Spec.ClaimRef.UID, pv.Spec.ClaimRef.ResourceVersion = pvc.UID, pvc.ResourceVersion
+	return wait.ExponentialBackoffWithContext(ctx, wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Steps: 8},
+		func(ctx context.Context) (bool, error) {
+			err := b.c.Create(ctx, pv)
+			if apierrors.IsAlreadyExists(err) {
+				there := &corev1.PersistentVolume{}
+				if err := b.c.Get(ctx, client.ObjectKeyFromObject(pv), there); err != nil {
+					return false, nil
+				}
+				if ref := there.Spec.ClaimRef; ref == nil || ref.UID != pvc.UID {
+					return false, fmt.Errorf("volume %s of claim %s exists already, for another claim", pv.Name, pvc.Name)
+				}
+				return true, nil
+			}
+			return err == nil, nil
+		})
+}
+
+// volumeMakers is how many volumes volumePerClaim creates at once: enough to keep up with the
+// StatefulSet controller (every claim of a run was bound when the last one appeared).
 const volumeMakers = 16
 
 // pollEvery is how often a run of pods pods looks at its objects in the observer's cache: ten
@@ -456,8 +487,8 @@ func printSpread(pods []corev1.Pod) {
 
 // printEvents counts the events of namespace ns by reason (each one an API write of the
 // component that reported it; a series counts as often as it happened), and says how many pods
-// the scheduler found no node for at least once (FailedScheduling): each such attempt backs a
-// pod off.
+// the scheduler found no node for at least once (FailedScheduling; each such attempt backs a
+// pod off), and why: the pods of each message, the names in it left out.
 func (b *bench) printEvents(ctx context.Context, ns string) {
 	list := &eventsv1.EventList{}
 	if err := b.c.List(ctx, list, client.InNamespace(ns)); err != nil {
@@ -466,7 +497,7 @@ func (b *bench) printEvents(ctx context.Context, ns string) {
 	}
 	unschedulable := sets.New[string]()
 	reasons := map[string]int{}
-	var why []string // distinct FailedScheduling messages
+	why := map[string]sets.Set[string]{} // the pods of each FailedScheduling message, names left out
 	for _, e := range list.Items {
 		n := max(1, int(e.DeprecatedCount)) // core/v1 recorders count repeats there
 		if e.Series != nil {
@@ -479,9 +510,11 @@ func (b *bench) printEvents(ctx context.Context, ns string) {
 		reasons[reporter+" "+e.Reason] += n
 		if e.Reason == "FailedScheduling" {
 			unschedulable.Insert(e.Regarding.Name)
-			if !slices.Contains(why, e.Note) {
-				why = append(why, e.Note)
+			note := quoted.ReplaceAllString(e.Note, `"…"`)
+			if why[note] == nil {
+				why[note] = sets.New[string]()
 			}
+			why[note].Insert(e.Regarding.Name)
 		}
 	}
 	lines := make([]string, 0, len(reasons))
@@ -491,10 +524,16 @@ func (b *bench) printEvents(ctx context.Context, ns string) {
 	fmt.Printf("    events: %s\n", strings.Join(lines, ", "))
 	fmt.Printf("    pods found no node at least once: %d (%d attempts)\n",
 		unschedulable.Len(), unschedulableAttempts(reasons))
-	for _, note := range why[:min(3, len(why))] {
-		fmt.Printf("      %s\n", note)
+	notes := slices.SortedFunc(maps.Keys(why), func(a, b string) int {
+		return cmp.Or(cmp.Compare(why[b].Len(), why[a].Len()), strings.Compare(a, b))
+	})
+	for _, note := range notes[:min(3, len(notes))] {
+		fmt.Printf("      %d pods: %s\n", why[note].Len(), note)
 	}
 }
+
+// quoted matches the names a scheduler's message quotes (of a volume, a claim, a plugin).
+var quoted = regexp.MustCompile(`"[^"]*"`)
 
 // unschedulableAttempts sums the FailedScheduling events of every reporter.
 func unschedulableAttempts(reasons map[string]int) int {

@@ -310,8 +310,8 @@ func (b *bench) waitAvailable(ctx context.Context, app string, n int) error {
 }
 
 // volume is the PersistentVolume the agent of node would make for volume of replica of ts: its
-// own builder, given the claim the StatefulSet controller makes; bound to that claim with
-// b.preBind.
+// own builder, given the claim the StatefulSet controller makes; with b.preBind naming that
+// claim, but not its UID (volumePerClaim adds it once the claim exists).
 func (b *bench) volume(ts *tarsv1beta1.TServer, volume string, replica int, node string) *corev1.PersistentVolume {
 	claim := &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ts.Namespace, Name: fmt.Sprintf("%s-%s-%d", volume, ts.Name, replica),

@@ -54,7 +54,8 @@ const scaleFirstServers = 30
 
 // scale runs scenario 8 on a cluster of o.scaleNodes nodes:
 //   - Kubernetes alone: the StatefulSets of o.scaleServers TServers applied by hand, one volume
-//     per claim made as the claim appears, bound to it as the agents' are.
+//     per claim made as the claim appears, bound to it as the agents' are; its restart is run on
+//     the operator's fleet, between the operator's two (restarts).
 //   - The operator on o.scaleSmallNodes nodes (the others cordoned), with as many pods per node
 //     as the whole fleet will have: the manager's RSS at scaleFirstServers TServers and each of
 //     those nodes' agent's RSS.
