@@ -384,7 +384,7 @@ func (b *bench) volumes(name string, servers int) []*corev1.PersistentVolume {
 // only, and the scheduler and the PV controller would both write the volume to add it: when the
 // scheduler lost that race it failed its pod's scheduling ("the object has been modified") and
 // backed it off, which held Kubernetes alone back (2,595 of 3,000 pods in one run). A create
-// that fails is tried again until the run ends, and said at once. It returns a function that
+// that fails is tried again for a while (volumeFor), and said at once if it keeps failing. It returns a function that
 // stops making volumes and says whether any volume could not be made.
 func (b *bench) volumePerClaim(ctx context.Context, name string, servers int) (func() error, error) {
 	byClaim := map[string]*corev1.PersistentVolume{}
@@ -446,21 +446,25 @@ func (b *bench) volumePerClaim(ctx context.Context, name string, servers int) (f
 func (b *bench) volumeFor(ctx context.Context, pvc *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume) error {
 	pv = pv.DeepCopy()
 	pv.Spec.ClaimRef.UID, pv.Spec.ClaimRef.ResourceVersion = pvc.UID, pvc.ResourceVersion
-	return wait.ExponentialBackoffWithContext(ctx, wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Steps: 8},
+	var last error
+	err := wait.ExponentialBackoffWithContext(ctx, wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Steps: 8},
 		func(ctx context.Context) (bool, error) {
-			err := b.c.Create(ctx, pv)
-			if apierrors.IsAlreadyExists(err) {
+			last = b.c.Create(ctx, pv)
+			if apierrors.IsAlreadyExists(last) {
 				there := &corev1.PersistentVolume{}
-				if err := b.c.Get(ctx, client.ObjectKeyFromObject(pv), there); err != nil {
+				if last = b.c.Get(ctx, client.ObjectKeyFromObject(pv), there); last != nil {
 					return false, nil
 				}
 				if ref := there.Spec.ClaimRef; ref == nil || ref.UID != pvc.UID {
 					return false, fmt.Errorf("volume %s of claim %s exists already, for another claim", pv.Name, pvc.Name)
 				}
-				return true, nil
 			}
-			return err == nil, nil
+			return last == nil, nil
 		})
+	if err != nil && last != nil {
+		return fmt.Errorf("volume %s of claim %s: %w", pv.Name, pvc.Name, last)
+	}
+	return err
 }
 
 // volumeMakers is how many volumes volumePerClaim creates at once: enough to keep up with the
