@@ -133,11 +133,15 @@ func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVol
 // anything (reading the API server or the node's directories), as a failure to move or delete
 // is recorded: once the cleanups have kept failing for the grace period, the claims of its group
 // waiting on this node are handed back, saying why, rather than wait in silence. It is counted and
-// reported on the volume as those are. It returns err.
+// reported on the volume as those are, unless the agent is stopping (which cut the check short),
+// under an action of its own: events of the same reason and action are one series that keeps its
+// first note, and a failed move must not read as a failed check. It returns err.
 func (r *VolumeReconciler) cleanupErred(ctx context.Context, pv *corev1.PersistentVolume, err error) error {
-	agentErrors.WithLabelValues(reasonCleanup).Inc()
-	r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "Delete",
-		"Node %s cannot check yet that directory %s may be removed: %v", r.NodeName, localPath(pv), err)
+	if ctx.Err() == nil {
+		agentErrors.WithLabelValues(reasonCleanup).Inc()
+		r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "Check",
+			"Node %s cannot check yet that directory %s may be removed: %v", r.NodeName, localPath(pv), err)
+	}
 	r.settle([]outcome{{pv: pv, err: err}})
 	r.wakeGroup(ctx, pv)
 	return err
