@@ -41,6 +41,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/wait"
 	toolscache "k8s.io/client-go/tools/cache"
+	volumehelpers "k8s.io/component-helpers/storage/volume"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
@@ -330,11 +331,11 @@ func (b *bench) timeToBound(ctx context.Context, name string, servers int,
 	return runFigures{}, fmt.Errorf("%s: not all claims bound and pods running after 15 minutes", name)
 }
 
-// lowerBoundVolumes gives Kubernetes alone's run name its volumes: made before the run and
-// bound to nothing (precreate), or, with b.preBind, made as their claims appear (volumePerClaim)
-// until the returned function is called.
+// lowerBoundVolumes gives Kubernetes alone's run name its volumes, as b.volumesBy says: made
+// before the run (precreate), or made as their claims appear or are given a node
+// (volumePerClaim) until the returned function is called.
 func (b *bench) lowerBoundVolumes(ctx context.Context, name string, servers int) (func(), error) {
-	if !b.preBind {
+	if b.volumesBy == precreated {
 		return func() {}, b.precreate(ctx, name, servers)
 	}
 	stop, err := b.volumePerClaim(ctx, name, servers)
@@ -353,67 +354,105 @@ func (b *bench) lowerBoundVolumes(ctx context.Context, name string, servers int)
 // waits until the PV controller has marked every one Available: pre-created volumes are ready
 // to use before the clock starts.
 func (b *bench) precreate(ctx context.Context, name string, servers int) error {
-	for _, pv := range b.volumes(name, servers) {
-		if err := b.c.Create(ctx, pv); err != nil {
+	for _, p := range b.plannedVolumes(name, servers) {
+		if err := b.c.Create(ctx, b.volume(p.server, p.volume, p.replica, p.node)); err != nil {
 			return err
 		}
 	}
 	return b.waitAvailable(ctx, name, servers*b.o.replicas*b.o.volumes)
 }
 
-// volumes are the volumes of the run name's servers as the agents would make them: one per
-// claim, a replica's on one node, a server's replicas on different nodes.
-func (b *bench) volumes(name string, servers int) []*corev1.PersistentVolume {
-	var pvs []*corev1.PersistentVolume
+// plannedVolume is the volume of one claim of a run: its server, volume and replica, and the
+// node picked for it beforehand.
+type plannedVolume struct {
+	server  *tarsv1beta1.TServer
+	volume  string
+	replica int
+	node    string
+}
+
+// plannedVolumes are the volumes of the run name's servers, by claim, as the agents would make
+// them: one per claim, a replica's on one node, a server's replicas on different nodes.
+func (b *bench) plannedVolumes(name string, servers int) map[string]plannedVolume {
+	planned := map[string]plannedVolume{}
 	for i := range servers {
 		ts := b.tserver(name, name, i)
 		for r := range b.o.replicas {
 			node := b.cluster.Nodes[(i*b.o.replicas+r)%len(b.cluster.Nodes)]
 			for _, m := range ts.Spec.K8S.Mounts {
-				pvs = append(pvs, b.volume(ts, m.Name, r, node.Name))
+				planned[claimName(ts, m.Name, r)] = plannedVolume{
+					server: ts, volume: m.Name, replica: r, node: node.Name}
 			}
 		}
 	}
-	return pvs
+	return planned
 }
 
-// volumePerClaim has the volume of each claim of the run name's servers made the moment the
-// claim appears, bound to it by name and UID as its agent binds the volume it makes (those of
-// precreate, on the same nodes, picked beforehand: no provisioner can know a pod's node before
-// the scheduler does). Made before the claims, a volume could name its claim without its UID
+// volumePerClaim has the volume of each claim of the run name's servers made, bound to it by
+// name and UID as its agent binds the volume it makes: for perClaim, the moment the claim
+// appears, on the node picked beforehand (precreate's: no provisioner can know a pod's node
+// before the scheduler does); for provisioned, the moment the scheduler selects a node for it
+// (volume.kubernetes.io/selected-node), on that node. Made before the claims, a volume could name its claim without its UID
 // only, and the scheduler and the PV controller would both write the volume to add it: when the
 // scheduler lost that race it failed its pod's scheduling ("the object has been modified") and
 // backed it off, which held Kubernetes alone back (2,595 of 3,000 pods in one run). A create
-// that fails is tried again for a while (volumeFor), and said at once if it keeps failing. It returns a function that
-// stops making volumes and says whether any volume could not be made.
+// that fails is tried again for a while (volumeFor), and said at once if it keeps failing. It
+// returns a function that stops making volumes and says whether any volume could not be made.
 func (b *bench) volumePerClaim(ctx context.Context, name string, servers int) (func() error, error) {
-	byClaim := map[string]*corev1.PersistentVolume{}
-	for _, pv := range b.volumes(name, servers) {
-		byClaim[pv.Spec.ClaimRef.Name] = pv
-	}
+	planned := b.plannedVolumes(name, servers)
 	informer, err := b.obs.GetInformer(ctx, &corev1.PersistentVolumeClaim{})
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
+	type request struct {
+		claim *corev1.PersistentVolumeClaim
+		node  string
+	}
+	var (
+		mu     sync.Mutex
+		queued = sets.New[string]()
+	)
 	// Never closed: a handler call under way may still run after the handler is removed. Each
-	// claim is added once (a relist or resync updates it), and the buffer holds them all.
-	claims := make(chan *corev1.PersistentVolumeClaim, len(byClaim))
-	registration, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{AddFunc: func(obj any) {
-		if pvc, ok := obj.(*corev1.PersistentVolumeClaim); ok && pvc.Namespace == name && byClaim[pvc.Name] != nil {
-			select {
-			case claims <- pvc:
-			case <-ctx.Done():
+	// claim is queued once, and the buffer holds them all.
+	requests := make(chan request, len(planned))
+	enqueue := func(obj any) {
+		pvc, ok := obj.(*corev1.PersistentVolumeClaim)
+		if !ok || pvc.Namespace != name {
+			return
+		}
+		p, ok := planned[pvc.Name]
+		if !ok {
+			return
+		}
+		node := p.node
+		if b.volumesBy == provisioned {
+			if node = pvc.Annotations[volumehelpers.AnnSelectedNode]; node == "" {
+				return
 			}
 		}
-	}})
+		mu.Lock()
+		again := queued.Has(pvc.Name)
+		queued.Insert(pvc.Name)
+		mu.Unlock()
+		if again {
+			return
+		}
+		select {
+		case requests <- request{claim: pvc, node: node}:
+		case <-ctx.Done():
+		}
+	}
+	registration, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    enqueue,
+		UpdateFunc: func(_, obj any) { enqueue(obj) },
+	})
 	if err != nil {
 		cancel()
 		return nil, err
 	}
 	var (
 		workers sync.WaitGroup
-		mu      sync.Mutex
 		failed  error
 	)
 	for range volumeMakers {
@@ -422,8 +461,10 @@ func (b *bench) volumePerClaim(ctx context.Context, name string, servers int) (f
 				select {
 				case <-ctx.Done():
 					return
-				case pvc := <-claims:
-					if err := b.volumeFor(ctx, pvc, byClaim[pvc.Name]); err != nil && ctx.Err() == nil {
+				case r := <-requests:
+					p := planned[r.claim.Name]
+					pv := b.volume(p.server, p.volume, p.replica, r.node)
+					if err := b.volumeFor(ctx, r.claim, pv); err != nil && ctx.Err() == nil {
 						fmt.Printf("    %s: %v\n", name, err)
 						mu.Lock()
 						failed = cmp.Or(failed, err)
@@ -444,7 +485,6 @@ func (b *bench) volumePerClaim(ctx context.Context, name string, servers int) (f
 // volumeFor creates volume pv bound to claim pvc, trying again with back-off for about 25 s (as
 // an agent's requeue would); a volume of that name bound to another claim is an error.
 func (b *bench) volumeFor(ctx context.Context, pvc *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume) error {
-	pv = pv.DeepCopy()
 	pv.Spec.ClaimRef.UID, pv.Spec.ClaimRef.ResourceVersion = pvc.UID, pvc.ResourceVersion
 	var last error
 	err := wait.ExponentialBackoffWithContext(ctx, wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Steps: 8},

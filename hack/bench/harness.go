@@ -40,6 +40,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	volumehelpers "k8s.io/component-helpers/storage/volume"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -59,11 +60,30 @@ type bench struct {
 	agents  []*localcluster.Process
 	// apiServer reaches the API server's metrics and profiles (apiServerClient).
 	apiServer *http.Client
-	// preBind has the lower bound's volumes made for their claims as the claims appear, each
-	// bound to its claim as the agent's are (volumePerClaim); else they are made before the run,
-	// bound to nothing, and the scheduler binds them, as any existing volume.
-	preBind bool
+	// volumesBy is how the runs of Kubernetes alone get their volumes (lowerBoundVolumes).
+	volumesBy volumeSource
 }
+
+// volumeSource is how a run of Kubernetes alone gets its volumes, each one per claim, as an
+// agent makes it.
+type volumeSource int
+
+const (
+	// precreated: made before the run, bound to nothing, on nodes picked beforehand; the
+	// scheduler binds them, as any existing volume (precreate).
+	precreated volumeSource = iota
+	// perClaim: made on nodes picked beforehand the moment their claims appear, each bound to
+	// its claim as the agents' are (volumePerClaim).
+	perClaim
+	// provisioned: made by a provisioner that does nothing else, on the node the scheduler
+	// selected for the claim, bound to it (volumePerClaim with t-storage-class of
+	// trivialProvisioner): Kubernetes' own protocol of provisioning, without the operator.
+	provisioned
+)
+
+// trivialProvisioner is the provisioner of t-storage-class in the runs of volumeSource
+// provisioned: the bench itself.
+const trivialProvisioner = "bench.tserver-operator.io/trivial"
 
 // quietCPU is how much CPU all components together may use in a second on this cluster when it
 // is quiet: the node heartbeats grow with its nodes.
@@ -310,11 +330,11 @@ func (b *bench) waitAvailable(ctx context.Context, app string, n int) error {
 }
 
 // volume is the PersistentVolume the agent of node would make for volume of replica of ts: its
-// own builder, given the claim the StatefulSet controller makes; with b.preBind naming that
-// claim, but not its UID (volumePerClaim adds it once the claim exists).
+// own builder, given the claim the StatefulSet controller makes; but for precreated, naming that
+// claim, not its UID (volumePerClaim adds it once the claim exists).
 func (b *bench) volume(ts *tarsv1beta1.TServer, volume string, replica int, node string) *corev1.PersistentVolume {
 	claim := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ts.Namespace, Name: fmt.Sprintf("%s-%s-%d", volume, ts.Name, replica),
+		ObjectMeta: metav1.ObjectMeta{Namespace: ts.Namespace, Name: claimName(ts, volume, replica),
 			Labels: map[string]string{
 				tarsv1beta1.LabelServerApp: ts.Spec.App, tarsv1beta1.LabelServerName: ts.Spec.Server,
 				tarsv1beta1.LabelLocalVolume: volume,
@@ -329,10 +349,19 @@ func (b *bench) volume(ts *tarsv1beta1.TServer, volume string, replica int, node
 	cfg := agent.Config{NodeName: node, Hostname: node, HostRoot: localcluster.ProductionHostRoot,
 		StorageClassName: tarsv1beta1.StorageClassName}
 	pv := cfg.Volume(claim, corev1.PersistentVolumeReclaimDelete)
-	if !b.preBind {
-		pv.Spec.ClaimRef = nil // pre-created: the scheduler binds it, as any existing volume
+	switch b.volumesBy {
+	case precreated:
+		pv.Spec.ClaimRef = nil // the scheduler binds it, as any existing volume
+	case provisioned:
+		pv.Annotations[volumehelpers.AnnDynamicallyProvisioned] = trivialProvisioner
 	}
 	return pv
+}
+
+// claimName is the name of the claim the StatefulSet controller makes for volume of replica of
+// ts: the claim template's name, then the pod's.
+func claimName(ts *tarsv1beta1.TServer, volume string, replica int) string {
+	return fmt.Sprintf("%s-%s-%d", volume, ts.Name, replica)
 }
 
 // volumesOf counts the volumes of the run whose app is app.
