@@ -392,12 +392,13 @@ func (b *bench) plannedVolumes(name string, servers int) map[string]plannedVolum
 // name and UID as its agent binds the volume it makes: for perClaim, the moment the claim
 // appears, on the node picked beforehand (precreate's: no provisioner can know a pod's node
 // before the scheduler does); for provisioned, the moment the scheduler selects a node for it
-// (volume.kubernetes.io/selected-node), on that node. Made before the claims, a volume could name its claim without its UID
-// only, and the scheduler and the PV controller would both write the volume to add it: when the
-// scheduler lost that race it failed its pod's scheduling ("the object has been modified") and
-// backed it off, which held Kubernetes alone back (2,595 of 3,000 pods in one run). A create
-// that fails is tried again for a while (volumeFor), and said at once if it keeps failing. It
-// returns a function that stops making volumes and says whether any volume could not be made.
+// (volume.kubernetes.io/selected-node), on that node. Made before the claims, a volume could
+// name its claim without its UID only, and the scheduler and the PV controller would both write
+// the volume to add it: when the scheduler lost that race it failed its pod's scheduling ("the
+// object has been modified") and backed it off, which held Kubernetes alone back (2,595 of
+// 3,000 pods in one run). A create that fails is tried again for a while (volumeFor), and said
+// at once if it keeps failing. It returns a function that stops making volumes and says whether
+// any volume could not be made.
 func (b *bench) volumePerClaim(ctx context.Context, name string, servers int) (func() error, error) {
 	planned := b.plannedVolumes(name, servers)
 	informer, err := b.obs.GetInformer(ctx, &corev1.PersistentVolumeClaim{})
