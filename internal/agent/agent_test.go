@@ -1016,6 +1016,46 @@ var _ = Describe("The node agent", func() {
 		Expect(pvExists(pv.Name)()).To(BeTrue())
 		Eventually(func() ([]byte, error) { return os.ReadFile(sentinel) }, timeout, interval).Should(
 			Equal([]byte("precious")), "the directory moved back at its path")
+		Expect(eventNotes("PersistentVolume", pv.Name, "CleanupFailed")()).To(ContainElement(And(
+			ContainSubstring("cannot delete volume "+pv.Name), ContainSubstring("denied by a policy"))))
+	})
+
+	It("reports a cleanup's failed check and its failed delete after it as two events", func() {
+		var checkRefused atomic.Bool
+		var released atomic.Pointer[corev1.PersistentVolume]
+		agentOnNewNode("node-m", "host-m", agentOptions{disk: &roomyDisk, orphanScan: time.Hour,
+			funcs: &interceptor.Funcs{
+				Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+					if pv, ok := obj.(*corev1.PersistentVolume); ok && strings.HasPrefix(pv.Name, ns+"-") {
+						return apierrors.NewForbidden(corev1.Resource("persistentvolumes"), pv.Name,
+							errors.New("denied by a policy"))
+					}
+					return c.Delete(ctx, obj, opts...)
+				},
+			},
+			answer: func(req *http.Request) *http.Response {
+				defer GinkgoRecover()
+				pv := released.Load()
+				if pv == nil || req.Method != http.MethodGet ||
+					req.URL.Path != "/api/v1/namespaces/"+ns+"/persistentvolumeclaims/"+pv.Spec.ClaimRef.Name {
+					return nil
+				}
+				// The cleanup's first read of its claim, not the reads of the bound volume's.
+				if fresh, err := getPV(pv.Name)(); err != nil || fresh.Status.Phase != corev1.VolumeReleased ||
+					!checkRefused.CompareAndSwap(false, true) {
+					return nil
+				}
+				return forbidden(req, "claims hidden from the agent by the test")
+			}})
+		pvc, pv, sentinel := boundWithData(ns, "node-m")
+		released.Store(pv)
+		release(pvc, pv)
+		Eventually(eventNotes("PersistentVolume", pv.Name, "CleanupFailed"), timeout, interval).Should(ContainElements(
+			And(ContainSubstring("cannot check yet"), ContainSubstring("claims hidden from the agent by the test")),
+			And(ContainSubstring("cannot delete volume "+pv.Name), ContainSubstring("denied by a policy"))))
+		Expect(pvExists(pv.Name)()).To(BeTrue())
+		Eventually(func() ([]byte, error) { return os.ReadFile(sentinel) }, timeout, interval).Should(
+			Equal([]byte("precious")), "the directory moved back at its path")
 	})
 
 	It("hands back a claim of the group that waits here for a released volume whose cleanup cannot read its claim",

@@ -187,3 +187,78 @@ func TestCacheOptionsNarrowClaimsToTheNode(t *testing.T) {
 		t.Errorf("claims of a node with a long name: %q, want %q", got, want)
 	}
 }
+
+// TestWaitingGroup checks the claims index against the volumes: a volume's event finds the
+// claims waiting on this node by waitingGroup's key, so the key of a claim that waits here must
+// equal that of the volume this agent makes for it, and no other claim may have one.
+func TestWaitingGroup(t *testing.T) {
+	cfg := Config{NodeName: "node-1", Hostname: "node-1", HostRoot: "/usr/local/app/tars/tlocalvolume",
+		StorageClassName: tarsv1beta1.StorageClassName}
+	r := &ClaimReconciler{Agent: &Agent{Config: cfg}}
+	claim := func(app, server, volume string, edit func(*corev1.PersistentVolumeClaim)) *corev1.PersistentVolumeClaim {
+		pvc := &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: volume + "-" + strings.ToLower(app+"-"+server) + "-0",
+				Labels: map[string]string{tarsv1beta1.LabelServerApp: app, tarsv1beta1.LabelServerName: server,
+					tarsv1beta1.LabelLocalVolume: volume},
+				Annotations: map[string]string{"volume.kubernetes.io/selected-node": cfg.NodeName}},
+			Spec: corev1.PersistentVolumeClaimSpec{StorageClassName: new(tarsv1beta1.StorageClassName)},
+		}
+		if edit != nil {
+			edit(pvc)
+		}
+		return pvc
+	}
+	// Claims that wait here: each has the key of the volume made for it, and only its own.
+	waiting := []*corev1.PersistentVolumeClaim{
+		claim("tars", "tarslog", "remote-log-dir", nil),
+		claim("Tars", "TarsLog", "remote-log-dir", nil), // mixed case, as Tars names servers
+		claim("Tars", "TarsLog", "log", nil),
+		claim("Tars", "TarsConfig", "remote-log-dir", nil),
+		claim("Tars", "TarsLog", tarsv1beta1.DelayBindVolumeName, nil),
+	}
+	keys := map[string]int{}
+	for i, pvc := range waiting {
+		got := r.waitingGroup(pvc)
+		if len(got) != 1 {
+			t.Fatalf("waitingGroup(%s %v) = %v; want one key", pvc.Name, pvc.Labels, got)
+		}
+		g, ok := r.groupOfVolume(cfg.Volume(pvc, corev1.PersistentVolumeReclaimDelete))
+		if !ok || g.key() != got[0] {
+			t.Errorf("claim %v has key %q, the volume made for it %q (%v)", pvc.Labels, got[0], g.key(), ok)
+		}
+		if j, seen := keys[got[0]]; seen {
+			t.Errorf("claims %v and %v of different groups share the key %q", waiting[j].Labels, pvc.Labels, got[0])
+		}
+		keys[got[0]] = i
+	}
+	// Claims that do not wait for a volume of this node have none.
+	for name, pvc := range map[string]*corev1.PersistentVolumeClaim{
+		"scheduled on another node": claim("Tars", "TarsLog", "log", func(pvc *corev1.PersistentVolumeClaim) {
+			pvc.Annotations["volume.kubernetes.io/selected-node"] = "node-2"
+		}),
+		"not scheduled yet": claim("Tars", "TarsLog", "log", func(pvc *corev1.PersistentVolumeClaim) {
+			pvc.Annotations = nil
+		}),
+		"bound": claim("Tars", "TarsLog", "log", func(pvc *corev1.PersistentVolumeClaim) {
+			pvc.Spec.VolumeName = "pv-1"
+		}),
+		"being deleted": claim("Tars", "TarsLog", "log", func(pvc *corev1.PersistentVolumeClaim) {
+			pvc.DeletionTimestamp = new(metav1.Now())
+		}),
+		"of another class": claim("Tars", "TarsLog", "log", func(pvc *corev1.PersistentVolumeClaim) {
+			pvc.Spec.StorageClassName = new("other")
+		}),
+		"of no class": claim("Tars", "TarsLog", "log", func(pvc *corev1.PersistentVolumeClaim) {
+			pvc.Spec.StorageClassName = nil
+		}),
+		"without a server label": claim("Tars", "", "log", nil),
+		"without a volume label": claim("Tars", "TarsLog", "", nil),
+	} {
+		if got := r.waitingGroup(pvc); got != nil {
+			t.Errorf("claim %s: waitingGroup = %v; want none", name, got)
+		}
+	}
+	if got := r.waitingGroup(&corev1.PersistentVolume{}); got != nil {
+		t.Errorf("waitingGroup of a volume = %v; want none", got)
+	}
+}

@@ -133,18 +133,27 @@ func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVol
 // anything (reading the API server or the node's directories), as a failure to move or delete
 // is recorded: once the cleanups have kept failing for the grace period, the claims of its group
 // waiting on this node are handed back, saying why, rather than wait in silence. It is counted and
-// reported on the volume as those are, unless the agent is stopping (which cut the check short),
-// under an action of its own: events of the same reason and action are one series that keeps its
-// first note, and a failed move must not read as a failed check. It returns err.
+// reported on the volume as those are (checkFailed). It returns err.
 func (r *VolumeReconciler) cleanupErred(ctx context.Context, pv *corev1.PersistentVolume, err error) error {
-	if ctx.Err() == nil {
-		agentErrors.WithLabelValues(reasonCleanup).Inc()
-		r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "Check",
-			"Node %s cannot check yet that directory %s may be removed: %v", r.NodeName, localPath(pv), err)
-	}
+	r.checkFailed(ctx, pv, err)
 	r.settle([]outcome{{pv: pv, err: err}})
 	r.wakeGroup(ctx, pv)
 	return err
+}
+
+// checkFailed counts and reports that the cleanup of released volume pv could not check that its
+// directory may go (reading the API server or the node's directories) with err, unless the
+// agent is stopping, which cut the check short. Each step of a cleanup that fails is reported
+// under an action of its own (Check, MoveAside, Delete, MoveBack, RemoveDirectory): events of the
+// same reason and action are one series that keeps its first note, and a failed delete must not
+// read as a failed check.
+func (r *VolumeReconciler) checkFailed(ctx context.Context, pv *corev1.PersistentVolume, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	agentErrors.WithLabelValues(reasonCleanup).Inc()
+	r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "Check",
+		"Node %s cannot check yet that directory %s may be removed: %v", r.NodeName, localPath(pv), err)
 }
 
 // refuse records, reports and counts why the directory of released volume pv is kept, has the
@@ -261,6 +270,7 @@ func (r *VolumeReconciler) retire(ctx context.Context, batch []*corev1.Persisten
 	if err != nil {
 		for i := range outcomes {
 			outcomes[i].err = err
+			r.checkFailed(ctx, outcomes[i].pv, err)
 		}
 		return r.settle(outcomes)
 	}
@@ -282,7 +292,9 @@ func (r *VolumeReconciler) retire(ctx context.Context, batch []*corev1.Persisten
 		}
 		// Checking took round trips: only a volume still exactly as checked loses its directory.
 		if fresh, err := r.stillAsCached(ctx, o.pv); fresh == nil {
-			o.err = err
+			if o.err = err; err != nil {
+				r.checkFailed(ctx, o.pv, err)
+			}
 			continue
 		}
 		if o.why, o.err = r.moveAside(o.pv); o.why == "" && o.err == nil {
@@ -296,11 +308,17 @@ func (r *VolumeReconciler) retire(ctx context.Context, batch []*corev1.Persisten
 		switch {
 		case err != nil:
 			o.err = err
+			r.checkFailed(ctx, o.pv, err)
 		case !used(o, vols):
 			// Forgotten only now: a claim of the group that finds no refusal waits for the delete
 			// to bring it back, and a refusal stored anew would not.
 			r.refused.Delete(o.pv.Name)
-			o.deleted, o.err = r.deleteReleased(ctx, o.pv)
+			if o.deleted, o.err = r.deleteReleased(ctx, o.pv); o.err != nil && ctx.Err() == nil {
+				agentErrors.WithLabelValues(reasonCleanup).Inc()
+				r.Recorder.Eventf(o.pv, nil, corev1.EventTypeWarning, "CleanupFailed", "Delete",
+					"Node %s cannot delete volume %s, and keeps its directory %s: %v", r.NodeName, o.pv.Name,
+					localPath(o.pv), o.err)
+			}
 		}
 		if !o.deleted {
 			r.moveBack(ctx, o.pv)
@@ -368,7 +386,7 @@ func (r *VolumeReconciler) moveAside(pv *corev1.PersistentVolume) (string, error
 	}
 	r.removing.Delete(aside)
 	agentErrors.WithLabelValues(reasonCleanup).Inc()
-	r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "Delete",
+	r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "MoveAside",
 		"Node %s cannot move %s aside to remove it: %v", r.NodeName, localPath(pv), err)
 	return "", err
 }
@@ -386,7 +404,7 @@ func (r *VolumeReconciler) moveBack(ctx context.Context, pv *corev1.PersistentVo
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		agentErrors.WithLabelValues(reasonCleanup).Inc()
 		logf.FromContext(ctx).Error(err, "Failed to move a directory back from aside", "pv", pv.Name, "aside", aside)
-		r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "Delete",
+		r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "MoveBack",
 			"Node %s cannot move directory %s back from %s, where its cleanup moved it: %v",
 			r.NodeName, localPath(pv), path.Join(r.HostRoot, aside), err)
 	}
@@ -410,7 +428,7 @@ func (r *VolumeReconciler) purge(ctx context.Context, pv *corev1.PersistentVolum
 	volumeDirectoryMissing.DeletePartialMatch(map[string]string{labelVolume: pv.Name})
 	if err := r.Root.RemoveAll(aside); err != nil {
 		agentErrors.WithLabelValues(reasonCleanup).Inc()
-		r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "Delete",
+		r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "RemoveDirectory",
 			"Node %s deleted volume %s but cannot remove its directory, moved aside to %s: %v",
 			r.NodeName, pv.Name, path.Join(r.HostRoot, aside), err)
 		return // the volume is gone: nothing brings it back
