@@ -22,6 +22,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -30,6 +31,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"k8s.io/client-go/rest"
 
 	"github.com/tserver-operator/tserver-operator/internal/localcluster"
 )
@@ -196,4 +199,80 @@ func download(ctx context.Context, c *http.Client, url, file string) error {
 		return err
 	}
 	return os.WriteFile(file, data, 0o644)
+}
+
+// clientUse is what one component's clients of the API server did: the requests they made
+// (rest_client_requests_total) and the seconds those waited in the clients' rate limiters before
+// being sent (rest_client_rate_limiter_duration_seconds_sum: summed over requests, so that
+// requests waiting at once add up to more than the time that passed).
+type clientUse struct {
+	requests, throttled float64
+	// byMethod are the requests by HTTP method.
+	byMethod map[string]float64
+}
+
+// clientRateLimits are the rate limits (requests per second) of the clients of the components
+// clientUses reads: kube-controller-manager's as the local cluster sets it, kube-scheduler's
+// default (its clientConnection.qps). Each has a second client, of the same limit, for events.
+var clientRateLimits = map[string]float64{
+	"kube-controller-manager": localcluster.ControllerManagerQPS,
+	"kube-scheduler":          50,
+}
+
+// clientUses reads the clientUse of kube-controller-manager and kube-scheduler from their
+// metrics, by component. One that cannot be read is said and left out: it is a figure to
+// explain the others, not one of them.
+func (b *bench) clientUses(ctx context.Context) map[string]clientUse {
+	if b.components == nil {
+		cfg := rest.CopyConfig(b.cluster.Config)
+		// Each serves a certificate of its own, signed by nothing the bench knows.
+		cfg.Insecure, cfg.CAData, cfg.CAFile = true, nil, ""
+		c, err := rest.HTTPClientFor(cfg)
+		if err != nil {
+			fmt.Printf("    components' metrics: %v\n", err)
+			return nil
+		}
+		b.components = c
+	}
+	uses := map[string]clientUse{}
+	for name, port := range b.cluster.SecurePorts {
+		host := "https://127.0.0.1:" + strconv.Itoa(port)
+		requests, err := apiServerMetric(ctx, b.components, host, "rest_client_requests_total", "method")
+		if err != nil {
+			fmt.Printf("    metrics of %s: %v\n", name, err)
+			continue
+		}
+		throttled, err := apiServerMetric(ctx, b.components, host, "rest_client_rate_limiter_duration_seconds_sum")
+		if err != nil {
+			fmt.Printf("    metrics of %s: %v\n", name, err)
+			continue
+		}
+		byMethod := map[string]float64{}
+		for k, v := range requests {
+			byMethod[strings.Trim(strings.TrimPrefix(k, "method="), `"`)] += v
+		}
+		uses[name] = clientUse{requests: sum(requests), throttled: sum(throttled), byMethod: byMethod}
+	}
+	return uses
+}
+
+// printClients prints what kube-controller-manager's and kube-scheduler's clients did in run:
+// how many requests a second against their rate limit, and how long those waited for it.
+func printClients(run runFigures) {
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(run.clients)) {
+		u := run.clients[name]
+		var methods []string
+		for _, m := range slices.Sorted(maps.Keys(u.byMethod)) {
+			if u.byMethod[m] > 0 {
+				methods = append(methods, fmt.Sprintf("%s %.0f", m, u.byMethod[m]))
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s %.0f requests (%s), %.1f/s (limit %.0f/s), %.1f s waited",
+			name, u.requests, strings.Join(methods, ", "), u.requests/run.took.Seconds(), clientRateLimits[name],
+			u.throttled))
+	}
+	if len(parts) > 0 {
+		fmt.Printf("    clients' rate limits: %s\n", strings.Join(parts, "; "))
+	}
 }

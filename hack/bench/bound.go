@@ -183,6 +183,9 @@ type runFigures struct {
 	requests map[string]float64
 	// cpu is the CPU seconds each component used meanwhile (cpuByComponent).
 	cpu map[string]float64
+	// clients is what kube-controller-manager's and kube-scheduler's clients of the API server
+	// did meanwhile (clientUses).
+	clients map[string]clientUse
 }
 
 // perClaim is the API requests per claim bound of the run.
@@ -193,6 +196,7 @@ func (r runFigures) perClaim() float64 { return sum(r.requests) / float64(max(1,
 type meter struct {
 	start         time.Time
 	requests, cpu map[string]float64
+	clients       map[string]clientUse
 }
 
 // startMeter starts measuring a run.
@@ -201,7 +205,7 @@ func (b *bench) startMeter(ctx context.Context) (*meter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &meter{start: time.Now(), requests: requests, cpu: cpuByComponent()}, nil
+	return &meter{start: time.Now(), requests: requests, cpu: cpuByComponent(), clients: b.clientUses(ctx)}, nil
 }
 
 // stop is what the run measured once it bound claims.
@@ -211,7 +215,14 @@ func (b *bench) stop(ctx context.Context, m *meter, claims int) (runFigures, err
 	if err != nil {
 		return runFigures{}, err
 	}
-	return runFigures{took: took, claims: claims, requests: since(requests, m.requests), cpu: cpu}, nil
+	clients := map[string]clientUse{}
+	for name, after := range b.clientUses(ctx) {
+		if before, ok := m.clients[name]; ok {
+			clients[name] = clientUse{requests: after.requests - before.requests,
+				throttled: after.throttled - before.throttled, byMethod: since(after.byMethod, before.byMethod)}
+		}
+	}
+	return runFigures{took: took, claims: claims, requests: since(requests, m.requests), cpu: cpu, clients: clients}, nil
 }
 
 // timeToBound creates servers TServers in a namespace of their own (app = name, so that no claim
@@ -322,6 +333,7 @@ func (b *bench) timeToBound(ctx context.Context, name string, servers int,
 				fmt.Printf("    %-20s %s\n", what, milestones[what].Round(10*time.Millisecond))
 			}
 			printCPU(run.cpu)
+			printClients(run)
 			printSpread(pods.Items)
 			b.printEvents(ctx, name)
 			return run, nil

@@ -60,6 +60,8 @@ type bench struct {
 	agents  []*localcluster.Process
 	// apiServer reaches the API server's metrics and profiles (apiServerClient).
 	apiServer *http.Client
+	// components reaches kube-controller-manager's and kube-scheduler's metrics (clientUses).
+	components *http.Client
 	// volumesBy is how the runs of Kubernetes alone get their volumes (lowerBoundVolumes).
 	volumesBy volumeSource
 }

@@ -92,6 +92,9 @@ type Cluster struct {
 	StateDir string
 	// Nodes are the simulated nodes: those of Options.Nodes, then those AddNodes registered.
 	Nodes []Node
+	// SecurePorts are the local ports where kube-controller-manager and kube-scheduler serve
+	// their health and metrics (HTTPS, a certificate of their own), by component name.
+	SecurePorts map[string]int
 
 	env *envtest.Environment
 	// cl is an admin client, set once the nodes' components run.

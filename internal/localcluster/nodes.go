@@ -103,6 +103,7 @@ func (c *Cluster) startNodes(ctx context.Context, binDir string, nodes []Node, k
 		return err
 	}
 	kcmPort, schedPort := ports[0], ports[1]
+	c.SecurePorts = map[string]int{"kube-controller-manager": kcmPort, "kube-scheduler": schedPort}
 	kubeconfig := "--kubeconfig=" + c.KubeconfigPath
 	common := []string{kubeconfig, "--authentication-kubeconfig=" + c.KubeconfigPath,
 		"--authorization-kubeconfig=" + c.KubeconfigPath, "--leader-elect=false", "--bind-address=127.0.0.1"}
@@ -152,7 +153,7 @@ func (c *Cluster) startNodes(ctx context.Context, binDir string, nodes []Node, k
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	for name, port := range map[string]int{"kube-controller-manager": kcmPort, "kube-scheduler": schedPort} {
+	for name, port := range c.SecurePorts {
 		if err := waitHealthy(waitCtx, port); err != nil {
 			return fmt.Errorf("%s did not become healthy (log in %s): %w", name, c.LogDir, err)
 		}
