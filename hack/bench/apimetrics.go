@@ -259,7 +259,7 @@ func (b *bench) clientUses(ctx context.Context) map[string]clientUse {
 // printClients prints what kube-controller-manager's and kube-scheduler's clients did in run:
 // how many requests a second against their rate limit, and how long those waited for it.
 func printClients(run runFigures) {
-	var parts []string
+	parts := make([]string, 0, len(run.clients))
 	for _, name := range slices.Sorted(maps.Keys(run.clients)) {
 		u := run.clients[name]
 		var methods []string
