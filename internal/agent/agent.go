@@ -121,8 +121,7 @@ type Agent struct {
 	// moveFailed holds the released volumes (by name) whose last cleanup failed, with the error and
 	// since when they have been failing: their directory could not be moved aside, their delete
 	// failed, or a read before them did (the volume, its claim, the node's directories). Another
-	// volume's cleanup does not take them along (their own reconcile retries, with back-off, and
-	// reports).
+	// volume's cleanup does not take them along: their own reconcile retries, with back-off.
 	moveFailed sync.Map
 	// dirChange is held for reading from where the agent makes or removes a volume's directory
 	// until it has made or deleted the volume: the two are changed one after the other. The

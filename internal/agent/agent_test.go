@@ -1016,12 +1016,12 @@ var _ = Describe("The node agent", func() {
 		Expect(pvExists(pv.Name)()).To(BeTrue())
 		Eventually(func() ([]byte, error) { return os.ReadFile(sentinel) }, timeout, interval).Should(
 			Equal([]byte("precious")), "the directory moved back at its path")
-		Expect(eventNotes("PersistentVolume", pv.Name, "CleanupFailed")()).To(ContainElement(And(
-			ContainSubstring("cannot delete volume "+pv.Name), ContainSubstring("denied by a policy"))))
+		Eventually(eventNotes("PersistentVolume", pv.Name, "CleanupFailed"), timeout, interval).Should(ContainElement(
+			And(ContainSubstring("cannot delete volume "+pv.Name), ContainSubstring("denied by a policy"))))
 	})
 
 	It("reports a cleanup's failed check and its failed delete after it as two events", func() {
-		var checkRefused atomic.Bool
+		var hideClaim atomic.Bool
 		var released atomic.Pointer[corev1.PersistentVolume]
 		agentOnNewNode("node-m", "host-m", agentOptions{disk: &roomyDisk, orphanScan: time.Hour,
 			funcs: &interceptor.Funcs{
@@ -1036,27 +1036,64 @@ var _ = Describe("The node agent", func() {
 			answer: func(req *http.Request) *http.Response {
 				defer GinkgoRecover()
 				pv := released.Load()
-				if pv == nil || req.Method != http.MethodGet ||
+				if pv == nil || !hideClaim.Load() || req.Method != http.MethodGet ||
 					req.URL.Path != "/api/v1/namespaces/"+ns+"/persistentvolumeclaims/"+pv.Spec.ClaimRef.Name {
 					return nil
 				}
-				// The cleanup's first read of its claim, not the reads of the bound volume's.
-				if fresh, err := getPV(pv.Name)(); err != nil || fresh.Status.Phase != corev1.VolumeReleased ||
-					!checkRefused.CompareAndSwap(false, true) {
+				// The cleanup's reads of its claim, not those while the volume is bound.
+				if fresh, err := getPV(pv.Name)(); err != nil || fresh.Status.Phase != corev1.VolumeReleased {
 					return nil
 				}
 				return forbidden(req, "claims hidden from the agent by the test")
 			}})
 		pvc, pv, sentinel := boundWithData(ns, "node-m")
 		released.Store(pv)
+		hideClaim.Store(true)
 		release(pvc, pv)
-		Eventually(eventNotes("PersistentVolume", pv.Name, "CleanupFailed"), timeout, interval).Should(ContainElements(
-			And(ContainSubstring("cannot check yet"), ContainSubstring("claims hidden from the agent by the test")),
+		notes := eventNotes("PersistentVolume", pv.Name, "CleanupFailed")
+		Eventually(notes, timeout, interval).Should(ContainElement(
+			And(ContainSubstring("cannot check yet"), ContainSubstring("claims hidden from the agent by the test"))))
+		By("the claim readable again: the check passes, and the delete fails")
+		hideClaim.Store(false)
+		Eventually(notes, timeout, interval).Should(ContainElement(
 			And(ContainSubstring("cannot delete volume "+pv.Name), ContainSubstring("denied by a policy"))))
+		Expect(notes()).To(ContainElement(ContainSubstring("cannot check yet")), "the first event kept")
 		Expect(pvExists(pv.Name)()).To(BeTrue())
 		Eventually(func() ([]byte, error) { return os.ReadFile(sentinel) }, timeout, interval).Should(
 			Equal([]byte("precious")), "the directory moved back at its path")
 	})
+
+	for i, when := range []string{"before", "after"} {
+		nth := int32(i + 1) // the cleanup's first list is before the move, its second after
+		It(fmt.Sprintf("reports a cleanup that cannot list the volumes that may use its directory %s moving it aside",
+			when), func() {
+			node := fmt.Sprintf("node-list-%d", nth)
+			var lists atomic.Int32
+			var released atomic.Pointer[corev1.PersistentVolume]
+			agentOnNewNode(node, "host-"+node, agentOptions{disk: &roomyDisk, orphanScan: time.Hour,
+				answer: func(req *http.Request) *http.Response {
+					defer GinkgoRecover()
+					pv := released.Load()
+					if pv == nil || !isVolumeList(req) {
+						return nil
+					}
+					if fresh, err := getPV(pv.Name)(); err != nil || fresh.Status.Phase != corev1.VolumeReleased ||
+						lists.Add(1) != nth {
+						return nil
+					}
+					return forbidden(req, "volumes hidden from the agent by the test")
+				}})
+			pvc, pv, _ := boundWithData(ns, node)
+			released.Store(pv)
+			release(pvc, pv)
+			Eventually(eventNotes("PersistentVolume", pv.Name, "CleanupFailed"), timeout, interval).Should(
+				ContainElement(And(ContainSubstring("cannot check yet"),
+					ContainSubstring("volumes hidden from the agent by the test"))))
+			By("the failure passing: the cleanup done")
+			Eventually(pvGone(pv.Name), timeout, interval).Should(BeTrue())
+			Eventually(pvEventReasons(pv.Name), timeout, interval).Should(ContainElement("CleanedUp"))
+		})
+	}
 
 	It("hands back a claim of the group that waits here for a released volume whose cleanup cannot read its claim",
 		func() {

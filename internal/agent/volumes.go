@@ -84,8 +84,9 @@ func (r *VolumeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 //
 // Other released volumes of this node waiting for their cleanup go along (at most
 // maxCleanupBatch in all), so that deleting a fleet does not list every volume of the cluster
-// once per volume. Only this volume's refusal is reported here; another's, or a failure to move
-// its directory, is left to its own reconcile.
+// once per volume. Only this volume's refusal is reported here (another's is left to its own
+// reconcile); a step of the cleanup that fails is counted and reported on its volume, whichever
+// of the batch it is, where it fails (retire, moveAside).
 func (r *VolumeReconciler) reclaim(ctx context.Context, pv *corev1.PersistentVolume) (ctrl.Result, error) {
 	if pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete {
 		return ctrl.Result{}, nil
@@ -682,7 +683,10 @@ func (r *VolumeReconciler) collect(ctx context.Context, pv *corev1.PersistentVol
 	volumesGarbageCollected.Inc()
 	logf.FromContext(ctx).Info("Deleted unneeded PersistentVolume", "pv", pv.Name, "directoryRemoved", removed)
 	note := "kept its directory, which holds data"
-	if removed {
+	switch {
+	case err != nil:
+		note = fmt.Sprintf("cannot remove its directory: %v", err)
+	case removed:
 		note = "removed its empty directory"
 	}
 	r.Recorder.Eventf(pv, nil, corev1.EventTypeNormal, "GarbageCollected", "Delete",
