@@ -19,6 +19,7 @@ limitations under the License.
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -213,10 +214,13 @@ type clientUse struct {
 
 // clientRateLimits are the rate limits (requests per second) of the clients of the components
 // clientUses reads: kube-controller-manager's as the local cluster sets it, kube-scheduler's
-// default (its clientConnection.qps). Each has a second client, of the same limit, for events.
-var clientRateLimits = map[string]float64{
-	"kube-controller-manager": localcluster.ControllerManagerQPS,
-	"kube-scheduler":          50,
+// --scheduler-qps or its default (its clientConnection.qps). Each has a second client, of the
+// same limit, for events.
+func (o options) clientRateLimits() map[string]float64 {
+	return map[string]float64{
+		"kube-controller-manager": localcluster.ControllerManagerQPS,
+		"kube-scheduler":          float64(cmp.Or(o.schedulerQPS, 50)),
+	}
 }
 
 // clientUses reads the clientUse of kube-controller-manager and kube-scheduler from their
@@ -258,7 +262,8 @@ func (b *bench) clientUses(ctx context.Context) map[string]clientUse {
 
 // printClients prints what kube-controller-manager's and kube-scheduler's clients did in run:
 // how many requests a second against their rate limit, and how long those waited for it.
-func printClients(run runFigures) {
+func printClients(o options, run runFigures) {
+	limits := o.clientRateLimits()
 	parts := make([]string, 0, len(run.clients))
 	for _, name := range slices.Sorted(maps.Keys(run.clients)) {
 		u := run.clients[name]
@@ -269,7 +274,7 @@ func printClients(run runFigures) {
 			}
 		}
 		parts = append(parts, fmt.Sprintf("%s %.0f requests (%s), %.1f/s (limit %.0f/s), %.1f s waited",
-			name, u.requests, strings.Join(methods, ", "), u.requests/run.took.Seconds(), clientRateLimits[name],
+			name, u.requests, strings.Join(methods, ", "), u.requests/run.took.Seconds(), limits[name],
 			u.throttled))
 	}
 	if len(parts) > 0 {

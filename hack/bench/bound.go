@@ -333,7 +333,7 @@ func (b *bench) timeToBound(ctx context.Context, name string, servers int,
 				fmt.Printf("    %-20s %s\n", what, milestones[what].Round(10*time.Millisecond))
 			}
 			printCPU(run.cpu)
-			printClients(run)
+			printClients(b.o, run)
 			printSpread(pods.Items)
 			b.printEvents(ctx, name)
 			return run, nil

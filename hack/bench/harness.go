@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -122,6 +123,13 @@ func clusterOptions(o options, stateDir string, nodes []localcluster.Node) local
 		WebhookPaths: []string{"config/webhook/manifests.yaml"},
 		Manifests:    []string{"config/storageclass"},
 		Nodes:        nodes,
+		SchedulerFlags: func() []string {
+			if o.schedulerQPS == 0 {
+				return nil
+			}
+			return []string{"--kube-api-qps=" + strconv.Itoa(o.schedulerQPS),
+				"--kube-api-burst=" + strconv.Itoa(2*o.schedulerQPS)}
+		}(),
 	}
 }
 

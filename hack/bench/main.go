@@ -65,6 +65,8 @@ type options struct {
 	// The scale scenario's cluster has scaleNodes nodes and its fleet scaleServers TServers; its
 	// footprint is compared with the same load per node on scaleSmallNodes nodes.
 	scaleNodes, scaleServers, scaleSmallNodes int
+	// schedulerQPS, if not 0, is kube-scheduler's client rate limit in every cluster of the bench.
+	schedulerQPS int
 }
 
 // scenario is one of the bench's measurements: run on the cluster the scenarios share (run), in
@@ -171,6 +173,8 @@ func main() {
 		"of the scale scenario.")
 	flag.IntVar(&o.scaleSmallNodes, "scale-small-nodes", 10, "Nodes the scale scenario first runs a fleet on, "+
 		"the others cordoned, with as many pods per node as the whole fleet: the agents' RSS is compared with theirs.")
+	flag.IntVar(&o.schedulerQPS, "scheduler-qps", 0, "kube-scheduler's client rate limit, requests a second (its "+
+		"burst twice that); 0 leaves its default, 50, which paces a rollout that provisions at scale.")
 	flag.StringVar(&o.jsonOut, "json", ".local/bench/results.json", "Where to write the results as JSON.")
 	names := make([]string, 0, len(scenarios))
 	for _, sc := range scenarios {
@@ -192,6 +196,9 @@ func main() {
 		// A node holds one volume of each tLocalVolume of a server: replicas spread one per node.
 		fmt.Fprintf(os.Stderr, "--nodes (%d) must be at least --replicas (%d): "+
 			"a server's replicas each need a node of their own\n", o.nodes, o.replicas)
+		os.Exit(2)
+	case o.schedulerQPS < 0:
+		fmt.Fprintln(os.Stderr, "--scheduler-qps must not be negative")
 		os.Exit(2)
 	case o.nodes < 1 || o.servers < 1 || o.replicas < 1 || o.volumes < 1 || o.creates < 1 || o.pairs < 1 ||
 		o.admissionRounds < 1 || o.recoveryPairs < 1:

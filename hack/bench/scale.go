@@ -426,7 +426,7 @@ func (b *bench) restartAll(ctx context.Context, ns, run string, crash bool) (res
 		fmt.Printf("  %s: %d replicas Running again in %s, %d on another node (%.1f API requests per replica)\n",
 			run, running, figures.took.Round(10*time.Millisecond), moved, figures.perClaim())
 		printCPU(figures.cpu)
-		printClients(figures)
+		printClients(b.o, figures)
 		return restartFigures{runFigures: figures, moved: moved}, nil
 	}
 	return restartFigures{}, fmt.Errorf("%s: not every replica Running again after 15 minutes", ns)

@@ -70,6 +70,10 @@ type Options struct {
 	// heartbeats, here the 10 s at which kwok renews node leases: 20s, not 10s, with which
 	// healthy nodes flap.
 	ControllerManagerFlags []string
+	// SchedulerFlags are further flags of kube-scheduler (the bench's --scheduler-qps raises its
+	// client's rate limit with --kube-api-qps and --kube-api-burst, which it honours without
+	// --config).
+	SchedulerFlags []string
 	// RealNode, when not nil, is a node of real machinery to run beside the simulated ones (see
 	// RealNode); it needs Nodes too.
 	RealNode *RealNode
@@ -222,7 +226,8 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, errors.Join(fmt.Errorf("writing the admin kubeconfig: %w", err), c.Stop())
 	}
 	if len(opts.Nodes) > 0 {
-		if err := c.startNodes(ctx, opts.BinaryDir, opts.Nodes, opts.ControllerManagerFlags); err != nil {
+		err = c.startNodes(ctx, opts.BinaryDir, opts.Nodes, opts.ControllerManagerFlags, opts.SchedulerFlags)
+		if err != nil {
 			return nil, errors.Join(err, c.Stop())
 		}
 		if opts.RealNode != nil {

@@ -91,9 +91,10 @@ func (c *Cluster) NodeManifest(node string) string {
 }
 
 // startNodes starts kube-controller-manager (every controller: StatefulSet, PV binder, garbage
-// collector, node lifecycle...) with kcmFlags added, kube-scheduler and kwok, and registers the
-// simulated nodes.
-func (c *Cluster) startNodes(ctx context.Context, binDir string, nodes []Node, kcmFlags []string) error {
+// collector, node lifecycle...) with kcmFlags added, kube-scheduler with schedulerFlags added and
+// kwok, and registers the simulated nodes.
+func (c *Cluster) startNodes(ctx context.Context, binDir string, nodes []Node,
+	kcmFlags, schedulerFlags []string) error {
 	caFile := filepath.Join(c.StateDir, "pki", "ca.crt")
 	if err := os.WriteFile(caFile, c.Config.CAData, 0o600); err != nil {
 		return err
@@ -120,9 +121,8 @@ func (c *Cluster) startNodes(ctx context.Context, binDir string, nodes []Node, k
 	if err != nil {
 		return err
 	}
-	scheduler, err := c.StartProcess("kube-scheduler", filepath.Join(binDir, "kube-scheduler"), append(common,
-		"--secure-port="+strconv.Itoa(schedPort),
-	), nil, nil)
+	scheduler, err := c.StartProcess("kube-scheduler", filepath.Join(binDir, "kube-scheduler"), slices.Concat(common,
+		[]string{"--secure-port=" + strconv.Itoa(schedPort)}, schedulerFlags), nil, nil)
 	if err != nil {
 		return err
 	}
