@@ -147,21 +147,37 @@ func requestStats(ctx context.Context, c *http.Client, host string) (counts, sec
 // apiServerMetric sums the API server's samples of metric by the given labels.
 func apiServerMetric(ctx context.Context, c *http.Client, host, metric string,
 	by ...string) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(host, "/")+"/metrics", nil)
+	page, err := metricsPage(ctx, c, host)
 	if err != nil {
 		return nil, err
+	}
+	return sumMetric(page, metric, by...), nil
+}
+
+// metricsPage reads the metrics that the server at host serves, within ten seconds.
+func metricsPage(ctx context.Context, c *http.Client, host string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(host, "/")+"/metrics", nil)
+	if err != nil {
+		return "", err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s/metrics: %s", host, resp.Status)
 	}
+	data, err := io.ReadAll(resp.Body)
+	return string(data), err
+}
+
+// sumMetric sums the samples of metric in page by the given labels.
+func sumMetric(page, metric string, by ...string) map[string]float64 {
 	sums := map[string]float64{}
-	for line := range strings.SplitSeq(string(data), "\n") {
+	for line := range strings.SplitSeq(page, "\n") {
 		sample, ok := strings.CutPrefix(line, metric+"{")
 		if !ok {
 			continue
@@ -179,7 +195,7 @@ func apiServerMetric(ctx context.Context, c *http.Client, host, metric string,
 		}
 		sums[strings.Join(keep, " ")] += v
 	}
-	return sums, nil
+	return sums
 }
 
 func download(ctx context.Context, c *http.Client, url, file string) error {
@@ -212,10 +228,11 @@ type clientUse struct {
 	byMethod map[string]float64
 }
 
-// clientRateLimits are the rate limits (requests per second) of the clients of the components
-// clientUses reads: kube-controller-manager's as the local cluster sets it, kube-scheduler's
-// --scheduler-qps or its default (its clientConnection.qps). Each has a second client, of the
-// same limit, for events.
+// clientRateLimits are the rate limits (requests per second) of one client of each component
+// clientUses reads: kube-controller-manager's as the local cluster sets it, each of its
+// controllers having a client of its own; kube-scheduler's --scheduler-qps or its default (its
+// clientConnection.qps), for its client and, apart, for the client of its events. A component's
+// requests are those of all its clients.
 func (o options) clientRateLimits() map[string]float64 {
 	return map[string]float64{
 		"kube-controller-manager": localcluster.ControllerManagerQPS,
@@ -240,17 +257,13 @@ func (b *bench) clientUses(ctx context.Context) map[string]clientUse {
 	}
 	uses := map[string]clientUse{}
 	for name, port := range b.cluster.SecurePorts {
-		host := "https://127.0.0.1:" + strconv.Itoa(port)
-		requests, err := apiServerMetric(ctx, b.components, host, "rest_client_requests_total", "method")
+		page, err := metricsPage(ctx, b.components, "https://127.0.0.1:"+strconv.Itoa(port))
 		if err != nil {
 			fmt.Printf("    metrics of %s: %v\n", name, err)
 			continue
 		}
-		throttled, err := apiServerMetric(ctx, b.components, host, "rest_client_rate_limiter_duration_seconds_sum")
-		if err != nil {
-			fmt.Printf("    metrics of %s: %v\n", name, err)
-			continue
-		}
+		requests := sumMetric(page, "rest_client_requests_total", "method")
+		throttled := sumMetric(page, "rest_client_rate_limiter_duration_seconds_sum")
 		byMethod := map[string]float64{}
 		for k, v := range requests {
 			byMethod[strings.Trim(strings.TrimPrefix(k, "method="), `"`)] += v
@@ -273,7 +286,7 @@ func printClients(o options, run runFigures) {
 				methods = append(methods, fmt.Sprintf("%s %.0f", m, u.byMethod[m]))
 			}
 		}
-		parts = append(parts, fmt.Sprintf("%s %.0f requests (%s), %.1f/s (limit %.0f/s), %.1f s waited",
+		parts = append(parts, fmt.Sprintf("%s %.0f requests (%s), %.1f/s (limit %.0f/s a client), %.1f s waited",
 			name, u.requests, strings.Join(methods, ", "), u.requests/run.took.Seconds(), limits[name],
 			u.throttled))
 	}

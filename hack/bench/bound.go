@@ -205,7 +205,8 @@ func (b *bench) startMeter(ctx context.Context) (*meter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &meter{start: time.Now(), requests: requests, cpu: cpuByComponent(), clients: b.clientUses(ctx)}, nil
+	clients := b.clientUses(ctx) // before the clock starts: reading them takes a few requests
+	return &meter{start: time.Now(), requests: requests, cpu: cpuByComponent(), clients: clients}, nil
 }
 
 // stop is what the run measured once it bound claims.
@@ -413,6 +414,7 @@ func (b *bench) plannedVolumes(name string, servers int) map[string]plannedVolum
 // any volume could not be made.
 func (b *bench) volumePerClaim(ctx context.Context, name string, servers int) (func() error, error) {
 	planned := b.plannedVolumes(name, servers)
+	onSelectedNode := b.volumesBy == provisioned // read here: a handler call may outlive the run
 	informer, err := b.obs.GetInformer(ctx, &corev1.PersistentVolumeClaim{})
 	if err != nil {
 		return nil, err
@@ -439,7 +441,7 @@ func (b *bench) volumePerClaim(ctx context.Context, name string, servers int) (f
 			return
 		}
 		node := p.node
-		if b.volumesBy == provisioned {
+		if onSelectedNode {
 			if node = pvc.Annotations[volumehelpers.AnnSelectedNode]; node == "" {
 				return
 			}

@@ -182,6 +182,9 @@ func scale(ctx context.Context, o options) ([]result, error) {
 		ratio(scenarioScale, fmt.Sprintf("agent RSS at %d nodes ÷ at %d (median agent)", so.nodes, o.scaleSmallNodes),
 			median(agentsRSS), median(small.agentsRSS), "MB", scaleAgentTarget),
 	}
+	// A setting, not a measure: the runs' figures depend on it (--scheduler-qps).
+	results = append(results, result{Scenario: scenarioScale, Metric: "kube-scheduler's client rate limit",
+		Unit: "requests/s", Value: o.clientRateLimits()["kube-scheduler"]})
 	for _, name := range slices.Sorted(maps.Keys(ours.cpu)) {
 		results = append(results, result{Scenario: scenarioScale, Metric: "rollout: CPU seconds of " + name,
 			Unit: "s", Value: ours.cpu[name], Bound: alone.cpu[name]})
