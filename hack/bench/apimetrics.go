@@ -174,6 +174,17 @@ func metricsPage(ctx context.Context, c *http.Client, host string) (string, erro
 	return string(data), err
 }
 
+// gauge is the value of metric in page, a sample without labels.
+func gauge(page, metric string) (float64, bool) {
+	for line := range strings.SplitSeq(page, "\n") {
+		if v, ok := strings.CutPrefix(line, metric+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
+}
+
 // sumMetric sums the samples of metric in page by the given labels.
 func sumMetric(page, metric string, by ...string) map[string]float64 {
 	sums := map[string]float64{}
@@ -226,6 +237,9 @@ type clientUse struct {
 	requests, throttled float64
 	// byMethod are the requests by HTTP method.
 	byMethod map[string]float64
+	// started is when the component started (process_start_time_seconds): one started again
+	// meanwhile counts from 0, and its counters say nothing of the run.
+	started float64
 }
 
 // clientRateLimits are the rate limits (requests per second) of one client of each component
@@ -268,7 +282,9 @@ func (b *bench) clientUses(ctx context.Context) map[string]clientUse {
 		for k, v := range requests {
 			byMethod[strings.Trim(strings.TrimPrefix(k, "method="), `"`)] += v
 		}
-		uses[name] = clientUse{requests: sum(requests), throttled: sum(throttled), byMethod: byMethod}
+		started, _ := gauge(page, "process_start_time_seconds")
+		uses[name] = clientUse{requests: sum(requests), throttled: sum(throttled), byMethod: byMethod,
+			started: started}
 	}
 	return uses
 }

@@ -218,7 +218,11 @@ func (b *bench) stop(ctx context.Context, m *meter, claims int) (runFigures, err
 	}
 	clients := map[string]clientUse{}
 	for name, after := range b.clientUses(ctx) {
-		if before, ok := m.clients[name]; ok {
+		switch before, ok := m.clients[name]; {
+		case !ok:
+		case after.started != before.started:
+			fmt.Printf("    %s started again during the run: its clients' figures are left out\n", name)
+		default:
 			clients[name] = clientUse{requests: after.requests - before.requests,
 				throttled: after.throttled - before.throttled, byMethod: since(after.byMethod, before.byMethod)}
 		}
