@@ -136,12 +136,13 @@ func running(p *localcluster.Process) bool {
 // (apiserver_request_duration_seconds_sum: from receiving a request to responding, watches
 // excepted), keyed by verb, group, resource and subresource.
 func requestStats(ctx context.Context, c *http.Client, host string) (counts, seconds map[string]float64, err error) {
-	by := []string{"verb", "resource", "subresource", "group"}
-	if counts, err = apiServerMetric(ctx, c, host, "apiserver_request_total", by...); err != nil {
+	page, err := metricsPage(ctx, c, host)
+	if err != nil {
 		return nil, nil, err
 	}
-	seconds, err = apiServerMetric(ctx, c, host, "apiserver_request_duration_seconds_sum", by...)
-	return counts, seconds, err
+	by := []string{"verb", "resource", "subresource", "group"}
+	return sumMetric(page, "apiserver_request_total", by...),
+		sumMetric(page, "apiserver_request_duration_seconds_sum", by...), nil
 }
 
 // apiServerMetric sums the API server's samples of metric by the given labels.

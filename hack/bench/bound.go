@@ -234,9 +234,9 @@ func (b *bench) stop(ctx context.Context, m *meter, claims int) (runFigures, err
 // matches another run's volumes) and measures until every claim is bound and every pod runs.
 // With lowerBound, the volumes are made as the agents would make them (one per
 // claim, a replica's on one node, a server's replicas on different nodes; lowerBoundVolumes):
-// first and unbound, for the scheduler to bind as it binds any pre-created local volume, or,
-// with b.preBind, each bound to its claim as the claim appears; and the StatefulSets the
-// controller would make are created instead of TServers. With profile (and --profile-dir), the
+// first and unbound, for the scheduler to bind as it binds any pre-created local volume, or
+// each bound to its claim as the claim appears or is given a node, as b.volumesBy says; and the
+// StatefulSets the controller would make are created instead of TServers. With profile (and --profile-dir), the
 // run is profiled.
 func (b *bench) timeToBound(ctx context.Context, name string, servers int,
 	lowerBound, profile bool) (runFigures, error) {

@@ -174,7 +174,7 @@ func main() {
 	flag.IntVar(&o.scaleSmallNodes, "scale-small-nodes", 10, "Nodes the scale scenario first runs a fleet on, "+
 		"the others cordoned, with as many pods per node as the whole fleet: the agents' RSS is compared with theirs.")
 	flag.IntVar(&o.schedulerQPS, "scheduler-qps", 0, "kube-scheduler's client rate limit, requests a second (its "+
-		"burst twice that); 0 leaves its default, 50, which paces a rollout that provisions at scale.")
+		"burst twice that); 0 leaves its default, 50, behind which its writes queue in a rollout at scale.")
 	flag.StringVar(&o.jsonOut, "json", ".local/bench/results.json", "Where to write the results as JSON.")
 	names := make([]string, 0, len(scenarios))
 	for _, sc := range scenarios {
