@@ -68,6 +68,9 @@ type options struct {
 	// scaleNoWork adds to the scale scenario, after its restarts, a rollout on Kubernetes with a
 	// provisioner of no work.
 	scaleNoWork bool
+	// scaleKeepOperator keeps the manager and the agents running through the operator's restarts
+	// of the scale scenario, rather than kill them as its pods are deleted.
+	scaleKeepOperator bool
 	// schedulerQPS, if not 0, is kube-scheduler's client rate limit in every cluster of the bench.
 	schedulerQPS int
 }
@@ -179,6 +182,10 @@ func main() {
 	flag.BoolVar(&o.scaleNoWork, "scale-no-work", false, "Also roll the scale scenario's fleet out on Kubernetes with "+
 		"a provisioner of no work, after its restarts (the operator stopped and its fleet deleted first): what the "+
 		"operator costs beyond Kubernetes' own protocol of provisioning (a reference, no target; about 7 more minutes).")
+	flag.BoolVar(&o.scaleKeepOperator, "scale-keep-operator", false, "Keep the manager and the agents running "+
+		"through the scale scenario's restarts with the operator: every pod of the fleet deleted at once while the "+
+		"control plane and the operator stay up, rather than the operator killed meanwhile as in a power cut (its "+
+		"second restart runs on a manager and agents started again after Kubernetes alone's).")
 	flag.IntVar(&o.schedulerQPS, "scheduler-qps", 0, "kube-scheduler's client rate limit, requests a second (its "+
 		"burst twice that); 0 leaves its default, 50, behind which its writes queue in a rollout at scale.")
 	flag.StringVar(&o.jsonOut, "json", ".local/bench/results.json", "Where to write the results as JSON.")

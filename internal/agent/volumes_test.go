@@ -27,6 +27,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 )
 
 // testVolume is a released volume of this node as the agent makes them.
@@ -40,11 +41,30 @@ func testVolume() *corev1.PersistentVolume {
 	}
 }
 
+// verboseRecorder records events with their action, which names the step of a cleanup.
+func verboseRecorder() *events.FakeRecorder {
+	return &events.FakeRecorder{Events: make(chan string, 10), Verbose: true}
+}
+
+// only receives the one event recorder holds, failing t if it holds none or more.
+func only(t *testing.T, recorder *events.FakeRecorder) string {
+	t.Helper()
+	var got []string
+	for len(recorder.Events) > 0 {
+		got = append(got, <-recorder.Events)
+	}
+	if len(got) != 1 {
+		t.Fatalf("recorded %d events, want 1: %q", len(got), got)
+	}
+	return got[0]
+}
+
 // A refusal is the verdict on a cleanup: the claims of its group waiting on this node hear it,
 // not a failure of an earlier cleanup of the same volume, however long that had been failing.
 func TestRefusalReplacesFailure(t *testing.T) {
-	recorder := events.NewFakeRecorder(10)
-	a := &Agent{Config: Config{NodeName: "node-1", GCGracePeriod: time.Minute}, Recorder: recorder}
+	recorder := verboseRecorder()
+	a := &Agent{Config: Config{NodeName: "node-1", GCGracePeriod: time.Minute}, Recorder: recorder,
+		refusalStored: make(chan event.GenericEvent, 1)}
 	volumes, claims := &VolumeReconciler{Agent: a}, &ClaimReconciler{Agent: a}
 	pv := testVolume()
 	a.moveFailed.Store(pv.Name, cleanupFailure{err: "rename: input/output error", since: time.Now().Add(-time.Hour)})
@@ -68,19 +88,22 @@ func TestRefusalReplacesFailure(t *testing.T) {
 		t.Errorf("a refusal counted %v refused cleanups, want 1", got)
 	}
 	select {
-	case e := <-recorder.Events:
-		if !strings.Contains(e, "CleanupRefused") || !strings.Contains(e, why) {
-			t.Errorf("the event of a refusal %q does not say CleanupRefused and why", e)
+	case e := <-a.refusalStored:
+		if e.Object.GetName() != pv.Name {
+			t.Errorf("the claims waiting on volume %s were woken for %s", pv.Name, e.Object.GetName())
 		}
 	default:
-		t.Error("a refusal was not reported")
+		t.Error("the claims waiting on the volume were not woken to hear the refusal")
+	}
+	if e := only(t, recorder); !strings.HasPrefix(e, "Warning CleanupRefused Delete ") || !strings.Contains(e, why) {
+		t.Errorf("the event of a refusal %q does not say CleanupRefused, Delete and why", e)
 	}
 }
 
 // A check cut short because the agent is stopping is no failure of the cleanup: neither counted
 // nor reported. A check that fails while the agent runs is both, once.
 func TestCheckFailed(t *testing.T) {
-	recorder := events.NewFakeRecorder(10)
+	recorder := verboseRecorder()
 	r := &VolumeReconciler{Agent: &Agent{Config: Config{NodeName: "node-1"}, Recorder: recorder}}
 	pv := testVolume()
 	failures := agentErrors.WithLabelValues(reasonCleanup)
@@ -102,15 +125,11 @@ func TestCheckFailed(t *testing.T) {
 	if got := testutil.ToFloat64(failures); got != before+1 {
 		t.Errorf("a failed check counted %v cleanup errors, want 1", got-before)
 	}
-	select {
-	case e := <-recorder.Events:
-		for _, want := range []string{"Warning", "CleanupFailed", "node-1", "/tars/team-a/Tars.TarsLog/log",
-			"the API server is unavailable"} {
-			if !strings.Contains(e, want) {
-				t.Errorf("the event of a failed check %q does not say %q", e, want)
-			}
+	e := only(t, recorder)
+	for _, want := range []string{"Warning CleanupFailed Check ", "node-1", "/tars/team-a/Tars.TarsLog/log",
+		"the API server is unavailable"} {
+		if !strings.Contains(e, want) {
+			t.Errorf("the event of a failed check %q does not say %q", e, want)
 		}
-	default:
-		t.Error("a failed check was not reported")
 	}
 }
