@@ -152,9 +152,15 @@ func (r *VolumeReconciler) checkFailed(ctx context.Context, pv *corev1.Persisten
 	if ctx.Err() != nil {
 		return
 	}
+	r.stepFailed(pv, "Check", "Node %s cannot check yet that directory %s may be removed: %v",
+		r.NodeName, localPath(pv), err)
+}
+
+// stepFailed counts a failed step of the cleanup of pv and reports it in a CleanupFailed event
+// under action, the step's name.
+func (r *VolumeReconciler) stepFailed(pv *corev1.PersistentVolume, action, note string, args ...any) {
 	agentErrors.WithLabelValues(reasonCleanup).Inc()
-	r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "Check",
-		"Node %s cannot check yet that directory %s may be removed: %v", r.NodeName, localPath(pv), err)
+	r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", action, note, args...)
 }
 
 // refuse records, reports and counts why the directory of released volume pv is kept, has the
@@ -315,10 +321,8 @@ func (r *VolumeReconciler) retire(ctx context.Context, batch []*corev1.Persisten
 			// to bring it back, and a refusal stored anew would not.
 			r.refused.Delete(o.pv.Name)
 			if o.deleted, o.err = r.deleteReleased(ctx, o.pv); o.err != nil && ctx.Err() == nil {
-				agentErrors.WithLabelValues(reasonCleanup).Inc()
-				r.Recorder.Eventf(o.pv, nil, corev1.EventTypeWarning, "CleanupFailed", "Delete",
-					"Node %s cannot delete volume %s, and keeps its directory %s: %v", r.NodeName, o.pv.Name,
-					localPath(o.pv), o.err)
+				r.stepFailed(o.pv, "Delete", "Node %s cannot delete volume %s, and keeps its directory %s: %v",
+					r.NodeName, o.pv.Name, localPath(o.pv), o.err)
 			}
 		}
 		if !o.deleted {
@@ -386,9 +390,7 @@ func (r *VolumeReconciler) moveAside(pv *corev1.PersistentVolume) (string, error
 		return "", nil
 	}
 	r.removing.Delete(aside)
-	agentErrors.WithLabelValues(reasonCleanup).Inc()
-	r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "MoveAside",
-		"Node %s cannot move %s aside to remove it: %v", r.NodeName, localPath(pv), err)
+	r.stepFailed(pv, "MoveAside", "Node %s cannot move %s aside to remove it: %v", r.NodeName, localPath(pv), err)
 	return "", err
 }
 
@@ -403,10 +405,8 @@ func (r *VolumeReconciler) moveBack(ctx context.Context, pv *corev1.PersistentVo
 		}
 	}
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		agentErrors.WithLabelValues(reasonCleanup).Inc()
 		logf.FromContext(ctx).Error(err, "Failed to move a directory back from aside", "pv", pv.Name, "aside", aside)
-		r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "MoveBack",
-			"Node %s cannot move directory %s back from %s, where its cleanup moved it: %v",
+		r.stepFailed(pv, "MoveBack", "Node %s cannot move directory %s back from %s, where its cleanup moved it: %v",
 			r.NodeName, localPath(pv), path.Join(r.HostRoot, aside), err)
 	}
 }
@@ -428,8 +428,7 @@ func (r *VolumeReconciler) purge(ctx context.Context, pv *corev1.PersistentVolum
 	defer r.removing.Delete(aside)
 	volumeDirectoryMissing.DeletePartialMatch(map[string]string{labelVolume: pv.Name})
 	if err := r.Root.RemoveAll(aside); err != nil {
-		agentErrors.WithLabelValues(reasonCleanup).Inc()
-		r.Recorder.Eventf(pv, nil, corev1.EventTypeWarning, "CleanupFailed", "RemoveDirectory",
+		r.stepFailed(pv, "RemoveDirectory",
 			"Node %s deleted volume %s but cannot remove its directory, moved aside to %s: %v",
 			r.NodeName, pv.Name, path.Join(r.HostRoot, aside), err)
 		return // the volume is gone: nothing brings it back
