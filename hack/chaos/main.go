@@ -56,6 +56,7 @@ type options struct {
 	seed                                   uint64
 	baseline                               bool
 	gcGrace                                time.Duration
+	agentFlags, managerFlags               string
 	cfg                                    chaos.Config
 }
 
@@ -89,6 +90,11 @@ func main() {
 		"kube-controller-manager kills (SIGKILL) per run.")
 	flag.IntVar(&o.cfg.Faults.APIServerRestarts, "apiserver-restarts", 1, "kube-apiserver restarts per run.")
 	flag.DurationVar(&o.gcGrace, "gc-grace-period", 10*time.Second, "The agents' grace period for unneeded volumes.")
+	flag.StringVar(&o.agentFlags, "agent-flags", "",
+		"More flags for every agent, separated by spaces (the end-to-end suite's: "+
+			"\"--resync-period=2s --orphan-scan-interval=10s --usage-interval=2s\").")
+	flag.StringVar(&o.managerFlags, "manager-flags", "",
+		"More flags for the manager, separated by spaces (the end-to-end suite's: \"--node-loss-grace=5s\").")
 	flag.DurationVar(&o.cfg.Timeout, "timeout", 10*time.Minute, "How long a run may take to converge after its window.")
 	flag.Parse()
 	if o.binDir == "" || o.nodes < o.cfg.Replicas || o.runs < 1 {
@@ -137,10 +143,11 @@ func run(ctx context.Context, o options) ([]seedRun, error) {
 		return nil, err
 	}
 	defer func() { _ = cluster.Stop() }()
-	if _, err := cluster.StartManager(ctx, o.operator, nil); err != nil {
+	if _, err := cluster.StartManager(ctx, o.operator, nil, strings.Fields(o.managerFlags)...); err != nil {
 		return nil, err
 	}
-	if _, err := cluster.StartAgents(ctx, o.agent, "--gc-grace-period="+o.gcGrace.String()); err != nil {
+	agentFlags := append([]string{"--gc-grace-period=" + o.gcGrace.String()}, strings.Fields(o.agentFlags)...)
+	if _, err := cluster.StartAgents(ctx, o.agent, agentFlags...); err != nil {
 		return nil, err
 	}
 	scheme := runtime.NewScheme()

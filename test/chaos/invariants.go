@@ -35,6 +35,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	volumehelpers "k8s.io/component-helpers/storage/volume"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tarsv1beta1 "github.com/tserver-operator/tserver-operator/api/v1beta1"
@@ -402,6 +403,22 @@ func (k *checker) diagnose(ctx context.Context, name string) string {
 			if strings.HasPrefix(pod.Name, name+"-") {
 				fmt.Fprintf(&b, "; pod %s %s ready %t on %q, deleting %t, revision %s", pod.Name, pod.Status.Phase,
 					podReady(&pod), pod.Spec.NodeName, pod.DeletionTimestamp != nil, pod.Labels[appsv1.ControllerRevisionHashLabelKey])
+				for _, c := range pod.Status.Conditions {
+					if c.Type == corev1.PodScheduled && c.Status != corev1.ConditionTrue {
+						fmt.Fprintf(&b, ", not scheduled since %s: %s %s", c.LastTransitionTime.Format(time.TimeOnly),
+							c.Reason, c.Message)
+					}
+				}
+			}
+		}
+	}
+	var claims corev1.PersistentVolumeClaimList
+	if err := k.r.cfg.Client.List(ctx, &claims, client.InNamespace(key.Namespace)); err == nil {
+		for _, pvc := range claims.Items {
+			if strings.Contains(pvc.Name, name+"-") {
+				fmt.Fprintf(&b, "; claim %s %s, deleting %t, volume %q, selected node %q, made %s", pvc.Name,
+					pvc.Status.Phase, pvc.DeletionTimestamp != nil, pvc.Spec.VolumeName,
+					pvc.Annotations[volumehelpers.AnnSelectedNode], pvc.CreationTimestamp.Format(time.TimeOnly))
 			}
 		}
 	}
