@@ -28,8 +28,21 @@ import (
 	"github.com/tserver-operator/tserver-operator/test/chaos"
 )
 
+// schedulerRetry is how long kube-scheduler may keep a pod it found unschedulable before it tries
+// the pod again with no event to prompt it (its default podMaxInUnschedulablePodsDuration).
+const schedulerRetry = 5 * time.Minute
+
 // The short version of `make chaos`: a few servers changed by users while every kind of fault
 // hits, at times and targets drawn from Ginkgo's seed (rerun one with --ginkgo.seed).
+//
+// The wait for convergence outlasts schedulerRetry, Kubernetes' own bound. Once in about 60 runs
+// (seed 3017; docs/reliability.md) a replica stayed unscheduled for the 3 minutes this waited
+// then, its StatefulSet and pod in place and no volume asked of any agent: a replica whose claim
+// a user deleted, replaced by the controller seconds after kube-apiserver came back. The likeliest
+// cause, which the scheduler's logs at their default verbosity (now --v=4) could not confirm: a
+// relist after a restart reports a pod deleted and made again under the same name as an update
+// of the one the scheduler set aside, which its volume binding does not count as a reason to
+// retry, and the periodic retry is what is left. A replica that never comes back still fails.
 var _ = Describe("Faults during a rollout", func() {
 	It("converges after agents, the manager and kube-controller-manager are killed and kube-apiserver restarts, "+
 		"losing nothing", func() {
@@ -38,7 +51,7 @@ var _ = Describe("Faults during a rollout", func() {
 			Cluster: cluster, Client: k8sClient, Namespace: fmt.Sprintf("chaos-e2e-%d", seed),
 			Nodes: eligibleNodes, Servers: 3, Replicas: 2, Volumes: 1, Changes: 8, Window: 30 * time.Second, Seed: seed,
 			Faults:  chaos.Faults{AgentKills: 3, ManagerKills: 2, ControllerManagerKills: 1, APIServerRestarts: 1},
-			GCGrace: gcGrace, Timeout: 3 * time.Minute,
+			GCGrace: gcGrace, Timeout: schedulerRetry + time.Minute,
 			Customize: func(ts *tarsv1beta1.TServer) {
 				ts.Spec.K8S.NodeSelector = append(ts.Spec.K8S.NodeSelector, awayFromLossPool)
 			},

@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,12 +61,38 @@ var (
 	eligibleNodes = []string{"node-1", "node-2", "node-3"}
 	// noRealNode says why the cluster has no real node (realnode_test.go), when it has none.
 	noRealNode error
+	// failures are the failed specs' messages, kept to print them last.
+	failures []string
 )
+
+// failureEcho is how much of a failure's message TestE2E prints again at the very end.
+const failureEcho = 4000
 
 func TestE2E(t *testing.T) {
 	RegisterFailHandler(Fail)
-	RunSpecs(t, "End-to-end suite")
+	if RunSpecs(t, "End-to-end suite") {
+		return
+	}
+	// A CI log is often read from its end, where Ginkgo's summary names the failed specs but
+	// not why they failed, nor the seed that reruns them: say both last.
+	seed := GinkgoRandomSeed()
+	for _, f := range failures {
+		f = strings.Join(strings.Fields(f), " ") // one line
+		if r := []rune(f); len(r) > failureEcho {
+			f = string(r[:failureEcho]) + "…"
+		}
+		fmt.Printf("FAILED (rerun with -ginkgo.seed %d): %s\n", seed, f)
+	}
 }
+
+var _ = ReportAfterSuite("the failures, printed again last", func(report Report) {
+	for _, spec := range report.SpecReports {
+		if spec.Failed() {
+			failures = append(failures, fmt.Sprintf("%s: %s (%s)", spec.FullText(), spec.Failure.Message,
+				spec.Failure.Location))
+		}
+	}
+})
 
 var _ = BeforeSuite(func() {
 	if os.Geteuid() != 0 {
@@ -114,6 +141,9 @@ var _ = BeforeSuite(func() {
 		Nodes:        nodes,
 		// NotReady 20 s after a node is powered off, not 50 s.
 		ControllerManagerFlags: []string{"--node-monitor-grace-period=20s"},
+		// The scheduler's queue: each pod's events, attempts and reasons, to tell in the kept logs
+		// why a replica waits (a few thousand lines).
+		SchedulerFlags: []string{"--v=4"},
 	})
 	Expect(err).NotTo(HaveOccurred())
 	GinkgoWriter.Printf("Cluster state and logs: %s\n", cluster.StateDir)
