@@ -415,7 +415,7 @@ func (k *checker) diagnose(ctx context.Context, name string) string {
 	var claims corev1.PersistentVolumeClaimList
 	if err := k.r.cfg.Client.List(ctx, &claims, client.InNamespace(key.Namespace)); err == nil {
 		for _, pvc := range claims.Items {
-			if strings.Contains(pvc.Name, name+"-") {
+			if strings.HasSuffix(strings.TrimRight(pvc.Name, "0123456789"), "-"+name+"-") { // <mount>-<name>-<ordinal>
 				fmt.Fprintf(&b, "; claim %s %s, deleting %t, volume %q, selected node %q, made %s", pvc.Name,
 					pvc.Status.Phase, pvc.DeletionTimestamp != nil, pvc.Spec.VolumeName,
 					pvc.Annotations[volumehelpers.AnnSelectedNode], pvc.CreationTimestamp.Format(time.TimeOnly))

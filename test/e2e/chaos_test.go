@@ -29,20 +29,23 @@ import (
 )
 
 // schedulerRetry is how long kube-scheduler may keep a pod it found unschedulable before it tries
-// the pod again with no event to prompt it (its default podMaxInUnschedulablePodsDuration).
+// the pod again with no event to prompt it (its default podMaxInUnschedulablePodsDuration). It
+// looks for such pods every 30 s, and the replica then needs its volumes and to start: the spec
+// waits 2 minutes more.
 const schedulerRetry = 5 * time.Minute
 
 // The short version of `make chaos`: a few servers changed by users while every kind of fault
 // hits, at times and targets drawn from Ginkgo's seed (rerun one with --ginkgo.seed).
 //
-// The wait for convergence outlasts schedulerRetry, Kubernetes' own bound. Once in about 60 runs
-// (seed 3017; docs/reliability.md) a replica stayed unscheduled for the 3 minutes this waited
-// then, its StatefulSet and pod in place and no volume asked of any agent: a replica whose claim
-// a user deleted, replaced by the controller seconds after kube-apiserver came back. The likeliest
-// cause, which the scheduler's logs at their default verbosity (now --v=4) could not confirm: a
-// relist after a restart reports a pod deleted and made again under the same name as an update
-// of the one the scheduler set aside, which its volume binding does not count as a reason to
-// retry, and the periodic retry is what is left. A replica that never comes back still fails.
+// The wait for convergence outlasts schedulerRetry, which bounds it if the cause of the one slow
+// convergence seen is the scheduler's queue (unconfirmed). Once in about 60 runs (seed 3017;
+// docs/reliability.md) a replica stayed unscheduled for the 3 minutes this waited then, its
+// StatefulSet and pod in place and no volume made for it by any agent: a replica whose claim a
+// user deleted, replaced by the controller seconds after kube-apiserver came back. One untested
+// hypothesis, which the scheduler's logs at --v=4 are kept to test: a relist after the restart
+// reported the replaced pod as an update of the one the scheduler had set aside as unschedulable,
+// which its volume binding does not count as a reason to try again. A replica that never comes
+// back still fails the spec.
 var _ = Describe("Faults during a rollout", func() {
 	It("converges after agents, the manager and kube-controller-manager are killed and kube-apiserver restarts, "+
 		"losing nothing", func() {
@@ -51,7 +54,7 @@ var _ = Describe("Faults during a rollout", func() {
 			Cluster: cluster, Client: k8sClient, Namespace: fmt.Sprintf("chaos-e2e-%d", seed),
 			Nodes: eligibleNodes, Servers: 3, Replicas: 2, Volumes: 1, Changes: 8, Window: 30 * time.Second, Seed: seed,
 			Faults:  chaos.Faults{AgentKills: 3, ManagerKills: 2, ControllerManagerKills: 1, APIServerRestarts: 1},
-			GCGrace: gcGrace, Timeout: schedulerRetry + time.Minute,
+			GCGrace: gcGrace, Timeout: schedulerRetry + 2*time.Minute,
 			Customize: func(ts *tarsv1beta1.TServer) {
 				ts.Spec.K8S.NodeSelector = append(ts.Spec.K8S.NodeSelector, awayFromLossPool)
 			},
@@ -60,8 +63,14 @@ var _ = Describe("Faults during a rollout", func() {
 		Expect(err).NotTo(HaveOccurred())
 		GinkgoWriter.Printf("seed %d: faults %v, changes %v, converged in %s (%s after the window), checks %v\n",
 			seed, report.Faults, report.Changes, report.Converged, report.Settled, report.Checks)
-		Expect(report.Details).To(BeEmpty(), "invariants violated (seed %d)", seed)
+		if len(report.Details) > 0 { // whole: Gomega would cut a long list short
+			Fail(fmt.Sprintf("invariants violated (seed %d): %s", seed, strings.Join(report.Details, "; ")))
+		}
 		Expect(report.ViolationCount()).To(BeZero())
+		if report.Settled > 3*time.Minute { // passes, but says so: the slow path above, or a new one
+			AddReportEntry("SLOW convergence", fmt.Sprintf("seed %d converged %s after the last change or fault",
+				seed, report.Settled.Round(time.Second)))
+		}
 		Expect(report.Converged).NotTo(BeZero())
 		for _, invariant := range chaos.Invariants {
 			Expect(report.Checks).To(HaveKeyWithValue(invariant, BeNumerically(">", 0)), "never checked: %s", invariant)

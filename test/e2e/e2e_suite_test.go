@@ -74,7 +74,7 @@ func TestE2E(t *testing.T) {
 		return
 	}
 	// A CI log is often read from its end, where Ginkgo's summary names the failed specs but
-	// not why they failed, nor the seed that reruns them: say both last.
+	// not why they failed, nor the seed that reruns them: say both just before go test's FAIL.
 	seed := GinkgoRandomSeed()
 	for _, f := range failures {
 		f = strings.Join(strings.Fields(f), " ") // one line
@@ -88,8 +88,11 @@ func TestE2E(t *testing.T) {
 var _ = ReportAfterSuite("the failures, printed again last", func(report Report) {
 	for _, spec := range report.SpecReports {
 		if spec.Failed() {
-			failures = append(failures, fmt.Sprintf("%s: %s (%s)", spec.FullText(), spec.Failure.Message,
-				spec.Failure.Location))
+			name := spec.FullText()
+			if name == "" { // a suite node
+				name = spec.LeafNodeType.String()
+			}
+			failures = append(failures, fmt.Sprintf("%s: %s (%s)", name, spec.Failure.Message, spec.Failure.Location))
 		}
 	}
 })
