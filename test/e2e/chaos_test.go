@@ -37,15 +37,12 @@ const schedulerRetry = 5 * time.Minute
 // The short version of `make chaos`: a few servers changed by users while every kind of fault
 // hits, at times and targets drawn from Ginkgo's seed (rerun one with --ginkgo.seed).
 //
-// The wait for convergence outlasts schedulerRetry, which bounds it if the cause of the one slow
-// convergence seen is the scheduler's queue (unconfirmed). Once in about 60 runs (seed 3017;
-// docs/reliability.md) a replica stayed unscheduled for the 3 minutes this waited then, its
-// StatefulSet and pod in place and no volume made for it by any agent: a replica whose claim a
-// user deleted, replaced by the controller seconds after kube-apiserver came back. One untested
-// hypothesis, which the scheduler's logs at --v=4 are kept to test: a relist after the restart
-// reported the replaced pod as an update of the one the scheduler had set aside as unschedulable,
-// which its volume binding does not count as a reason to try again. A replica that never comes
-// back still fails the spec.
+// The wait for convergence outlasts schedulerRetry. Once in about 60 runs (seed 3017) a replica
+// stayed unscheduled for the 3 minutes this waited then: a replica whose claim a user deleted,
+// replaced seconds after kube-apiserver came back. Its cause is not confirmed: first thought the
+// scheduler's queue, which schedulerRetry bounds; a slow run since (seed 3107, 2 min 22 s) had
+// the wait in kube-controller-manager's StatefulSet controller, which made the new pod late
+// (docs/reliability.md). A replica that never comes back still fails the spec.
 var _ = Describe("Faults during a rollout", func() {
 	It("converges after agents, the manager and kube-controller-manager are killed and kube-apiserver restarts, "+
 		"losing nothing", func() {
